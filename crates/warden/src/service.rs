@@ -1,0 +1,285 @@
+//! A service directory's settings files, read the way runit, daemontools and s6 users expect.
+//! Each error names the file and the cause; a bad setting never stops the supervisor, it falls
+//! back to the default and says so.
+
+use rustix::process::Signal;
+use std::ffi::{OsStr, OsString};
+use std::fmt;
+use std::io;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub const RUN: &str = "run";
+pub const FINISH: &str = "finish";
+pub const DOWN: &str = "down";
+pub const LOG: &str = "log";
+pub const ENV: &str = "env";
+pub const CHECK: &str = "check";
+pub const NOTIFICATION_FD: &str = "notification-fd";
+pub const TIMEOUT_KILL: &str = "timeout-kill";
+pub const TIMEOUT_FINISH: &str = "timeout-finish";
+pub const DOWN_SIGNAL: &str = "down-signal";
+
+pub const DEFAULT_TIMEOUT_FINISH: Duration = Duration::from_secs(5);
+
+/// A setting file that could not be used, and why.
+#[derive(Debug)]
+pub struct SettingError {
+    pub file: PathBuf,
+    pub cause: String,
+}
+
+impl fmt::Display for SettingError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.file.display(), self.cause)
+    }
+}
+
+impl std::error::Error for SettingError {}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Settings {
+    /// A `down` file exists: the service is normally down.
+    pub down: bool,
+    pub down_signal: Signal,
+    pub timeout_kill: Option<Duration>,
+    pub timeout_finish: Duration,
+    pub notification_fd: Option<i32>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            down: false,
+            down_signal: Signal::TERM,
+            timeout_kill: None,
+            timeout_finish: DEFAULT_TIMEOUT_FINISH,
+            notification_fd: None,
+        }
+    }
+}
+
+impl Settings {
+    /// Reads the settings of the service in `dir`. Unusable files are returned as errors
+    /// alongside settings that keep the defaults for them.
+    pub fn read(dir: &Path) -> (Settings, Vec<SettingError>) {
+        let mut s = Settings {
+            down: dir.join(DOWN).exists(),
+            ..Settings::default()
+        };
+        let mut errors = Vec::new();
+        let mut setting = |name: &str, apply: &mut dyn FnMut(&str) -> Result<(), String>| {
+            let file = dir.join(name);
+            match read_first_line(&file) {
+                Ok(None) => {}
+                Ok(Some(line)) => {
+                    if let Err(cause) = apply(&line) {
+                        errors.push(SettingError { file, cause });
+                    }
+                }
+                Err(e) => errors.push(SettingError {
+                    file,
+                    cause: e.to_string(),
+                }),
+            }
+        };
+        setting(DOWN_SIGNAL, &mut |v| {
+            s.down_signal = crate::signal::parse(v).ok_or(format!("unknown signal {v:?}"))?;
+            Ok(())
+        });
+        setting(TIMEOUT_KILL, &mut |v| {
+            s.timeout_kill = Some(parse_duration(v)?).filter(|d| !d.is_zero());
+            Ok(())
+        });
+        setting(TIMEOUT_FINISH, &mut |v| {
+            s.timeout_finish = parse_duration(v)?;
+            Ok(())
+        });
+        setting(NOTIFICATION_FD, &mut |v| match v.trim().parse::<i32>() {
+            Ok(fd) if fd >= 3 => {
+                s.notification_fd = Some(fd);
+                Ok(())
+            }
+            _ => Err(format!(
+                "{v:?} is not a file descriptor number of 3 or more"
+            )),
+        });
+        (s, errors)
+    }
+}
+
+/// humantime (`1500ms`, `10s`, `1m 30s`) or, as in s6, a bare integer of milliseconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if let Ok(ms) = text.parse::<u64>() {
+        return Ok(Duration::from_millis(ms));
+    }
+    humantime::parse_duration(text).map_err(|e| format!("{text:?} is not a duration: {e}"))
+}
+
+/// The first line of a setting file, without its newline and surrounding blanks; `None` if
+/// the file does not exist.
+fn read_first_line(file: &Path) -> io::Result<Option<String>> {
+    match std::fs::read(file) {
+        Ok(bytes) => {
+            let line = bytes.split(|&b| b == b'\n').next().unwrap_or_default();
+            Ok(Some(String::from_utf8_lossy(line).trim().to_owned()))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// One variable of an envdir: set to a value, or removed (empty file).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EnvVar {
+    Set(OsString, OsString),
+    Unset(OsString),
+}
+
+/// Reads an envdir as daemontools' `envdir` does: each file NAME sets NAME to its first line
+/// with trailing blanks removed and NULs turned into newlines; an empty file unsets NAME.
+/// `Ok(vec![])` if there is no `env/`. Names with `=` and dot-files are skipped.
+pub fn read_envdir(dir: &Path) -> Result<Vec<EnvVar>, SettingError> {
+    let err = |file: &Path, e: io::Error| SettingError {
+        file: file.to_owned(),
+        cause: e.to_string(),
+    };
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(err(dir, e)),
+    };
+    let mut names: Vec<OsString> = Vec::new();
+    for entry in entries {
+        let name = entry.map_err(|e| err(dir, e))?.file_name();
+        let bytes = name.as_bytes();
+        if bytes.starts_with(b".") || bytes.contains(&b'=') {
+            continue;
+        }
+        names.push(name);
+    }
+    names.sort();
+    let mut vars = Vec::with_capacity(names.len());
+    for name in names {
+        let file = dir.join(&name);
+        if file.is_dir() {
+            continue;
+        }
+        let content = std::fs::read(&file).map_err(|e| err(&file, e))?;
+        if content.is_empty() {
+            vars.push(EnvVar::Unset(name));
+            continue;
+        }
+        let mut line = content
+            .split(|&b| b == b'\n')
+            .next()
+            .unwrap_or_default()
+            .to_vec();
+        while line.last().is_some_and(|b| *b == b' ' || *b == b'\t') {
+            line.pop();
+        }
+        for b in &mut line {
+            if *b == 0 {
+                *b = b'\n';
+            }
+        }
+        vars.push(EnvVar::Set(name, OsString::from_vec(line)));
+    }
+    Ok(vars)
+}
+
+/// Whether a scan-directory entry name is a service: not a dot-name.
+pub fn is_service_name(name: &OsStr) -> bool {
+    !name.as_bytes().starts_with(b".") && !name.is_empty()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    #[test]
+    fn defaults_when_nothing_is_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let (s, errors) = Settings::read(dir.path());
+        assert_eq!(s, Settings::default());
+        assert!(errors.is_empty());
+    }
+
+    #[test]
+    fn reads_every_setting() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path();
+        fs::write(p.join(DOWN), "").unwrap();
+        fs::write(p.join(DOWN_SIGNAL), "SIGINT\n").unwrap();
+        fs::write(p.join(TIMEOUT_KILL), "1500\n").unwrap();
+        fs::write(p.join(TIMEOUT_FINISH), "2s").unwrap();
+        fs::write(p.join(NOTIFICATION_FD), "3\n").unwrap();
+        let (s, errors) = Settings::read(p);
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(
+            s,
+            Settings {
+                down: true,
+                down_signal: Signal::INT,
+                timeout_kill: Some(Duration::from_millis(1500)),
+                timeout_finish: Duration::from_secs(2),
+                notification_fd: Some(3),
+            }
+        );
+    }
+
+    #[test]
+    fn bad_settings_name_the_file_and_keep_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path();
+        fs::write(p.join(DOWN_SIGNAL), "SIGBOGUS").unwrap();
+        fs::write(p.join(TIMEOUT_FINISH), "soon").unwrap();
+        fs::write(p.join(NOTIFICATION_FD), "1").unwrap();
+        let (s, errors) = Settings::read(p);
+        assert_eq!(s, Settings::default());
+        assert_eq!(errors.len(), 3);
+        let text: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+        assert!(text[0].contains("down-signal") && text[0].contains("SIGBOGUS"));
+        assert!(text[1].contains("timeout-finish") && text[1].contains("soon"));
+        assert!(text[2].contains("notification-fd"));
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("1500ms"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration(" 10s\n"), Ok(Duration::from_secs(10)));
+        assert!(parse_duration("ten").is_err());
+    }
+
+    #[test]
+    fn envdir_like_daemontools() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path();
+        fs::write(p.join("PLAIN"), "value  \nsecond line").unwrap();
+        fs::write(p.join("EMPTY"), "").unwrap();
+        fs::write(p.join("NUL"), b"a\0b").unwrap();
+        fs::write(p.join(".hidden"), "x").unwrap();
+        fs::write(p.join("A=B"), "x").unwrap();
+        let vars = read_envdir(p).unwrap();
+        assert_eq!(
+            vars,
+            vec![
+                EnvVar::Unset("EMPTY".into()),
+                EnvVar::Set("NUL".into(), "a\nb".into()),
+                EnvVar::Set("PLAIN".into(), "value".into()),
+            ]
+        );
+        assert_eq!(read_envdir(&p.join("missing")).unwrap(), vec![]);
+    }
+
+    #[test]
+    fn service_names() {
+        assert!(is_service_name(OsStr::new("getty")));
+        assert!(!is_service_name(OsStr::new(".svscan")));
+        assert!(!is_service_name(OsStr::new("")));
+    }
+}

@@ -1,0 +1,237 @@
+//! The `supervise/` directory of a service, as clients see it: paths, "is a supervisor
+//! running?" through the `ok` FIFO, control bytes through the `control` FIFO, and the status.
+
+use crate::status::{Extended, Status, StatusError, EXTENDED_FILE};
+use rustix::fs::{Mode, OFlags};
+use rustix::io::Errno;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+pub const SUPERVISE: &str = "supervise";
+pub const LOCK: &str = "lock";
+pub const CONTROL: &str = "control";
+pub const OK: &str = "ok";
+pub const STATUS: &str = "status";
+pub const STAT: &str = "stat";
+pub const PID: &str = "pid";
+
+/// The scan directory clients use when neither `-d` nor `$SVDIR` says otherwise; the one
+/// Debian's runit `sv` uses too.
+pub const DEFAULT_SCANDIR: &str = "/etc/service";
+/// svscan's own control directory inside the scan directory.
+pub const SVSCAN_DIR: &str = ".svscan";
+
+/// Bytes understood by svscan on `SCANDIR/.svscan/control` (held open by svscan, so a client
+/// opening it `O_WRONLY|O_NONBLOCK` gets `ENXIO` when no svscan runs).
+pub mod scan_control {
+    /// Rescan the scan directory now.
+    pub const RESCAN: u8 = b'a';
+    /// Stop every service, drain the loggers, then exit (as PID 1: exec `init --stage3 halt`).
+    pub const TEARDOWN: u8 = b't';
+    pub const POWEROFF: u8 = b'p';
+    pub const REBOOT: u8 = b'r';
+    pub const HALT: u8 = b'h';
+}
+
+/// A service directory, seen from outside.
+#[derive(Clone, Debug)]
+pub struct ServiceDir {
+    pub path: PathBuf,
+}
+
+/// Whether a supervisor runs for a service.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Liveness {
+    Running,
+    /// `supervise/ok` exists but nobody reads it.
+    NotRunning,
+    /// No `supervise/ok`: never supervised.
+    NeverSupervised,
+}
+
+/// Why a client could not talk to a supervisor.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClientError {
+    NoSuchService(PathBuf),
+    NotSupervised(PathBuf),
+    PermissionDenied(PathBuf),
+    Io(PathBuf, Errno),
+    BadStatus(PathBuf, StatusError),
+}
+
+impl fmt::Display for ClientError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClientError::NoSuchService(p) => write!(f, "{}: no such service", p.display()),
+            ClientError::NotSupervised(p) => write!(f, "{}: not supervised", p.display()),
+            ClientError::PermissionDenied(p) => write!(f, "{}: permission denied", p.display()),
+            ClientError::Io(p, e) => write!(f, "{}: {}", p.display(), e),
+            ClientError::BadStatus(p, e) => write!(f, "{}: {}", p.display(), e),
+        }
+    }
+}
+
+impl std::error::Error for ClientError {}
+
+impl ServiceDir {
+    pub fn new(path: impl Into<PathBuf>) -> ServiceDir {
+        ServiceDir { path: path.into() }
+    }
+
+    pub fn supervise(&self) -> PathBuf {
+        self.path.join(SUPERVISE)
+    }
+
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.path.join(SUPERVISE).join(name)
+    }
+
+    /// The logger's service directory, if the service has one.
+    pub fn log(&self) -> Option<ServiceDir> {
+        let log = self.path.join(crate::service::LOG);
+        log.is_dir().then(|| ServiceDir::new(log))
+    }
+
+    pub fn normally_down(&self) -> bool {
+        self.path.join(crate::service::DOWN).exists()
+    }
+
+    /// Asks the `ok` FIFO whether a supervisor holds it open, without blocking.
+    pub fn liveness(&self) -> Result<Liveness, ClientError> {
+        let ok = self.file(OK);
+        match rustix::fs::open(
+            &ok,
+            OFlags::WRONLY | OFlags::NONBLOCK | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) {
+            Ok(_) => Ok(Liveness::Running),
+            Err(Errno::NXIO) => Ok(Liveness::NotRunning),
+            Err(Errno::NOENT) if self.path.is_dir() => Ok(Liveness::NeverSupervised),
+            Err(Errno::NOENT) | Err(Errno::NOTDIR) => {
+                Err(ClientError::NoSuchService(self.path.clone()))
+            }
+            Err(e) => Err(self.io_error(ok, e)),
+        }
+    }
+
+    /// Writes control bytes to the supervisor; fails at once if none runs.
+    pub fn send(&self, bytes: &[u8]) -> Result<(), ClientError> {
+        let control = self.file(CONTROL);
+        let fd = match rustix::fs::open(
+            &control,
+            OFlags::WRONLY | OFlags::NONBLOCK | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) {
+            Ok(fd) => fd,
+            Err(Errno::NXIO) => return Err(ClientError::NotSupervised(self.path.clone())),
+            Err(Errno::NOENT) if self.path.is_dir() => {
+                return Err(ClientError::NotSupervised(self.path.clone()))
+            }
+            Err(Errno::NOENT) | Err(Errno::NOTDIR) => {
+                return Err(ClientError::NoSuchService(self.path.clone()))
+            }
+            Err(e) => return Err(self.io_error(control, e)),
+        };
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            match rustix::io::write(&fd, rest) {
+                Ok(n) => rest = &rest[n..],
+                Err(Errno::INTR) => {}
+                Err(e) => return Err(self.io_error(control, e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads `supervise/status` (runit or daemontools layout).
+    pub fn status(&self) -> Result<Status, ClientError> {
+        let file = self.file(STATUS);
+        match std::fs::read(&file) {
+            Ok(bytes) => Status::decode(&bytes).map_err(|e| ClientError::BadStatus(file, e)),
+            Err(e) => {
+                let errno = Errno::from_io_error(&e).unwrap_or(Errno::IO);
+                match errno {
+                    Errno::NOENT if self.path.is_dir() => {
+                        Err(ClientError::NotSupervised(self.path.clone()))
+                    }
+                    Errno::NOENT | Errno::NOTDIR => {
+                        Err(ClientError::NoSuchService(self.path.clone()))
+                    }
+                    e => Err(self.io_error(file, e)),
+                }
+            }
+        }
+    }
+
+    /// warden's extended status, if the supervisor is warden's (absent for runsv).
+    pub fn extended(&self) -> Option<Extended> {
+        std::fs::read_to_string(self.file(EXTENDED_FILE))
+            .ok()
+            .map(|text| Extended::decode(&text))
+    }
+
+    fn io_error(&self, file: PathBuf, e: Errno) -> ClientError {
+        if e == Errno::ACCESS || e == Errno::PERM {
+            ClientError::PermissionDenied(file)
+        } else {
+            ClientError::Io(file, e)
+        }
+    }
+}
+
+/// Resolves a service argument as runit's `sv` does: a path if it starts with `/` or `.` or
+/// ends with `/`, else a name in the scan directory.
+pub fn resolve(scandir: &Path, arg: &str) -> ServiceDir {
+    if arg.starts_with('/') || arg.starts_with('.') || arg.ends_with('/') {
+        ServiceDir::new(arg)
+    } else {
+        ServiceDir::new(scandir.join(arg))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolves_like_sv() {
+        let scan = Path::new("/etc/service");
+        assert_eq!(resolve(scan, "getty").path, Path::new("/etc/service/getty"));
+        assert_eq!(resolve(scan, "./x").path, Path::new("./x"));
+        assert_eq!(resolve(scan, "/srv/x").path, Path::new("/srv/x"));
+        assert_eq!(resolve(scan, "x/").path, Path::new("x/"));
+    }
+
+    #[test]
+    fn liveness_through_the_ok_fifo() {
+        let dir = tempfile::tempdir().unwrap();
+        let svc = ServiceDir::new(dir.path());
+        assert_eq!(svc.liveness(), Ok(Liveness::NeverSupervised));
+        assert_eq!(
+            svc.send(b"u"),
+            Err(ClientError::NotSupervised(dir.path().into()))
+        );
+        std::fs::create_dir(svc.supervise()).unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            svc.file(OK),
+            rustix::fs::FileType::Fifo,
+            Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        assert_eq!(svc.liveness(), Ok(Liveness::NotRunning));
+        let _reader = rustix::fs::open(
+            svc.file(OK),
+            OFlags::RDONLY | OFlags::NONBLOCK,
+            Mode::empty(),
+        )
+        .unwrap();
+        assert_eq!(svc.liveness(), Ok(Liveness::Running));
+        let missing = ServiceDir::new(dir.path().join("nope"));
+        assert_eq!(
+            missing.liveness(),
+            Err(ClientError::NoSuchService(missing.path.clone()))
+        );
+    }
+}

@@ -1,0 +1,166 @@
+//! Helpers for process tests: find the built binaries, make service directories in temp dirs,
+//! wait for conditions with a deadline, and leave nothing running.
+
+use std::ffi::OsStr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+pub use warden;
+
+/// Path of a workspace binary, built by `cargo build --workspace` next to the test executable
+/// (`target/<profile>/`). `cargo xtask test` builds them before it runs the tests.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile> directory");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --workspace` first (cargo xtask test does)",
+        path.display()
+    );
+    path
+}
+
+/// Waits until `cond` holds, re-checking every few milliseconds; panics naming `what` when
+/// `timeout` passes first.
+pub fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Writes an executable shell script.
+pub fn script(path: &Path, body: &str) {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).expect("script dir");
+    }
+    std::fs::write(path, format!("#!/bin/sh\n{body}\n")).expect("write script");
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+}
+
+/// A service directory in a temp dir, with `run` holding `body`.
+pub fn service(root: &Path, name: &str, run_body: &str) -> PathBuf {
+    let dir = root.join(name);
+    script(&dir.join("run"), run_body);
+    dir
+}
+
+/// A child process that is killed and reaped when the test ends, pass or fail.
+pub struct Spawned {
+    pub child: Child,
+}
+
+impl Spawned {
+    pub fn new(cmd: &mut Command) -> Spawned {
+        Spawned {
+            child: cmd.spawn().expect("spawn"),
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Waits for the process to exit by itself, with a deadline.
+    pub fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "process {} did not exit within {timeout:?}",
+                self.pid()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Whether a pid names a live process (a zombie counts as dead).
+pub fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .map(|(_, rest)| !rest.starts_with('Z'))
+            .unwrap_or(false),
+        Err(_) => false,
+    }
+}
+
+/// Kills a whole process group that a test started (by its pgid), ignoring errors.
+pub fn kill_group(pgid: i32) {
+    if pgid > 1 {
+        if let Some(pid) = rustix::process::Pid::from_raw(pgid) {
+            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+        }
+    }
+}
+
+/// Runs a command to completion with a deadline, returning (exit code, stdout, stderr).
+/// Output is read while the command runs, so a chatty command cannot block on a full pipe.
+pub fn run(cmd: &mut Command, timeout: Duration) -> (Option<i32>, String, String) {
+    use std::process::Stdio;
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+    let pid = child.id() as i32;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(timeout) {
+        Ok(Ok(out)) => (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ),
+        Ok(Err(e)) => panic!("{cmd:?}: {e}"),
+        Err(_) => {
+            if let Some(pid) = rustix::process::Pid::from_raw(pid) {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+            }
+            panic!("{cmd:?} did not finish within {timeout:?}")
+        }
+    }
+}
+
+/// Panics with the install command when a peer tool the suite compares against is missing;
+/// `.ci/run` installs them.
+pub fn require(tool: &str, package: &str) {
+    assert!(
+        have(tool),
+        "{tool} is not installed: apt-get install {package} (.ci/run does)"
+    );
+}
+
+/// Whether an external tool (`sv`, `svstat`, `qemu-system-x86_64`...) is on PATH.
+pub fn have(tool: impl AsRef<OsStr>) -> bool {
+    std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).any(|p| p.join(tool.as_ref()).is_file()))
+        .unwrap_or(false)
+}
