@@ -18,6 +18,10 @@ pub enum Command {
     Usr2,
     Term,
     Kill,
+    /// warden's own (`e`): do not stop or restart the service; exit once it has exited by
+    /// itself. svscan sends it to a logger's supervisor, whose logger then drains its pipe to
+    /// EOF (daemontools' `x`, s6-supervise's SIGHUP).
+    ExitAfter,
 }
 
 const TABLE: &[(u8, Command)] = &[
@@ -35,6 +39,7 @@ const TABLE: &[(u8, Command)] = &[
     (b'2', Command::Usr2),
     (b't', Command::Term),
     (b'k', Command::Kill),
+    (b'e', Command::ExitAfter),
 ];
 
 impl Command {
@@ -64,7 +69,9 @@ impl Command {
             Command::Usr2 => Signal::USR2,
             Command::Term => Signal::TERM,
             Command::Kill => Signal::KILL,
-            Command::Up | Command::Down | Command::Once | Command::Exit => return None,
+            Command::Up | Command::Down | Command::Once | Command::Exit | Command::ExitAfter => {
+                return None
+            }
         })
     }
 

@@ -190,6 +190,8 @@ pub struct Extended {
     pub pgid: Option<u32>,
     /// cgroup v2 path of the service, when one is used.
     pub cgroup: Option<String>,
+    /// Pid of the supervisor itself, so a restarted svscan can adopt it (pidfd_open).
+    pub supervisor_pid: Option<u32>,
     /// Why the last start failed (missing `run`, bad env file...), for `svctl status`.
     pub last_error: Option<String>,
 }
@@ -214,6 +216,9 @@ impl Extended {
         }
         if let Some(pgid) = self.pgid {
             s.push_str(&format!("pgid {pgid}\n"));
+        }
+        if let Some(pid) = self.supervisor_pid {
+            s.push_str(&format!("supervisor_pid {pid}\n"));
         }
         if let Some(cgroup) = &self.cgroup {
             s.push_str(&format!("cgroup {}\n", one_line(cgroup)));
@@ -242,6 +247,7 @@ impl Extended {
                 "ready_at" => x.ready_at = Tai64N::parse_label(value.as_bytes()),
                 "next_start_at" => x.next_start_at = Tai64N::parse_label(value.as_bytes()),
                 "pgid" => x.pgid = value.parse().ok(),
+                "supervisor_pid" => x.supervisor_pid = value.parse().ok(),
                 "cgroup" => x.cgroup = Some(value.to_owned()),
                 "last_error" => x.last_error = Some(value.to_owned()),
                 _ => {}
@@ -351,6 +357,7 @@ mod tests {
             ready_at: None,
             next_start_at: Some(stamp()),
             pgid: Some(99),
+            supervisor_pid: Some(98),
             cgroup: Some("/warden/foo".into()),
             last_error: Some("unable to exec ./run: No such file or directory".into()),
         };
