@@ -1,0 +1,126 @@
+//! `init -- CMD`: a container's entry point, as tini and catatonit are. Runs CMD, forwards
+//! the signals a runtime sends to it, reaps every orphan, and when CMD exits stops what is
+//! left and exits with CMD's status. Not process 1: it becomes a child subreaper, so the
+//! orphans of CMD come to it instead.
+
+use crate::config::Config;
+use crate::reap::{describe, exit_code, Reaper};
+use rustix::process::{getpid, kill_process, kill_process_group, Pid, Signal};
+use std::process::{Command, ExitCode};
+use std::time::{Duration, Instant};
+
+/// Forwarded to CMD, as tini does; CHLD is init's own.
+const FORWARDED: &[Signal] = &[
+    Signal::TERM,
+    Signal::INT,
+    Signal::HUP,
+    Signal::QUIT,
+    Signal::USR1,
+    Signal::USR2,
+    Signal::WINCH,
+    Signal::ALARM,
+];
+
+pub fn run(cmd: &[String]) -> ExitCode {
+    let Some((program, args)) = cmd.split_first() else {
+        return ExitCode::from(100);
+    };
+    let is_init = getpid() == Pid::INIT;
+    if !is_init {
+        if let Err(e) = rustix::process::set_child_subreaper(Some(getpid())) {
+            eprintln!("init: warning: unable to become a child subreaper: {e}; orphans will not be reaped");
+        }
+    }
+    let config = Config::load(None);
+    let reaper = Reaper::new(FORWARDED);
+    let child = match Command::new(program).args(args).spawn() {
+        Ok(child) => child,
+        Err(e) => {
+            eprintln!("init: fatal: unable to run {program}: {e}");
+            let code = if e.kind() == std::io::ErrorKind::NotFound {
+                127
+            } else {
+                126
+            };
+            return ExitCode::from(code);
+        }
+    };
+    let main = Pid::from_child(&child);
+    drop(child);
+    let status = loop {
+        let reaped = reaper.reap();
+        if let Some((_, status)) = reaped.exited.iter().find(|(p, _)| *p == main) {
+            break Some(*status);
+        }
+        if reaped.none_left {
+            break None;
+        }
+        for sig in reaper.wait(None) {
+            if let Err(e) = kill_process(main, sig) {
+                eprintln!(
+                    "init: warning: unable to forward {} to {program}: {e}",
+                    warden::signal::name_or_number(sig.as_raw())
+                );
+            }
+        }
+    };
+    let code = match status {
+        Some(status) => {
+            if status.exit_status() != Some(0) {
+                eprintln!("init: {program} {}", describe(status));
+            }
+            exit_code(status)
+        }
+        None => 111,
+    };
+    stop_the_rest(&reaper, is_init, config.grace);
+    ExitCode::from(code)
+}
+
+/// TERM + CONT to what CMD left behind, KILL after the grace. As process 1 that is every
+/// process of the namespace; as a subreaper only its own children (kill(-1) would reach every
+/// process of the user).
+fn stop_the_rest(reaper: &Reaper, is_init: bool, grace: Duration) {
+    if reaper.reap().none_left {
+        return;
+    }
+    for sig in [Signal::TERM, Signal::CONT] {
+        signal_rest(is_init, sig);
+    }
+    if reaper.wait_all_gone(Instant::now() + grace) {
+        return;
+    }
+    eprintln!(
+        "init: warning: processes left after {} ms: sending KILL",
+        grace.as_millis()
+    );
+    signal_rest(is_init, Signal::KILL);
+    reaper.wait_all_gone(Instant::now() + Duration::from_secs(2));
+}
+
+fn signal_rest(is_init: bool, sig: Signal) {
+    if is_init {
+        let _ = kill_process_group(Pid::INIT, sig);
+        return;
+    }
+    for pid in own_children() {
+        let _ = kill_process(pid, sig);
+    }
+}
+
+/// The children of this process, from /proc (a subreaper's orphans included).
+fn own_children() -> Vec<Pid> {
+    let me = getpid().as_raw_nonzero().get();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|entry| {
+        let entry = entry.ok()?;
+        let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
+        let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+        let (_, rest) = stat.rsplit_once(") ")?;
+        let ppid: i32 = rest.split(' ').nth(1)?.parse().ok()?;
+        (ppid == me).then(|| Pid::from_raw(pid)).flatten()
+    })
+    .collect()
+}

@@ -1,0 +1,212 @@
+//! Stage 3: svscan has stopped the services and drained the loggers, then exec'd
+//! `init --stage3 ACTION` as process 1. Stop whatever is left, sync, unmount, reboot(2).
+
+use crate::config::Config;
+use crate::mounts::{self, Unmounted};
+use crate::reap::{describe, Reaper};
+use crate::{emergency, stage1};
+use rustix::process::{getpid, kill_process_group, Pid, Signal};
+use rustix::system::{reboot, RebootCommand};
+use std::path::Path;
+use std::process::{Command, ExitCode};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Poweroff,
+    Reboot,
+    Halt,
+}
+
+impl Action {
+    pub fn parse(word: &str) -> Option<Action> {
+        match word {
+            "poweroff" => Some(Action::Poweroff),
+            "reboot" => Some(Action::Reboot),
+            "halt" => Some(Action::Halt),
+            _ => None,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Action::Poweroff => "poweroff",
+            Action::Reboot => "reboot",
+            Action::Halt => "halt",
+        }
+    }
+
+    fn command(self) -> RebootCommand {
+        match self {
+            Action::Poweroff => RebootCommand::PowerOff,
+            Action::Reboot => RebootCommand::Restart,
+            Action::Halt => RebootCommand::Halt,
+        }
+    }
+}
+
+/// How long the KILLed may take to be reaped (a process in D state may never go).
+const KILL_GRACE: Duration = Duration::from_secs(2);
+
+pub fn run(action: Action) -> ExitCode {
+    if getpid() != Pid::INIT {
+        eprintln!(
+            "init: fatal: --stage3 must run as process 1 (svscan execs it at shutdown; \
+             to shut down use `svctl {}` or `{}`)",
+            action.name(),
+            action.name()
+        );
+        return ExitCode::from(100);
+    }
+    // Point of no return: from here every error is a warning and the machine goes down
+    // whatever happens on the way.
+    let container = stage1::probe_container();
+    emergency::install_panic_hook(container);
+    let cmdline = if container {
+        None
+    } else {
+        std::fs::read_to_string("/proc/cmdline").ok()
+    };
+    let config = Config::load(cmdline.as_deref());
+    eprintln!("init: stage 3: {}", action.name());
+    let reaper = Reaper::new(&[]);
+    run_shutdown_hook(&config.shutdown_hook, action, &reaper, config.grace);
+    let all_stopped = stop_everything(&reaper, config.grace);
+    if container {
+        // The container's filesystems and its end belong to the runtime: exit and let it see.
+        eprintln!("init: container stopped ({})", action.name());
+        return ExitCode::from(if all_stopped { 0 } else { 1 });
+    }
+    rustix::fs::sync();
+    unmount_everything();
+    rustix::fs::sync();
+    eprintln!("init: {}", action.name());
+    let err = match reboot(action.command()) {
+        Ok(()) => "reboot(2) returned".to_string(),
+        Err(e) => e.to_string(),
+    };
+    emergency::shell(container, &format!("unable to {}: {err}", action.name()))
+}
+
+/// The site's shutdown hook (e.g. save the clock, stop a network share before unmounting),
+/// given the action; bounded by the grace, as it runs while services are already gone.
+fn run_shutdown_hook(hook: &Path, action: Action, reaper: &Reaper, grace: Duration) {
+    if !hook.exists() {
+        return;
+    }
+    eprintln!("init: running {} {}", hook.display(), action.name());
+    let child = match Command::new(hook)
+        .arg(action.name())
+        .current_dir("/")
+        .spawn()
+    {
+        Ok(child) => child,
+        Err(e) => {
+            eprintln!("init: warning: unable to run {}: {e}", hook.display());
+            return;
+        }
+    };
+    let pid = Pid::from_child(&child);
+    drop(child);
+    let deadline = Instant::now() + grace;
+    loop {
+        let reaped = reaper.reap();
+        if let Some((_, status)) = reaped.exited.iter().find(|(p, _)| *p == pid) {
+            if status.exit_status() != Some(0) {
+                eprintln!("init: warning: {} {}", hook.display(), describe(*status));
+            }
+            return;
+        }
+        if reaped.none_left {
+            return;
+        }
+        if Instant::now() >= deadline {
+            eprintln!(
+                "init: warning: {} still running after {:?}: going on",
+                hook.display(),
+                grace
+            );
+            return;
+        }
+        reaper.wait(Some(deadline));
+    }
+}
+
+/// TERM and CONT to every process, reap until none is left or the grace ends, then KILL what
+/// is left. Only process 1 gets here (kill(-1) from anywhere else would hit the whole
+/// machine). Returns whether everything went within the grace.
+fn stop_everything(reaper: &Reaper, grace: Duration) -> bool {
+    let started = Instant::now();
+    signal_all(Signal::TERM);
+    signal_all(Signal::CONT);
+    if reaper.wait_all_gone(started + grace) {
+        eprintln!(
+            "init: every process exited after TERM ({} ms)",
+            started.elapsed().as_millis()
+        );
+        return true;
+    }
+    eprintln!(
+        "init: warning: processes still alive after {} ms: sending KILL",
+        grace.as_millis()
+    );
+    signal_all(Signal::KILL);
+    if !reaper.wait_all_gone(Instant::now() + KILL_GRACE) {
+        eprintln!("init: warning: processes survived KILL (stuck in the kernel?): going on");
+    }
+    false
+}
+
+fn signal_all(sig: Signal) {
+    debug_assert_eq!(getpid(), Pid::INIT);
+    if getpid() != Pid::INIT {
+        return;
+    }
+    match kill_process_group(Pid::INIT, sig) {
+        // ESRCH: nobody left to signal.
+        Ok(()) | Err(rustix::io::Errno::SRCH) => {}
+        Err(e) => eprintln!(
+            "init: warning: unable to send {} to every process: {e}",
+            warden::signal::name_or_number(sig.as_raw())
+        ),
+    }
+}
+
+fn unmount_everything() {
+    let table = match mounts::read_mountinfo() {
+        Ok(table) => table,
+        Err(e) => {
+            eprintln!("init: warning: unable to read /proc/self/mountinfo: {e}; remounting / read-only only");
+            Vec::new()
+        }
+    };
+    let mut unmounted = Vec::new();
+    let mut trouble = 0;
+    for (path, outcome) in mounts::unmount_all(&table) {
+        match outcome {
+            Unmounted::Done => unmounted.push(path),
+            Unmounted::Detached { read_only } if path != "/" => {
+                trouble += 1;
+                eprintln!(
+                    "init: warning: {path} busy: {}detached lazily",
+                    if read_only {
+                        "remounted read-only, "
+                    } else {
+                        ""
+                    }
+                )
+            }
+            Unmounted::Detached { .. } => {}
+            // The initramfs root cannot be remounted read-only, and need not be.
+            Unmounted::Failed(_) if path == "/" => {}
+            Unmounted::Failed(e) => {
+                trouble += 1;
+                eprintln!("init: warning: unable to unmount {path}: {e}")
+            }
+        }
+    }
+    eprintln!("init: unmounted {}", unmounted.join(" "));
+    if trouble == 0 {
+        eprintln!("init: every filesystem unmounted");
+    }
+}

@@ -1,0 +1,276 @@
+//! `init` as process 1 of a fresh PID + mount namespace (`unshare --pid --fork --mount
+//! --propagation private --mount-proc`): the container mode. Never run init as process 1 any
+//! other way on a development machine: stage 3 signals every process of its namespace.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+use warden_tests::{bin, script, wait_until, Spawned};
+
+/// `unshare ... PROGRAM ARGS`: PROGRAM becomes process 1 of a new PID namespace, with a
+/// private mount namespace and its own /proc. Unprivileged users get a user namespace too.
+fn in_namespace(program: &Path, args: &[&str]) -> Command {
+    warden_tests::require("unshare", "util-linux");
+    let unshare = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .map(|dir| dir.join("unshare"))
+        .find(|p| p.is_file())
+        .unwrap();
+    // By full path: some tests give the namespace a PATH without it.
+    let mut cmd = Command::new(unshare);
+    if !rustix::process::geteuid().is_root() {
+        cmd.args(["--user", "--map-root-user"]);
+    }
+    cmd.args([
+        "--pid",
+        "--fork",
+        "--mount",
+        "--propagation",
+        "private",
+        "--mount-proc",
+    ]);
+    cmd.arg(program).args(args);
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+/// The host pid of the namespace's process 1: unshare's only child.
+fn namespace_init(unshare: &Spawned) -> i32 {
+    let pid = unshare.pid();
+    let children = format!("/proc/{pid}/task/{pid}/children");
+    let mut found = None;
+    wait_until("unshare to fork process 1", Duration::from_secs(10), || {
+        found = std::fs::read_to_string(&children)
+            .ok()
+            .and_then(|t| t.split_whitespace().next().and_then(|p| p.parse().ok()));
+        found.is_some()
+    });
+    found.unwrap()
+}
+
+/// (pid, state letter) of every child of `parent`, from the host's /proc.
+fn children_of(parent: i32) -> Vec<(i32, char)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let Some((_, rest)) = stat.rsplit_once(") ") else {
+            continue;
+        };
+        let mut fields = rest.split(' ');
+        let state = fields.next().and_then(|s| s.chars().next()).unwrap_or('?');
+        if fields.next().and_then(|p| p.parse::<i32>().ok()) == Some(parent) {
+            out.push((pid, state));
+        }
+    }
+    out
+}
+
+fn finish(mut unshare: Spawned, timeout: Duration) -> (Option<i32>, String) {
+    let status = unshare.wait_exit(timeout);
+    let mut stderr = String::new();
+    if let Some(mut err) = unshare.child.stderr.take() {
+        use std::io::Read;
+        let _ = err.read_to_string(&mut stderr);
+    }
+    (status.code(), stderr)
+}
+
+fn signal(pid: i32, sig: rustix::process::Signal) {
+    rustix::process::kill_process(rustix::process::Pid::from_raw(pid).unwrap(), sig).unwrap();
+}
+
+#[test]
+fn command_mode_reaps_orphans_forwards_term_and_exits_with_the_command_status() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cmd = tmp.path().join("cmd");
+    // An orphan that outlives its parent (double fork), a leftover background child, and a
+    // main process that exits 7 on TERM.
+    script(&cmd, "trap 'exit 7' TERM\n(sleep 0.3 &)\nsleep 60 &\nwait");
+    let unshare = Spawned::new(&mut in_namespace(
+        &bin("init"),
+        &["--", cmd.to_str().unwrap()],
+    ));
+    let init = namespace_init(&unshare);
+    // The orphan is handed to init, then exits: init must reap it, leaving no zombie.
+    wait_until(
+        "the orphan to be reparented to init",
+        Duration::from_secs(10),
+        || children_of(init).len() >= 2,
+    );
+    wait_until("init to reap the orphan", Duration::from_secs(10), || {
+        let children = children_of(init);
+        children.len() == 1 && children.iter().all(|(_, state)| *state != 'Z')
+    });
+    signal(init, rustix::process::Signal::TERM);
+    let (code, stderr) = finish(unshare, Duration::from_secs(10));
+    assert_eq!(code, Some(7), "stderr: {stderr}");
+}
+
+#[test]
+fn command_mode_reports_a_missing_command_with_127() {
+    let unshare = Spawned::new(&mut in_namespace(&bin("init"), &["--", "/nonexistent/cmd"]));
+    let (code, stderr) = finish(unshare, Duration::from_secs(10));
+    assert_eq!(code, Some(127), "stderr: {stderr}");
+    assert!(
+        stderr.contains("init: fatal: unable to run /nonexistent/cmd"),
+        "stderr: {stderr}"
+    );
+}
+
+/// Starts `init --stage3 ACTION` as process 1 of a namespace where `setup` left processes.
+fn stage3_with(setup: &str, grace: &str) -> (Option<i32>, String, Duration) {
+    let tmp = tempfile::tempdir().unwrap();
+    let boot = tmp.path().join("boot");
+    script(
+        &boot,
+        &format!("{setup}\nexec {} --stage3 poweroff", bin("init").display()),
+    );
+    let mut cmd = in_namespace(&boot, &[]);
+    cmd.env("WARDEN_GRACE", grace).current_dir(tmp.path());
+    let started = std::time::Instant::now();
+    let (code, stderr) = finish(Spawned::new(&mut cmd), Duration::from_secs(20));
+    (code, stderr, started.elapsed())
+}
+
+#[test]
+fn stage3_in_a_container_terms_everything_and_exits_0_when_all_cooperate() {
+    let tmp = tempfile::tempdir().unwrap();
+    let marker = tmp.path().join("got-term");
+    let setup = format!(
+        "sh -c 'trap \"echo TERM > {m}; exit 0\" TERM; sleep 60 & wait' &\n\
+         (sleep 60 &)\n\
+         while [ \"$(ls /proc | grep -c '^[0-9]')\" -lt 4 ]; do :; done",
+        m = marker.display()
+    );
+    let (code, stderr, took) = stage3_with(&setup, "10s");
+    assert_eq!(code, Some(0), "stderr: {stderr}");
+    assert!(
+        stderr.contains("init: stage 3: poweroff"),
+        "stderr: {stderr}"
+    );
+    assert!(
+        stderr.contains("every process exited after TERM"),
+        "stderr: {stderr}"
+    );
+    assert!(
+        stderr.contains("init: container stopped (poweroff)"),
+        "stderr: {stderr}"
+    );
+    assert_eq!(std::fs::read_to_string(&marker).unwrap(), "TERM\n");
+    assert!(
+        took < Duration::from_secs(5),
+        "took {took:?}: the grace was waited out"
+    );
+}
+
+#[test]
+fn stage3_in_a_container_kills_what_ignores_term_after_the_grace_and_exits_1() {
+    let setup = "sh -c 'trap \"\" TERM; while :; do sleep 1; done' &\n\
+                 while [ \"$(ls /proc | grep -c '^[0-9]')\" -lt 3 ]; do :; done";
+    let (code, stderr, took) = stage3_with(setup, "500ms");
+    assert_eq!(code, Some(1), "stderr: {stderr}");
+    assert!(stderr.contains("sending KILL"), "stderr: {stderr}");
+    assert!(
+        took >= Duration::from_millis(500),
+        "took {took:?}: KILL before the grace"
+    );
+}
+
+/// A stand-in svscan that records how it was started, runs a "service", and on TERM (what
+/// svscan as process 1 maps to reboot) execs init --stage3 reboot found next to itself.
+const FAKE_SVSCAN: &str = r#"echo "scandir=$1 pid=$$" > "$1/../svscan.started"
+sleep 60 &
+trap 'exec "$(dirname "$0")/init" --stage3 reboot' TERM
+wait"#;
+
+fn copy_exe(from: &Path, to: &Path) {
+    std::fs::copy(from, to).unwrap();
+}
+
+#[test]
+fn stage1_in_a_container_runs_the_hook_execs_svscan_and_term_ends_with_status_0() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sbin = tmp.path().join("sbin");
+    std::fs::create_dir_all(&sbin).unwrap();
+    copy_exe(&bin("init"), &sbin.join("init"));
+    script(&sbin.join("svscan"), FAKE_SVSCAN);
+    let scandir = tmp.path().join("service");
+    std::fs::create_dir_all(&scandir).unwrap();
+    let hook = tmp.path().join("boot-hook");
+    script(
+        &hook,
+        &format!("echo hook ran > {}/hook.ran", tmp.path().display()),
+    );
+    let mut cmd = in_namespace(&sbin.join("init"), &[]);
+    cmd.env("WARDEN_SCANDIR", &scandir)
+        .env("WARDEN_HOOK", &hook);
+    let unshare = Spawned::new(&mut cmd);
+    let init = namespace_init(&unshare);
+    let started: PathBuf = tmp.path().join("svscan.started");
+    wait_until("svscan to start", Duration::from_secs(10), || {
+        started.exists()
+    });
+    let record = std::fs::read_to_string(&started).unwrap();
+    assert!(
+        record.contains(&format!("scandir={} pid=1", scandir.display())),
+        "svscan must be exec'd as process 1 on the scan dir: {record}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(tmp.path().join("hook.ran")).unwrap(),
+        "hook ran\n"
+    );
+    signal(init, rustix::process::Signal::TERM);
+    let (code, stderr) = finish(unshare, Duration::from_secs(10));
+    assert_eq!(code, Some(0), "stderr: {stderr}");
+    assert!(stderr.contains("init: container mode"), "stderr: {stderr}");
+    assert!(stderr.contains("init: stage 3: reboot"), "stderr: {stderr}");
+    assert!(
+        stderr.contains("init: container stopped (reboot)"),
+        "stderr: {stderr}"
+    );
+}
+
+#[test]
+fn stage1_in_a_container_without_svscan_exits_instead_of_hanging() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sbin = tmp.path().join("sbin");
+    std::fs::create_dir_all(&sbin).unwrap();
+    copy_exe(&bin("init"), &sbin.join("init"));
+    let mut cmd = in_namespace(&sbin.join("init"), &[]);
+    cmd.env("WARDEN_SCANDIR", tmp.path())
+        .env("PATH", "/nonexistent");
+    let (code, stderr) = finish(Spawned::new(&mut cmd), Duration::from_secs(10));
+    // /sbin/svscan may exist on a machine with warden installed; then it is found and runs.
+    if Path::new("/sbin/svscan").exists() {
+        return;
+    }
+    assert_eq!(code, Some(111), "stderr: {stderr}");
+    assert!(
+        stderr.contains("init: fatal: unable to find svscan"),
+        "stderr: {stderr}"
+    );
+}
+
+#[test]
+fn init_refuses_stage1_and_stage3_when_not_process_1() {
+    let (code, _, stderr) =
+        warden_tests::run(&mut Command::new(bin("init")), Duration::from_secs(10));
+    assert_eq!(code, Some(100));
+    assert!(stderr.contains("must run as process 1"), "{stderr}");
+    let (code, _, stderr) = warden_tests::run(
+        Command::new(bin("init")).args(["--stage3", "poweroff"]),
+        Duration::from_secs(10),
+    );
+    assert_eq!(code, Some(100));
+    assert!(stderr.contains("must run as process 1"), "{stderr}");
+}
