@@ -1,4 +1,79 @@
-fn main() {
-    eprintln!("supervise: fatal: not yet implemented");
-    std::process::exit(100);
+//! `supervise DIR`: runs DIR/run, restarts it when it exits, and serves runit's
+//! `supervise/` protocol (plus warden's extended status) so that `sv`, `svstat`, `svok`, `svc`
+//! and `svctl` can watch and control it.
+
+mod files;
+mod machine;
+mod spawn;
+mod supervisor;
+mod tree;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// Exit codes: 0 after `x`/`e` once the service is down, 100 usage, 111 a fatal setup error
+/// (as runsv and daemontools' supervise).
+const EXIT_USAGE: u8 = 100;
+const EXIT_FATAL: u8 = 111;
+
+fn main() -> ExitCode {
+    let Some(dir) = service_dir_argument() else {
+        eprintln!("usage: supervise DIR");
+        return ExitCode::from(EXIT_USAGE);
+    };
+    match supervisor::Supervisor::start(&dir).and_then(supervisor::Supervisor::run) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(fatal) => {
+            eprintln!("supervise: fatal: {fatal}");
+            ExitCode::from(EXIT_FATAL)
+        }
+    }
+}
+
+/// Exactly one argument, the service directory.
+fn service_dir_argument() -> Option<PathBuf> {
+    let mut args = std::env::args_os().skip(1);
+    let dir = args.next()?;
+    if args.next().is_some() || dir.is_empty() {
+        return None;
+    }
+    Some(PathBuf::from(dir))
+}
+
+/// A setup error that stops the supervisor: `unable to <verb> <object>: <cause>`.
+#[derive(Debug)]
+pub struct Fatal(String);
+
+impl Fatal {
+    pub fn new(verb: &str, object: &Path, cause: String) -> Fatal {
+        Fatal(format!("unable to {verb} {}: {cause}", object.display()))
+    }
+
+    pub fn io(verb: &str, object: &Path, e: &std::io::Error) -> Fatal {
+        Fatal::new(verb, object, cause(e))
+    }
+
+    pub fn errno(verb: &str, object: &Path, e: rustix::io::Errno) -> Fatal {
+        Fatal::new(verb, object, cause_errno(e))
+    }
+}
+
+impl fmt::Display for Fatal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An I/O error's cause as people read it: "No such file or directory", without "(os error 2)".
+pub fn cause(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    match text.rfind(" (os error ") {
+        Some(at) => text.get(..at).unwrap_or(&text).to_owned(),
+        None => text,
+    }
+}
+
+pub fn cause_errno(e: rustix::io::Errno) -> String {
+    cause(&std::io::Error::from(e))
 }

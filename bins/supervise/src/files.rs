@@ -1,0 +1,192 @@
+//! The `supervise/` directory as runit's `runsv` makes it: `lock`, the `control` and `ok`
+//! FIFOs, and the `status`, `stat`, `pid` files plus warden's extended status, each replaced
+//! atomically. Paths are relative: the supervisor runs with the service dir as cwd.
+
+use crate::Fatal;
+use rustix::fs::{FileType, FlockOperation, Mode, OFlags};
+use rustix::io::Errno;
+use std::fs::File;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use warden::control::Command;
+use warden::status::{Extended, Status, EXTENDED_FILE};
+use warden::svdir::{CONTROL, LOCK, OK, PID, STAT, STATUS, SUPERVISE};
+
+pub struct SuperviseDir {
+    /// The service dir as the user named it, made absolute, for messages.
+    service: PathBuf,
+    _lock: File,
+    control: OwnedFd,
+    /// Held so that reading `control` never sees EOF when a client closes.
+    _control_write: OwnedFd,
+    /// Held so that clients opening `ok` for writing know a supervisor runs.
+    _ok: OwnedFd,
+    last_status: Option<[u8; warden::status::STATUS_LEN]>,
+    last_pid: Option<u32>,
+    last_extended: String,
+}
+
+impl SuperviseDir {
+    /// Creates and opens `supervise/`; fails if another supervisor holds the lock.
+    pub fn open(service: &Path) -> Result<SuperviseDir, Fatal> {
+        let dir = Path::new(SUPERVISE);
+        make_dir(service, dir)?;
+        let name = |file: &str| service.join(SUPERVISE).join(file);
+        let lock_path = dir.join(LOCK);
+        let lock = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .open(&lock_path)
+            .map_err(|e| Fatal::io("open", &name(LOCK), &e))?;
+        match rustix::fs::flock(&lock, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => {}
+            Err(Errno::WOULDBLOCK) => {
+                return Err(Fatal::new(
+                    "lock",
+                    &name(LOCK),
+                    "another supervise runs".into(),
+                ))
+            }
+            Err(e) => return Err(Fatal::errno("lock", &name(LOCK), e)),
+        }
+        let control_path = dir.join(CONTROL);
+        make_fifo(&control_path, &name(CONTROL))?;
+        let control = open_fifo(&control_path, OFlags::RDONLY, &name(CONTROL))?;
+        let control_write = open_fifo(&control_path, OFlags::WRONLY, &name(CONTROL))?;
+        let ok_path = dir.join(OK);
+        make_fifo(&ok_path, &name(OK))?;
+        let ok = open_fifo(&ok_path, OFlags::RDONLY, &name(OK))?;
+        Ok(SuperviseDir {
+            service: service.to_owned(),
+            _lock: lock,
+            control,
+            _control_write: control_write,
+            _ok: ok,
+            last_status: None,
+            last_pid: None,
+            last_extended: String::new(),
+        })
+    }
+
+    pub fn control(&self) -> BorrowedFd<'_> {
+        self.control.as_fd()
+    }
+
+    /// Reads every byte waiting on `control` and hands each command on, in order. Unknown
+    /// bytes are reported (a newline from `echo d > control` silently skipped) and ignored.
+    pub fn read_commands(&self, mut each: impl FnMut(Command)) {
+        let mut buf = [0u8; 64];
+        loop {
+            match rustix::io::read(&self.control, &mut buf) {
+                Ok(0) => return,
+                Ok(n) => {
+                    for &byte in buf.iter().take(n) {
+                        match Command::from_byte(byte) {
+                            Some(command) => each(command),
+                            None if byte == b'\n' => {}
+                            None => eprintln!(
+                                "supervise: warning: ignoring unknown byte {byte:#04x} on {}",
+                                self.service.join(SUPERVISE).join(CONTROL).display()
+                            ),
+                        }
+                    }
+                }
+                Err(Errno::INTR) => {}
+                Err(Errno::AGAIN) => return,
+                Err(e) => {
+                    eprintln!(
+                        "supervise: warning: unable to read {}: {}",
+                        self.service.join(SUPERVISE).join(CONTROL).display(),
+                        crate::cause_errno(e)
+                    );
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Writes what changed of `status`, `stat`, `pid` and the extended status. A failure
+    /// (full disk) is reported and retried at the next change; it never stops the supervisor.
+    pub fn publish(&mut self, status: &Status, extended: &Extended) {
+        let dir = Path::new(SUPERVISE);
+        if self.last_pid != Some(status.pid) {
+            match warden::write::replace(dir, PID, status.pid_text().as_bytes()) {
+                Ok(()) => self.last_pid = Some(status.pid),
+                Err(e) => self.warn(PID, &e),
+            }
+        }
+        let bytes = status.encode();
+        if self.last_status != Some(bytes) {
+            let result = warden::write::replace(dir, STAT, status.stat_text().as_bytes())
+                .and_then(|()| warden::write::replace(dir, STATUS, &bytes));
+            match result {
+                Ok(()) => self.last_status = Some(bytes),
+                Err(e) => self.warn(STATUS, &e),
+            }
+        }
+        let text = extended.encode();
+        if text != self.last_extended {
+            match warden::write::replace(dir, EXTENDED_FILE, text.as_bytes()) {
+                Ok(()) => self.last_extended = text,
+                Err(e) => self.warn(EXTENDED_FILE, &e),
+            }
+        }
+    }
+
+    fn warn(&self, file: &str, e: &std::io::Error) {
+        eprintln!(
+            "supervise: warning: unable to write {}: {}",
+            self.service.join(SUPERVISE).join(file).display(),
+            crate::cause(e)
+        );
+    }
+}
+
+/// `mkdir supervise 0700`; if `supervise` is a symlink to a missing dir, makes its target
+/// (runit's way of keeping the state on a tmpfs).
+fn make_dir(service: &Path, dir: &Path) -> Result<(), Fatal> {
+    let shown = service.join(dir);
+    let mut builder = std::fs::DirBuilder::new();
+    builder.mode(0o700);
+    match builder.create(dir) {
+        Ok(()) => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(Fatal::io("create", &shown, &e)),
+    }
+    let meta = std::fs::symlink_metadata(dir).map_err(|e| Fatal::io("stat", &shown, &e))?;
+    if meta.file_type().is_symlink() && std::fs::metadata(dir).is_err() {
+        let target = std::fs::read_link(dir).map_err(|e| Fatal::io("read", &shown, &e))?;
+        builder.recursive(true);
+        builder
+            .create(&target)
+            .map_err(|e| Fatal::io("create", &service.join(&target), &e))?;
+    }
+    Ok(())
+}
+
+fn make_fifo(path: &Path, shown: &Path) -> Result<(), Fatal> {
+    match rustix::fs::mkfifoat(rustix::fs::CWD, path, Mode::from_raw_mode(0o600)) {
+        Ok(()) | Err(Errno::EXIST) => {}
+        Err(e) => return Err(Fatal::errno("create", shown, e)),
+    }
+    let stat = rustix::fs::stat(path).map_err(|e| Fatal::errno("stat", shown, e))?;
+    if FileType::from_raw_mode(stat.st_mode) != FileType::Fifo {
+        return Err(Fatal::new(
+            "use",
+            shown,
+            "it exists but is not a FIFO".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn open_fifo(path: &Path, access: OFlags, shown: &Path) -> Result<OwnedFd, Fatal> {
+    rustix::fs::open(
+        path,
+        access | OFlags::NONBLOCK | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| Fatal::errno("open", shown, e))
+}

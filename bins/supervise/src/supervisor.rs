@@ -1,0 +1,326 @@
+//! The I/O layer: one poll loop over the signal pipe, the control FIFO and the readiness pipe,
+//! with the machine's nearest deadline as timeout. It turns what happened into machine events
+//! and carries out the actions the machine returns.
+
+use crate::files::SuperviseDir;
+use crate::machine::{Action, Event, Limits, Machine, Now, Target};
+use crate::tree::Tree;
+use crate::{spawn, Fatal};
+use rustix::event::{PollFd, PollFlags};
+use rustix::io::Errno;
+use rustix::process::{Pid, Signal, WaitOptions};
+use std::collections::VecDeque;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use warden::control::Command;
+use warden::service::Settings;
+use warden::signal::SignalPipe;
+use warden::status::Exit;
+
+pub struct Supervisor {
+    /// The service dir, absolute, for messages and the cgroup's name.
+    service: PathBuf,
+    files: SuperviseDir,
+    signals: SignalPipe,
+    tree: Tree,
+    machine: Machine,
+    /// Read end of the current run's readiness pipe.
+    notify: Option<OwnedFd>,
+    notification_fd: Option<i32>,
+    events: VecDeque<Event>,
+    dirty: bool,
+    pid: u32,
+}
+
+impl Supervisor {
+    /// Enters the service dir and takes it over: lock, FIFOs, signals, cgroup.
+    pub fn start(dir: &Path) -> Result<Supervisor, Fatal> {
+        let service = absolute(dir);
+        std::env::set_current_dir(dir)
+            .map_err(|e| Fatal::io("change to directory", &service, &e))?;
+        let signals = SignalPipe::new(&[Signal::CHILD, Signal::TERM, Signal::HUP])
+            .map_err(|e| Fatal::io("catch", Path::new("signals"), &e))?;
+        let files = SuperviseDir::open(&service)?;
+        // Orphans of the service (daemons that double-forked) come to us, so their exit wakes
+        // the loop and the tree can be watched until it is empty.
+        let _ = rustix::process::set_child_subreaper(Some(rustix::process::getpid()));
+        let tree = Tree::new(&service);
+        let mut machine = Machine::new(Now::read());
+        machine.ext.cgroup = tree.cgroup_name().map(str::to_owned);
+        let pid = rustix::process::getpid().as_raw_nonzero().get() as u32;
+        machine.ext.supervisor_pid = Some(pid);
+        Ok(Supervisor {
+            service,
+            files,
+            signals,
+            tree,
+            machine,
+            notify: None,
+            notification_fd: None,
+            events: VecDeque::with_capacity(8),
+            dirty: true,
+            pid,
+        })
+    }
+
+    /// Supervises until told to exit (`x`, `e`, SIGTERM, SIGHUP) and the service is down.
+    pub fn run(mut self) -> Result<(), Fatal> {
+        let (limits, warnings) = self.read_settings();
+        let leftovers = !self.tree.is_empty();
+        self.events.push_back(Event::Boot {
+            normally_down: Path::new(warden::service::DOWN).exists(),
+            leftovers,
+            limits,
+        });
+        self.events.extend(warnings);
+        self.feed(Event::Tick);
+        loop {
+            self.flush();
+            if self.machine.done {
+                self.tree.remove();
+                return Ok(());
+            }
+            let (signalled, control, notify) = self.wait()?;
+            if signalled {
+                for signal in self.signals.take() {
+                    match signal {
+                        Signal::CHILD => self.reap(),
+                        Signal::TERM => self.feed(Event::Command(Command::Exit)),
+                        Signal::HUP => self.feed(Event::Command(Command::ExitAfter)),
+                        _ => {}
+                    }
+                }
+            }
+            if control {
+                let mut commands = [Command::Up; 64];
+                let mut count = 0;
+                self.files.read_commands(|c| {
+                    if let Some(slot) = commands.get_mut(count) {
+                        *slot = c;
+                        count += 1;
+                    }
+                });
+                for &command in commands.iter().take(count) {
+                    self.feed(Event::Command(command));
+                }
+            }
+            if notify {
+                self.read_notification();
+            }
+            if self.machine.deadline().is_some_and(|d| d <= Instant::now()) {
+                self.feed(Event::Tick);
+            }
+            if self.machine.awaiting_tree() && self.tree.is_empty() {
+                self.feed(Event::TreeEmpty);
+            }
+        }
+    }
+
+    /// Blocks until a signal, a control byte, readiness or the nearest deadline.
+    fn wait(&mut self) -> Result<(bool, bool, bool), Fatal> {
+        let timeout = self.machine.deadline().map(|at| {
+            let left = at.saturating_duration_since(Instant::now());
+            rustix::time::Timespec {
+                tv_sec: left.as_secs() as i64,
+                tv_nsec: i64::from(left.subsec_nanos()),
+            }
+        });
+        let mut fds = [
+            PollFd::new(&self.signals, PollFlags::IN),
+            PollFd::from_borrowed_fd(self.files.control(), PollFlags::IN),
+        ];
+        let mut with_notify;
+        let fds: &mut [PollFd] = match &self.notify {
+            Some(notify) => {
+                let [a, b] = fds;
+                with_notify = [a, b, PollFd::new(notify, PollFlags::IN)];
+                &mut with_notify
+            }
+            None => &mut fds,
+        };
+        match rustix::event::poll(fds, timeout.as_ref()) {
+            Ok(_) | Err(Errno::INTR) => {}
+            Err(e) => return Err(Fatal::errno("poll", Path::new("the event loop"), e)),
+        }
+        let ready = |i: usize| fds.get(i).is_some_and(|fd| !fd.revents().is_empty());
+        Ok((ready(0), ready(1), ready(2)))
+    }
+
+    /// Reaps every child that exited: the run, the finish, or an orphan of the service.
+    fn reap(&mut self) {
+        loop {
+            let (pid, status) = match rustix::process::wait(WaitOptions::NOHANG) {
+                Ok(Some(child)) => child,
+                Ok(None) | Err(Errno::CHILD) => return,
+                Err(Errno::INTR) => continue,
+                Err(e) => {
+                    eprintln!(
+                        "supervise: warning: unable to wait for children: {}",
+                        crate::cause_errno(e)
+                    );
+                    return;
+                }
+            };
+            let pid = pid.as_raw_nonzero().get() as u32;
+            let exit = match status.terminating_signal() {
+                Some(signal) => Exit::Signal(signal),
+                None => Exit::Code(status.exit_status().unwrap_or(0)),
+            };
+            let is_run = self.machine.run_pid() == Some(pid);
+            let is_finish = self.machine.finish_pid() == Some(pid);
+            if !is_run && !is_finish {
+                continue;
+            }
+            if is_run {
+                self.notify = None;
+            } else {
+                // What the finish script left behind goes with it.
+                self.signal(Target::Finish(pid), Signal::TERM);
+                self.signal(Target::Finish(pid), Signal::CONT);
+            }
+            let leftovers = !self.tree.is_empty();
+            let has_finish = is_run && Path::new(warden::service::FINISH).exists();
+            self.feed(Event::Exited {
+                pid,
+                exit,
+                leftovers,
+                has_finish,
+            });
+        }
+    }
+
+    /// A newline on the readiness pipe means ready; EOF means the service gave up the fd.
+    fn read_notification(&mut self) {
+        let Some(fd) = &self.notify else { return };
+        let mut buf = [0u8; 64];
+        loop {
+            match rustix::io::read(fd, &mut buf) {
+                Ok(0) => {
+                    self.notify = None;
+                    return;
+                }
+                Ok(n) => {
+                    if buf.iter().take(n).any(|&b| b == b'\n') {
+                        self.notify = None;
+                        self.feed(Event::Ready);
+                        return;
+                    }
+                }
+                Err(Errno::INTR) => {}
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// Steps the machine with `event` and every event its actions bring about.
+    fn feed(&mut self, event: Event) {
+        self.events.push_back(event);
+        while let Some(event) = self.events.pop_front() {
+            let actions = self.machine.step(event, Now::read());
+            for &action in actions.as_slice() {
+                self.execute(action);
+            }
+        }
+    }
+
+    fn execute(&mut self, action: Action) {
+        match action {
+            Action::SpawnRun => self.spawn_run(),
+            Action::SpawnFinish(exit) => match spawn::finish(&self.service, exit) {
+                Ok(pid) => self.events.push_back(Event::FinishStarted { pid }),
+                Err(error) => {
+                    eprintln!("supervise: warning: {error}");
+                    self.events.push_back(Event::FinishFailed { error });
+                }
+            },
+            Action::Signal(target, signal) => self.signal(target, signal),
+            Action::Publish => self.dirty = true,
+            // The loop sees `machine.done` and returns after publishing.
+            Action::Exit => self.dirty = true,
+        }
+    }
+
+    fn spawn_run(&mut self) {
+        let (limits, warnings) = self.read_settings();
+        match spawn::run(&self.service, self.tree.join_fd(), self.notification_fd) {
+            Ok(started) => {
+                self.tree.started(started.pid);
+                self.notify = started.notify;
+                self.events.push_back(Event::RunStarted {
+                    pid: started.pid,
+                    limits,
+                });
+                self.events.extend(warnings);
+            }
+            Err(error) => {
+                eprintln!("supervise: warning: {error}");
+                self.events.push_back(Event::StartFailed { error });
+            }
+        }
+    }
+
+    /// Reads the setting files; each bad one is reported, kept at its default and recorded.
+    fn read_settings(&mut self) -> (Limits, Vec<Event>) {
+        let (settings, errors) = Settings::read(&self.service);
+        let mut warnings = Vec::new();
+        for error in errors {
+            let message = format!("unable to use {}: {}", error.file.display(), error.cause);
+            eprintln!("supervise: warning: {message}");
+            warnings.push(Event::Warning { error: message });
+        }
+        self.notification_fd = settings.notification_fd;
+        let limits = Limits {
+            down_signal: settings.down_signal,
+            timeout_kill: settings.timeout_kill,
+            timeout_finish: settings.timeout_finish,
+        };
+        (limits, warnings)
+    }
+
+    fn signal(&mut self, target: Target, signal: Signal) {
+        let to_pid = |pid: u32| i32::try_from(pid).ok().and_then(Pid::from_raw);
+        let result = match target {
+            Target::Main(pid) => match to_pid(pid) {
+                Some(pid) => rustix::process::kill_process(pid, signal),
+                None => Ok(()),
+            },
+            Target::Finish(pid) => match to_pid(pid) {
+                Some(pid) => rustix::process::kill_process_group(pid, signal),
+                None => Ok(()),
+            },
+            Target::Tree => {
+                self.tree.signal(signal);
+                Ok(())
+            }
+        };
+        match result {
+            Ok(()) | Err(Errno::SRCH) => {}
+            Err(e) => eprintln!(
+                "supervise: warning: unable to send {} to {}: {}",
+                warden::signal::name_or_number(signal.as_raw()),
+                self.service.display(),
+                crate::cause_errno(e)
+            ),
+        }
+    }
+
+    fn flush(&mut self) {
+        if self.dirty {
+            self.dirty = false;
+            self.machine.ext.supervisor_pid = Some(self.pid);
+            self.files
+                .publish(&self.machine.status(), &self.machine.ext);
+        }
+    }
+}
+
+fn absolute(dir: &Path) -> PathBuf {
+    if dir.is_absolute() {
+        return dir.to_owned();
+    }
+    match std::env::current_dir() {
+        Ok(cwd) => cwd.join(dir),
+        Err(_) => dir.to_owned(),
+    }
+}

@@ -1,0 +1,206 @@
+//! Everything a service started: the process group of its `run` (each run has a session of its
+//! own) and, where cgroup v2 is mounted and writable, a cgroup of its own that also holds the
+//! daemons that double-forked out of the group. Without cgroups this falls back, silently, to
+//! the process group.
+
+use rustix::fs::{Mode, OFlags};
+use rustix::io::Errno;
+use rustix::process::{Pid, Signal};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
+
+pub struct Tree {
+    /// Process group of the current or last run, until nothing is left of it.
+    pgid: Option<Pid>,
+    cgroup: Option<Cgroup>,
+}
+
+struct Cgroup {
+    /// The cgroup's directory in the cgroup2 mount.
+    dir: PathBuf,
+    /// The path as /proc/PID/cgroup shows it, for the extended status.
+    name: String,
+    /// `cgroup.procs`, opened before each fork so the child can join by writing `0`.
+    procs: OwnedFd,
+}
+
+impl Tree {
+    pub fn new(service: &Path) -> Tree {
+        Tree {
+            pgid: None,
+            cgroup: Cgroup::create(service),
+        }
+    }
+
+    /// The fd a new `run` writes `0` to, to move itself into the service's cgroup.
+    pub fn join_fd(&self) -> Option<RawFd> {
+        self.cgroup.as_ref().map(|c| c.procs.as_raw_fd())
+    }
+
+    pub fn cgroup_name(&self) -> Option<&str> {
+        self.cgroup.as_ref().map(|c| c.name.as_str())
+    }
+
+    pub fn started(&mut self, pgid: u32) {
+        self.pgid = i32::try_from(pgid).ok().and_then(Pid::from_raw);
+    }
+
+    /// Sends `signal` to every process of the service.
+    pub fn signal(&mut self, signal: Signal) {
+        if let Some(pgid) = self.pgid {
+            match rustix::process::kill_process_group(pgid, signal) {
+                Ok(()) => {}
+                Err(Errno::SRCH) => self.pgid = None,
+                Err(e) => eprintln!(
+                    "supervise: warning: unable to signal process group {}: {}",
+                    pgid.as_raw_nonzero(),
+                    crate::cause_errno(e)
+                ),
+            }
+        }
+        if let Some(cgroup) = &self.cgroup {
+            cgroup.signal(signal);
+        }
+    }
+
+    /// Whether nothing of the service is alive any more (zombies the supervisor has not reaped
+    /// yet excepted, as it reaps before asking).
+    pub fn is_empty(&mut self) -> bool {
+        if let Some(pgid) = self.pgid {
+            if rustix::process::test_kill_process_group(pgid) == Err(Errno::SRCH) {
+                self.pgid = None;
+            }
+        }
+        let cgroup_empty = match &self.cgroup {
+            Some(cgroup) => cgroup.pids().next().is_none(),
+            None => true,
+        };
+        self.pgid.is_none() && cgroup_empty
+    }
+
+    /// Removes the cgroup when the supervisor exits; a populated one stays (EBUSY).
+    pub fn remove(&self) {
+        if let Some(cgroup) = &self.cgroup {
+            let _ = std::fs::remove_dir(&cgroup.dir);
+        }
+    }
+}
+
+impl Cgroup {
+    /// A child of the supervisor's own cgroup, named after the service's path so that a
+    /// restarted supervisor finds the same one. `None` wherever that is not possible.
+    fn create(service: &Path) -> Option<Cgroup> {
+        let mount = cgroup2_mount()?;
+        let own = own_cgroup()?;
+        let leaf = leaf_name(service);
+        let name = format!("{}/{leaf}", own.trim_end_matches('/'));
+        let dir = mount.join(name.trim_start_matches('/'));
+        match std::fs::create_dir(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(_) => return None,
+        }
+        let procs = rustix::fs::open(
+            dir.join("cgroup.procs"),
+            OFlags::WRONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .ok()?;
+        Some(Cgroup { dir, name, procs })
+    }
+
+    fn pids(&self) -> impl Iterator<Item = Pid> {
+        let text = std::fs::read_to_string(self.dir.join("cgroup.procs")).unwrap_or_default();
+        text.lines()
+            .filter_map(|l| l.trim().parse::<i32>().ok())
+            .filter_map(Pid::from_raw)
+            .collect::<Vec<_>>()
+            .into_iter()
+    }
+
+    fn signal(&self, signal: Signal) {
+        // cgroup.kill (Linux 5.14) kills every member at once, even those forking meanwhile.
+        if signal == Signal::KILL && std::fs::write(self.dir.join("cgroup.kill"), b"1").is_ok() {
+            return;
+        }
+        for pid in self.pids() {
+            let _ = rustix::process::kill_process(pid, signal);
+        }
+    }
+}
+
+/// Where cgroup2 is mounted, from /proc/self/mountinfo (fs type after the ` - ` separator).
+fn cgroup2_mount() -> Option<PathBuf> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    info.lines().find_map(|line| {
+        let (left, right) = line.split_once(" - ")?;
+        if right.split(' ').next()? != "cgroup2" {
+            return None;
+        }
+        let mount_point = left.split(' ').nth(4)?;
+        Some(PathBuf::from(unescape_octal(mount_point)))
+    })
+}
+
+/// The supervisor's own cgroup v2 path (the `0::` line of /proc/self/cgroup).
+fn own_cgroup() -> Option<String> {
+    let text = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .map(str::to_owned)
+}
+
+/// `warden:` and the service's path with `/` turned into `:`, cut to a file name's length.
+fn leaf_name(service: &Path) -> String {
+    let path = service.to_string_lossy();
+    let mut name = String::from("warden");
+    for c in path.trim_end_matches('/').chars() {
+        name.push(if c == '/' || c == '\n' { ':' } else { c });
+    }
+    while name.len() > 255 {
+        name.pop();
+    }
+    name
+}
+
+/// mountinfo escapes blanks as `\040` and the like.
+fn unescape_octal(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        let digits = bytes.get(i + 1..i + 4);
+        match digits {
+            Some(d) if b == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)) => {
+                let value = d.iter().fold(0u32, |acc, c| acc * 8 + u32::from(c - b'0'));
+                out.push(value as u8);
+                i += 4;
+            }
+            _ => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cgroup_leaf_names_are_single_components() {
+        assert_eq!(
+            leaf_name(Path::new("/etc/sv/foo/log")),
+            "warden:etc:sv:foo:log"
+        );
+        assert!(leaf_name(Path::new(&"/x".repeat(300))).len() <= 255);
+    }
+
+    #[test]
+    fn mountinfo_escapes() {
+        assert_eq!(unescape_octal("/sys/fs/a\\040b"), "/sys/fs/a b");
+        assert_eq!(unescape_octal("/plain\\"), "/plain\\");
+    }
+}
