@@ -1,0 +1,158 @@
+//! The service commands: send, wait, check, status. Each service is processed even when an
+//! earlier one failed; the worst outcome is the exit code.
+
+use crate::cli::{Invocation, Verb};
+use crate::goal::Goal;
+use crate::outcome::{report, Outcome};
+use crate::report::Entry;
+use crate::wait::{holds_now, wait_for, Waited};
+use std::io::Write;
+use std::path::Path;
+use std::time::{Duration, Instant, SystemTime};
+use warden::svdir::{resolve, ServiceDir};
+use warden::Tai64N;
+
+/// How long a single `./check` may run for `check` without `-w` (sv's default wait).
+const CHECK_ALONE: Duration = Duration::from_secs(7);
+
+fn services(inv: &Invocation) -> impl Iterator<Item = (&str, ServiceDir)> {
+    inv.services
+        .iter()
+        .map(|name| (name.as_str(), resolve(&inv.scandir, name)))
+}
+
+/// Sends the verb's bytes to every service, then, with `-w`, waits for each in turn against
+/// one common deadline.
+pub fn control(inv: &Invocation, verb: Verb) -> Outcome {
+    let since = Tai64N::now();
+    let mut worst = Outcome::Success;
+    let mut sent = Vec::new();
+    for (name, dir) in services(inv) {
+        match dir.send(verb.bytes) {
+            Ok(()) => sent.push((name, dir)),
+            Err(e) => worst = worst.max(report("control", &e)),
+        }
+    }
+    if let (Some(wait), Some(goal)) = (inv.wait, verb.goal) {
+        let deadline = Instant::now() + wait;
+        for (name, dir) in sent {
+            worst = worst.max(wait_one(name, &dir, goal, since, deadline, wait));
+        }
+    }
+    worst
+}
+
+/// `check`: no command, only whether each service is in the state it wants.
+pub fn check(inv: &Invocation) -> Outcome {
+    let since = Tai64N::now();
+    let start = Instant::now();
+    let mut worst = Outcome::Success;
+    for (name, dir) in services(inv) {
+        let outcome = match inv.wait {
+            Some(wait) => wait_one(name, &dir, Goal::Wanted, since, start + wait, wait),
+            None => match holds_now(&dir, Goal::Wanted, since, Instant::now() + CHECK_ALONE) {
+                Ok(true) => Outcome::Success,
+                Ok(false) => {
+                    eprintln!(
+                        "svctl: warning: {name} is not {}: {}",
+                        Goal::Wanted.describe(),
+                        status_text(name, &dir)
+                    );
+                    Outcome::NotUp
+                }
+                Err(e) => report("check", &e),
+            },
+        };
+        worst = worst.max(outcome);
+    }
+    worst
+}
+
+fn wait_one(
+    name: &str,
+    dir: &ServiceDir,
+    goal: Goal,
+    since: Tai64N,
+    deadline: Instant,
+    wait: Duration,
+) -> Outcome {
+    match wait_for(dir, goal, since, deadline) {
+        Ok(Waited::Reached) => Outcome::Success,
+        Ok(Waited::TimedOut) => {
+            eprintln!(
+                "svctl: fatal: timed out after {} waiting for {name} to be {}: {}",
+                humantime::format_duration(wait),
+                goal.describe(),
+                status_text(name, dir)
+            );
+            Outcome::Timeout
+        }
+        Err(e) => report("wait for", &e),
+    }
+}
+
+fn status_text(name: &str, dir: &ServiceDir) -> String {
+    crate::report::line(&Entry::read(name, dir), SystemTime::now())
+}
+
+/// `status`: the named services, or every service of the scan directory.
+pub fn status(inv: &Invocation, json: bool) -> Outcome {
+    let mut worst = Outcome::Success;
+    let targets: Vec<(String, ServiceDir)> = if inv.services.is_empty() {
+        match scan(&inv.scandir) {
+            Ok(list) => list,
+            Err(outcome) => return outcome,
+        }
+    } else {
+        services(inv)
+            .map(|(name, dir)| (name.to_owned(), dir))
+            .collect()
+    };
+    let now = SystemTime::now();
+    let mut values = Vec::new();
+    let mut out = std::io::stdout().lock();
+    for (name, dir) in &targets {
+        let entry = Entry::read(name, dir);
+        match &entry.state {
+            Err(e) => worst = worst.max(report("get status of", e)),
+            Ok(_) if !entry.is_up() => worst = worst.max(Outcome::NotUp),
+            Ok(_) => {}
+        }
+        if json {
+            values.push(crate::report::json(&entry, now));
+        } else if entry.state.is_ok()
+            && writeln!(out, "{}", crate::report::line(&entry, now)).is_err()
+        {
+            return Outcome::System;
+        }
+    }
+    if json && writeln!(out, "{}", serde_json::Value::Array(values)).is_err() {
+        return Outcome::System;
+    }
+    worst
+}
+
+/// Every service of the scan directory, sorted: dot-names and non-directories skipped.
+fn scan(scandir: &Path) -> Result<Vec<(String, ServiceDir)>, Outcome> {
+    let fail = |e: std::io::Error| {
+        eprintln!("svctl: fatal: unable to read {}: {e}", scandir.display());
+        match e.kind() {
+            std::io::ErrorKind::NotFound => Outcome::NoSuchService,
+            std::io::ErrorKind::PermissionDenied => Outcome::PermissionDenied,
+            _ => Outcome::System,
+        }
+    };
+    let mut list = Vec::new();
+    for entry in std::fs::read_dir(scandir).map_err(fail)? {
+        let name = entry.map_err(fail)?.file_name();
+        if !warden::service::is_service_name(&name) {
+            continue;
+        }
+        let path = scandir.join(&name);
+        if path.is_dir() {
+            list.push((name.to_string_lossy().into_owned(), ServiceDir::new(path)));
+        }
+    }
+    list.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(list)
+}

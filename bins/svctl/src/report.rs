@@ -1,0 +1,342 @@
+//! `svctl status`: one readable line per service, or JSON for machines. Rendering is pure
+//! (a snapshot and "now" in, text out) so it is tested without processes.
+
+use crate::goal::Snapshot;
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+use warden::status::{Exit, RunState, Want};
+use warden::svdir::{ClientError, ServiceDir};
+
+/// What `status` knows about one service (and its logger).
+#[derive(Debug)]
+pub struct Entry {
+    pub name: String,
+    pub path: PathBuf,
+    pub normally_down: bool,
+    pub state: Result<Snapshot, ClientError>,
+    pub log: Option<Box<Entry>>,
+}
+
+impl Entry {
+    pub fn read(name: &str, dir: &ServiceDir) -> Entry {
+        Entry {
+            name: name.to_owned(),
+            path: dir.path.clone(),
+            normally_down: dir.normally_down(),
+            state: Snapshot::take(dir),
+            log: dir.log().map(|log| Box::new(Entry::read("log", &log))),
+        }
+    }
+
+    /// LSB: a service is "running" only when `run` runs (the logger does not count).
+    pub fn is_up(&self) -> bool {
+        self.state.as_ref().is_ok_and(Snapshot::is_up)
+    }
+}
+
+fn state_word(state: RunState) -> &'static str {
+    match state {
+        RunState::Run => "up",
+        RunState::Down => "down",
+        RunState::Finish => "finishing",
+    }
+}
+
+fn want_word(want: Want) -> &'static str {
+    match want {
+        Want::Up => "up",
+        Want::Down | Want::Exit => "down",
+    }
+}
+
+/// Time spent in the current state, in whole seconds (a clock that went back gives 0).
+fn age(snap: &Snapshot, now: SystemTime) -> Duration {
+    let since = snap.status.stamp.to_system_time();
+    Duration::from_secs(now.duration_since(since).unwrap_or_default().as_secs())
+}
+
+fn exit_text(exit: Exit) -> String {
+    match exit {
+        Exit::Code(c) => c.to_string(),
+        Exit::Signal(_) => exit.to_string(),
+    }
+}
+
+/// Short words for an error, as shown inside a status line (`log: not supervised`).
+pub fn error_words(error: &ClientError) -> String {
+    match error {
+        ClientError::NoSuchService(_) => "no such service".into(),
+        ClientError::NotSupervised(_) => "not supervised".into(),
+        ClientError::PermissionDenied(_) => "permission denied".into(),
+        ClientError::BadStatus(_, e) => format!("unreadable status: {e}"),
+        ClientError::Io(p, e) => format!("{}: {e}", p.display()),
+    }
+}
+
+/// `web: up (pid 1234) 2h 3m 1s, ready, normally up, restarts 2, last exit 1; log: up ...`.
+/// The logger's part leaves out what merely repeats the usual (normally up, no restarts).
+pub fn line(entry: &Entry, now: SystemTime) -> String {
+    let mut out = format!("{}: {}", entry.name, fields(entry, now, true));
+    if let Some(log) = &entry.log {
+        out.push_str(&format!("; {}: {}", log.name, fields(log, now, false)));
+    }
+    out
+}
+
+fn fields(entry: &Entry, now: SystemTime, full: bool) -> String {
+    let snap = match &entry.state {
+        Ok(snap) => snap,
+        Err(e) => return error_words(e),
+    };
+    let s = &snap.status;
+    let mut out = state_word(s.state).to_owned();
+    if s.pid != 0 {
+        out.push_str(&format!(" (pid {})", s.pid));
+    }
+    out.push_str(&format!(" {}", humantime::format_duration(age(snap, now))));
+    match snap.ready() {
+        Some(true) => out.push_str(", ready"),
+        Some(false) if snap.is_up() => out.push_str(", not ready"),
+        _ => {}
+    }
+    let running = s.pid != 0;
+    if full || running == entry.normally_down {
+        out.push_str(if entry.normally_down {
+            ", normally down"
+        } else {
+            ", normally up"
+        });
+    }
+    if s.paused {
+        out.push_str(", paused");
+    }
+    match (running, s.want) {
+        (false, Want::Up) => out.push_str(", want up"),
+        (true, Want::Down | Want::Exit) => out.push_str(", want down"),
+        _ => {}
+    }
+    if s.term_sent {
+        out.push_str(", got TERM");
+    }
+    if let Some(x) = &snap.extended {
+        if full || x.restarts > 0 {
+            out.push_str(&format!(", restarts {}", x.restarts));
+        }
+        if let Some(exit) = x.last_exit {
+            out.push_str(&format!(", last exit {}", exit_text(exit)));
+        }
+        if let Some(at) = x.next_start_at.filter(|_| !running) {
+            let wait = at.to_system_time().duration_since(now).unwrap_or_default();
+            if !wait.is_zero() {
+                let ms = Duration::from_millis(wait.as_millis() as u64);
+                out.push_str(&format!(", restart in {}", humantime::format_duration(ms)));
+            }
+        }
+        if let Some(error) = &x.last_error {
+            out.push_str(&format!(", error: {error}"));
+        }
+    }
+    out
+}
+
+/// The same facts for machines. Absent knowledge is `null`, never a guess.
+pub fn json(entry: &Entry, now: SystemTime) -> Value {
+    let mut v = json!({
+        "name": entry.name,
+        "path": entry.path.to_string_lossy(),
+        "normally": if entry.normally_down { "down" } else { "up" },
+    });
+    match &entry.state {
+        Err(e) => {
+            v["error"] = json!(error_words(e));
+            v["code"] = json!(crate::outcome::Outcome::of(e).code());
+        }
+        Ok(snap) => {
+            let s = &snap.status;
+            v["supervisor"] = json!(if snap.extended.is_some() {
+                "warden"
+            } else {
+                "runit"
+            });
+            v["state"] = json!(state_word(s.state));
+            v["pid"] = if s.pid == 0 {
+                Value::Null
+            } else {
+                json!(s.pid)
+            };
+            v["since"] = json!(s.stamp.unix_secs());
+            v["seconds"] = json!(age(snap, now).as_secs());
+            v["ready"] = json!(snap.ready());
+            v["paused"] = json!(s.paused);
+            v["want"] = json!(want_word(s.want));
+            v["term_sent"] = json!(s.term_sent);
+            let x = snap.extended.as_ref();
+            v["restarts"] = json!(x.map(|x| x.restarts));
+            v["last_exit"] = match x.and_then(|x| x.last_exit) {
+                Some(Exit::Code(c)) => json!({ "code": c }),
+                Some(Exit::Signal(n)) => {
+                    json!({ "signal": warden::signal::name(n), "number": n })
+                }
+                None => Value::Null,
+            };
+            v["last_error"] = json!(x.and_then(|x| x.last_error.clone()));
+        }
+    }
+    if let Some(log) = &entry.log {
+        v["log"] = json(log, now);
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::UNIX_EPOCH;
+    use warden::status::{Extended, Status};
+    use warden::Tai64N;
+
+    const T0: u64 = 1_700_000_000;
+
+    fn entry(name: &str, pid: u32, state: RunState, want: Want) -> Entry {
+        Entry {
+            name: name.into(),
+            path: PathBuf::from("/etc/service").join(name),
+            normally_down: false,
+            state: Ok(Snapshot {
+                status: Status {
+                    stamp: Tai64N::from_system_time(UNIX_EPOCH + Duration::from_secs(T0)),
+                    pid,
+                    paused: false,
+                    want,
+                    term_sent: false,
+                    state,
+                },
+                extended: None,
+                notifies: false,
+            }),
+            log: None,
+        }
+    }
+
+    fn now(after: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(T0 + after) + Duration::from_millis(300)
+    }
+
+    #[test]
+    fn the_issue_example() {
+        let mut web = entry("web", 1234, RunState::Run, Want::Up);
+        if let Ok(snap) = &mut web.state {
+            snap.notifies = true;
+            snap.extended = Some(Extended {
+                restarts: 2,
+                last_exit: Some(Exit::Code(1)),
+                ready_at: Some(snap.status.stamp),
+                ..Extended::default()
+            });
+        }
+        let mut log = entry("log", 1235, RunState::Run, Want::Up);
+        if let Ok(snap) = &mut log.state {
+            snap.extended = Some(Extended::default());
+        }
+        web.log = Some(Box::new(log));
+        assert_eq!(
+            line(&web, now(7381)),
+            "web: up (pid 1234) 2h 3m 1s, ready, normally up, restarts 2, last exit 1; \
+             log: up (pid 1235) 2h 3m 1s"
+        );
+    }
+
+    #[test]
+    fn runsv_down_service_wanting_up() {
+        let web = entry("web", 0, RunState::Down, Want::Up);
+        assert_eq!(line(&web, now(5)), "web: down 5s, normally up, want up");
+    }
+
+    #[test]
+    fn stopping_paused_normally_down_service() {
+        let mut web = entry("web", 9, RunState::Run, Want::Down);
+        web.normally_down = true;
+        if let Ok(snap) = &mut web.state {
+            snap.status.paused = true;
+            snap.status.term_sent = true;
+            snap.extended = Some(Extended {
+                last_exit: Some(Exit::Signal(9)),
+                ..Extended::default()
+            });
+        }
+        assert_eq!(
+            line(&web, now(0)),
+            "web: up (pid 9) 0s, normally down, paused, want down, got TERM, restarts 0, \
+             last exit signal KILL"
+        );
+    }
+
+    #[test]
+    fn log_errors_and_unusual_log_states_show() {
+        let mut web = entry("web", 0, RunState::Down, Want::Down);
+        web.log = Some(Box::new(Entry {
+            state: Err(ClientError::NotSupervised("/x/log".into())),
+            ..entry("log", 0, RunState::Down, Want::Down)
+        }));
+        assert_eq!(
+            line(&web, now(1)),
+            "web: down 1s, normally up; log: not supervised"
+        );
+        let down_log = entry("log", 0, RunState::Down, Want::Up);
+        web.log = Some(Box::new(down_log));
+        assert_eq!(
+            line(&web, now(1)),
+            "web: down 1s, normally up; log: down 1s, normally up, want up"
+        );
+    }
+
+    #[test]
+    fn throttled_restart_and_start_error() {
+        let mut web = entry("web", 0, RunState::Down, Want::Up);
+        if let Ok(snap) = &mut web.state {
+            snap.extended = Some(Extended {
+                restarts: 4,
+                next_start_at: Some(Tai64N::from_system_time(now(2))),
+                last_error: Some("unable to exec ./run: Permission denied".into()),
+                ..Extended::default()
+            });
+        }
+        assert_eq!(
+            line(&web, now(1)),
+            "web: down 1s, normally up, want up, restarts 4, restart in 1s, \
+             error: unable to exec ./run: Permission denied"
+        );
+    }
+
+    #[test]
+    fn json_has_every_field_and_escapes() {
+        let mut web = entry("we\"b\n", 77, RunState::Run, Want::Up);
+        if let Ok(snap) = &mut web.state {
+            snap.extended = Some(Extended {
+                restarts: 1,
+                last_exit: Some(Exit::Signal(15)),
+                ..Extended::default()
+            });
+        }
+        web.log = Some(Box::new(Entry {
+            state: Err(ClientError::NotSupervised("/x/log".into())),
+            ..entry("log", 0, RunState::Down, Want::Down)
+        }));
+        let text = json(&web, now(3)).to_string();
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["name"], "we\"b\n");
+        assert_eq!(v["state"], "up");
+        assert_eq!(v["pid"], 77);
+        assert_eq!(v["seconds"], 3);
+        assert_eq!(v["since"], T0);
+        assert_eq!(v["supervisor"], "warden");
+        assert_eq!(v["ready"], Value::Null);
+        assert_eq!(v["restarts"], 1);
+        assert_eq!(v["last_exit"]["signal"], "TERM");
+        assert_eq!(v["want"], "up");
+        assert_eq!(v["normally"], "up");
+        assert_eq!(v["log"]["error"], "not supervised");
+        assert_eq!(v["log"]["code"], 4);
+    }
+}
