@@ -1,4 +1,146 @@
-fn main() {
-    eprintln!("svscan: fatal: not yet implemented");
-    std::process::exit(100);
+//! svscan: supervises every service directory in a scan directory, one `supervise` each (and
+//! one for its `log/`, joined by a pipe svscan holds), picks up new ones as inotify reports
+//! them, and tears the tree down in order. Runs as PID 1 (stage 2) or as an ordinary process.
+
+mod controldir;
+mod options;
+mod scandir;
+mod scanner;
+mod tree;
+
+use options::{Options, Parsed, USAGE};
+use scanner::Scanner;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use tree::{Programs, Tree};
+
+/// Exit statuses: 0 after a teardown (`t`, TERM, INT), 10/11/12 after a poweroff/reboot/halt
+/// request outside PID 1, 100 for a usage error, 111 when svscan cannot start.
+const EXIT_USAGE: u8 = 100;
+const EXIT_FATAL: u8 = 111;
+
+fn main() -> ExitCode {
+    let options = match options::parse(std::env::args_os().skip(1)) {
+        Ok(Parsed::Run(options)) => options,
+        Ok(Parsed::Help) => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("svscan: fatal: {e}\n{USAGE}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let pid1 = rustix::process::getpid().is_init();
+    let mut scanner = match set_up(&options, pid1) {
+        Ok(scanner) => scanner,
+        Err(e) => {
+            eprintln!("svscan: fatal: {e}");
+            if pid1 {
+                last_resort();
+            }
+            return ExitCode::from(EXIT_FATAL);
+        }
+    };
+    scanner.start();
+    loop {
+        let ending = scanner.run();
+        if !pid1 {
+            return ExitCode::from(ending.exit_code());
+        }
+        let init = next_stage();
+        let error = Command::new(&init)
+            .arg("--stage3")
+            .arg(ending.stage3_action())
+            .exec();
+        // PID 1 must not exit: report, and go back to supervising.
+        eprintln!(
+            "svscan: warning: unable to exec {} --stage3 {}: {error}; supervising again",
+            init.display(),
+            ending.stage3_action()
+        );
+        scanner.resume();
+    }
+}
+
+fn set_up(options: &Options, pid1: bool) -> Result<Scanner, String> {
+    // Before anything can start a child, so no SIGCHLD is missed.
+    let signals = warden::signal::SignalPipe::new(Scanner::signals())
+        .map_err(|e| format!("unable to set up signal handling: {e}"))?;
+    // Found before the chdir, while a relative PATH entry still means what it meant.
+    let programs = Programs {
+        supervise: find_program("supervise"),
+        logger: find_program("logger"),
+    };
+    std::env::set_current_dir(&options.scandir).map_err(|e| {
+        format!(
+            "unable to change directory to {}: {e}",
+            options.scandir.display()
+        )
+    })?;
+    let control = match controldir::ControlDir::open() {
+        Ok(control) => Some(control),
+        Err(controldir::ControlDirError::Locked) if !pid1 => {
+            return Err(controldir::ControlDirError::Locked.to_string())
+        }
+        Err(e) if pid1 => {
+            eprintln!("svscan: warning: {e}: svctl rescan and shutdown commands will not work");
+            None
+        }
+        Err(e) => return Err(e.to_string()),
+    };
+    Ok(Scanner::new(
+        options.grace,
+        pid1,
+        signals,
+        control,
+        Tree::new(programs),
+    ))
+}
+
+fn own_dir() -> Option<PathBuf> {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(Path::to_path_buf))
+}
+
+/// A companion program: next to svscan's own executable, else on PATH.
+fn find_program(name: &str) -> PathBuf {
+    let beside = own_dir().map(|dir| dir.join(name));
+    let on_path = || {
+        std::env::var_os("PATH").and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|dir| dir.join(name))
+                .find(|p| p.is_file())
+        })
+    };
+    match beside.filter(|p| p.is_file()).or_else(on_path) {
+        Some(path) => path,
+        None => {
+            eprintln!("svscan: warning: unable to find {name} next to svscan or on PATH");
+            PathBuf::from(name)
+        }
+    }
+}
+
+/// `init` next to svscan (the boot image keeps them together), else /sbin/init.
+fn next_stage() -> PathBuf {
+    own_dir()
+        .map(|dir| dir.join("init"))
+        .filter(|p| p.is_file())
+        .unwrap_or_else(|| PathBuf::from("/sbin/init"))
+}
+
+/// PID 1 that cannot supervise anything still must not exit: an emergency shell, else reap
+/// forever.
+fn last_resort() -> ! {
+    let error = Command::new("/bin/sh").exec();
+    eprintln!("svscan: warning: unable to exec /bin/sh: {error}; only reaping children now");
+    loop {
+        if rustix::process::wait(rustix::process::WaitOptions::empty()).is_err() {
+            // No child left: block until a signal (SIGCHLD of a new orphan) interrupts.
+            let _ = rustix::event::poll(&mut [], None);
+        }
+    }
 }

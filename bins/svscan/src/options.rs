@@ -1,0 +1,78 @@
+//! Command line: `svscan [-g GRACE] [SCANDIR]`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub const USAGE: &str = "usage: svscan [-g GRACE] [SCANDIR]";
+
+/// How long a shutdown waits for services (and then for loggers) before it sends KILL.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(10);
+
+#[derive(Debug, PartialEq, Eq)]
+pub struct Options {
+    pub scandir: PathBuf,
+    pub grace: Duration,
+}
+
+pub enum Parsed {
+    Run(Options),
+    Help,
+}
+
+pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Parsed, String> {
+    use lexopt::prelude::*;
+    let mut parser = lexopt::Parser::from_args(args);
+    let mut scandir = None;
+    let mut grace = DEFAULT_GRACE;
+    while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
+        match arg {
+            Short('g') | Long("grace") => {
+                let value = parser.value().map_err(|e| e.to_string())?;
+                let text = value.to_string_lossy();
+                grace = warden::service::parse_duration(&text)
+                    .map_err(|e| format!("bad grace time: {e}"))?;
+            }
+            Short('h') | Long("help") => return Ok(Parsed::Help),
+            Value(dir) if scandir.is_none() => scandir = Some(PathBuf::from(dir)),
+            other => return Err(other.unexpected().to_string()),
+        }
+    }
+    Ok(Parsed::Run(Options {
+        scandir: scandir.unwrap_or_else(|| PathBuf::from(".")),
+        grace,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(args: &[&str]) -> Result<Options, String> {
+        match parse(args.iter().map(|a| a.into()))? {
+            Parsed::Run(o) => Ok(o),
+            Parsed::Help => Err("help".into()),
+        }
+    }
+
+    #[test]
+    fn defaults_to_the_current_directory_like_daemontools() {
+        let o = run(&[]).unwrap();
+        assert_eq!(o.scandir, PathBuf::from("."));
+        assert_eq!(o.grace, DEFAULT_GRACE);
+    }
+
+    #[test]
+    fn grace_takes_humantime_or_milliseconds() {
+        assert_eq!(
+            run(&["-g", "1500ms", "/srv"]).unwrap().grace,
+            Duration::from_millis(1500)
+        );
+        assert_eq!(
+            run(&["--grace=250", "/srv"]).unwrap().grace,
+            Duration::from_millis(250)
+        );
+        assert!(run(&["-g", "soon"]).is_err());
+        assert!(run(&["a", "b"]).is_err());
+        assert!(run(&["-x"]).is_err());
+    }
+}

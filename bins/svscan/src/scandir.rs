@@ -1,0 +1,154 @@
+//! What the scan directory holds: which names are services (directories, or symlinks to
+//! them, identified by device and inode), and inotify's word on what changed.
+
+use rustix::fs::inotify::{self, CreateFlags, ReadFlags, WatchFlags};
+use rustix::io::Errno;
+use std::collections::BTreeSet;
+use std::ffi::{OsStr, OsString};
+use std::io;
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+
+/// A service directory is known by its (device, inode), as in daemontools, runit and s6:
+/// renaming it or reaching it through another symlink does not make it a new service.
+pub type Id = (u64, u64);
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Probe {
+    Service(Id),
+    /// A file, a FIFO...: not a service, and not worth a word (a README in the scan dir).
+    NotService,
+    /// Nothing by that name any more.
+    Gone,
+    /// Something by that name that cannot be used, and why.
+    Broken(String),
+}
+
+/// Names svscan never supervises: `.svscan` and anything else hidden.
+pub fn ignored(name: &OsStr) -> bool {
+    name.as_bytes().first() == Some(&b'.')
+}
+
+/// Looks at one name in the current directory (the scan directory), following symlinks.
+pub fn probe(name: &OsStr) -> Probe {
+    match std::fs::metadata(name) {
+        Ok(meta) if meta.is_dir() => Probe::Service((meta.dev(), meta.ino())),
+        Ok(_) => Probe::NotService,
+        Err(e) => match Errno::from_io_error(&e) {
+            Some(Errno::NOENT) if std::fs::symlink_metadata(name).is_ok() => {
+                Probe::Broken("symlink to nothing".into())
+            }
+            Some(Errno::NOENT) | Some(Errno::NOTDIR) => Probe::Gone,
+            _ => Probe::Broken(e.to_string()),
+        },
+    }
+}
+
+/// The names in the scan directory, hidden ones left out. Errors on single entries come back
+/// beside the names, so one bad entry never hides the others.
+pub fn list() -> io::Result<(Vec<OsString>, Vec<io::Error>)> {
+    let mut names = Vec::new();
+    let mut errors = Vec::new();
+    for entry in std::fs::read_dir(".")? {
+        match entry {
+            Ok(entry) => {
+                let name = entry.file_name();
+                if !ignored(&name) {
+                    names.push(name);
+                }
+            }
+            Err(e) => errors.push(e),
+        }
+    }
+    Ok((names, errors))
+}
+
+/// What one wake-up of the inotify fd reported.
+#[derive(Debug, Default)]
+pub struct Changes {
+    pub names: BTreeSet<OsString>,
+    /// Events were lost (IN_Q_OVERFLOW) or unreadable: only a full scan is safe.
+    pub overflow: bool,
+    /// The watch on the scan directory itself ended (directory deleted or unmounted).
+    pub watch_lost: bool,
+}
+
+pub struct Watch {
+    fd: OwnedFd,
+    buf: Vec<MaybeUninit<u8>>,
+}
+
+impl Watch {
+    /// Watches the current directory for entries appearing, disappearing and being renamed.
+    pub fn new() -> Result<Watch, Errno> {
+        let fd = inotify::init(CreateFlags::CLOEXEC | CreateFlags::NONBLOCK)?;
+        inotify::add_watch(
+            &fd,
+            ".",
+            WatchFlags::CREATE
+                | WatchFlags::DELETE
+                | WatchFlags::MOVED_FROM
+                | WatchFlags::MOVED_TO
+                | WatchFlags::DELETE_SELF
+                | WatchFlags::MOVE_SELF
+                | WatchFlags::ONLYDIR,
+        )?;
+        Ok(Watch {
+            fd,
+            buf: vec![MaybeUninit::uninit(); 64 * 1024],
+        })
+    }
+
+    pub fn read(&mut self) -> Changes {
+        let mut changes = Changes::default();
+        let mut reader = inotify::Reader::new(&self.fd, &mut self.buf);
+        loop {
+            match reader.next() {
+                Ok(event) => {
+                    let flags = event.events();
+                    if flags.contains(ReadFlags::QUEUE_OVERFLOW) {
+                        changes.overflow = true;
+                    }
+                    if flags.intersects(ReadFlags::IGNORED | ReadFlags::DELETE_SELF) {
+                        changes.watch_lost = true;
+                    }
+                    if let Some(name) = event.file_name() {
+                        let name = OsStr::from_bytes(name.to_bytes());
+                        if !ignored(name) {
+                            changes.names.insert(name.to_owned());
+                        }
+                    }
+                }
+                Err(Errno::AGAIN) => break,
+                Err(Errno::INTR) => continue,
+                Err(e) => {
+                    eprintln!("svscan: warning: unable to read inotify events: {e}");
+                    changes.overflow = true;
+                    break;
+                }
+            }
+        }
+        changes
+    }
+}
+
+impl AsFd for Watch {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hidden_names_are_ignored() {
+        assert!(ignored(OsStr::new(".svscan")));
+        assert!(ignored(OsStr::new(".x")));
+        assert!(!ignored(OsStr::new("x.")));
+        assert!(!ignored(OsStr::new("")));
+    }
+}

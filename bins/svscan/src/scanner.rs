@@ -1,0 +1,481 @@
+//! svscan's one event loop: a single poll over the signal pipe, the control FIFO, inotify on
+//! the scan directory and the pidfds of adopted supervisors; the timeout is the nearest
+//! deadline (a restart back-off, a retry, the end of a shutdown grace) or none at all.
+
+use crate::controldir::ControlDir;
+use crate::scandir::{self, Id, Probe, Watch};
+use crate::tree::{self, shown, Role, Tree};
+use rustix::event::{PollFd, PollFlags};
+use rustix::io::Errno;
+use rustix::process::{Signal, WaitOptions};
+use std::collections::{BTreeSet, HashMap};
+use std::ffi::OsString;
+use std::time::{Duration, Instant};
+use warden::signal::SignalPipe;
+use warden::svdir::scan_control;
+
+/// What a shutdown leads to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ending {
+    /// Tear down and exit (`t`; TERM or INT outside PID 1).
+    Teardown,
+    Poweroff,
+    Reboot,
+    Halt,
+}
+
+impl Ending {
+    /// svscan's exit status outside PID 1.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Ending::Teardown => 0,
+            Ending::Poweroff => 10,
+            Ending::Reboot => 11,
+            Ending::Halt => 12,
+        }
+    }
+
+    /// The argument of `init --stage3` as PID 1; a plain teardown halts.
+    pub fn stage3_action(self) -> &'static str {
+        match self {
+            Ending::Poweroff => "poweroff",
+            Ending::Reboot => "reboot",
+            Ending::Teardown | Ending::Halt => "halt",
+        }
+    }
+}
+
+/// A batch of inotify names bigger than this is cheaper to handle as one full scan.
+const MAX_NAMES_PER_BATCH: usize = 64;
+/// After the KILLs, how long to wait for the supervisors to be reaped before giving up.
+const AFTER_KILL: Duration = Duration::from_secs(5);
+
+struct Shutdown {
+    ending: Ending,
+    services_deadline: Instant,
+    services_killed: bool,
+    loggers_deadline: Option<Instant>,
+    loggers_killed: bool,
+    give_up: Option<Instant>,
+}
+
+pub struct Scanner {
+    grace: Duration,
+    pid1: bool,
+    signals: SignalPipe,
+    control: Option<ControlDir>,
+    watch: Option<Watch>,
+    watch_failures: u32,
+    watch_retry: Option<Instant>,
+    scan_failures: u32,
+    rescan_at: Option<Instant>,
+    /// Names in the scan directory that cannot be used, with the reason already reported.
+    broken: HashMap<OsString, String>,
+    tree: Tree,
+    shutdown: Option<Shutdown>,
+}
+
+const SIGNALS: &[Signal] = &[
+    Signal::CHILD,
+    Signal::HUP,
+    Signal::ALARM,
+    Signal::TERM,
+    Signal::INT,
+    Signal::USR1,
+    Signal::USR2,
+    Signal::POWER,
+];
+
+impl Scanner {
+    pub fn new(
+        grace: Duration,
+        pid1: bool,
+        signals: SignalPipe,
+        control: Option<ControlDir>,
+        tree: Tree,
+    ) -> Scanner {
+        Scanner {
+            grace,
+            pid1,
+            signals,
+            control,
+            watch: None,
+            watch_failures: 0,
+            watch_retry: None,
+            scan_failures: 0,
+            rescan_at: None,
+            broken: HashMap::new(),
+            tree,
+            shutdown: None,
+        }
+    }
+
+    pub fn signals() -> &'static [Signal] {
+        SIGNALS
+    }
+
+    /// Watches the scan directory, then scans it: watching first, so nothing that appears
+    /// in between is missed.
+    pub fn start(&mut self) {
+        let now = Instant::now();
+        self.open_watch(now);
+        self.rescan(now);
+    }
+
+    /// After a failed exec of the next stage (PID 1): back to supervising everything.
+    pub fn resume(&mut self) {
+        self.shutdown = None;
+        self.rescan(Instant::now());
+    }
+
+    pub fn run(&mut self) -> Ending {
+        loop {
+            let now = Instant::now();
+            self.tree.start_due(now);
+            if let Some(ending) = self.shutdown_step(now) {
+                return ending;
+            }
+            let ready = self.wait(self.next_deadline());
+            let now = Instant::now();
+            if ready.signals {
+                self.on_signals(now);
+            }
+            for pid in ready.pidfds {
+                self.tree.exited(pid, None, now);
+            }
+            if ready.control {
+                let bytes = self.control.as_ref().map(ControlDir::read_commands);
+                for byte in bytes.unwrap_or_default() {
+                    self.on_control(byte, now);
+                }
+            }
+            if ready.watch {
+                self.on_watch(now);
+            }
+            if self.rescan_at.is_some_and(|at| at <= now) {
+                self.rescan(now);
+            }
+            if self.watch_retry.is_some_and(|at| at <= now) {
+                self.open_watch(now);
+                if self.watch.is_some() {
+                    self.rescan(now);
+                }
+            }
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        let mut deadlines = vec![self.tree.next_deadline(), self.rescan_at, self.watch_retry];
+        if let Some(s) = &self.shutdown {
+            if !s.services_killed {
+                deadlines.push(Some(s.services_deadline));
+            }
+            if !s.loggers_killed {
+                deadlines.push(s.loggers_deadline);
+            }
+            deadlines.push(s.give_up);
+        }
+        deadlines.into_iter().flatten().min()
+    }
+
+    fn wait(&self, deadline: Option<Instant>) -> Ready {
+        let pidfds = self.tree.pidfds();
+        let mut fds = Vec::with_capacity(3 + pidfds.len());
+        fds.push(PollFd::new(&self.signals, PollFlags::IN));
+        let control_at = self.control.as_ref().map(|c| {
+            fds.push(PollFd::new(c, PollFlags::IN));
+            fds.len() - 1
+        });
+        let watch_at = self.watch.as_ref().map(|w| {
+            fds.push(PollFd::new(w, PollFlags::IN));
+            fds.len() - 1
+        });
+        let first_pidfd = fds.len();
+        for (_, fd) in &pidfds {
+            fds.push(PollFd::from_borrowed_fd(*fd, PollFlags::IN));
+        }
+        let timeout = deadline.map(|d| {
+            let left = d.saturating_duration_since(Instant::now());
+            rustix::time::Timespec {
+                tv_sec: i64::try_from(left.as_secs()).unwrap_or(i64::MAX),
+                tv_nsec: i64::from(left.subsec_nanos()),
+            }
+        });
+        let mut ready = Ready::default();
+        match rustix::event::poll(&mut fds, timeout.as_ref()) {
+            Ok(_) => {}
+            Err(Errno::INTR) => return ready,
+            Err(e) => {
+                eprintln!("svscan: warning: unable to poll: {e}");
+                return ready;
+            }
+        }
+        let fired = |i: usize| fds.get(i).is_some_and(|f| !f.revents().is_empty());
+        ready.signals = fired(0);
+        ready.control = control_at.is_some_and(fired);
+        ready.watch = watch_at.is_some_and(fired);
+        ready.pidfds = pidfds
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| fired(first_pidfd + i))
+            .map(|(_, (pid, _))| *pid)
+            .collect();
+        ready
+    }
+
+    fn on_signals(&mut self, now: Instant) {
+        for sig in self.signals.take() {
+            match sig {
+                Signal::CHILD => self.reap(now),
+                Signal::HUP | Signal::ALARM => self.rescan(now),
+                Signal::TERM | Signal::INT if self.pid1 => self.begin_shutdown(Ending::Reboot, now),
+                Signal::TERM | Signal::INT => self.begin_shutdown(Ending::Teardown, now),
+                Signal::USR1 | Signal::POWER => self.begin_shutdown(Ending::Poweroff, now),
+                Signal::USR2 => self.begin_shutdown(Ending::Halt, now),
+                _ => {}
+            }
+        }
+    }
+
+    fn on_control(&mut self, byte: u8, now: Instant) {
+        match byte {
+            scan_control::RESCAN => self.rescan(now),
+            scan_control::TEARDOWN => self.begin_shutdown(Ending::Teardown, now),
+            scan_control::POWEROFF => self.begin_shutdown(Ending::Poweroff, now),
+            scan_control::REBOOT => self.begin_shutdown(Ending::Reboot, now),
+            scan_control::HALT => self.begin_shutdown(Ending::Halt, now),
+            // Unknown bytes (a newline from `echo a >control`...) are ignored, as by supervise.
+            _ => {}
+        }
+    }
+
+    /// The one place children are reaped: every one, known or not (orphans, as PID 1).
+    fn reap(&mut self, now: Instant) {
+        loop {
+            match rustix::process::wait(WaitOptions::NOHANG) {
+                Ok(Some((pid, status))) => {
+                    self.tree
+                        .exited(pid.as_raw_nonzero().get(), Some(status), now)
+                }
+                Ok(None) | Err(Errno::CHILD) => break,
+                Err(Errno::INTR) => continue,
+                Err(e) => {
+                    eprintln!("svscan: warning: unable to reap children: {e}");
+                    break;
+                }
+            }
+        }
+    }
+
+    fn begin_shutdown(&mut self, ending: Ending, now: Instant) {
+        if let Some(s) = self.shutdown.as_mut() {
+            // A later request picks what happens after the teardown already under way.
+            s.ending = ending;
+            return;
+        }
+        self.shutdown = Some(Shutdown {
+            ending,
+            services_deadline: now + self.grace,
+            services_killed: false,
+            loggers_deadline: None,
+            loggers_killed: false,
+            give_up: None,
+        });
+        self.rescan_at = None;
+        self.tree.unwant_all();
+    }
+
+    /// Moves a shutdown along its deadlines; the ending once everything has exited.
+    fn shutdown_step(&mut self, now: Instant) -> Option<Ending> {
+        let s = self.shutdown.as_mut()?;
+        if self.tree.is_empty() {
+            return Some(s.ending);
+        }
+        if !s.services_killed && now >= s.services_deadline && !self.tree.services_gone() {
+            s.services_killed = true;
+            s.give_up = Some(now + self.grace + AFTER_KILL);
+            self.tree.kill_stragglers(Role::Service);
+        }
+        if s.loggers_deadline.is_none() && self.tree.services_gone() {
+            s.loggers_deadline = Some(now + self.grace);
+            s.give_up = None;
+        }
+        if !s.loggers_killed && s.loggers_deadline.is_some_and(|d| now >= d) {
+            s.loggers_killed = true;
+            s.give_up = Some(now + AFTER_KILL);
+            self.tree.kill_stragglers(Role::Log);
+        }
+        if s.give_up.is_some_and(|d| now >= d) {
+            eprintln!(
+                "svscan: warning: {} supervisors did not exit even after KILL: going on without them",
+                self.tree.len()
+            );
+            return Some(s.ending);
+        }
+        None
+    }
+
+    fn open_watch(&mut self, now: Instant) {
+        self.watch_retry = None;
+        match Watch::new() {
+            Ok(watch) => {
+                self.watch = Some(watch);
+                self.watch_failures = 0;
+            }
+            Err(e) => {
+                self.watch_failures = self.watch_failures.saturating_add(1);
+                let delay = tree::restart_delay(self.watch_failures);
+                if self.watch_failures == 1 {
+                    eprintln!(
+                        "svscan: warning: unable to watch the scan directory with inotify: {e}; \
+                         new services are seen on svctl rescan or SIGHUP until a retry works"
+                    );
+                }
+                self.watch_retry = Some(now + delay);
+            }
+        }
+    }
+
+    fn on_watch(&mut self, now: Instant) {
+        let Some(watch) = self.watch.as_mut() else {
+            return;
+        };
+        let changes = watch.read();
+        if changes.watch_lost {
+            eprintln!(
+                "svscan: warning: the scan directory was removed or unmounted: no longer watching it"
+            );
+            self.watch = None;
+        }
+        if self.shutdown.is_some() {
+            return;
+        }
+        if changes.overflow || !self.check_names(&changes.names, now) {
+            self.rescan(now);
+        }
+    }
+
+    /// Handles names inotify reported, one stat each; false when only a full scan can tell
+    /// (a known service's name now means something else, or more names than is worth it).
+    fn check_names(&mut self, names: &BTreeSet<OsString>, now: Instant) -> bool {
+        if names.len() > MAX_NAMES_PER_BATCH {
+            return false;
+        }
+        let known: HashMap<OsString, Id> = self.tree.names().into_iter().collect();
+        for name in names {
+            match scandir::probe(name) {
+                Probe::Service(id) => {
+                    if known.get(name).is_some_and(|old| *old != id) {
+                        return false;
+                    }
+                    self.broken.remove(name);
+                    if self.tree.contains(&id) {
+                        self.tree.want(&id, now);
+                    } else {
+                        self.tree.add(id, name, now);
+                    }
+                }
+                Probe::NotService | Probe::Gone => {
+                    self.broken.remove(name);
+                    if known.contains_key(name) {
+                        return false;
+                    }
+                }
+                Probe::Broken(cause) => {
+                    self.report_broken(name, cause);
+                    if known.contains_key(name) {
+                        return false;
+                    }
+                }
+            }
+        }
+        true
+    }
+
+    fn report_broken(&mut self, name: &OsString, cause: String) {
+        if self.broken.get(name) != Some(&cause) {
+            eprintln!("svscan: warning: unable to use {}: {cause}", shown(name));
+            self.broken.insert(name.clone(), cause);
+        }
+    }
+
+    /// Reads the whole scan directory: new services start, vanished ones stop. Nothing is
+    /// stopped on the word of an incomplete listing.
+    fn rescan(&mut self, now: Instant) {
+        if self.shutdown.is_some() {
+            return;
+        }
+        self.rescan_at = None;
+        let listing = tree::with_fds(scandir::list);
+        let (names, errors) = match listing {
+            Ok(listing) => {
+                self.scan_failures = 0;
+                listing
+            }
+            Err(e) => {
+                self.scan_failures = self.scan_failures.saturating_add(1);
+                let delay = tree::restart_delay(self.scan_failures);
+                if self.scan_failures == 1 {
+                    eprintln!(
+                        "svscan: warning: unable to read the scan directory: {e}; retrying in {}",
+                        tree::humanize(delay)
+                    );
+                }
+                self.rescan_at = Some(now + delay);
+                return;
+            }
+        };
+        let mut complete = true;
+        for e in errors {
+            complete = false;
+            eprintln!("svscan: warning: unable to read an entry of the scan directory: {e}");
+        }
+        let known: HashMap<OsString, Id> = self.tree.names().into_iter().collect();
+        let mut seen: HashMap<Id, Vec<OsString>> = HashMap::new();
+        let mut broken = HashMap::new();
+        for name in names {
+            match scandir::probe(&name) {
+                Probe::Service(id) => seen.entry(id).or_default().push(name),
+                Probe::NotService | Probe::Gone => {}
+                Probe::Broken(cause) => {
+                    // Unreadable right now is not proof of removal: keep what ran under it.
+                    if let Some(id) = known.get(&name) {
+                        seen.entry(*id).or_default().push(name.clone());
+                    }
+                    broken.insert(name, cause);
+                }
+            }
+        }
+        for (name, cause) in broken.clone() {
+            self.report_broken(&name, cause);
+        }
+        self.broken.retain(|name, _| broken.contains_key(name));
+        for (id, names) in &seen {
+            let Some(first) = names.first() else { continue };
+            if self.tree.contains(id) {
+                let current = self.tree.name(id).map(|n| n.to_owned());
+                if !current.is_some_and(|c| names.contains(&c)) {
+                    self.tree.rename(id, first);
+                }
+                self.tree.want(id, now);
+            } else {
+                self.tree.add(*id, first, now);
+            }
+        }
+        if complete {
+            for (_, id) in known {
+                if !seen.contains_key(&id) && self.tree.is_wanted(&id) {
+                    self.tree.unwant(&id);
+                }
+            }
+        }
+    }
+}
+
+#[derive(Default)]
+struct Ready {
+    signals: bool,
+    control: bool,
+    watch: bool,
+    pidfds: Vec<i32>,
+}

@@ -1,0 +1,804 @@
+//! The supervision tree: one entry per service directory, each with the `supervise` of the
+//! service, and, when the service has a `log/`, the logger's `supervise` and the pipe between
+//! them, which svscan holds for the life of the entry so that no restart loses a line.
+
+use crate::scandir::Id;
+use rustix::io::Errno;
+use rustix::process::{Pid, Signal, WaitStatus};
+use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use warden::svdir::{Liveness, ServiceDir};
+
+/// A supervisor that lived at least this long is not failing: restart it at once.
+const QUICK_DEATH: Duration = Duration::from_secs(1);
+const MAX_RESTART_DELAY: Duration = Duration::from_secs(30);
+
+/// Restart back-off after `quick_deaths` deaths in a row, each within [`QUICK_DEATH`] of its
+/// start: none for the first death after a good run, then 1 s, 2 s, 4 s... up to 30 s.
+pub fn restart_delay(quick_deaths: u32) -> Duration {
+    match quick_deaths {
+        0 => Duration::ZERO,
+        n => Duration::from_secs(1u64 << (n - 1).min(5)).min(MAX_RESTART_DELAY),
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Service,
+    Log,
+}
+
+/// Where svscan finds the programs it starts.
+pub struct Programs {
+    pub supervise: PathBuf,
+    pub logger: PathBuf,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    /// `supervise DIR`.
+    Supervise,
+    /// `logger ./main` run by svscan itself in a `log/` that has no `run`.
+    DefaultLogger,
+}
+
+struct Running {
+    pid: Pid,
+    since: Instant,
+    /// Set for a supervisor adopted from an earlier svscan: not our child, so its exit comes
+    /// through the pidfd instead of wait().
+    pidfd: Option<OwnedFd>,
+    kind: Kind,
+    /// TERM (service) or HUP (logger) was sent.
+    stop_sent: bool,
+}
+
+enum State {
+    Waiting { at: Instant },
+    Running(Running),
+    Gone,
+}
+
+struct Slot {
+    state: State,
+    quick_deaths: u32,
+    /// A failure of this slot was reported; quiet until it has worked again.
+    reported: bool,
+}
+
+impl Slot {
+    fn waiting(now: Instant) -> Slot {
+        Slot {
+            state: State::Waiting { at: now },
+            quick_deaths: 0,
+            reported: false,
+        }
+    }
+
+    fn is_gone(&self) -> bool {
+        matches!(self.state, State::Gone)
+    }
+
+    fn due(&self, now: Instant) -> bool {
+        matches!(self.state, State::Waiting { at } if at <= now)
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        match self.state {
+            State::Waiting { at } => Some(at),
+            _ => None,
+        }
+    }
+
+    /// Back-off after a death or a failed start.
+    fn retry(&mut self, lived: Duration, now: Instant) -> Duration {
+        if lived >= QUICK_DEATH {
+            self.quick_deaths = 0;
+            self.reported = false;
+        } else {
+            self.quick_deaths = self.quick_deaths.saturating_add(1);
+        }
+        let delay = restart_delay(self.quick_deaths);
+        self.state = State::Waiting { at: now + delay };
+        delay
+    }
+}
+
+struct Pipe {
+    read: OwnedFd,
+    write: OwnedFd,
+}
+
+struct LogSide {
+    slot: Slot,
+    pipe: Option<Pipe>,
+}
+
+struct Entry {
+    name: OsString,
+    /// The directory is in the scan directory and no shutdown is under way.
+    wanted: bool,
+    service: Slot,
+    log: Option<LogSide>,
+}
+
+impl Entry {
+    fn finished(&self) -> bool {
+        !self.wanted
+            && self.service.is_gone()
+            && self.log.as_ref().map_or(true, |log| log.slot.is_gone())
+    }
+}
+
+pub struct Tree {
+    entries: HashMap<Id, Entry>,
+    pids: HashMap<i32, (Id, Role)>,
+    programs: Programs,
+    /// Running out of file descriptors was reported; quiet until a start works again.
+    fd_shortage_reported: bool,
+}
+
+/// The path svscan passes to `supervise`: the name, made unmistakable for an option.
+fn service_path(name: &OsStr) -> PathBuf {
+    if name.as_bytes().first() == Some(&b'-') {
+        Path::new(".").join(name)
+    } else {
+        PathBuf::from(name)
+    }
+}
+
+fn log_path(name: &OsStr) -> PathBuf {
+    service_path(name).join(warden::service::LOG)
+}
+
+/// A name for messages: quoted and escaped, so spaces, newlines and odd bytes stay visible.
+pub fn shown(name: &OsStr) -> String {
+    format!("{:?}", name)
+}
+
+fn describe(status: Option<WaitStatus>) -> String {
+    match status {
+        Some(s) => match (s.exit_status(), s.terminating_signal()) {
+            (Some(code), _) => format!("exit {code}"),
+            (None, Some(sig)) => format!("signal {}", warden::signal::name_or_number(sig)),
+            _ => "exited".into(),
+        },
+        None => "exited".into(),
+    }
+}
+
+fn is_emfile(e: &io::Error) -> bool {
+    matches!(
+        Errno::from_io_error(e),
+        Some(Errno::MFILE) | Some(Errno::NFILE)
+    )
+}
+
+/// Raises the soft limit on open files towards the hard one; true if it went up. svscan holds
+/// two pipe ends per logged service, more than the usual 1024 allows for a big tree.
+fn raise_fd_limit() -> bool {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let limit = getrlimit(Resource::Nofile);
+    let Some(current) = limit.current else {
+        return false;
+    };
+    let wanted = current.saturating_mul(2).max(1024);
+    let new = match limit.maximum {
+        Some(max) if current >= max => return false,
+        Some(max) => wanted.min(max),
+        None => wanted,
+    };
+    setrlimit(
+        Resource::Nofile,
+        Rlimit {
+            current: Some(new),
+            maximum: limit.maximum,
+        },
+    )
+    .is_ok()
+}
+
+/// Runs an fd-creating operation, raising the fd limit once if it is what stood in the way.
+pub fn with_fds<T>(mut op: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+    match op() {
+        Err(e) if is_emfile(&e) && raise_fd_limit() => op(),
+        other => other,
+    }
+}
+
+fn new_pipe() -> io::Result<Pipe> {
+    with_fds(|| {
+        let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+        Ok(Pipe { read, write })
+    })
+}
+
+/// Re-owns the pipe an adopted supervisor has on `fd`, through /proc, so that a logger
+/// restarted later still reads what the service writes.
+fn reopen_pipe(pid: Pid, fd: i32) -> Option<Pipe> {
+    use rustix::fs::{FileType, Mode, OFlags};
+    let path = format!("/proc/{}/fd/{fd}", pid.as_raw_nonzero());
+    let is_fifo = rustix::fs::stat(&path)
+        .map(|st| FileType::from_raw_mode(st.st_mode) == FileType::Fifo)
+        .unwrap_or(false);
+    if !is_fifo {
+        return None;
+    }
+    // Opened non-blocking so the open cannot wait; our reader then lets the writer's open
+    // through at once.
+    let read = rustix::fs::open(
+        &path,
+        OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .ok()?;
+    let write = rustix::fs::open(&path, OFlags::WRONLY | OFlags::CLOEXEC, Mode::empty()).ok()?;
+    rustix::fs::fcntl_setfl(&read, OFlags::empty()).ok()?;
+    Some(Pipe { read, write })
+}
+
+/// Takes over a supervisor that an earlier svscan started, if one runs for `dir`.
+fn adopt(dir: &Path) -> Result<Option<Running>, String> {
+    let svc = ServiceDir::new(dir);
+    if svc.liveness() != Ok(Liveness::Running) {
+        return Ok(None);
+    }
+    let pid = svc
+        .extended()
+        .and_then(|x| x.supervisor_pid)
+        .and_then(|pid| i32::try_from(pid).ok())
+        .and_then(Pid::from_raw)
+        .ok_or("a supervisor runs, but supervise/warden names no supervisor_pid")?;
+    let pidfd =
+        rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).map_err(|e| {
+            format!(
+                "unable to open a pidfd for supervisor {}: {e}",
+                pid.as_raw_nonzero()
+            )
+        })?;
+    // The pid was read from a file: make sure it still names a supervise, not a reused pid.
+    let comm =
+        std::fs::read_to_string(format!("/proc/{}/comm", pid.as_raw_nonzero())).unwrap_or_default();
+    if comm.trim_end() != "supervise" {
+        return Err(format!(
+            "pid {} named in supervise/warden is not a supervise",
+            pid.as_raw_nonzero()
+        ));
+    }
+    Ok(Some(Running {
+        pid,
+        since: Instant::now(),
+        pidfd: Some(pidfd),
+        kind: Kind::Supervise,
+        stop_sent: false,
+    }))
+}
+
+fn signal(pid: Pid, sig: Signal, what: &str, name: &OsStr) {
+    match rustix::process::kill_process(pid, sig) {
+        Ok(()) | Err(Errno::SRCH) => {}
+        Err(e) => eprintln!(
+            "svscan: warning: unable to signal the {what} of {}: {e}",
+            shown(name)
+        ),
+    }
+}
+
+/// KILLs a service's (or logger's) process group, as recorded by its supervisor.
+fn kill_group_of(dir: &Path) {
+    let Some(pgid) = ServiceDir::new(dir)
+        .extended()
+        .and_then(|x| x.pgid)
+        .and_then(|p| i32::try_from(p).ok())
+        .and_then(Pid::from_raw)
+    else {
+        return;
+    };
+    let own = rustix::process::getpgrp();
+    if pgid.as_raw_nonzero().get() > 1 && pgid != own {
+        let _ = rustix::process::kill_process_group(pgid, Signal::KILL);
+    }
+}
+
+impl Tree {
+    pub fn new(programs: Programs) -> Tree {
+        Tree {
+            entries: HashMap::new(),
+            pids: HashMap::new(),
+            programs,
+            fd_shortage_reported: false,
+        }
+    }
+
+    pub fn contains(&self, id: &Id) -> bool {
+        self.entries.contains_key(id)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn name(&self, id: &Id) -> Option<&OsStr> {
+        self.entries.get(id).map(|e| e.name.as_os_str())
+    }
+
+    /// (name, id) of every entry, wanted or being stopped.
+    pub fn names(&self) -> Vec<(OsString, Id)> {
+        self.entries
+            .iter()
+            .map(|(id, e)| (e.name.clone(), *id))
+            .collect()
+    }
+
+    pub fn rename(&mut self, id: &Id, name: &OsStr) {
+        if let Some(entry) = self.entries.get_mut(id) {
+            entry.name = name.to_owned();
+        }
+    }
+
+    /// A service directory appeared: supervise it, adopting supervisors an earlier svscan
+    /// left running.
+    pub fn add(&mut self, id: Id, name: &OsStr, now: Instant) {
+        let dir = service_path(name);
+        let mut service = Slot::waiting(now);
+        let adopted = self.adopt_slot(&dir, name, Role::Service, &mut service);
+        let log = if log_path(name).is_dir() {
+            let mut slot = Slot::waiting(now);
+            let log_adopted = self.adopt_slot(&log_path(name), name, Role::Log, &mut slot);
+            let pipe = adopted
+                .and_then(|pid| reopen_pipe(pid, 1))
+                .or_else(|| log_adopted.and_then(|pid| reopen_pipe(pid, 0)));
+            if (adopted.is_some() || log_adopted.is_some()) && pipe.is_none() {
+                eprintln!(
+                    "svscan: warning: unable to take over the log pipe of {}: a restarted side \
+                     gets a new pipe",
+                    shown(name)
+                );
+            }
+            Some(LogSide { slot, pipe })
+        } else {
+            None
+        };
+        for (role, slot) in [
+            (Role::Service, Some(&service)),
+            (Role::Log, log.as_ref().map(|l| &l.slot)),
+        ] {
+            if let Some(Slot {
+                state: State::Running(r),
+                ..
+            }) = slot
+            {
+                self.pids.insert(r.pid.as_raw_nonzero().get(), (id, role));
+            }
+        }
+        self.entries.insert(
+            id,
+            Entry {
+                name: name.to_owned(),
+                wanted: true,
+                service,
+                log,
+            },
+        );
+    }
+
+    fn adopt_slot(&self, dir: &Path, name: &OsStr, role: Role, slot: &mut Slot) -> Option<Pid> {
+        match adopt(dir) {
+            Ok(Some(running)) => {
+                let pid = running.pid;
+                slot.state = State::Running(running);
+                Some(pid)
+            }
+            Ok(None) => None,
+            Err(cause) => {
+                eprintln!(
+                    "svscan: warning: unable to adopt the running supervisor of {}{}: {cause}",
+                    shown(name),
+                    if role == Role::Log { "/log" } else { "" }
+                );
+                slot.reported = true;
+                None
+            }
+        }
+    }
+
+    /// A directory that was being stopped is back (moved out and in again).
+    pub fn want(&mut self, id: &Id, now: Instant) {
+        let Some(entry) = self.entries.get_mut(id) else {
+            return;
+        };
+        if entry.wanted {
+            return;
+        }
+        entry.wanted = true;
+        for slot in
+            std::iter::once(&mut entry.service).chain(entry.log.as_mut().map(|l| &mut l.slot))
+        {
+            slot.quick_deaths = 0;
+            if slot.is_gone() {
+                slot.state = State::Waiting { at: now };
+            }
+        }
+    }
+
+    pub fn is_wanted(&self, id: &Id) -> bool {
+        self.entries.get(id).is_some_and(|e| e.wanted)
+    }
+
+    /// The directory is gone, or svscan shuts down: stop the service (`x`, by TERM to its
+    /// supervisor); its logger follows once the service's supervisor has exited.
+    pub fn unwant(&mut self, id: &Id) {
+        let Some(entry) = self.entries.get_mut(id) else {
+            return;
+        };
+        entry.wanted = false;
+        match &mut entry.service.state {
+            State::Running(r) if !r.stop_sent => {
+                r.stop_sent = true;
+                signal(r.pid, Signal::TERM, "supervisor", &entry.name);
+            }
+            State::Running(_) => {}
+            State::Waiting { .. } | State::Gone => entry.service.state = State::Gone,
+        }
+        if entry.service.is_gone() {
+            stop_log(entry);
+        }
+        if entry.finished() {
+            self.entries.remove(id);
+        }
+    }
+
+    pub fn unwant_all(&mut self) {
+        let ids: Vec<Id> = self.entries.keys().copied().collect();
+        for id in ids {
+            self.unwant(&id);
+        }
+    }
+
+    /// A child was reaped, or an adopted supervisor's pidfd said it exited. Unknown pids are
+    /// orphans svscan reaps as PID 1 or subreaper: nothing to do.
+    pub fn exited(&mut self, pid: i32, status: Option<WaitStatus>, now: Instant) {
+        let Some((id, role)) = self.pids.remove(&pid) else {
+            return;
+        };
+        let Some(entry) = self.entries.get_mut(&id) else {
+            return;
+        };
+        let wanted = entry.wanted;
+        let service_gone_before = entry.service.is_gone();
+        let name = entry.name.clone();
+        let slot = match role {
+            Role::Service => &mut entry.service,
+            Role::Log => match entry.log.as_mut() {
+                Some(log) => &mut log.slot,
+                None => return,
+            },
+        };
+        let State::Running(running) = &slot.state else {
+            return;
+        };
+        if running.pid.as_raw_nonzero().get() != pid {
+            return;
+        }
+        let lived = now.saturating_duration_since(running.since);
+        let asked_to_stop = running.stop_sent;
+        let keep = match role {
+            Role::Service => wanted,
+            Role::Log => wanted || !service_gone_before,
+        };
+        if keep {
+            let delay = slot.retry(lived, now);
+            if !asked_to_stop && !slot.reported {
+                slot.reported = true;
+                let what = if role == Role::Log { "/log" } else { "" };
+                eprintln!(
+                    "svscan: warning: the supervisor of {}{what} ended ({}); restarting it in {}",
+                    shown(&name),
+                    describe(status),
+                    humanize(delay)
+                );
+            }
+        } else {
+            slot.state = State::Gone;
+        }
+        if role == Role::Service && entry.service.is_gone() {
+            stop_log(entry);
+        }
+        if entry.finished() {
+            self.entries.remove(&id);
+        }
+    }
+
+    /// Starts every supervisor whose time has come: loggers before their services, so the
+    /// pipe has a reader first.
+    pub fn start_due(&mut self, now: Instant) {
+        let Tree {
+            entries,
+            pids,
+            programs,
+            fd_shortage_reported,
+        } = self;
+        for (id, entry) in entries.iter_mut() {
+            if entry.wanted
+                && entry.service.due(now)
+                && entry.log.is_none()
+                && log_path(&entry.name).is_dir()
+            {
+                // A log/ added to an existing service: it takes effect when the service's
+                // supervisor (re)starts, which is now.
+                entry.log = Some(LogSide {
+                    slot: Slot::waiting(now),
+                    pipe: None,
+                });
+            }
+            let service_gone = entry.service.is_gone();
+            if let Some(log) = entry.log.as_mut() {
+                if log.slot.due(now) && (entry.wanted || !service_gone) {
+                    let result = ensure_pipe(&mut log.pipe)
+                        .and_then(|pipe| spawn(programs, &entry.name, Role::Log, Some(pipe)));
+                    settle(
+                        result,
+                        &mut log.slot,
+                        (*id, Role::Log),
+                        &entry.name,
+                        pids,
+                        fd_shortage_reported,
+                        now,
+                    );
+                }
+            }
+            if entry.wanted && entry.service.due(now) {
+                let result = match entry.log.as_mut() {
+                    Some(log) => ensure_pipe(&mut log.pipe)
+                        .and_then(|pipe| spawn(programs, &entry.name, Role::Service, Some(pipe))),
+                    None => spawn(programs, &entry.name, Role::Service, None),
+                };
+                settle(
+                    result,
+                    &mut entry.service,
+                    (*id, Role::Service),
+                    &entry.name,
+                    pids,
+                    fd_shortage_reported,
+                    now,
+                );
+            }
+        }
+    }
+
+    /// The nearest time a supervisor is due to (re)start.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.entries
+            .values()
+            .flat_map(|e| {
+                let service = e.wanted.then(|| e.service.deadline()).flatten();
+                let log = e.log.as_ref().and_then(|l| {
+                    (e.wanted || !e.service.is_gone())
+                        .then(|| l.slot.deadline())
+                        .flatten()
+                });
+                [service, log]
+            })
+            .flatten()
+            .min()
+    }
+
+    /// pidfds of adopted supervisors, with their pids.
+    pub fn pidfds(&self) -> Vec<(i32, BorrowedFd<'_>)> {
+        let mut out = Vec::new();
+        for e in self.entries.values() {
+            for slot in std::iter::once(&e.service).chain(e.log.as_ref().map(|l| &l.slot)) {
+                if let State::Running(Running {
+                    pid,
+                    pidfd: Some(fd),
+                    ..
+                }) = &slot.state
+                {
+                    out.push((pid.as_raw_nonzero().get(), fd.as_fd()));
+                }
+            }
+        }
+        out
+    }
+
+    /// Whether every service supervisor has exited (loggers may still drain).
+    pub fn services_gone(&self) -> bool {
+        self.entries.values().all(|e| e.service.is_gone())
+    }
+
+    /// The shutdown grace is over: KILL what is left of the services (or of the loggers), the
+    /// supervisor and the process group it recorded.
+    pub fn kill_stragglers(&mut self, role: Role) {
+        for e in self.entries.values_mut() {
+            let (slot, dir) = match role {
+                Role::Service => (&mut e.service, service_path(&e.name)),
+                Role::Log => match e.log.as_mut() {
+                    Some(log) => (&mut log.slot, log_path(&e.name)),
+                    None => continue,
+                },
+            };
+            if let State::Running(r) = &slot.state {
+                eprintln!(
+                    "svscan: warning: {}{} did not stop in time: sending KILL",
+                    shown(&e.name),
+                    if role == Role::Log { "/log" } else { "" }
+                );
+                if r.kind == Kind::Supervise {
+                    kill_group_of(&dir);
+                }
+                signal(r.pid, Signal::KILL, "supervisor", &e.name);
+            }
+        }
+    }
+}
+
+/// Closes svscan's ends of the log pipe and tells the logger's supervisor to exit once the
+/// logger has drained it (HUP = `e`); a default logger just reads EOF.
+fn stop_log(entry: &mut Entry) {
+    let Some(log) = entry.log.as_mut() else {
+        return;
+    };
+    log.pipe = None;
+    match &mut log.slot.state {
+        State::Running(r) if !r.stop_sent => {
+            r.stop_sent = true;
+            if r.kind == Kind::Supervise {
+                signal(r.pid, Signal::HUP, "log supervisor", &entry.name);
+            }
+        }
+        State::Running(_) => {}
+        State::Waiting { .. } | State::Gone => log.slot.state = State::Gone,
+    }
+}
+
+fn ensure_pipe(pipe: &mut Option<Pipe>) -> io::Result<&Pipe> {
+    if pipe.is_none() {
+        *pipe = Some(new_pipe()?);
+    }
+    pipe.as_ref()
+        .ok_or_else(|| io::Error::from(io::ErrorKind::Other))
+}
+
+fn spawn(
+    programs: &Programs,
+    name: &OsStr,
+    role: Role,
+    pipe: Option<&Pipe>,
+) -> io::Result<(Pid, Kind)> {
+    with_fds(|| {
+        let (mut cmd, kind) = match role {
+            Role::Service => {
+                let mut cmd = Command::new(&programs.supervise);
+                cmd.arg(service_path(name));
+                if let Some(pipe) = pipe {
+                    cmd.stdout(Stdio::from(pipe.write.try_clone()?));
+                    cmd.stderr(Stdio::from(pipe.write.try_clone()?));
+                }
+                (cmd, Kind::Supervise)
+            }
+            Role::Log => {
+                let dir = log_path(name);
+                let (mut cmd, kind) = if dir.join(warden::service::RUN).symlink_metadata().is_ok() {
+                    let mut cmd = Command::new(&programs.supervise);
+                    cmd.arg(&dir);
+                    (cmd, Kind::Supervise)
+                } else {
+                    let mut cmd = Command::new(&programs.logger);
+                    cmd.arg("./main").current_dir(&dir);
+                    (cmd, Kind::DefaultLogger)
+                };
+                if let Some(pipe) = pipe {
+                    cmd.stdin(Stdio::from(pipe.read.try_clone()?));
+                }
+                (cmd, kind)
+            }
+        };
+        let child = cmd.spawn()?;
+        let pid = i32::try_from(child.id())
+            .ok()
+            .and_then(Pid::from_raw)
+            .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidData))?;
+        // The child is reaped by the one wait() loop; dropping the handle neither waits nor kills.
+        drop(child);
+        Ok((pid, kind))
+    })
+}
+
+/// Records the outcome of a start: a running supervisor, or a report and a retry deadline.
+fn settle(
+    result: io::Result<(Pid, Kind)>,
+    slot: &mut Slot,
+    key: (Id, Role),
+    name: &OsStr,
+    pids: &mut HashMap<i32, (Id, Role)>,
+    fd_shortage_reported: &mut bool,
+    now: Instant,
+) {
+    match result {
+        Ok((pid, kind)) => {
+            *fd_shortage_reported = false;
+            pids.insert(pid.as_raw_nonzero().get(), key);
+            slot.state = State::Running(Running {
+                pid,
+                since: now,
+                pidfd: None,
+                kind,
+                stop_sent: false,
+            });
+        }
+        Err(e) => {
+            let delay = slot.retry(Duration::ZERO, now);
+            let quiet = if is_emfile(&e) {
+                std::mem::replace(fd_shortage_reported, true)
+            } else {
+                std::mem::replace(&mut slot.reported, true)
+            };
+            if !quiet {
+                let what = match key.1 {
+                    Role::Service => "",
+                    Role::Log => "/log",
+                };
+                eprintln!(
+                    "svscan: warning: unable to start the supervisor of {}{what}: {e}; retrying in {}",
+                    shown(name),
+                    humanize(delay)
+                );
+            }
+        }
+    }
+}
+
+pub fn humanize(d: Duration) -> String {
+    if d.is_zero() {
+        "no time".into()
+    } else if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn back_off_doubles_up_to_thirty_seconds() {
+        assert_eq!(restart_delay(0), Duration::ZERO);
+        assert_eq!(restart_delay(1), Duration::from_secs(1));
+        assert_eq!(restart_delay(2), Duration::from_secs(2));
+        assert_eq!(restart_delay(5), Duration::from_secs(16));
+        assert_eq!(restart_delay(6), Duration::from_secs(30));
+        assert_eq!(restart_delay(u32::MAX), Duration::from_secs(30));
+    }
+
+    #[test]
+    fn a_long_run_resets_the_back_off() {
+        let now = Instant::now();
+        let mut slot = Slot::waiting(now);
+        assert_eq!(slot.retry(Duration::ZERO, now), Duration::from_secs(1));
+        assert_eq!(slot.retry(Duration::ZERO, now), Duration::from_secs(2));
+        slot.reported = true;
+        assert_eq!(slot.retry(Duration::from_secs(60), now), Duration::ZERO);
+        assert!(!slot.reported);
+        assert!(slot.due(now));
+    }
+
+    #[test]
+    fn names_that_look_like_options_get_a_path() {
+        assert_eq!(service_path(OsStr::new("-x")), PathBuf::from("./-x"));
+        assert_eq!(service_path(OsStr::new("x y")), PathBuf::from("x y"));
+        assert_eq!(log_path(OsStr::new("a")), PathBuf::from("a/log"));
+        assert_eq!(shown(OsStr::new("a\nb")), "\"a\\nb\"");
+    }
+}
