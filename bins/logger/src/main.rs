@@ -1,4 +1,74 @@
-fn main() {
-    eprintln!("logger: fatal: not yet implemented");
-    std::process::exit(100);
+//! logger: writes stdin to a rotated log directory without losing a line, even when killed.
+//! See docs/logger.md.
+
+mod args;
+mod clock;
+mod input;
+mod lines;
+mod logdir;
+mod run;
+mod show;
+
+use args::{Command, WriteOptions};
+use input::Input;
+use logdir::LogDir;
+use run::{Ending, Logger};
+use rustix::process::Signal;
+use std::process::ExitCode;
+use warden::signal::SignalPipe;
+
+/// Longest line kept whole when nothing else limits it.
+const MAX_LINE: usize = 64 * 1024;
+
+fn main() -> ExitCode {
+    match args::parse(std::env::args_os().skip(1)) {
+        Ok(Command::Help) => {
+            print!("{}", args::USAGE);
+            ExitCode::SUCCESS
+        }
+        Ok(Command::Show(options)) => match show::show(&options) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("logger: fatal: unable to show the log: {e}");
+                ExitCode::from(111)
+            }
+        },
+        Ok(Command::Write(options)) => write(&options),
+        Err(e) => {
+            eprintln!("logger: usage: {e}\n{}", args::USAGE);
+            ExitCode::from(100)
+        }
+    }
+}
+
+fn write(options: &WriteOptions) -> ExitCode {
+    let signals = match SignalPipe::new(&[Signal::TERM, Signal::INT, Signal::ALARM, Signal::HUP]) {
+        Ok(s) => s,
+        Err(e) => return fatal(&format!("unable to set up signal handling: {e}")),
+    };
+    let dir = match LogDir::open(&options.dir, options.limit, options.keep) {
+        Ok(dir) => dir,
+        Err(e) => return fatal(&e.to_string()),
+    };
+    let input = Input::from_stdin();
+    let stamp_room = options.stamp.len() + lines::End::Split.suffix().len();
+    let max_line = MAX_LINE
+        .min(input.line_room())
+        .min(usize::try_from(options.limit).unwrap_or(usize::MAX) - stamp_room);
+    let mut logger = Logger::new(dir, input, options.stamp, max_line);
+    match logger.run(&signals) {
+        Ok(Ending::Eof) | Ok(Ending::Signal) | Ok(Ending::SignalWhileFailing(0)) => {
+            ExitCode::SUCCESS
+        }
+        Ok(Ending::SignalWhileFailing(lost)) => {
+            eprintln!("logger: warning: exiting with {lost} bytes read but not written");
+            ExitCode::from(111)
+        }
+        Err(e) => fatal(&format!("unable to read stdin: {e}")),
+    }
+}
+
+fn fatal(message: &str) -> ExitCode {
+    eprintln!("logger: fatal: {message}");
+    ExitCode::from(111)
 }

@@ -1,0 +1,513 @@
+//! The log directory: `lock`, `current` and the archives `@<tai64n>.s`.
+//!
+//! Rotation is three steps, each leaving a state the next start recovers from:
+//! 1. fdatasync `current` (a crash here: `current` is intact, perhaps with a torn last line,
+//!    which recovery ends with a newline);
+//! 2. rename `current` to `@<label>.s` without replacing anything (renameat2 NOREPLACE; where
+//!    the filesystem lacks it, link then unlink, and recovery drops a `current` that is still
+//!    a second name of an archive); a crash after it leaves no `current`, which recovery creates;
+//! 3. create the new `current`, then delete the oldest archives beyond the count (a crash
+//!    before or during the deletion leaves too many, which recovery deletes).
+
+use crate::lines::Record;
+use rustix::fs::{AtFlags, FlockOperation, Mode, OFlags, RenameFlags};
+use rustix::io::Errno;
+use std::fmt;
+use std::io::IoSlice;
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+use warden::Tai64N;
+
+/// At most this many buffers per writev (the kernel's IOV_MAX).
+const IOV_MAX: usize = 1024;
+
+/// An operation on the log directory that failed: `unable to <verb> <object>: <cause>`.
+#[derive(Debug)]
+pub struct Failure {
+    pub verb: &'static str,
+    pub object: PathBuf,
+    pub cause: String,
+}
+
+impl Failure {
+    fn io(verb: &'static str, object: PathBuf, err: impl fmt::Display) -> Failure {
+        Failure {
+            verb,
+            object,
+            cause: err.to_string(),
+        }
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "unable to {} {}: {}",
+            self.verb,
+            self.object.display(),
+            self.cause
+        )
+    }
+}
+
+/// Whether `name` is an archive: `@`, 24 hex digits, `.s` (finished) or `.u` (svlogd's
+/// unfinished file, shown but never written by us).
+pub fn is_archive_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    bytes.len() == 27
+        && bytes.first() == Some(&b'@')
+        && bytes
+            .get(1..25)
+            .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit))
+        && matches!(bytes.get(25..), Some(b".s") | Some(b".u"))
+}
+
+/// The archive names in `dir`, oldest first (labels are fixed-width hex, so names sort by time).
+pub fn archives(dir: &Path) -> std::io::Result<Vec<String>> {
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        if let Ok(name) = entry?.file_name().into_string() {
+            if is_archive_name(&name) {
+                names.push(name);
+            }
+        }
+    }
+    names.sort_unstable();
+    Ok(names)
+}
+
+/// Where a batch's writing stands, so a write stopped by a full disk resumes where it stopped.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// The next record to write.
+    pub record: usize,
+    /// Bytes of that record already written.
+    pub offset: usize,
+    /// The first record that went into the open `current`: if that file turns out to be
+    /// removed, writing starts again from there.
+    pub file_start: usize,
+}
+
+struct Current {
+    fd: OwnedFd,
+    size: u64,
+}
+
+pub struct LogDir {
+    path: PathBuf,
+    dir: OwnedFd,
+    _lock: OwnedFd,
+    current: Option<Current>,
+    limit: u64,
+    keep: usize,
+    newest_archive: Option<Tai64N>,
+}
+
+impl LogDir {
+    /// Creates the directory if missing, locks it and recovers from an interrupted rotation.
+    pub fn open(path: &Path, limit: u64, keep: usize) -> Result<LogDir, Failure> {
+        let (dir, lock) = establish(path)?;
+        let mut log = LogDir {
+            path: path.to_owned(),
+            dir,
+            _lock: lock,
+            current: None,
+            limit,
+            keep,
+            newest_archive: None,
+        };
+        log.recover()?;
+        Ok(log)
+    }
+
+    fn name(&self, file: &str) -> PathBuf {
+        self.path.join(file)
+    }
+
+    /// Repairs what a crash may have left (see the module comment) and opens `current`.
+    fn recover(&mut self) -> Result<(), Failure> {
+        let names = archives(&self.path).map_err(|e| Failure::io("read", self.path.clone(), e))?;
+        self.newest_archive = names
+            .last()
+            .and_then(|n| n.get(..25))
+            .and_then(|label| Tai64N::parse_label(label.as_bytes()));
+        if let Ok(current) = rustix::fs::statat(&self.dir, "current", AtFlags::SYMLINK_NOFOLLOW) {
+            let same_inode = |name: &String| {
+                rustix::fs::statat(&self.dir, name.as_str(), AtFlags::SYMLINK_NOFOLLOW)
+                    .is_ok_and(|a| a.st_ino == current.st_ino && a.st_dev == current.st_dev)
+            };
+            if current.st_nlink > 1 && names.iter().rev().any(same_inode) {
+                // Rotation by link and unlink stopped in between: the archive is complete.
+                rustix::fs::unlinkat(&self.dir, "current", AtFlags::empty())
+                    .map_err(|e| Failure::io("remove", self.name("current"), e))?;
+            }
+        }
+        self.open_current()?;
+        self.end_torn_line()?;
+        self.prune();
+        Ok(())
+    }
+
+    /// A logger killed in the middle of a write leaves a line without its newline; end it, so
+    /// the lines written from now on start on a line of their own.
+    fn end_torn_line(&mut self) -> Result<(), Failure> {
+        let path = self.name("current");
+        let Some(current) = self.current.as_mut() else {
+            return Ok(());
+        };
+        if current.size == 0 {
+            return Ok(());
+        }
+        let mut last = [0u8; 1];
+        rustix::io::pread(&current.fd, &mut last, current.size - 1)
+            .map_err(|e| Failure::io("read", path.clone(), e))?;
+        if last != *b"\n" {
+            rustix::io::write(&current.fd, b"\n").map_err(|e| Failure::io("write", path, e))?;
+            current.size += 1;
+        }
+        Ok(())
+    }
+
+    fn open_current(&mut self) -> Result<(), Failure> {
+        let fd = rustix::fs::openat(
+            &self.dir,
+            "current",
+            OFlags::WRONLY | OFlags::CREATE | OFlags::APPEND | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o644),
+        )
+        .map_err(|e| Failure::io("open", self.name("current"), e))?;
+        let size = rustix::fs::fstat(&fd)
+            .map_err(|e| Failure::io("stat", self.name("current"), e))?
+            .st_size as u64;
+        self.current = Some(Current { fd, size });
+        Ok(())
+    }
+
+    /// Brings the directory back after a failure: if it was removed, creates and locks it
+    /// again; then reopens `current` if it is not open.
+    pub fn reestablish(&mut self) -> Result<(), Failure> {
+        let removed = rustix::fs::fstat(&self.dir).map_or(true, |st| st.st_nlink == 0);
+        if removed {
+            self.current = None;
+            let (dir, lock) = establish(&self.path)?;
+            self.dir = dir;
+            self._lock = lock;
+            return self.recover();
+        }
+        if self.current.is_none() {
+            self.open_current()?;
+        }
+        Ok(())
+    }
+
+    /// Writes `records` of `batch`, each preceded by `stamp`, from `progress` on, rotating
+    /// before a record that would take `current` over the limit. On failure `progress` says
+    /// what is written; calling again resumes there.
+    pub fn write_records(
+        &mut self,
+        batch: &[u8],
+        stamp: &[u8],
+        records: &[Record],
+        progress: &mut Progress,
+    ) -> Result<(), Failure> {
+        while let Some(&first) = records.get(progress.record) {
+            if self.current.is_none() {
+                self.reestablish()?;
+                progress.file_start = progress.record;
+            }
+            let size = self.current.as_ref().map_or(0, |c| c.size);
+            if progress.offset == 0 && size > 0 && size + record_len(stamp, &first) > self.limit {
+                self.rotate()?;
+                progress.file_start = progress.record;
+                continue;
+            }
+            let Some(current) = self.current.as_mut() else {
+                continue;
+            };
+            let mut iov: Vec<IoSlice<'_>> = Vec::with_capacity(IOV_MAX);
+            let mut planned = current.size;
+            let mut skip = progress.offset;
+            for (i, record) in records.iter().enumerate().skip(progress.record) {
+                let len = record_len(stamp, record);
+                let fits = i == progress.record || planned + len <= self.limit;
+                if !fits || iov.len() + 3 > IOV_MAX {
+                    break;
+                }
+                let content = batch.get(record.start..record.end).unwrap_or_default();
+                for part in [stamp, content, record.ending.suffix()] {
+                    if skip >= part.len() {
+                        skip -= part.len();
+                    } else {
+                        iov.push(IoSlice::new(part.get(skip..).unwrap_or_default()));
+                        skip = 0;
+                    }
+                }
+                planned += len;
+            }
+            let written = match rustix::io::writev(&current.fd, &iov) {
+                Ok(n) => n,
+                Err(Errno::INTR) => continue,
+                Err(e) => return Err(Failure::io("write", self.name("current"), e)),
+            };
+            current.size += written as u64;
+            advance(progress, written, |i| {
+                records.get(i).map_or(0, |r| record_len(stamp, r) as usize)
+            });
+        }
+        self.check_linked(progress)
+    }
+
+    /// Writes to a removed file succeed silently; catch it once per batch, before the input
+    /// is consumed, and write again what went into the removed file.
+    fn check_linked(&mut self, progress: &mut Progress) -> Result<(), Failure> {
+        let Some(current) = self.current.as_ref() else {
+            return Ok(());
+        };
+        match rustix::fs::fstat(&current.fd) {
+            Ok(st) if st.st_nlink > 0 => Ok(()),
+            _ => {
+                self.current = None;
+                progress.record = progress.file_start;
+                progress.offset = 0;
+                Err(Failure::io(
+                    "write",
+                    self.name("current"),
+                    "the file or its directory was removed",
+                ))
+            }
+        }
+    }
+
+    /// Archives `current` (unless empty) and starts a new one.
+    pub fn rotate(&mut self) -> Result<(), Failure> {
+        let Some(current) = self.current.as_ref() else {
+            return self.reestablish();
+        };
+        if current.size == 0 {
+            return Ok(());
+        }
+        rustix::fs::fdatasync(&current.fd)
+            .map_err(|e| Failure::io("sync", self.name("current"), e))?;
+        let label = self.archive(self.next_label())?;
+        self.newest_archive = Some(label);
+        self.current = None;
+        self.open_current()?;
+        self.prune();
+        Ok(())
+    }
+
+    /// Renames `current` to an archive named by `label` or the first later free label.
+    fn archive(&self, mut label: Tai64N) -> Result<Tai64N, Failure> {
+        loop {
+            let name = archive_name(label);
+            let renamed = rustix::fs::renameat_with(
+                &self.dir,
+                "current",
+                &self.dir,
+                name.as_str(),
+                RenameFlags::NOREPLACE,
+            );
+            let result = match renamed {
+                Err(Errno::INVAL) | Err(Errno::NOSYS) => rustix::fs::linkat(
+                    &self.dir,
+                    "current",
+                    &self.dir,
+                    name.as_str(),
+                    AtFlags::empty(),
+                )
+                .and_then(|()| rustix::fs::unlinkat(&self.dir, "current", AtFlags::empty())),
+                other => other,
+            };
+            match result {
+                Ok(()) => return Ok(label),
+                Err(Errno::EXIST) => label = later(label),
+                Err(e) => return Err(Failure::io("rename", self.name("current"), e)),
+            }
+        }
+    }
+
+    /// Now, or just after the newest archive if the clock went back, so names keep their order.
+    fn next_label(&self) -> Tai64N {
+        let now = Tai64N::now();
+        match self.newest_archive {
+            Some(newest) if newest >= now => later(newest),
+            _ => now,
+        }
+    }
+
+    /// Deletes the oldest archives beyond the count; a failure is a warning, retried at the
+    /// next rotation.
+    fn prune(&mut self) {
+        let names = match archives(&self.path) {
+            Ok(names) => names,
+            Err(e) => {
+                eprintln!(
+                    "logger: warning: unable to read {}: {e}",
+                    self.path.display()
+                );
+                return;
+            }
+        };
+        let excess = names.len().saturating_sub(self.keep);
+        for name in names.iter().take(excess) {
+            if let Err(e) = rustix::fs::unlinkat(&self.dir, name.as_str(), AtFlags::empty()) {
+                eprintln!(
+                    "logger: warning: unable to remove {}: {e}",
+                    self.name(name).display()
+                );
+            }
+        }
+    }
+}
+
+/// Creates, opens and locks the directory.
+fn establish(path: &Path) -> Result<(OwnedFd, OwnedFd), Failure> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o750)
+        .create(path)
+        .map_err(|e| Failure::io("create", path.to_owned(), e))?;
+    let dir = rustix::fs::open(
+        path,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| Failure::io("open", path.to_owned(), e))?;
+    let lock_path = path.join("lock");
+    let lock = rustix::fs::openat(
+        &dir,
+        "lock",
+        OFlags::RDWR | OFlags::CREATE | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o600),
+    )
+    .map_err(|e| Failure::io("open", lock_path.clone(), e))?;
+    match rustix::fs::flock(&lock, FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok((dir, lock)),
+        Err(Errno::WOULDBLOCK) => Err(Failure {
+            verb: "lock",
+            object: lock_path,
+            cause: "another logger is writing to this directory".into(),
+        }),
+        Err(e) => Err(Failure::io("lock", lock_path, e)),
+    }
+}
+
+fn record_len(stamp: &[u8], record: &Record) -> u64 {
+    (stamp.len() + record.body_len()) as u64
+}
+
+/// Moves `progress` forward by `written` bytes over records whose lengths `len_of` gives.
+fn advance(progress: &mut Progress, mut written: usize, len_of: impl Fn(usize) -> usize) {
+    while written > 0 {
+        let left = len_of(progress.record).saturating_sub(progress.offset);
+        if left == 0 {
+            return;
+        }
+        if written >= left {
+            written -= left;
+            progress.record += 1;
+            progress.offset = 0;
+        } else {
+            progress.offset += written;
+            written = 0;
+        }
+    }
+}
+
+pub fn archive_name(label: Tai64N) -> String {
+    format!("{label}.s")
+}
+
+/// One nanosecond after `t`.
+fn later(t: Tai64N) -> Tai64N {
+    if t.nanos >= 999_999_999 {
+        Tai64N {
+            secs: t.secs + 1,
+            nanos: 0,
+        }
+    } else {
+        Tai64N {
+            secs: t.secs,
+            nanos: t.nanos + 1,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lines::End;
+
+    #[test]
+    fn archive_names() {
+        assert!(is_archive_name("@400000006955b90a1dcd6500.s"));
+        assert!(is_archive_name("@400000006955b90a1dcd6500.u"));
+        assert!(!is_archive_name("@400000006955b90a1dcd6500.t"));
+        assert!(!is_archive_name("@400000006955b90a1dcd650.s"));
+        assert!(!is_archive_name("current"));
+        let t = Tai64N {
+            secs: 1 << 62,
+            nanos: 999_999_999,
+        };
+        assert_eq!(
+            later(t),
+            Tai64N {
+                secs: (1 << 62) + 1,
+                nanos: 0
+            }
+        );
+        assert!(is_archive_name(&archive_name(t)));
+    }
+
+    #[test]
+    fn progress_advances_over_records() {
+        let lens = [10usize, 5, 7];
+        let mut p = Progress::default();
+        advance(&mut p, 12, |i| lens.get(i).copied().unwrap_or(0));
+        assert_eq!((p.record, p.offset), (1, 2));
+        advance(&mut p, 3, |i| lens.get(i).copied().unwrap_or(0));
+        assert_eq!((p.record, p.offset), (2, 0));
+        advance(&mut p, 7, |i| lens.get(i).copied().unwrap_or(0));
+        assert_eq!((p.record, p.offset), (3, 0));
+    }
+
+    fn records_of(batch: &[u8]) -> Vec<Record> {
+        let mut records = Vec::new();
+        crate::lines::plan(batch, 1000, false, &mut records);
+        records
+    }
+
+    #[test]
+    fn rotates_at_line_boundaries_within_the_limit() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("log");
+        let mut log = LogDir::open(&path, 20, 2).unwrap();
+        let batch = b"aaaa\nbbbb\ncccc\ndddd\neeee\nffff\ngggg\n";
+        let records = records_of(batch);
+        let mut p = Progress::default();
+        log.write_records(batch, b"> ", &records, &mut p).unwrap();
+        assert_eq!(p.record, 7);
+        assert_eq!(std::fs::read(path.join("current")).unwrap(), b"> gggg\n");
+        let names = archives(&path).unwrap();
+        assert_eq!(names.len(), 2, "pruned to the count");
+        assert_eq!(
+            std::fs::read(path.join(&names[0])).unwrap(),
+            b"> cccc\n> dddd\n"
+        );
+        assert_eq!(
+            std::fs::read(path.join(&names[1])).unwrap(),
+            b"> eeee\n> ffff\n"
+        );
+        assert_eq!(records[0].ending, End::Newline);
+    }
+
+    #[test]
+    fn second_open_is_refused_while_locked() {
+        let tmp = tempfile::tempdir().unwrap();
+        let _first = LogDir::open(tmp.path(), 1000, 2).unwrap();
+        let second = LogDir::open(tmp.path(), 1000, 2).err().unwrap();
+        assert!(second.cause.contains("another logger"), "{second}");
+    }
+}

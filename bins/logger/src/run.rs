@@ -1,0 +1,280 @@
+//! The writing loop: one poll over the signal pipe and the input, with a deadline only while
+//! a failed write waits to be retried.
+
+use crate::input::{Fill, Input, BATCH};
+use crate::lines::{self, Record};
+use crate::logdir::{Failure, LogDir, Progress};
+use rustix::event::{PollFd, PollFlags};
+use rustix::process::Signal;
+use std::time::{Duration, Instant};
+use warden::signal::SignalPipe;
+use warden::Tai64N;
+
+/// What goes before each line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StampStyle {
+    /// `@` + 24 hex digits of TAI64N, as multilog `t` and svlogd `-t`.
+    Tai64n,
+    /// `2026-11-22T03:00:00.123456789Z`.
+    Iso,
+    None,
+}
+
+impl StampStyle {
+    /// The stamp and its separating space, for a batch read now.
+    fn now(self) -> Vec<u8> {
+        match self {
+            StampStyle::Tai64n => {
+                let mut stamp = Tai64N::now().label().to_vec();
+                stamp.push(b' ');
+                stamp
+            }
+            StampStyle::Iso => {
+                let now = Tai64N::now();
+                let mut stamp =
+                    crate::clock::format_iso_utc(now.unix_secs(), now.nanos).into_bytes();
+                stamp.push(b' ');
+                stamp
+            }
+            StampStyle::None => Vec::new(),
+        }
+    }
+
+    pub fn len(self) -> usize {
+        match self {
+            StampStyle::Tai64n => warden::tai::LABEL_LEN + 1,
+            StampStyle::Iso => 31,
+            StampStyle::None => 0,
+        }
+    }
+}
+
+/// Why the loop ended.
+pub enum Ending {
+    /// End of input, everything written.
+    Eof,
+    /// TERM or INT: everything read is written, the rest stays in the pipe.
+    Signal,
+    /// TERM while writing was failing: what could not be written stays in the pipe
+    /// (tee mode) or is lost (read mode: this many bytes).
+    SignalWhileFailing(usize),
+}
+
+const FIRST_RETRY: Duration = Duration::from_millis(20);
+const LAST_RETRY: Duration = Duration::from_secs(1);
+
+/// A batch read and planned, not yet all written.
+struct Pending {
+    stamp: Vec<u8>,
+    consumed: usize,
+    progress: Progress,
+}
+
+/// Writing keeps failing (full disk, removed directory): retry at `deadline`.
+struct Stall {
+    deadline: Instant,
+    delay: Duration,
+}
+
+pub struct Logger {
+    pub dir: LogDir,
+    pub input: Input,
+    pub stamp: StampStyle,
+    pub max_line: usize,
+    batch: Vec<u8>,
+    records: Vec<Record>,
+    pending: Option<Pending>,
+    stall: Option<Stall>,
+    input_ready: bool,
+    eof: bool,
+}
+
+impl Logger {
+    pub fn new(dir: LogDir, input: Input, stamp: StampStyle, max_line: usize) -> Logger {
+        // Read mode waits for poll first: a read on an idle terminal would block the loop.
+        let input_ready = !input.level_triggered();
+        Logger {
+            dir,
+            input,
+            stamp,
+            max_line,
+            batch: Vec::with_capacity(BATCH),
+            records: Vec::new(),
+            pending: None,
+            stall: None,
+            input_ready,
+            eof: false,
+        }
+    }
+
+    pub fn run(&mut self, signals: &SignalPipe) -> std::io::Result<Ending> {
+        let mut rotate_wanted = false;
+        loop {
+            let input_readable = self.wait(signals)?;
+            for signal in signals.take() {
+                match signal {
+                    Signal::TERM | Signal::INT => return Ok(self.finish_on_signal()),
+                    Signal::ALARM => rotate_wanted = true,
+                    _ => {}
+                }
+            }
+            if input_readable {
+                self.input.acknowledge();
+                self.input_ready = true;
+            }
+            if let Some(stall) = &self.stall {
+                if Instant::now() < stall.deadline {
+                    continue;
+                }
+                if let Err(e) = self.dir.reestablish() {
+                    self.stalled(e);
+                    continue;
+                }
+            }
+            if self.pending.is_some() && !self.write_pending()? {
+                continue;
+            }
+            if rotate_wanted {
+                rotate_wanted = false;
+                if let Err(e) = self.dir.rotate() {
+                    eprintln!("logger: warning: {e}");
+                }
+            }
+            if self.input_ready {
+                if let Some(ending) = self.read_batch()? {
+                    return Ok(ending);
+                }
+            }
+        }
+    }
+
+    /// Blocks until a signal, new input, or the retry deadline; returns whether input is
+    /// readable.
+    fn wait(&self, signals: &SignalPipe) -> std::io::Result<bool> {
+        let now = Instant::now();
+        let timeout = match &self.stall {
+            Some(stall) => Some(stall.deadline.saturating_duration_since(now)),
+            None if self.input_ready => Some(Duration::ZERO),
+            None => None,
+        };
+        let timespec = timeout.map(|t| rustix::time::Timespec {
+            tv_sec: t.as_secs() as i64,
+            tv_nsec: i64::from(t.subsec_nanos()),
+        });
+        let watch_input = self.stall.is_none() && !self.input_ready;
+        let input = self.input.wait_fd();
+        let mut fds = [
+            PollFd::new(signals, PollFlags::IN),
+            PollFd::new(&input, PollFlags::IN),
+        ];
+        let count = if watch_input { 2 } else { 1 };
+        match rustix::event::poll(fds.get_mut(..count).unwrap_or_default(), timespec.as_ref()) {
+            Ok(_) | Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+        Ok(watch_input && !fds[1].revents().is_empty())
+    }
+
+    /// Reads and plans one batch and writes it; `Some` when the input has ended.
+    fn read_batch(&mut self) -> std::io::Result<Option<Ending>> {
+        match self.input.fill(&mut self.batch)? {
+            Fill::Empty => {
+                self.input_ready = false;
+                return Ok(None);
+            }
+            Fill::Eof => self.eof = true,
+            Fill::Data => {
+                if self.input.level_triggered() {
+                    self.input_ready = false;
+                }
+            }
+        }
+        self.records.clear();
+        let mut consumed = lines::plan(&self.batch, self.max_line, self.eof, &mut self.records);
+        if self.records.is_empty() && !self.eof && !self.batch.is_empty() {
+            // Only an unfinished line: wait for its end, unless nobody can write it any more.
+            if self.input.writers_gone() {
+                self.eof = true;
+                consumed = lines::plan(&self.batch, self.max_line, true, &mut self.records);
+            } else {
+                self.input_ready = false;
+            }
+        }
+        if self.records.is_empty() {
+            return Ok(if self.eof && self.batch.len() == consumed {
+                Some(Ending::Eof)
+            } else {
+                None
+            });
+        }
+        self.pending = Some(Pending {
+            stamp: self.stamp.now(),
+            consumed,
+            progress: Progress::default(),
+        });
+        self.write_pending()?;
+        Ok(None)
+    }
+
+    /// Writes the pending batch and then consumes its input; false if writing failed (the
+    /// batch stays pending and a retry is scheduled).
+    fn write_pending(&mut self) -> std::io::Result<bool> {
+        let Some(pending) = self.pending.as_mut() else {
+            return Ok(true);
+        };
+        let written = self.dir.write_records(
+            &self.batch,
+            &pending.stamp,
+            &self.records,
+            &mut pending.progress,
+        );
+        if let Err(e) = written {
+            self.stalled(e);
+            return Ok(false);
+        }
+        let consumed = pending.consumed;
+        self.pending = None;
+        self.stall = None;
+        self.input.consume(&mut self.batch, consumed)?;
+        Ok(true)
+    }
+
+    /// Schedules a retry, warning at the first failure of a series.
+    fn stalled(&mut self, failure: Failure) {
+        let delay = match &self.stall {
+            None => {
+                eprintln!("logger: warning: {failure}; retrying until it works");
+                FIRST_RETRY
+            }
+            Some(stall) => (stall.delay * 2).min(LAST_RETRY),
+        };
+        self.stall = Some(Stall {
+            deadline: Instant::now() + delay,
+            delay,
+        });
+    }
+
+    /// TERM: nothing read is left unwritten unless writing is failing.
+    fn finish_on_signal(&mut self) -> Ending {
+        if self.pending.is_none() {
+            if let Input::Read = self.input {
+                // Read mode holds a partial line in memory: write it rather than lose it.
+                self.records.clear();
+                let consumed = lines::plan(&self.batch, self.max_line, true, &mut self.records);
+                if !self.records.is_empty() {
+                    self.pending = Some(Pending {
+                        stamp: self.stamp.now(),
+                        consumed,
+                        progress: Progress::default(),
+                    });
+                    let _ = self.write_pending();
+                }
+            }
+        }
+        match &self.pending {
+            None => Ending::Signal,
+            Some(_) if matches!(self.input, Input::Tee(_)) => Ending::SignalWhileFailing(0),
+            Some(_) => Ending::SignalWhileFailing(self.batch.len()),
+        }
+    }
+}
