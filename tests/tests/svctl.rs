@@ -1,0 +1,685 @@
+//! svctl against real supervisors: warden's `supervise` (and runit's `runsv` for
+//! comparison), in temp dirs. Every wait has a deadline; `-w` is measured against the moment
+//! the service really reached its state.
+
+use serde_json::Value;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+use warden_tests::warden::svdir::{Liveness, ServiceDir};
+use warden_tests::warden::Tai64N;
+use warden_tests::{alive, bin, kill_group, require, run, script, service, wait_until, Spawned};
+
+/// Bound for a whole svctl invocation.
+const RUN_LIMIT: Duration = Duration::from_secs(30);
+/// Bound for a state change a test waits for itself.
+const SETTLE: Duration = Duration::from_secs(10);
+
+fn svctl(scandir: &Path, args: &[&str]) -> (Option<i32>, String, String) {
+    run(
+        Command::new(bin("svctl")).arg("-d").arg(scandir).args(args),
+        RUN_LIMIT,
+    )
+}
+
+/// A temp scan dir, traversable by other users (the permission test runs as nobody).
+fn scandir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    dir
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Flavour {
+    Warden,
+    Runit,
+}
+
+/// A supervisor on one service dir; on drop it is told to stop the service and exit, then
+/// killed, and what is left of the service's process group is killed too.
+struct Supervised {
+    dir: PathBuf,
+    process: Spawned,
+}
+
+fn supervise(flavour: Flavour, dir: &Path) -> Supervised {
+    let mut cmd = match flavour {
+        Flavour::Warden => Command::new(bin("supervise")),
+        Flavour::Runit => {
+            require("runsv", "runit");
+            Command::new("runsv")
+        }
+    };
+    let out = fs::File::create(dir.with_extension("out")).unwrap();
+    cmd.arg(dir)
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().unwrap())
+        .stderr(out);
+    let process = Spawned::new(&mut cmd);
+    let svc = ServiceDir::new(dir);
+    wait_until("the supervisor to serve its directory", SETTLE, || {
+        svc.liveness() == Ok(Liveness::Running) && svc.status().is_ok()
+    });
+    Supervised {
+        dir: dir.to_owned(),
+        process,
+    }
+}
+
+impl Drop for Supervised {
+    fn drop(&mut self) {
+        let svc = ServiceDir::new(&self.dir);
+        let group = svc.status().ok().map(|s| s.pid).filter(|&p| p != 0);
+        let _ = svc.send(b"x");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.process.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if let Some(pgid) = group {
+            kill_group(pgid as i32);
+        }
+    }
+}
+
+fn json_status(scan: &Path, name: &str) -> Value {
+    let (_, out, err) = svctl(scan, &["status", "--json", name]);
+    let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out} {err}"));
+    v[0].clone()
+}
+
+fn pid_of(scan: &Path, name: &str) -> u64 {
+    json_status(scan, name)["pid"].as_u64().unwrap_or(0)
+}
+
+fn lines(path: &Path) -> Vec<String> {
+    fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A service that logs each start's pid to `runs`, then sleeps.
+fn sleeper(scan: &Path, name: &str) -> PathBuf {
+    service(scan, name, "echo $$ >> runs\nexec sleep 1000")
+}
+
+#[test]
+fn up_down_restart_once_act_on_the_service() {
+    let scan = scandir();
+    let dir = sleeper(scan.path(), "web");
+    fs::write(dir.join("down"), "").unwrap();
+    let _sup = supervise(Flavour::Warden, &dir);
+    let s = scan.path();
+
+    let (code, out, _) = svctl(s, &["status", "web"]);
+    assert_eq!(code, Some(3), "a down service is LSB 'not running': {out}");
+    assert!(out.starts_with("web: down "), "{out}");
+    assert!(out.contains(", normally down"), "{out}");
+
+    assert_eq!(svctl(s, &["-w", "5", "up", "web"]).0, Some(0));
+    let first = pid_of(s, "web");
+    assert!(first > 0);
+    assert_eq!(lines(&dir.join("runs")), vec![first.to_string()]);
+    assert_eq!(svctl(s, &["status", "web"]).0, Some(0));
+
+    assert_eq!(svctl(s, &["-w", "5", "restart", "web"]).0, Some(0));
+    let second = pid_of(s, "web");
+    assert!(second > 0 && second != first, "{first} -> {second}");
+    assert!(!alive(first as i32), "the old run is gone");
+    assert_eq!(lines(&dir.join("runs")).len(), 2);
+
+    assert_eq!(svctl(s, &["-w", "5", "down", "web"]).0, Some(0));
+    let v = json_status(s, "web");
+    assert_eq!(v["state"], "down");
+    assert_eq!(v["want"], "down");
+    assert!(!alive(second as i32));
+
+    // once: one run, and no restart when it ends.
+    assert_eq!(svctl(s, &["-w", "5", "once", "web"]).0, Some(0));
+    let third = pid_of(s, "web");
+    assert!(third > 0 && third != second);
+    assert_eq!(json_status(s, "web")["want"], "down");
+    assert_eq!(svctl(s, &["-w", "5", "kill", "web"]).0, Some(0));
+    let v = json_status(s, "web");
+    assert_eq!(v["state"], "down");
+    assert_eq!(v["last_exit"]["signal"], "KILL");
+    assert_eq!(lines(&dir.join("runs")).len(), 3, "once did not restart");
+}
+
+/// A run script that records every signal it can trap, one name per line, in `signals`.
+const TRAPPER: &str = r#"
+for s in HUP ALRM INT QUIT USR1 USR2 CONT; do trap "echo $s >> signals" $s; done
+echo $$ >> runs
+sleep 1000 & child=$!
+while kill -0 $child 2>/dev/null; do wait $child; done"#;
+
+fn proc_state(pid: u64) -> char {
+    fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit_once(") ").and_then(|(_, r)| r.chars().next()))
+        .unwrap_or('?')
+}
+
+#[test]
+fn signal_commands_reach_the_run_script() {
+    let scan = scandir();
+    let dir = service(scan.path(), "trap", TRAPPER);
+    let _sup = supervise(Flavour::Warden, &dir);
+    let s = scan.path();
+    wait_until("the traps to be set", SETTLE, || {
+        !lines(&dir.join("runs")).is_empty()
+    });
+    let signals = dir.join("signals");
+    for (command, name) in [
+        ("hup", "HUP"),
+        ("alarm", "ALRM"),
+        ("interrupt", "INT"),
+        ("quit", "QUIT"),
+        ("usr1", "USR1"),
+        ("usr2", "USR2"),
+    ] {
+        assert_eq!(svctl(s, &[command, "trap"]).0, Some(0), "{command}");
+        wait_until(&format!("{name} to be trapped"), SETTLE, || {
+            lines(&signals).contains(&name.to_owned())
+        });
+    }
+
+    let pid = pid_of(s, "trap");
+    assert_eq!(svctl(s, &["-w", "5", "pause", "trap"]).0, Some(0));
+    assert_eq!(proc_state(pid), 'T', "STOPped");
+    let (_, out, _) = svctl(s, &["status", "trap"]);
+    assert!(out.contains(", paused"), "{out}");
+    assert_eq!(svctl(s, &["-w", "5", "cont", "trap"]).0, Some(0));
+    wait_until("CONT to be trapped", SETTLE, || {
+        lines(&signals).contains(&"CONT".to_owned())
+    });
+    assert_ne!(proc_state(pid), 'T');
+    assert_eq!(json_status(s, "trap")["paused"], false);
+
+    // TERM is not trapped: the run ends and, wanted up, a new one starts.
+    assert_eq!(svctl(s, &["-w", "5", "term", "trap"]).0, Some(0));
+    let after = pid_of(s, "trap");
+    assert!(after > 0 && after != pid, "restarted after TERM");
+    assert_eq!(json_status(s, "trap")["last_exit"]["signal"], "TERM");
+}
+
+#[test]
+fn exit_waits_until_the_supervisor_is_gone() {
+    let scan = scandir();
+    let dir = sleeper(scan.path(), "web");
+    let mut sup = supervise(Flavour::Warden, &dir);
+    let s = scan.path();
+    let pid = pid_of(s, "web");
+    let (code, _, err) = svctl(s, &["-w", "5", "exit", "web"]);
+    assert_eq!(code, Some(0), "{err}");
+    // -w returned because the supervisor closed `ok`: it is exiting or gone.
+    let status = sup.process.wait_exit(SETTLE);
+    assert!(status.success(), "{status:?}");
+    assert!(!alive(pid as i32));
+    // The status file it left behind is stale: not supervised.
+    let (code, _, err) = svctl(s, &["status", "web"]);
+    assert_eq!(code, Some(4), "{err}");
+    assert!(err.contains("supervise not running"), "{err}");
+}
+
+#[test]
+fn wait_returns_as_soon_as_the_service_is_ready() {
+    let scan = scandir();
+    let dir = service(
+        scan.path(),
+        "slow",
+        "sleep 1.5\necho ready >&3\nexec sleep 1000",
+    );
+    fs::write(dir.join("notification-fd"), "3\n").unwrap();
+    let _sup = supervise(Flavour::Warden, &dir);
+    let s = scan.path();
+    let (code, out, _) = svctl(s, &["status", "slow"]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains(", not ready"), "{out}");
+
+    let asked = SystemTime::now();
+    let (code, _, err) = svctl(s, &["-w", "20", "up", "slow"]);
+    let returned = SystemTime::now();
+    assert_eq!(code, Some(0), "{err}");
+    let ready_at = ServiceDir::new(&dir)
+        .extended()
+        .and_then(|x| x.ready_at)
+        .expect("supervise recorded readiness")
+        .to_system_time();
+    assert!(
+        ready_at > asked,
+        "the service became ready while svctl waited"
+    );
+    let late = returned
+        .duration_since(ready_at)
+        .expect("returned after readiness");
+    assert!(
+        late < Duration::from_millis(700),
+        "svctl returned {late:?} after readiness: it must be woken, not poll"
+    );
+    let (_, out, _) = svctl(s, &["status", "slow"]);
+    assert!(out.contains(", ready"), "{out}");
+    assert_eq!(json_status(s, "slow")["ready"], true);
+}
+
+#[test]
+fn wait_times_out_with_code_1() {
+    let scan = scandir();
+    let s = scan.path();
+    let unchecked = sleeper(s, "unchecked");
+    script(&unchecked.join("check"), "exit 1");
+    let stubborn = service(s, "stubborn", "trap '' TERM\nexec sleep 1000");
+    let _a = supervise(Flavour::Warden, &unchecked);
+    let _b = supervise(Flavour::Warden, &stubborn);
+    for (name, command, goal) in [("unchecked", "up", "up"), ("stubborn", "down", "down")] {
+        let start = Instant::now();
+        let (code, _, err) = svctl(s, &["-w", "700ms", command, name]);
+        let took = start.elapsed();
+        assert_eq!(code, Some(1), "{name}: {err}");
+        assert!(err.contains("timed out after 700ms"), "{err}");
+        assert!(
+            err.contains(&format!("waiting for {name} to be {goal}")),
+            "{err}"
+        );
+        assert!(
+            took >= Duration::from_millis(700) && took < Duration::from_secs(5),
+            "{took:?}"
+        );
+    }
+    // KILL ends it, and as it wants down it stays down.
+    assert_eq!(svctl(s, &["-w", "5", "kill", "stubborn"]).0, Some(0));
+    assert_eq!(json_status(s, "stubborn")["state"], "down");
+}
+
+#[test]
+fn check_script_is_rerun_until_it_passes() {
+    let scan = scandir();
+    let s = scan.path();
+    let dir = sleeper(s, "web");
+    fs::write(dir.join("down"), "").unwrap();
+    script(
+        &dir.join("check"),
+        "n=$(cat count 2>/dev/null || echo 0)\nn=$((n + 1))\necho $n > count\n\
+         echo check output goes nowhere\n[ $n -ge 3 ]",
+    );
+    let _sup = supervise(Flavour::Warden, &dir);
+    // Normally down and wanted down: check is satisfied without running ./check.
+    assert_eq!(svctl(s, &["check", "web"]).0, Some(0));
+    assert!(!dir.join("count").exists());
+
+    let (code, out, err) = svctl(s, &["-w", "10", "up", "web"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out, "", "./check's stdout is not svctl's");
+    assert_eq!(
+        lines(&dir.join("count")),
+        vec!["3"],
+        "run until it passed, then no more"
+    );
+    assert_eq!(svctl(s, &["check", "web"]).0, Some(0));
+    assert_eq!(lines(&dir.join("count")), vec!["4"]);
+
+    script(&dir.join("check"), "exit 1");
+    let (code, _, err) = svctl(s, &["check", "web"]);
+    assert_eq!(code, Some(3), "{err}");
+    assert!(err.contains("web is not in its wanted state"), "{err}");
+}
+
+#[test]
+fn status_line_and_json_show_the_service_and_its_logger() {
+    let scan = scandir();
+    let s = scan.path();
+    let dir = sleeper(s, "web");
+    script(&dir.join("log/run"), "exec sleep 1000");
+    let _log = supervise(Flavour::Warden, &dir.join("log"));
+    let _sup = supervise(Flavour::Warden, &dir);
+    let first = pid_of(s, "web");
+    assert_eq!(svctl(s, &["-w", "5", "kill", "web"]).0, Some(0));
+    let pid = pid_of(s, "web");
+    assert_ne!(pid, first);
+    let log_pid = ServiceDir::new(dir.join("log")).status().unwrap().pid;
+
+    let (code, out, _) = svctl(s, &["status", "web"]);
+    assert_eq!(code, Some(0));
+    let out = out.trim_end();
+    let (main, log) = out.split_once("; ").expect("two parts");
+    assert!(main.starts_with(&format!("web: up (pid {pid}) ")), "{out}");
+    for part in [", normally up", ", restarts 1", ", last exit signal KILL"] {
+        assert!(main.contains(part), "{part} missing: {out}");
+    }
+    assert!(
+        log.starts_with(&format!("log: up (pid {log_pid}) ")),
+        "{out}"
+    );
+    assert_eq!(out.lines().count(), 1);
+
+    let v = json_status(s, "web");
+    assert_eq!(v["name"], "web");
+    assert_eq!(v["path"], dir.to_str().unwrap());
+    assert_eq!(v["supervisor"], "warden");
+    assert_eq!(v["state"], "up");
+    assert_eq!(v["pid"], pid);
+    assert_eq!(v["normally"], "up");
+    assert_eq!(v["want"], "up");
+    assert_eq!(v["paused"], false);
+    assert_eq!(v["restarts"], 1);
+    assert_eq!(v["last_exit"]["signal"], "KILL");
+    assert_eq!(v["last_exit"]["number"], 9);
+    let since = v["since"].as_i64().unwrap();
+    let now = Tai64N::now().unix_secs();
+    assert!(since <= now && now - since < 60, "{since} vs {now}");
+    assert_eq!(v["log"]["state"], "up");
+    assert_eq!(v["log"]["pid"], log_pid);
+}
+
+#[test]
+fn status_without_service_lists_the_scan_dir() {
+    let scan = scandir();
+    let s = scan.path();
+    let web = sleeper(s, "web");
+    let db = sleeper(s, "db");
+    fs::write(db.join("down"), "").unwrap();
+    sleeper(s, ".hidden");
+    fs::write(s.join("README"), "not a service").unwrap();
+    let _a = supervise(Flavour::Warden, &web);
+    let _b = supervise(Flavour::Warden, &db);
+    let (code, out, err) = svctl(s, &["status"]);
+    let names: Vec<&str> = out.lines().filter_map(|l| l.split(':').next()).collect();
+    assert_eq!(names, vec!["db", "web"], "{out}{err}");
+    assert!(out.contains("db: down "), "{out}");
+    assert!(out.contains("web: up (pid "), "{out}");
+    assert_eq!(code, Some(3), "db is down");
+    let (_, out, _) = svctl(s, &["status", "--json"]);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let names: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, vec!["db", "web"]);
+}
+
+#[test]
+fn errors_have_their_own_messages_and_exit_codes() {
+    let scan = scandir();
+    let s = scan.path();
+
+    let (code, _, err) = svctl(s, &["up", "nope"]);
+    assert_eq!(code, Some(5), "{err}");
+    assert_eq!(
+        err.trim(),
+        format!(
+            "svctl: fatal: unable to control {}/nope: no such service",
+            s.display()
+        )
+    );
+
+    let unsupervised = sleeper(s, "idle");
+    let (code, _, err) = svctl(s, &["up", "idle"]);
+    assert_eq!(code, Some(4), "{err}");
+    assert_eq!(
+        err.trim(),
+        format!(
+            "svctl: fatal: unable to control {}: supervise not running",
+            unsupervised.display()
+        )
+    );
+    assert_eq!(svctl(s, &["status", "idle"]).0, Some(4));
+
+    // A supervisor (the test holds `ok` open) whose status file is junk.
+    let junk = sleeper(s, "junk");
+    let sup = junk.join("supervise");
+    fs::create_dir(&sup).unwrap();
+    for fifo in ["ok", "control"] {
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            sup.join(fifo),
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+    }
+    let _reader = rustix::fs::open(
+        sup.join("ok"),
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::NONBLOCK,
+        rustix::fs::Mode::empty(),
+    )
+    .unwrap();
+    fs::write(sup.join("status"), "junk").unwrap();
+    let (code, _, err) = svctl(s, &["status", "junk"]);
+    assert_eq!(code, Some(7), "{err}");
+    assert!(err.contains("unreadable status"), "{err}");
+
+    let (code, _, err) = svctl(s, &["frobnicate", "web"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("usage: svctl"), "{err}");
+
+    // Several services: all are processed, the highest code wins.
+    let web = sleeper(s, "web");
+    let _web = supervise(Flavour::Warden, &web);
+    let (code, out, err) = svctl(s, &["status", "web", "nope", "idle"]);
+    assert_eq!(code, Some(5), "{err}");
+    assert!(out.starts_with("web: up"), "{out}");
+    assert!(err.contains("nope: no such service"), "{err}");
+    assert!(err.contains("idle: supervise not running"), "{err}");
+}
+
+#[test]
+fn permission_denied_for_another_user() {
+    let scan = scandir();
+    let s = scan.path();
+    let dir = sleeper(s, "web");
+    let _sup = supervise(Flavour::Warden, &dir);
+    let as_other = |args: &[&str]| {
+        let mut cmd = if rustix::process::geteuid().is_root() {
+            require("setpriv", "util-linux");
+            let mut cmd = Command::new("setpriv");
+            cmd.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"]);
+            cmd.arg(bin("svctl"));
+            cmd
+        } else {
+            // Already unprivileged: shut ourselves out instead.
+            fs::set_permissions(dir.join("supervise"), fs::Permissions::from_mode(0)).unwrap();
+            Command::new(bin("svctl"))
+        };
+        cmd.arg("-d").arg(s).args(args);
+        run(&mut cmd, RUN_LIMIT)
+    };
+    for args in [
+        &["status", "web"][..],
+        &["up", "web"],
+        &["-w", "1", "down", "web"],
+    ] {
+        let (code, _, err) = as_other(args);
+        assert_eq!(code, Some(6), "{args:?}: {err}");
+        assert!(err.contains("permission denied"), "{err}");
+    }
+    fs::set_permissions(dir.join("supervise"), fs::Permissions::from_mode(0o700)).unwrap();
+    assert_eq!(json_status(s, "web")["state"], "up", "nothing was done");
+}
+
+#[test]
+fn help_shows_the_one_exit_code_table() {
+    let (code, out, _) = run(Command::new(bin("svctl")).arg("--help"), RUN_LIMIT);
+    assert_eq!(code, Some(0));
+    for row in [
+        "  0    success",
+        "  1    timeout",
+        "  2    usage",
+        "  3    status/check",
+        "  4    not supervised",
+        "  5    no such service",
+        "  6    permission denied",
+        "  7    unreadable status",
+        "  111  other system error",
+    ] {
+        assert!(out.contains(row), "{row:?} missing from --help");
+    }
+}
+
+#[test]
+fn svscan_commands_reach_its_control_fifo() {
+    let scan = scandir();
+    let s = scan.path();
+    let (code, _, err) = svctl(s, &["rescan"]);
+    assert_eq!(code, Some(4), "{err}");
+    assert!(err.contains("svscan not running"), "{err}");
+
+    let fifo = s.join(".svscan/control");
+    fs::create_dir(s.join(".svscan")).unwrap();
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &fifo,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+        0,
+    )
+    .unwrap();
+    let reader = rustix::fs::open(
+        &fifo,
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::NONBLOCK,
+        rustix::fs::Mode::empty(),
+    )
+    .unwrap();
+    // Only a fake reader ever sees these: no real svscan, no real PID 1.
+    for (command, byte) in [
+        ("rescan", b'a'),
+        ("shutdown", b't'),
+        ("poweroff", b'p'),
+        ("reboot", b'r'),
+        ("halt", b'h'),
+    ] {
+        let (code, _, err) = svctl(s, &[command]);
+        assert_eq!(code, Some(0), "{command}: {err}");
+        let mut buf = [0u8; 8];
+        assert_eq!(rustix::io::read(&reader, &mut buf), Ok(1), "{command}");
+        assert_eq!(buf[0], byte, "{command}");
+    }
+    drop(reader);
+    let (code, _, err) = svctl(s, &["shutdown"]);
+    assert_eq!(code, Some(4), "{err}");
+}
+
+/// `unshare ... sh -c SCRIPT`: sh is PID 1 of a fresh PID namespace.
+fn in_pid_namespace(script: &str, args: &[&Path]) -> Command {
+    require("unshare", "util-linux");
+    let mut cmd = Command::new("unshare");
+    if !rustix::process::geteuid().is_root() {
+        cmd.args(["--user", "--map-root-user"]);
+    }
+    cmd.args([
+        "--pid",
+        "--fork",
+        "--mount",
+        "--propagation",
+        "private",
+        "--mount-proc",
+        "sh",
+        "-c",
+        script,
+        "sh",
+    ]);
+    cmd.args(args);
+    cmd
+}
+
+#[test]
+fn power_names_signal_pid_1_of_a_pid_namespace_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    // PID 1 here is a shell the test started: it records which signal came, then exits.
+    // It refuses to run the command unless it really is PID 1 of its own namespace.
+    let pid1 = r#"
+[ "$$" = 1 ] || { echo "not pid 1" > "$2"; exit 99; }
+trap 'echo USR1 > "$2"; exit 0' USR1
+trap 'echo INT > "$2"; exit 0' INT
+trap 'echo USR2 > "$2"; exit 0' USR2
+"$1"
+sleep 10 & wait $!
+echo none > "$2""#;
+    for (name, signal) in [("poweroff", "USR1"), ("reboot", "INT"), ("halt", "USR2")] {
+        let link = tmp.path().join(name);
+        std::os::unix::fs::symlink(bin("svctl"), &link).unwrap();
+        let out = tmp.path().join(format!("{name}.got"));
+        let (code, _, err) = run(&mut in_pid_namespace(pid1, &[&link, &out]), RUN_LIMIT);
+        assert_eq!(code, Some(0), "{name}: {err}");
+        assert_eq!(fs::read_to_string(&out).unwrap().trim(), signal, "{name}");
+    }
+}
+
+#[test]
+fn log_execs_logger_show_on_log_main() {
+    let scan = scandir();
+    let s = scan.path();
+    let dir = sleeper(s, "web");
+    // svctl runs the `logger` next to its own executable: a copy with a fake logger.
+    let tools = tempfile::tempdir().unwrap();
+    let svctl_copy = tools.path().join("svctl");
+    fs::copy(bin("svctl"), &svctl_copy).unwrap();
+    script(&tools.path().join("logger"), r#"printf '%s\n' "$@""#);
+    let log = |args: &[&str]| {
+        run(
+            Command::new(&svctl_copy).arg("-d").arg(s).args(args),
+            RUN_LIMIT,
+        )
+    };
+
+    let (code, _, err) = log(&["log", "web"]);
+    assert_eq!(code, Some(5), "{err}");
+    assert!(err.contains("log/main"), "{err}");
+    assert_eq!(log(&["log", "nope"]).0, Some(5));
+
+    fs::create_dir_all(dir.join("log/main")).unwrap();
+    let (code, out, err) = log(&["log", "web", "-n", "20", "-f"]);
+    assert_eq!(code, Some(0), "{err}");
+    let main = dir.join("log/main");
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        vec!["--show", "-n", "20", "-f", main.to_str().unwrap()]
+    );
+    let (_, out, _) = log(&["log", "web"]);
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        vec!["--show", main.to_str().unwrap()]
+    );
+}
+
+/// The same client against runit's runsv: the on-disk protocol is runit's.
+#[test]
+fn runsv_is_controlled_the_same_way() {
+    let scan = scandir();
+    let s = scan.path();
+    let dir = sleeper(s, "web");
+    let mut sup = supervise(Flavour::Runit, &dir);
+    let first = pid_of(s, "web");
+    assert!(first > 0);
+    let (code, out, _) = svctl(s, &["status", "web"]);
+    assert_eq!(code, Some(0));
+    assert!(
+        out.starts_with(&format!("web: up (pid {first}) ")) && out.contains(", normally up"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("restarts"),
+        "runsv keeps no restart count: {out}"
+    );
+    let v = json_status(s, "web");
+    assert_eq!(v["supervisor"], "runit");
+    assert_eq!(v["restarts"], Value::Null);
+
+    assert_eq!(svctl(s, &["-w", "5", "down", "web"]).0, Some(0));
+    assert_eq!(json_status(s, "web")["state"], "down");
+    assert_eq!(svctl(s, &["-w", "5", "up", "web"]).0, Some(0));
+    assert_eq!(svctl(s, &["-w", "5", "restart", "web"]).0, Some(0));
+    let last = pid_of(s, "web");
+    assert!(last != first && last > 0);
+    assert_eq!(lines(&dir.join("runs")).len(), 3);
+    assert_eq!(svctl(s, &["-w", "5", "exit", "web"]).0, Some(0));
+    assert!(sup.process.wait_exit(SETTLE).success());
+}
