@@ -677,3 +677,7 @@ impl Machine {
         self.limits.timeout_kill.unwrap_or(DEFAULT_LEFTOVER_GRACE)
     }
 }
+
+#[cfg(test)]
+#[path = "machine_tests.rs"]
+mod tests;

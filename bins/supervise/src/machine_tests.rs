@@ -1,0 +1,789 @@
+//! Every state × event pair of the machine, with plain values: no process, no file, no clock.
+
+use super::*;
+use warden::control::Command as C;
+
+const T0: u64 = 1_800_000_000;
+
+/// A fixed point in time, `ms` milliseconds after the test's origin.
+struct Clock {
+    origin: Instant,
+}
+
+impl Clock {
+    fn new() -> Clock {
+        Clock {
+            origin: Instant::now(),
+        }
+    }
+
+    fn at(&self, ms: u64) -> Now {
+        let d = Duration::from_millis(ms);
+        Now {
+            mono: self.origin + d,
+            wall: Tai64N::from_system_time(std::time::UNIX_EPOCH + Duration::from_secs(T0) + d),
+        }
+    }
+}
+
+fn limits() -> Limits {
+    Limits::default()
+}
+
+fn boot(clock: &Clock, normally_down: bool) -> Machine {
+    let mut m = Machine::new(clock.at(0));
+    m.step(
+        Event::Boot {
+            normally_down,
+            leftovers: false,
+            limits: limits(),
+        },
+        clock.at(0),
+    );
+    m
+}
+
+/// A machine whose run (pid 100) started at `ms`.
+fn running(clock: &Clock, ms: u64) -> Machine {
+    let mut m = boot(clock, false);
+    m.step(
+        Event::RunStarted {
+            pid: 100,
+            limits: limits(),
+        },
+        clock.at(ms),
+    );
+    m
+}
+
+fn exited(pid: u32, exit: Exit, leftovers: bool, has_finish: bool) -> Event {
+    Event::Exited {
+        pid,
+        exit,
+        leftovers,
+        has_finish,
+    }
+}
+
+/// A machine whose run died and whose `./finish` (pid 200) runs.
+fn finishing(clock: &Clock) -> Machine {
+    let mut m = running(clock, 0);
+    m.step(exited(100, Exit::Code(3), false, true), clock.at(5000));
+    m.step(Event::FinishStarted { pid: 200 }, clock.at(5000));
+    m
+}
+
+/// A machine whose run died and left processes in its tree.
+fn leftovers(clock: &Clock) -> Machine {
+    let mut m = running(clock, 0);
+    m.step(exited(100, Exit::Code(0), true, false), clock.at(5000));
+    m
+}
+
+/// A machine waiting 1 s before restarting a run that died at once.
+fn throttled(clock: &Clock) -> Machine {
+    let mut m = running(clock, 0);
+    m.step(exited(100, Exit::Code(1), false, false), clock.at(100));
+    m
+}
+
+fn acts(a: Actions) -> Vec<Action> {
+    a.as_slice().to_vec()
+}
+
+use Action::{Publish, Signal as Sig, SpawnFinish, SpawnRun};
+
+#[test]
+fn boot_starts_the_service_unless_down() {
+    let clock = Clock::new();
+    let mut m = Machine::new(clock.at(0));
+    let a = m.step(
+        Event::Boot {
+            normally_down: false,
+            leftovers: false,
+            limits: limits(),
+        },
+        clock.at(0),
+    );
+    assert_eq!(acts(a), vec![SpawnRun]);
+    assert_eq!(m.want, Want::Up);
+
+    let mut m = Machine::new(clock.at(0));
+    let a = m.step(
+        Event::Boot {
+            normally_down: true,
+            leftovers: false,
+            limits: limits(),
+        },
+        clock.at(0),
+    );
+    assert_eq!(acts(a), vec![Publish]);
+    assert_eq!(m.want, Want::Down);
+    assert_eq!(m.status().state, RunState::Down);
+    assert_eq!(m.deadline(), None, "idle: no wakeup");
+}
+
+#[test]
+fn boot_with_leftovers_stops_them_first() {
+    let clock = Clock::new();
+    let mut m = Machine::new(clock.at(0));
+    let a = m.step(
+        Event::Boot {
+            normally_down: false,
+            leftovers: true,
+            limits: limits(),
+        },
+        clock.at(0),
+    );
+    assert_eq!(
+        acts(a),
+        vec![
+            Sig(Target::Tree, Signal::TERM),
+            Sig(Target::Tree, Signal::CONT),
+            Publish
+        ]
+    );
+    assert!(m.awaiting_tree());
+    assert_eq!(m.deadline(), Some(clock.at(2000).mono));
+    assert_eq!(acts(m.step(Event::TreeEmpty, clock.at(10))), vec![SpawnRun]);
+}
+
+#[test]
+fn run_started_records_the_run() {
+    let clock = Clock::new();
+    let m = running(&clock, 50);
+    let s = m.status();
+    assert_eq!((s.pid, s.state, s.want), (100, RunState::Run, Want::Up));
+    assert_eq!(s.stamp, clock.at(50).wall);
+    assert_eq!(m.ext.pgid, Some(100));
+    assert_eq!(m.ext.restarts, 0);
+    assert_eq!(m.deadline(), None);
+}
+
+#[test]
+fn crash_after_a_long_run_restarts_at_once() {
+    let clock = Clock::new();
+    let mut m = running(&clock, 0);
+    let a = m.step(exited(100, Exit::Code(1), false, false), clock.at(5000));
+    assert_eq!(acts(a), vec![SpawnRun]);
+    assert_eq!(m.ext.last_exit, Some(Exit::Code(1)));
+    m.step(
+        Event::RunStarted {
+            pid: 101,
+            limits: limits(),
+        },
+        clock.at(5001),
+    );
+    assert_eq!(m.ext.restarts, 1);
+}
+
+#[test]
+fn quick_deaths_back_off_doubling_up_to_the_cap_and_reset() {
+    let clock = Clock::new();
+    let mut m = running(&clock, 0);
+    let mut t = 0;
+    let mut waits = Vec::new();
+    for pid in 100..110 {
+        let a = m.step(exited(pid, Exit::Code(1), false, false), clock.at(t + 10));
+        assert_eq!(acts(a), vec![Publish], "throttled, not started");
+        assert_eq!(m.status().want, Want::Up);
+        let due = m.deadline().unwrap();
+        let wait = due - clock.at(t + 10).mono;
+        waits.push(wait.as_secs());
+        assert!(m.ext.next_start_at.is_some());
+        t = (due - clock.origin).as_millis() as u64;
+        assert_eq!(acts(m.step(Event::Tick, clock.at(t))), vec![SpawnRun]);
+        m.step(
+            Event::RunStarted {
+                pid: pid + 1,
+                limits: limits(),
+            },
+            clock.at(t),
+        );
+        assert_eq!(m.ext.next_start_at, None);
+    }
+    assert_eq!(waits, vec![1, 2, 4, 8, 16, 32, 60, 60, 60, 60]);
+    // A run that lives a second resets the back-off: the next death restarts at once.
+    let a = m.step(exited(110, Exit::Code(1), false, false), clock.at(t + 1500));
+    assert_eq!(acts(a), vec![SpawnRun]);
+    m.step(
+        Event::RunStarted {
+            pid: 111,
+            limits: limits(),
+        },
+        clock.at(t + 1500),
+    );
+    m.step(exited(111, Exit::Code(1), false, false), clock.at(t + 1600));
+    assert_eq!(m.deadline(), Some(clock.at(t + 2600).mono));
+}
+
+#[test]
+fn tick_before_the_deadline_does_nothing() {
+    let clock = Clock::new();
+    let mut m = throttled(&clock);
+    assert_eq!(acts(m.step(Event::Tick, clock.at(500))), vec![]);
+    assert_eq!(acts(m.step(Event::Tick, clock.at(1100))), vec![SpawnRun]);
+}
+
+#[test]
+fn commands_are_served_while_throttled() {
+    let clock = Clock::new();
+    // `d` cancels the pending start.
+    let mut m = throttled(&clock);
+    assert_eq!(
+        acts(m.step(Event::Command(C::Down), clock.at(200))),
+        vec![Publish]
+    );
+    assert_eq!(m.deadline(), None);
+    assert_eq!(m.ext.next_start_at, None);
+    // `u` starts at once.
+    let mut m = throttled(&clock);
+    let a = m.step(Event::Command(C::Up), clock.at(200));
+    assert_eq!(acts(a), vec![SpawnRun, Publish]);
+    // `x` exits.
+    let mut m = throttled(&clock);
+    let a = m.step(Event::Command(C::Exit), clock.at(200));
+    assert_eq!(acts(a), vec![Publish, Action::Exit]);
+    assert!(m.done);
+}
+
+#[test]
+fn start_failure_is_recorded_and_retried_with_back_off() {
+    let clock = Clock::new();
+    let mut m = boot(&clock, false);
+    let a = m.step(
+        Event::StartFailed {
+            error: "unable to start ./run in /s: No such file or directory".into(),
+        },
+        clock.at(0),
+    );
+    assert_eq!(acts(a), vec![Publish]);
+    assert!(m.ext.last_error.as_deref().unwrap().contains("./run"));
+    assert_eq!(m.deadline(), Some(clock.at(1000).mono));
+    assert_eq!(acts(m.step(Event::Tick, clock.at(1000))), vec![SpawnRun]);
+    m.step(
+        Event::StartFailed {
+            error: "again".into(),
+        },
+        clock.at(1000),
+    );
+    assert_eq!(m.deadline(), Some(clock.at(3000).mono));
+    // Fixed: the retry starts it and the error is cleared.
+    m.step(Event::Tick, clock.at(3000));
+    m.step(
+        Event::RunStarted {
+            pid: 7,
+            limits: limits(),
+        },
+        clock.at(3000),
+    );
+    assert_eq!(m.ext.last_error, None);
+    assert_eq!(m.status().state, RunState::Run);
+}
+
+#[test]
+fn start_failure_of_once_does_not_retry() {
+    let clock = Clock::new();
+    let mut m = boot(&clock, true);
+    assert_eq!(
+        acts(m.step(Event::Command(C::Once), clock.at(0))),
+        vec![SpawnRun, Publish]
+    );
+    m.step(Event::StartFailed { error: "x".into() }, clock.at(0));
+    assert_eq!(m.deadline(), None);
+}
+
+#[test]
+fn down_sends_the_down_signal_then_cont_and_arms_timeout_kill() {
+    let clock = Clock::new();
+    let mut m = boot(&clock, false);
+    m.step(
+        Event::RunStarted {
+            pid: 100,
+            limits: Limits {
+                down_signal: Signal::INT,
+                timeout_kill: Some(Duration::from_secs(3)),
+                ..limits()
+            },
+        },
+        clock.at(0),
+    );
+    let a = m.step(Event::Command(C::Down), clock.at(100));
+    assert_eq!(
+        acts(a),
+        vec![
+            Sig(Target::Main(100), Signal::INT),
+            Sig(Target::Main(100), Signal::CONT),
+            Publish
+        ]
+    );
+    let s = m.status();
+    assert!(s.term_sent);
+    assert_eq!(s.want, Want::Down);
+    assert_eq!(m.deadline(), Some(clock.at(3100).mono));
+    let a = m.step(Event::Tick, clock.at(3100));
+    assert_eq!(
+        acts(a),
+        vec![
+            Sig(Target::Main(100), Signal::KILL),
+            Sig(Target::Tree, Signal::KILL)
+        ]
+    );
+    let a = m.step(exited(100, Exit::Signal(9), false, false), clock.at(3101));
+    assert_eq!(acts(a), vec![Publish]);
+    let s = m.status();
+    assert_eq!((s.state, s.pid, s.term_sent), (RunState::Down, 0, false));
+    assert_eq!(s.stamp, clock.at(3101).wall);
+}
+
+#[test]
+fn down_without_timeout_kill_waits_forever() {
+    let clock = Clock::new();
+    let mut m = running(&clock, 0);
+    m.step(Event::Command(C::Down), clock.at(100));
+    assert_eq!(m.deadline(), None);
+}
+
+#[test]
+fn down_and_up_when_already_there_change_only_want() {
+    let clock = Clock::new();
+    let mut m = boot(&clock, true);
+    assert_eq!(
+        acts(m.step(Event::Command(C::Down), clock.at(1))),
+        vec![Publish]
+    );
+    let mut m = running(&clock, 0);
+    assert_eq!(
+        acts(m.step(Event::Command(C::Up), clock.at(1))),
+        vec![Publish]
+    );
+    assert_eq!(m.status().pid, 100);
+}
+
+#[test]
+fn up_on_a_down_service_starts_it() {
+    let clock = Clock::new();
+    let mut m = boot(&clock, true);
+    assert_eq!(
+        acts(m.step(Event::Command(C::Up), clock.at(1))),
+        vec![SpawnRun, Publish]
+    );
+    assert_eq!(m.want, Want::Up);
+}
+
+#[test]
+fn once_runs_and_stays_down() {
+    let clock = Clock::new();
+    let mut m = boot(&clock, true);
+    m.step(Event::Command(C::Once), clock.at(0));
+    m.step(
+        Event::RunStarted {
+            pid: 5,
+            limits: limits(),
+        },
+        clock.at(0),
+    );
+    assert_eq!(m.status().want, Want::Down);
+    let a = m.step(exited(5, Exit::Code(0), false, false), clock.at(3000));
+    assert_eq!(acts(a), vec![Publish]);
+    assert_eq!(m.status().state, RunState::Down);
+    // `o` on a running service only changes want.
+    let mut m = running(&clock, 0);
+    assert_eq!(
+        acts(m.step(Event::Command(C::Once), clock.at(1))),
+        vec![Publish]
+    );
+}
+
+#[test]
+fn exit_stops_then_exits_once_down() {
+    let clock = Clock::new();
+    let mut m = running(&clock, 0);
+    let a = m.step(Event::Command(C::Exit), clock.at(10));
+    assert_eq!(
+        acts(a),
+        vec![
+            Sig(Target::Main(100), Signal::TERM),
+            Sig(Target::Main(100), Signal::CONT),
+            Publish
+        ]
+    );
+    assert!(!m.done);
+    assert_eq!(m.status().stat_text(), "run, got TERM, want exit\n");
+    let a = m.step(exited(100, Exit::Signal(15), false, false), clock.at(20));
+    assert_eq!(acts(a), vec![Publish, Action::Exit]);
+    assert!(m.done);
+}
+
+#[test]
+fn exit_waits_for_finish() {
+    let clock = Clock::new();
+    let mut m = finishing(&clock);
+    assert_eq!(
+        acts(m.step(Event::Command(C::Exit), clock.at(5001))),
+        vec![Publish]
+    );
+    assert!(!m.done);
+    let a = m.step(exited(200, Exit::Code(0), false, false), clock.at(5002));
+    assert_eq!(acts(a), vec![Publish, Action::Exit]);
+}
+
+#[test]
+fn exit_when_down_exits_at_once() {
+    let clock = Clock::new();
+    let mut m = boot(&clock, true);
+    assert_eq!(
+        acts(m.step(Event::Command(C::Exit), clock.at(1))),
+        vec![Publish, Action::Exit]
+    );
+}
+
+#[test]
+fn exit_after_leaves_the_service_alone_until_it_exits() {
+    let clock = Clock::new();
+    let mut m = running(&clock, 0);
+    assert_eq!(
+        acts(m.step(Event::Command(C::ExitAfter), clock.at(1))),
+        vec![]
+    );
+    assert_eq!(m.status().want, Want::Up, "not stopped");
+    let a = m.step(exited(100, Exit::Code(0), false, false), clock.at(2));
+    assert_eq!(acts(a), vec![Publish, Action::Exit], "not restarted");
+    let mut m = boot(&clock, true);
+    assert_eq!(
+        acts(m.step(Event::Command(C::ExitAfter), clock.at(1))),
+        vec![Action::Exit]
+    );
+    // During the back-off it exits at once too.
+    let mut m = throttled(&clock);
+    assert_eq!(
+        acts(m.step(Event::Command(C::ExitAfter), clock.at(200))),
+        vec![Action::Exit]
+    );
+}
+
+#[test]
+fn exit_after_runs_finish_first() {
+    let clock = Clock::new();
+    let mut m = running(&clock, 0);
+    m.step(Event::Command(C::ExitAfter), clock.at(1));
+    let a = m.step(exited(100, Exit::Code(0), false, true), clock.at(2));
+    assert_eq!(acts(a), vec![SpawnFinish(Exit::Code(0)), Publish]);
+    m.step(Event::FinishStarted { pid: 200 }, clock.at(2));
+    let a = m.step(exited(200, Exit::Code(0), false, false), clock.at(3));
+    assert_eq!(acts(a), vec![Publish, Action::Exit]);
+}
+
+#[test]
+fn signal_commands_go_to_the_main_process_only_while_it_runs() {
+    let clock = Clock::new();
+    let table = [
+        (C::Hup, Signal::HUP),
+        (C::Alarm, Signal::ALARM),
+        (C::Interrupt, Signal::INT),
+        (C::Quit, Signal::QUIT),
+        (C::Usr1, Signal::USR1),
+        (C::Usr2, Signal::USR2),
+        (C::Kill, Signal::KILL),
+    ];
+    for (command, signal) in table {
+        let mut m = running(&clock, 0);
+        assert_eq!(
+            acts(m.step(Event::Command(command), clock.at(1))),
+            vec![Sig(Target::Main(100), signal)]
+        );
+        for mut idle in [boot(&clock, true), finishing(&clock), throttled(&clock)] {
+            assert_eq!(
+                acts(idle.step(Event::Command(command), clock.at(6000))),
+                vec![]
+            );
+        }
+    }
+}
+
+#[test]
+fn term_sets_the_flag_and_restarts() {
+    let clock = Clock::new();
+    let mut m = running(&clock, 0);
+    let a = m.step(Event::Command(C::Term), clock.at(2000));
+    assert_eq!(acts(a), vec![Sig(Target::Main(100), Signal::TERM), Publish]);
+    assert!(m.status().term_sent);
+    let a = m.step(exited(100, Exit::Signal(15), false, false), clock.at(2001));
+    assert_eq!(acts(a), vec![SpawnRun]);
+    // With want down (after `o`) TERM is followed by CONT, as runsv does.
+    let mut m = boot(&clock, true);
+    m.step(Event::Command(C::Once), clock.at(0));
+    m.step(
+        Event::RunStarted {
+            pid: 5,
+            limits: limits(),
+        },
+        clock.at(0),
+    );
+    let a = m.step(Event::Command(C::Term), clock.at(1));
+    assert_eq!(
+        acts(a),
+        vec![
+            Sig(Target::Main(5), Signal::TERM),
+            Sig(Target::Main(5), Signal::CONT),
+            Publish
+        ]
+    );
+}
+
+#[test]
+fn pause_and_cont() {
+    let clock = Clock::new();
+    let mut m = running(&clock, 0);
+    let a = m.step(Event::Command(C::Pause), clock.at(1));
+    assert_eq!(acts(a), vec![Sig(Target::Main(100), Signal::STOP), Publish]);
+    assert!(m.status().paused);
+    let a = m.step(Event::Command(C::Cont), clock.at(2));
+    assert_eq!(acts(a), vec![Sig(Target::Main(100), Signal::CONT), Publish]);
+    assert!(!m.status().paused);
+    // As runsv: the flag follows the command even when nothing runs.
+    let mut m = boot(&clock, true);
+    assert_eq!(
+        acts(m.step(Event::Command(C::Pause), clock.at(1))),
+        vec![Publish]
+    );
+    assert!(m.status().paused);
+}
+
+#[test]
+fn finish_gets_exit_code_or_signal_and_shows_its_pid() {
+    let clock = Clock::new();
+    let mut m = running(&clock, 0);
+    let a = m.step(exited(100, Exit::Signal(9), false, true), clock.at(5000));
+    assert_eq!(acts(a), vec![SpawnFinish(Exit::Signal(9)), Publish]);
+    m.step(Event::FinishStarted { pid: 200 }, clock.at(5000));
+    let s = m.status();
+    assert_eq!((s.state, s.pid), (RunState::Finish, 200));
+    assert_eq!(s.stamp, clock.at(0).wall, "not changed on entering finish");
+    assert_eq!(m.finish_pid(), Some(200));
+    // Killed after timeout-finish (5 s default).
+    assert_eq!(m.deadline(), Some(clock.at(10000).mono));
+    assert_eq!(
+        acts(m.step(Event::Tick, clock.at(10000))),
+        vec![Sig(Target::Finish(200), Signal::KILL)]
+    );
+    let a = m.step(exited(200, Exit::Signal(9), false, false), clock.at(10001));
+    assert_eq!(acts(a), vec![SpawnRun]);
+}
+
+#[test]
+fn finish_that_cannot_start_is_skipped() {
+    let clock = Clock::new();
+    let mut m = running(&clock, 0);
+    m.step(exited(100, Exit::Code(0), false, true), clock.at(5000));
+    let a = m.step(
+        Event::FinishFailed {
+            error: "unable to start ./finish".into(),
+        },
+        clock.at(5000),
+    );
+    assert_eq!(acts(a), vec![SpawnRun]);
+    assert!(m.ext.last_error.is_some());
+}
+
+#[test]
+fn commands_during_finish() {
+    let clock = Clock::new();
+    let mut m = finishing(&clock);
+    assert_eq!(
+        acts(m.step(Event::Command(C::Down), clock.at(5001))),
+        vec![Publish]
+    );
+    let a = m.step(exited(200, Exit::Code(0), false, false), clock.at(5002));
+    assert_eq!(acts(a), vec![Publish], "want down: not restarted");
+    let mut m = finishing(&clock);
+    assert_eq!(
+        acts(m.step(Event::Command(C::Up), clock.at(5001))),
+        vec![Publish]
+    );
+    assert_eq!(
+        acts(m.step(Event::Command(C::Once), clock.at(5001))),
+        vec![Publish]
+    );
+    assert_eq!(
+        acts(m.step(Event::Command(C::Pause), clock.at(5001))),
+        vec![Publish]
+    );
+    assert_eq!(
+        acts(m.step(Event::Command(C::Term), clock.at(5001))),
+        vec![]
+    );
+}
+
+#[test]
+fn leftovers_get_term_cont_then_kill_after_the_grace() {
+    let clock = Clock::new();
+    let mut m = running(&clock, 0);
+    let a = m.step(exited(100, Exit::Code(0), true, false), clock.at(5000));
+    assert_eq!(
+        acts(a),
+        vec![
+            Sig(Target::Tree, Signal::TERM),
+            Sig(Target::Tree, Signal::CONT),
+            Publish
+        ]
+    );
+    assert!(m.awaiting_tree());
+    let s = m.status();
+    assert_eq!((s.state, s.pid), (RunState::Finish, 100));
+    assert_eq!(m.deadline(), Some(clock.at(7000).mono));
+    let a = m.step(Event::Tick, clock.at(7000));
+    assert_eq!(acts(a), vec![Sig(Target::Tree, Signal::KILL), SpawnRun]);
+}
+
+#[test]
+fn leftovers_use_timeout_kill_when_set() {
+    let clock = Clock::new();
+    let mut m = boot(&clock, false);
+    m.step(
+        Event::RunStarted {
+            pid: 100,
+            limits: Limits {
+                timeout_kill: Some(Duration::from_millis(300)),
+                ..limits()
+            },
+        },
+        clock.at(0),
+    );
+    m.step(exited(100, Exit::Code(0), true, false), clock.at(5000));
+    assert_eq!(m.deadline(), Some(clock.at(5300).mono));
+}
+
+#[test]
+fn empty_tree_ends_the_stop() {
+    let clock = Clock::new();
+    let mut m = leftovers(&clock);
+    assert_eq!(
+        acts(m.step(Event::TreeEmpty, clock.at(5100))),
+        vec![SpawnRun]
+    );
+    // With a finish still running, the empty tree waits for it.
+    let mut m = running(&clock, 0);
+    m.step(exited(100, Exit::Code(0), true, true), clock.at(5000));
+    m.step(Event::FinishStarted { pid: 200 }, clock.at(5000));
+    assert_eq!(acts(m.step(Event::TreeEmpty, clock.at(5100))), vec![]);
+    assert_eq!(
+        acts(m.step(exited(200, Exit::Code(0), false, false), clock.at(5200))),
+        vec![SpawnRun]
+    );
+}
+
+#[test]
+fn finish_exit_with_leftovers_waits_for_the_tree() {
+    let clock = Clock::new();
+    let mut m = finishing(&clock);
+    let a = m.step(exited(200, Exit::Code(0), true, false), clock.at(5100));
+    assert_eq!(
+        acts(a),
+        vec![
+            Sig(Target::Tree, Signal::TERM),
+            Sig(Target::Tree, Signal::CONT),
+            Publish
+        ]
+    );
+    assert!(m.awaiting_tree());
+}
+
+#[test]
+fn down_during_leftovers_stays_down() {
+    let clock = Clock::new();
+    let mut m = leftovers(&clock);
+    assert_eq!(
+        acts(m.step(Event::Command(C::Down), clock.at(5001))),
+        vec![Publish]
+    );
+    assert_eq!(
+        acts(m.step(Event::TreeEmpty, clock.at(5002))),
+        vec![Publish]
+    );
+    assert_eq!(m.status().state, RunState::Down);
+}
+
+#[test]
+fn unknown_pids_are_orphans() {
+    let clock = Clock::new();
+    for mut m in [
+        boot(&clock, true),
+        running(&clock, 0),
+        finishing(&clock),
+        leftovers(&clock),
+        throttled(&clock),
+    ] {
+        let before = m.status();
+        assert_eq!(
+            acts(m.step(exited(999, Exit::Code(0), false, true), clock.at(6000))),
+            vec![]
+        );
+        assert_eq!(m.status(), before);
+    }
+}
+
+#[test]
+fn ready_is_recorded_only_for_a_run() {
+    let clock = Clock::new();
+    let mut m = running(&clock, 0);
+    assert_eq!(acts(m.step(Event::Ready, clock.at(300))), vec![Publish]);
+    assert_eq!(m.ext.ready_at, Some(clock.at(300).wall));
+    m.step(exited(100, Exit::Code(0), false, false), clock.at(5000));
+    assert_eq!(m.ext.ready_at, None);
+    for mut m in [boot(&clock, true), finishing(&clock), throttled(&clock)] {
+        assert_eq!(acts(m.step(Event::Ready, clock.at(6000))), vec![]);
+        assert_eq!(m.ext.ready_at, None);
+    }
+}
+
+#[test]
+fn warnings_are_kept_for_svctl() {
+    let clock = Clock::new();
+    for mut m in [boot(&clock, true), running(&clock, 0), finishing(&clock)] {
+        let a = m.step(
+            Event::Warning {
+                error: "unable to use /s/timeout-kill: bad".into(),
+            },
+            clock.at(6000),
+        );
+        assert_eq!(acts(a), vec![Publish]);
+        assert!(m
+            .ext
+            .last_error
+            .as_deref()
+            .unwrap()
+            .contains("timeout-kill"));
+    }
+}
+
+#[test]
+fn stray_events_change_nothing() {
+    let clock = Clock::new();
+    // Finish events while no finish is pending, tree events while nothing is left.
+    for mut m in [boot(&clock, true), running(&clock, 0), throttled(&clock)] {
+        let before = m.status();
+        assert_eq!(
+            acts(m.step(Event::FinishStarted { pid: 3 }, clock.at(7000))),
+            vec![]
+        );
+        assert_eq!(acts(m.step(Event::TreeEmpty, clock.at(7000))), vec![]);
+        assert_eq!(m.status(), before);
+    }
+}
+
+#[test]
+fn idle_states_have_no_deadline() {
+    let clock = Clock::new();
+    assert_eq!(boot(&clock, true).deadline(), None);
+    assert_eq!(running(&clock, 0).deadline(), None);
+}
+
+#[test]
+fn actions_never_overflow() {
+    let mut a = Actions::new();
+    for _ in 0..20 {
+        a.push(Publish);
+    }
+    assert_eq!(a.as_slice().len(), 8);
+}
