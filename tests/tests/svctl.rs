@@ -152,6 +152,27 @@ fn up_down_restart_once_act_on_the_service() {
     assert_eq!(lines(&dir.join("runs")).len(), 3, "once did not restart");
 }
 
+#[test]
+fn restart_stops_the_run_with_its_down_signal() {
+    let scan = scandir();
+    let s = scan.path();
+    let dir = service(
+        s,
+        "graceful",
+        "trap 'echo INT >> signals; exit 0' INT\necho $$ >> runs\nsleep 1000 & wait $!",
+    );
+    fs::write(dir.join("down-signal"), "SIGINT\n").unwrap();
+    let _sup = supervise(Flavour::Warden, &dir);
+    wait_until("the first run", SETTLE, || {
+        lines(&dir.join("runs")).len() == 1
+    });
+    let (code, _, err) = svctl(s, &["-w", "5", "restart", "graceful"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(lines(&dir.join("signals")), vec!["INT"]);
+    assert_eq!(lines(&dir.join("runs")).len(), 2);
+    assert_eq!(json_status(s, "graceful")["last_exit"]["code"], 0);
+}
+
 /// A run script that records every signal it can trap, one name per line, in `signals`.
 const TRAPPER: &str = r#"
 for s in HUP ALRM INT QUIT USR1 USR2 CONT; do trap "echo $s >> signals" $s; done
@@ -486,7 +507,7 @@ fn permission_denied_for_another_user() {
             cmd
         } else {
             // Already unprivileged: shut ourselves out instead.
-            fs::set_permissions(dir.join("supervise"), fs::Permissions::from_mode(0)).unwrap();
+            fs::set_permissions(dir.join("supervise"), fs::Permissions::from_mode(0o000)).unwrap();
             Command::new(bin("svctl"))
         };
         cmd.arg("-d").arg(s).args(args);
@@ -682,4 +703,57 @@ fn runsv_is_controlled_the_same_way() {
     assert_eq!(lines(&dir.join("runs")).len(), 3);
     assert_eq!(svctl(s, &["-w", "5", "exit", "web"]).0, Some(0));
     assert!(sup.process.wait_exit(SETTLE).success());
+}
+
+/// The whole tree: warden's svscan starts supervise for the service and its logger; svctl
+/// controls the service, shows its log through `logger --show`, and shuts svscan down.
+#[test]
+fn svctl_drives_a_real_svscan_tree() {
+    let scan = scandir();
+    let s = scan.path();
+    let dir = service(s, "web", "echo hello from web\nexec sleep 1000");
+    script(
+        &dir.join("log/run"),
+        &format!("exec {} ./main", bin("logger").display()),
+    );
+    let out = fs::File::create(s.join(".svscan.out")).unwrap();
+    let mut svscan = Spawned::new(
+        Command::new(bin("svscan"))
+            .arg(s)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out),
+    );
+    wait_until("svscan to start web and its logger", SETTLE, || {
+        let v = json_status(s, "web");
+        v["state"] == "up" && v["log"]["state"] == "up"
+    });
+    wait_until("the logger to write the line", SETTLE, || {
+        svctl(s, &["log", "web", "-n", "5"])
+            .1
+            .contains("hello from web")
+    });
+    let (code, out, _) = svctl(s, &["status"]);
+    assert_eq!(code, Some(0));
+    assert!(
+        out.starts_with("web: up (pid ") && out.contains("; log: up (pid "),
+        "{out}"
+    );
+
+    assert_eq!(svctl(s, &["-w", "5", "restart", "web"]).0, Some(0));
+    wait_until("the new run's line", SETTLE, || {
+        svctl(s, &["log", "web"])
+            .1
+            .matches("hello from web")
+            .count()
+            == 2
+    });
+    assert_eq!(svctl(s, &["rescan"]).0, Some(0));
+    let pid = pid_of(s, "web");
+    let (code, _, err) = svctl(s, &["shutdown"]);
+    assert_eq!(code, Some(0), "{err}");
+    let status = svscan.wait_exit(Duration::from_secs(20));
+    assert!(status.success(), "svscan after shutdown: {status:?}");
+    assert!(!alive(pid as i32), "the service was stopped");
+    assert_eq!(svctl(s, &["rescan"]).0, Some(4), "svscan is gone");
 }
