@@ -174,7 +174,7 @@ impl LogDir {
         let fd = rustix::fs::openat(
             &self.dir,
             "current",
-            OFlags::WRONLY | OFlags::CREATE | OFlags::APPEND | OFlags::CLOEXEC,
+            OFlags::RDWR | OFlags::CREATE | OFlags::APPEND | OFlags::CLOEXEC,
             Mode::from_raw_mode(0o644),
         )
         .map_err(|e| Failure::io("open", self.name("current"), e))?;
