@@ -260,9 +260,11 @@ fn wait_returns_as_soon_as_the_service_is_ready() {
     fs::write(dir.join("notification-fd"), "3\n").unwrap();
     let _sup = supervise(Flavour::Warden, &dir);
     let s = scan.path();
-    let (code, out, _) = svctl(s, &["status", "slow"]);
-    assert_eq!(code, Some(0));
-    assert!(out.contains(", not ready"), "{out}");
+    // Up at once, ready 1.5 s later.
+    wait_until("status to say up but not ready", SETTLE, || {
+        let (code, out, _) = svctl(s, &["status", "slow"]);
+        code == Some(0) && out.contains(", not ready")
+    });
 
     let asked = SystemTime::now();
     let (code, _, err) = svctl(s, &["-w", "20", "up", "slow"]);
@@ -756,4 +758,76 @@ fn svctl_drives_a_real_svscan_tree() {
     assert!(status.success(), "svscan after shutdown: {status:?}");
     assert!(!alive(pid as i32), "the service was stopped");
     assert_eq!(svctl(s, &["rescan"]).0, Some(4), "svscan is gone");
+}
+
+/// warden's supervise writes `status` a moment before `supervise/warden`; in that moment a
+/// notifying service must not look ready. svctl tells warden's supervisor from runsv by the
+/// name of the process holding `supervise/lock`. Here a copy of flock(1) plays either one.
+#[test]
+fn readiness_is_pending_until_warden_writes_its_extended_status() {
+    require("flock", "util-linux");
+    let flock = std::env::split_paths(&std::env::var_os("PATH").unwrap())
+        .map(|d| d.join("flock"))
+        .find(|p| p.is_file())
+        .unwrap();
+    for (holder, up_code, shown) in [("supervise", 1, ", not ready"), ("runsv", 0, "")] {
+        let scan = scandir();
+        let s = scan.path();
+        let dir = sleeper(s, "web");
+        fs::write(dir.join("notification-fd"), "3\n").unwrap();
+        let sup = dir.join("supervise");
+        fs::create_dir(&sup).unwrap();
+        for fifo in ["ok", "control"] {
+            rustix::fs::mknodat(
+                rustix::fs::CWD,
+                sup.join(fifo),
+                rustix::fs::FileType::Fifo,
+                rustix::fs::Mode::from_raw_mode(0o600),
+                0,
+            )
+            .unwrap();
+        }
+        let _ok = rustix::fs::open(
+            sup.join("ok"),
+            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::NONBLOCK,
+            rustix::fs::Mode::empty(),
+        )
+        .unwrap();
+        let _control = rustix::fs::open(
+            sup.join("control"),
+            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::NONBLOCK,
+            rustix::fs::Mode::empty(),
+        )
+        .unwrap();
+        let status = warden_tests::warden::status::Status {
+            stamp: Tai64N::now(),
+            pid: std::process::id(),
+            paused: false,
+            want: warden_tests::warden::status::Want::Up,
+            term_sent: false,
+            state: warden_tests::warden::status::RunState::Run,
+        };
+        fs::write(sup.join("status"), status.encode()).unwrap();
+        let fake = s.join(holder);
+        fs::copy(&flock, &fake).unwrap();
+        let _holder = Spawned::new(
+            Command::new(&fake)
+                .arg("-x")
+                .arg(sup.join("lock"))
+                .arg("cat")
+                .stdin(Stdio::piped()),
+        );
+        wait_until("the lock to be held", SETTLE, || {
+            fs::read_to_string("/proc/locks")
+                .unwrap()
+                .lines()
+                .any(|l| l.contains(&format!(" {} ", _holder.pid())))
+        });
+        let (code, out, _) = svctl(s, &["status", "web"]);
+        assert_eq!(code, Some(0), "{holder}");
+        assert_eq!(out.contains("ready"), !shown.is_empty(), "{holder}: {out}");
+        assert!(out.contains(shown), "{holder}: {out}");
+        let (code, _, err) = svctl(s, &["-w", "300ms", "up", "web"]);
+        assert_eq!(code, Some(up_code), "{holder}: {err}");
+    }
 }

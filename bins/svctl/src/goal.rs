@@ -63,10 +63,17 @@ impl Snapshot {
             return Err(ClientError::NotSupervised(dir.path.clone()));
         }
         let status = dir.status()?;
+        let notifies = dir.path.join(NOTIFICATION_FD).exists();
+        let mut extended = dir.extended();
+        // warden's supervise writes `status` just before `supervise/warden`: in between, a
+        // first run would look ready to a reader that took the missing file for runsv.
+        if extended.is_none() && notifies && lock_holder_is_supervise(dir) {
+            extended = Some(Extended::default());
+        }
         Ok(Snapshot {
             status,
-            extended: dir.extended(),
-            notifies: dir.path.join(NOTIFICATION_FD).exists(),
+            extended,
+            notifies,
         })
     }
 
@@ -96,6 +103,32 @@ impl Snapshot {
     fn is_up_and_ready(&self) -> bool {
         self.is_up() && self.ready() != Some(false)
     }
+}
+
+/// Whether the process holding `supervise/lock` (an flock, per /proc/locks) is called
+/// `supervise` rather than `runsv`.
+fn lock_holder_is_supervise(dir: &ServiceDir) -> bool {
+    let Ok(stat) = rustix::fs::stat(dir.file(warden::svdir::LOCK)) else {
+        return false;
+    };
+    let id = format!(
+        "{:02x}:{:02x}:{}",
+        rustix::fs::major(stat.st_dev),
+        rustix::fs::minor(stat.st_dev),
+        stat.st_ino
+    );
+    let locks = std::fs::read_to_string("/proc/locks").unwrap_or_default();
+    locks.lines().any(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let holder = fields.iter().position(|f| *f == "FLOCK").and_then(|at| {
+            let pid = fields.get(at + 3)?;
+            (fields.get(at + 4) == Some(&id.as_str())).then_some(*pid)
+        });
+        holder.is_some_and(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|comm| comm.trim_end() == "supervise")
+        })
+    })
 }
 
 /// How far a snapshot is from a goal.
