@@ -1,0 +1,774 @@
+//! Process tests of `supervise`: real processes in temp dirs, every wait with a deadline.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use warden::status::{Exit, Extended, RunState, Status, Want};
+use warden::svdir::{Liveness, ServiceDir};
+use warden_tests::{alive, bin, run, script, wait_until, Spawned};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// A warden `supervise` on one service dir, its stdout and stderr in files.
+struct Sup {
+    svc: PathBuf,
+    child: Spawned,
+    out: PathBuf,
+    err: PathBuf,
+}
+
+impl Sup {
+    fn start(svc: &Path) -> Sup {
+        Sup::start_nowait(svc).ready()
+    }
+
+    fn start_nowait(svc: &Path) -> Sup {
+        std::fs::create_dir_all(svc).unwrap();
+        let out = svc.with_extension("out");
+        let err = svc.with_extension("err");
+        let child = Spawned::new(
+            Command::new(bin("supervise"))
+                .arg(svc)
+                .stdin(Stdio::null())
+                .stdout(std::fs::File::create(&out).unwrap())
+                .stderr(std::fs::File::create(&err).unwrap()),
+        );
+        Sup {
+            svc: svc.to_owned(),
+            child,
+            out,
+            err,
+        }
+    }
+
+    fn ready(self) -> Sup {
+        wait_until("supervise to take over", WAIT, || {
+            self.dir().liveness() == Ok(Liveness::Running) && self.dir().status().is_ok()
+        });
+        self
+    }
+
+    fn dir(&self) -> ServiceDir {
+        ServiceDir::new(&self.svc)
+    }
+
+    fn send(&self, bytes: &[u8]) {
+        self.dir().send(bytes).unwrap();
+    }
+
+    fn status(&self) -> Status {
+        self.dir().status().unwrap()
+    }
+
+    fn ext(&self) -> Extended {
+        self.dir().extended().unwrap_or_default()
+    }
+
+    fn wait(&self, what: &str, cond: impl Fn(&Status, &Extended) -> bool) {
+        wait_until(what, WAIT, || {
+            let (Ok(s), Some(x)) = (self.dir().status(), self.dir().extended()) else {
+                return false;
+            };
+            cond(&s, &x)
+        });
+    }
+
+    fn wait_run(&self) -> u32 {
+        self.wait("run", |s, _| s.state == RunState::Run && s.pid != 0);
+        self.status().pid
+    }
+
+    fn wait_down(&self) {
+        self.wait("down", |s, _| s.state == RunState::Down && s.pid == 0);
+    }
+
+    /// Sends a command and then `p`/`c`, waiting until the pause flag flips: proof that
+    /// everything before it was handled, without sleeping.
+    fn sync(&self) {
+        self.send(b"p");
+        self.wait("pause flag", |s, _| s.paused);
+        self.send(b"c");
+        self.wait("cont flag", |s, _| !s.paused);
+    }
+
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.err).unwrap_or_default()
+    }
+
+    fn wait_stderr(&self, text: &str) {
+        wait_until(&format!("stderr to say {text:?}"), WAIT, || {
+            self.stderr().contains(text)
+        });
+    }
+
+    fn exit_code(&mut self) -> Option<i32> {
+        self.child.wait_exit(WAIT).code()
+    }
+}
+
+impl Drop for Sup {
+    fn drop(&mut self) {
+        let pid = self.dir().status().map(|s| s.pid).unwrap_or(0);
+        let cgroup = self.dir().extended().and_then(|x| x.cgroup);
+        let _ = self.dir().send(b"x");
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            if self.child.child.try_wait().ok().flatten().is_some() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = self.dir().send(b"k");
+        if pid > 0 {
+            warden_tests::kill_group(pid as i32);
+        }
+        if let Some(cgroup) = cgroup {
+            if let Some(mount) = cgroup2_mount() {
+                let dir = mount.join(cgroup.trim_start_matches('/'));
+                let _ = std::fs::write(dir.join("cgroup.kill"), "1");
+            }
+        }
+    }
+}
+
+fn cgroup2_mount() -> Option<PathBuf> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    info.lines().find_map(|l| {
+        let (left, right) = l.split_once(" - ")?;
+        if right.split(' ').next()? != "cgroup2" {
+            return None;
+        }
+        Some(PathBuf::from(left.split(' ').nth(4)?))
+    })
+}
+
+fn read_lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+fn read_pid(path: &Path) -> Option<i32> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+fn process_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(") ")?.1.chars().next()
+}
+
+#[test]
+fn restart_after_crash() {
+    let root = tempfile::tempdir().unwrap();
+    let svc = root.path().join("svc");
+    script(&svc.join("run"), "echo $$ >> pids\nexec sleep 1000");
+    let sup = Sup::start(&svc);
+    let first = sup.wait_run();
+    // Past the quick-death throttle, so the restart is immediate.
+    wait_until("the run to be 1 s old", WAIT, || {
+        sup.status()
+            .stamp
+            .to_system_time()
+            .elapsed()
+            .is_ok_and(|e| e > Duration::from_millis(1100))
+    });
+    let killed_at = Instant::now();
+    warden_tests::kill_group(first as i32);
+    sup.wait("a new run", |s, _| s.pid != first && s.pid != 0);
+    assert!(killed_at.elapsed() < Duration::from_millis(900));
+    let x = sup.ext();
+    assert_eq!(x.restarts, 1);
+    assert_eq!(x.last_exit, Some(Exit::Signal(9)));
+    assert!(x.last_exit_at.is_some());
+    assert_eq!(x.supervisor_pid, Some(sup.child.pid() as u32));
+    assert_eq!(read_lines(&svc.join("pids")).len(), 2);
+}
+
+#[test]
+fn back_off_doubles_on_quick_deaths_and_resets_after_a_long_run() {
+    let root = tempfile::tempdir().unwrap();
+    let svc = root.path().join("svc");
+    script(
+        &svc.join("run"),
+        "if [ -e long ]; then echo \"$(date +%s.%N) long\" >> starts; sleep 1.2\n\
+         else echo \"$(date +%s.%N) quick\" >> starts; fi\nexit 1",
+    );
+    let starts = svc.join("starts");
+    let sup = Sup::start(&svc);
+    let count = |n: usize| {
+        let starts = starts.clone();
+        move || read_lines(&starts).len() >= n
+    };
+    wait_until("2 starts", WAIT, count(2));
+    // The next start (the third) lives long.
+    std::fs::write(svc.join("long"), "").unwrap();
+    wait_until("3 starts", WAIT, count(3));
+    std::fs::remove_file(svc.join("long")).unwrap();
+    // While the back-off runs, the extended status says when the next start is due.
+    wait_until("5 starts", Duration::from_secs(20), count(5));
+    let lines = read_lines(&starts);
+    let times: Vec<f64> = lines
+        .iter()
+        .map(|l| l.split(' ').next().unwrap().parse().unwrap())
+        .collect();
+    let kinds: Vec<&str> = lines.iter().map(|l| l.split(' ').nth(1).unwrap()).collect();
+    assert_eq!(&kinds[..5], &["quick", "quick", "long", "quick", "quick"]);
+    let gaps: Vec<f64> = times.windows(2).map(|w| w[1] - w[0]).collect();
+    // quick death → 1 s, quick death → 2 s, long run (1.2 s) → at once, quick → 1 s again.
+    assert!((0.95..1.6).contains(&gaps[0]), "{gaps:?}");
+    assert!((1.95..2.6).contains(&gaps[1]), "{gaps:?}");
+    assert!((1.15..1.7).contains(&gaps[2]), "{gaps:?}");
+    assert!((0.95..1.6).contains(&gaps[3]), "{gaps:?}");
+    drop(sup);
+}
+
+#[test]
+fn next_start_time_is_in_the_extended_status_and_commands_are_served_meanwhile() {
+    let root = tempfile::tempdir().unwrap();
+    let svc = root.path().join("svc");
+    script(&svc.join("run"), "exit 1");
+    let sup = Sup::start(&svc);
+    sup.wait("a throttled restart", |s, x| {
+        s.state == RunState::Down && x.next_start_at.is_some()
+    });
+    // runsv would be asleep here (void-linux/runit#33); warden answers at once.
+    let asked = Instant::now();
+    sup.send(b"d");
+    sup.wait("want down", |s, x| {
+        s.want == Want::Down && x.next_start_at.is_none()
+    });
+    assert!(asked.elapsed() < Duration::from_millis(500));
+}
+
+#[test]
+fn finish_gets_exit_code_or_signal() {
+    let root = tempfile::tempdir().unwrap();
+    let svc = root.path().join("svc");
+    script(&svc.join("run"), "[ -e code ] && exit 3\nexec sleep 1000");
+    script(&svc.join("finish"), "echo \"$1 $2\" >> finished");
+    std::fs::write(svc.join("down"), "").unwrap();
+    let sup = Sup::start(&svc);
+    sup.send(b"o");
+    let pid = sup.wait_run();
+    sup.send(b"k");
+    wait_until("finish after KILL", WAIT, || {
+        read_lines(&svc.join("finished")) == ["-1 9"]
+    });
+    sup.wait_down();
+    assert_eq!(sup.ext().last_exit, Some(Exit::Signal(9)));
+    assert!(!alive(pid as i32));
+    std::fs::write(svc.join("code"), "").unwrap();
+    sup.send(b"o");
+    wait_until("finish after exit 3", WAIT, || {
+        read_lines(&svc.join("finished")) == ["-1 9", "3 0"]
+    });
+    sup.wait_down();
+}
+
+#[test]
+fn finish_is_killed_after_timeout_finish() {
+    let root = tempfile::tempdir().unwrap();
+    let svc = root.path().join("svc");
+    script(&svc.join("run"), "exec sleep 1000");
+    script(&svc.join("finish"), "echo $$ > finish.pid\nexec sleep 1000");
+    std::fs::write(svc.join("timeout-finish"), "300ms").unwrap();
+    let sup = Sup::start(&svc);
+    sup.wait_run();
+    sup.send(b"d");
+    sup.wait("finish", |s, _| s.state == RunState::Finish);
+    let finish = read_pid_wait(&svc.join("finish.pid"));
+    let began = Instant::now();
+    sup.wait_down();
+    assert!(began.elapsed() < Duration::from_secs(3));
+    assert!(!alive(finish));
+}
+
+fn read_pid_wait(path: &Path) -> i32 {
+    wait_until(&format!("{}", path.display()), WAIT, || {
+        read_pid(path).is_some()
+    });
+    read_pid(path).unwrap()
+}
+
+#[test]
+fn down_file_keeps_it_down_until_up() {
+    let root = tempfile::tempdir().unwrap();
+    let svc = root.path().join("svc");
+    script(&svc.join("run"), "echo started >> log\nexec sleep 1000");
+    std::fs::write(svc.join("down"), "").unwrap();
+    let sup = Sup::start(&svc);
+    let s = sup.status();
+    assert_eq!((s.state, s.pid, s.want), (RunState::Down, 0, Want::Down));
+    sup.sync();
+    assert!(!svc.join("log").exists());
+    sup.send(b"u");
+    sup.wait_run();
+    assert_eq!(read_lines(&svc.join("log")), ["started"]);
+}
+
+const TRAPPER: &str =
+    "for s in HUP ALRM INT QUIT USR1 USR2; do trap \"echo $s >> sigs\" $s; done\n\
+trap 'echo TERM >> sigs; exit 0' TERM\n\
+echo $$ >> pids\n\
+while :; do sleep 1000 & wait $!; kill $! 2>/dev/null; done";
+
+#[test]
+fn every_signal_byte_reaches_the_service() {
+    let root = tempfile::tempdir().unwrap();
+    let svc = root.path().join("svc");
+    script(&svc.join("run"), TRAPPER);
+    let sup = Sup::start(&svc);
+    let pid = sup.wait_run();
+    wait_until("pids", WAIT, || svc.join("pids").exists());
+    let sigs = svc.join("sigs");
+    for (byte, name) in [
+        (b'h', "HUP"),
+        (b'a', "ALRM"),
+        (b'i', "INT"),
+        (b'q', "QUIT"),
+        (b'1', "USR1"),
+        (b'2', "USR2"),
+    ] {
+        sup.send(&[byte]);
+        wait_until(name, WAIT, || {
+            read_lines(&sigs).last().map(String::as_str) == Some(name)
+        });
+    }
+    // p: STOP and the paused flag; c: CONT.
+    sup.send(b"p");
+    wait_until("stopped", WAIT, || process_state(pid) == Some('T'));
+    sup.wait("paused flag", |s, _| s.paused);
+    sup.send(b"c");
+    wait_until("continued", WAIT, || process_state(pid) != Some('T'));
+    sup.wait("paused flag cleared", |s, _| !s.paused);
+    // t: TERM, and the service is restarted.
+    sup.send(b"t");
+    sup.wait("restart after t", |s, _| s.pid != pid && s.pid != 0);
+    assert_eq!(read_lines(&sigs).last().map(String::as_str), Some("TERM"));
+    // k: KILL, and the service is restarted.
+    let pid = sup.status().pid;
+    sup.send(b"k");
+    sup.wait("restart after k", |s, x| {
+        s.pid != pid && s.pid != 0 && x.last_exit == Some(Exit::Signal(9))
+    });
+}
+
+#[test]
+fn up_down_once_and_exit_bytes() {
+    let root = tempfile::tempdir().unwrap();
+    let svc = root.path().join("svc");
+    script(&svc.join("run"), "exec sleep 1000");
+    let mut sup = Sup::start(&svc);
+    let pid = sup.wait_run();
+    sup.send(b"d");
+    sup.wait_down();
+    assert!(!alive(pid as i32));
+    assert_eq!(sup.status().want, Want::Down);
+    sup.send(b"u");
+    let pid = sup.wait_run();
+    assert_eq!(sup.status().want, Want::Up);
+    sup.send(b"o");
+    sup.wait("want down", |s, _| s.want == Want::Down && s.pid == pid);
+    // Junk and newlines in between are skipped.
+    sup.send(b"\nzZ\n");
+    sup.send(b"x");
+    assert_eq!(sup.exit_code(), Some(0));
+    assert!(!alive(pid as i32));
+    assert_eq!(sup.dir().liveness(), Ok(Liveness::NotRunning));
+}
+
+#[test]
+fn e_exits_once_the_service_exits_by_itself() {
+    let root = tempfile::tempdir().unwrap();
+    let svc = root.path().join("svc");
+    script(&svc.join("run"), "echo $$ >> pids\nexec sleep 1000");
+    let mut sup = Sup::start(&svc);
+    let pid = sup.wait_run();
+    sup.send(b"e");
+    sup.sync();
+    // Not stopped by `e`.
+    assert_eq!(sup.status().pid, pid);
+    assert!(alive(pid as i32));
+    warden_tests::kill_group(pid as i32);
+    assert_eq!(sup.exit_code(), Some(0));
+    assert_eq!(read_lines(&svc.join("pids")).len(), 1, "not restarted");
+}
+
+#[test]
+fn sigterm_is_x_and_sighup_is_e() {
+    let root = tempfile::tempdir().unwrap();
+    let svc = root.path().join("svc");
+    script(&svc.join("run"), "exec sleep 1000");
+    let mut sup = Sup::start(&svc);
+    let pid = sup.wait_run();
+    let sup_pid = rustix::process::Pid::from_raw(sup.child.pid()).unwrap();
+    rustix::process::kill_process(sup_pid, rustix::process::Signal::TERM).unwrap();
+    assert_eq!(sup.exit_code(), Some(0));
+    assert!(!alive(pid as i32));
+
+    let svc = root.path().join("svc2");
+    script(&svc.join("run"), "exec sleep 1000");
+    let mut sup = Sup::start(&svc);
+    let pid = sup.wait_run();
+    let sup_pid = rustix::process::Pid::from_raw(sup.child.pid()).unwrap();
+    rustix::process::kill_process(sup_pid, rustix::process::Signal::HUP).unwrap();
+    sup.sync();
+    assert!(alive(pid as i32), "HUP does not stop the service");
+    warden_tests::kill_group(pid as i32);
+    assert_eq!(sup.exit_code(), Some(0));
+}
+
+#[test]
+fn timeout_kill_kills_a_service_that_ignores_term() {
+    let root = tempfile::tempdir().unwrap();
+    let svc = root.path().join("svc");
+    script(&svc.join("run"), "trap '' TERM\nexec sleep 1000");
+    std::fs::write(svc.join("timeout-kill"), "300").unwrap();
+    let sup = Sup::start(&svc);
+    let pid = sup.wait_run();
+    let asked = Instant::now();
+    sup.send(b"d");
+    sup.wait_down();
+    assert!(asked.elapsed() >= Duration::from_millis(250));
+    assert!(!alive(pid as i32));
+    assert_eq!(sup.ext().last_exit, Some(Exit::Signal(9)));
+}
+
+#[test]
+fn down_signal_is_used_to_stop() {
+    let root = tempfile::tempdir().unwrap();
+    let svc = root.path().join("svc");
+    script(
+        &svc.join("run"),
+        "trap 'echo INT >> sigs; exit 0' INT\ntrap '' TERM\nwhile :; do sleep 1000 & wait $!; done",
+    );
+    std::fs::write(svc.join("down-signal"), "SIGINT\n").unwrap();
+    let sup = Sup::start(&svc);
+    sup.wait_run();
+    sup.send(b"d");
+    sup.wait_down();
+    assert_eq!(read_lines(&svc.join("sigs")), ["INT"]);
+}
+
+#[test]
+fn forked_child_is_gone_after_down() {
+    let root = tempfile::tempdir().unwrap();
+    let svc = root.path().join("svc");
+    script(
+        &svc.join("run"),
+        "sleep 1000 &\necho $! > child\nexec sleep 1000",
+    );
+    let sup = Sup::start(&svc);
+    sup.wait_run();
+    let child = read_pid_wait(&svc.join("child"));
+    assert!(alive(child));
+    sup.send(b"d");
+    sup.wait_down();
+    assert!(!alive(child), "child {child} left behind");
+}
+
+#[test]
+fn double_forked_daemon_is_gone_after_down() {
+    let root = tempfile::tempdir().unwrap();
+    let svc = root.path().join("svc");
+    // The daemon leaves the session and the process group; only the cgroup still holds it.
+    script(
+        &svc.join("run"),
+        "(setsid sleep 1000 & echo $! > daemon)\nexec sleep 1000",
+    );
+    let sup = Sup::start(&svc);
+    sup.wait_run();
+    let daemon = read_pid_wait(&svc.join("daemon"));
+    wait_until("the daemon to be alive", WAIT, || alive(daemon));
+    assert!(
+        sup.ext().cgroup.is_some(),
+        "cgroup v2 is mounted here, so supervise must use it"
+    );
+    sup.send(b"d");
+    sup.wait_down();
+    assert!(!alive(daemon), "daemon {daemon} left behind");
+}
+
+#[test]
+fn leftovers_of_a_crashed_run_are_stopped_before_the_restart() {
+    let root = tempfile::tempdir().unwrap();
+    let svc = root.path().join("svc");
+    script(
+        &svc.join("run"),
+        "sleep 1000 &\necho $! >> children\nexec sleep 1000",
+    );
+    let sup = Sup::start(&svc);
+    let pid = sup.wait_run();
+    let first = read_pid_wait(&svc.join("children"));
+    warden_tests::kill_group(pid as i32);
+    // kill_group took the child too; make one that survives the main process instead.
+    sup.wait("a new run", |s, _| s.pid != pid && s.state == RunState::Run);
+    assert!(!alive(first));
+    wait_until("second child", WAIT, || {
+        read_lines(&svc.join("children")).len() == 2
+    });
+    let second: i32 = read_lines(&svc.join("children"))[1].parse().unwrap();
+    let pid = sup.status().pid;
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(pid as i32).unwrap(),
+        rustix::process::Signal::KILL,
+    )
+    .unwrap();
+    sup.wait("a third run", |s, _| {
+        s.pid != pid && s.state == RunState::Run
+    });
+    assert!(!alive(second), "leftover {second} survived the restart");
+}
+
+#[test]
+fn restarted_supervisor_stops_what_is_left_in_the_cgroup() {
+    let root = tempfile::tempdir().unwrap();
+    let svc = root.path().join("svc");
+    script(&svc.join("run"), "exec sleep 1000");
+    let mut sup = Sup::start(&svc);
+    let old = sup.wait_run();
+    if sup.ext().cgroup.is_none() {
+        panic!("cgroup v2 is mounted here, so supervise must use it");
+    }
+    // The supervisor dies hard; its service lives on in the cgroup.
+    let _ = sup.child.child.kill();
+    let _ = sup.child.child.wait();
+    assert!(alive(old as i32));
+    let sup2 = Sup::start(&svc);
+    sup2.wait("a new run", |s, _| s.pid != old && s.state == RunState::Run);
+    assert!(!alive(old as i32), "old instance {old} still runs");
+    std::mem::forget(sup);
+}
+
+#[test]
+fn notification_fd_readiness_is_recorded() {
+    let root = tempfile::tempdir().unwrap();
+    let svc = root.path().join("svc");
+    script(
+        &svc.join("run"),
+        "while [ ! -e go ]; do sleep 0.05; done\necho >&3\nexec sleep 1000",
+    );
+    std::fs::write(svc.join("notification-fd"), "3\n").unwrap();
+    let sup = Sup::start(&svc);
+    sup.wait_run();
+    assert_eq!(sup.ext().ready_at, None, "not ready before the newline");
+    std::fs::write(svc.join("go"), "").unwrap();
+    sup.wait("ready", |_, x| x.ready_at.is_some());
+    let x = sup.ext();
+    assert!(x.ready_at.unwrap() >= sup.status().stamp);
+
+    // Without notification-fd nothing is claimed.
+    let plain = root.path().join("plain");
+    script(&plain.join("run"), "exec sleep 1000");
+    let sup = Sup::start(&plain);
+    sup.wait_run();
+    sup.sync();
+    assert_eq!(sup.ext().ready_at, None);
+}
+
+#[test]
+fn second_supervise_on_the_same_dir_is_refused() {
+    let root = tempfile::tempdir().unwrap();
+    let svc = root.path().join("svc");
+    script(&svc.join("run"), "exec sleep 1000");
+    let sup = Sup::start(&svc);
+    sup.wait_run();
+    let (code, _, err) = run(Command::new(bin("supervise")).arg(&svc), WAIT);
+    assert_eq!(code, Some(111));
+    assert_eq!(
+        err,
+        format!(
+            "supervise: fatal: unable to lock {}/supervise/lock: another supervise runs\n",
+            svc.display()
+        )
+    );
+}
+
+#[test]
+fn usage_and_missing_dir() {
+    let (code, _, err) = run(&mut Command::new(bin("supervise")), WAIT);
+    assert_eq!((code, err.as_str()), (Some(100), "usage: supervise DIR\n"));
+    let (code, _, err) = run(Command::new(bin("supervise")).arg("/nonexistent/svc"), WAIT);
+    assert_eq!(code, Some(111));
+    assert!(
+        err.contains("unable to change to directory /nonexistent/svc: No such file or directory"),
+        "{err}"
+    );
+}
+
+#[test]
+fn supervise_dir_layout() {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    let root = tempfile::tempdir().unwrap();
+    let svc = root.path().join("svc");
+    script(&svc.join("run"), "exec sleep 1000");
+    // A dangling `supervise` symlink: its target is created (runit's tmpfs trick).
+    let state = root.path().join("state/svc");
+    std::os::unix::fs::symlink(&state, svc.join("supervise")).unwrap();
+    let sup = Sup::start(&svc);
+    let pid = sup.wait_run();
+    assert!(state.is_dir());
+    let meta = |f: &str| std::fs::metadata(state.join(f)).unwrap();
+    assert!(meta("control").file_type().is_fifo());
+    assert!(meta("ok").file_type().is_fifo());
+    assert_eq!(meta("control").permissions().mode() & 0o777, 0o600);
+    assert_eq!(meta("lock").permissions().mode() & 0o777, 0o600);
+    assert_eq!(std::fs::read(state.join("status")).unwrap().len(), 20);
+    assert_eq!(
+        std::fs::read_to_string(state.join("pid")).unwrap(),
+        format!("{pid}\n")
+    );
+    assert_eq!(
+        std::fs::read_to_string(state.join("stat")).unwrap(),
+        "run\n"
+    );
+    // A fresh supervise dir is 0700.
+    let other = root.path().join("other");
+    script(&other.join("run"), "exec sleep 1000");
+    let sup2 = Sup::start(&other);
+    let mode = std::fs::metadata(other.join("supervise"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o700);
+    drop(sup2);
+}
+
+#[test]
+fn env_dir_cwd_and_stdio_are_passed_to_run() {
+    let root = tempfile::tempdir().unwrap();
+    let svc = root.path().join("svc");
+    script(
+        &svc.join("run"),
+        "echo \"$GREETING from $(pwd)\"\necho to-stderr >&2\n[ -z \"$GONE\" ] && echo gone-unset\nexec sleep 1000",
+    );
+    std::fs::create_dir(svc.join("env")).unwrap();
+    std::fs::write(svc.join("env/GREETING"), "hello\n").unwrap();
+    std::fs::write(svc.join("env/GONE"), "").unwrap();
+    let sup = Sup::start(&svc);
+    sup.wait_run();
+    wait_until("output", WAIT, || {
+        std::fs::read_to_string(&sup.out)
+            .unwrap_or_default()
+            .contains("gone-unset")
+    });
+    let out = std::fs::read_to_string(&sup.out).unwrap();
+    assert!(
+        out.contains(&format!("hello from {}", svc.display())),
+        "{out}"
+    );
+    sup.wait_stderr("to-stderr");
+}
+
+#[test]
+fn missing_run_is_reported_retried_and_rescued() {
+    let root = tempfile::tempdir().unwrap();
+    let svc = root.path().join("svc");
+    std::fs::create_dir_all(&svc).unwrap();
+    let sup = Sup::start(&svc);
+    let message = format!(
+        "supervise: warning: unable to start ./run in {}: No such file or directory",
+        svc.display()
+    );
+    sup.wait_stderr(&message);
+    sup.wait("last_error", |_, x| {
+        x.last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("No such file or directory"))
+    });
+    // Fixed: a later retry starts it, and the error is cleared.
+    script(&svc.join("run"), "exec sleep 1000");
+    sup.wait_run();
+    sup.wait("error cleared", |_, x| x.last_error.is_none());
+}
+
+#[test]
+fn run_not_executable_or_a_directory_is_reported_and_rescued() {
+    use std::os::unix::fs::PermissionsExt;
+    let root = tempfile::tempdir().unwrap();
+    let svc = root.path().join("svc");
+    std::fs::create_dir_all(&svc).unwrap();
+    std::fs::write(svc.join("run"), "#!/bin/sh\nexec sleep 1000\n").unwrap();
+    let sup = Sup::start(&svc);
+    sup.wait_stderr(&format!(
+        "unable to start ./run in {}: Permission denied",
+        svc.display()
+    ));
+    std::fs::set_permissions(svc.join("run"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    sup.wait_run();
+    drop(sup);
+
+    let svc = root.path().join("dir");
+    std::fs::create_dir_all(svc.join("run")).unwrap();
+    let sup = Sup::start(&svc);
+    sup.wait_stderr(&format!(
+        "unable to start ./run in {}: it is a directory",
+        svc.display()
+    ));
+    std::fs::remove_dir(svc.join("run")).unwrap();
+    script(&svc.join("run"), "exec sleep 1000");
+    sup.send(b"u");
+    sup.wait_run();
+}
+
+#[test]
+fn junk_on_the_control_fifo_is_reported_and_survived() {
+    let root = tempfile::tempdir().unwrap();
+    let svc = root.path().join("svc");
+    script(&svc.join("run"), "exec sleep 1000");
+    let sup = Sup::start(&svc);
+    let pid = sup.wait_run();
+    sup.send(b"\xff\x00zZ\n");
+    sup.wait_stderr(&format!(
+        "supervise: warning: ignoring unknown byte 0xff on {}/supervise/control",
+        svc.display()
+    ));
+    sup.sync();
+    assert_eq!(sup.status().pid, pid);
+    sup.send(b"d");
+    sup.wait_down();
+}
+
+#[test]
+fn unreadable_env_file_is_reported_and_rescued() {
+    let root = tempfile::tempdir().unwrap();
+    let svc = root.path().join("svc");
+    script(&svc.join("run"), "exec sleep 1000");
+    std::fs::create_dir(svc.join("env")).unwrap();
+    std::os::unix::fs::symlink("/nonexistent", svc.join("env/BROKEN")).unwrap();
+    let sup = Sup::start(&svc);
+    sup.wait_stderr(&format!(
+        "unable to read {}/env/BROKEN: No such file or directory",
+        svc.display()
+    ));
+    sup.wait("last_error", |_, x| {
+        x.last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("env/BROKEN"))
+    });
+    std::fs::remove_file(svc.join("env/BROKEN")).unwrap();
+    sup.wait_run();
+}
+
+#[test]
+fn bad_setting_file_is_reported_and_the_default_used() {
+    let root = tempfile::tempdir().unwrap();
+    let svc = root.path().join("svc");
+    script(&svc.join("run"), "exec sleep 1000");
+    std::fs::write(svc.join("timeout-kill"), "soon\n").unwrap();
+    std::fs::write(svc.join("down-signal"), "SIGBOGUS\n").unwrap();
+    let sup = Sup::start(&svc);
+    let pid = sup.wait_run();
+    sup.wait_stderr(&format!(
+        "supervise: warning: unable to use {}/timeout-kill",
+        svc.display()
+    ));
+    sup.wait_stderr(&format!("{}/down-signal", svc.display()));
+    sup.wait("last_error", |_, x| x.last_error.is_some());
+    // The default down-signal (TERM) still stops it.
+    sup.send(b"d");
+    sup.wait_down();
+    assert!(!alive(pid as i32));
+}
