@@ -1,13 +1,17 @@
 //! Project tasks: `cargo xtask test` (everything CI checks). Other tasks add a module each.
 
+mod boot;
+
 use std::process::{Command, ExitCode};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("test") => test(&args[1..]),
+        Some("image") => boot::cli::image_command(&workspace_root(), &args[1..]),
+        Some("qemu") => boot::cli::qemu_command(&workspace_root(), &args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask test");
+            eprintln!("usage: cargo xtask test | image [--out DIR] | qemu [KERNEL-ARG...]");
             return ExitCode::from(2);
         }
     };

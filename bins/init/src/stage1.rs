@@ -62,9 +62,17 @@ pub fn run(ignored: &[String]) -> ExitCode {
     exec_svscan(&config.scandir, &path, container)
 }
 
-/// The kernel gives process 1 /dev/console as fds 0–2 only if the initramfs has the node;
-/// reopen it from devtmpfs so the hook, svscan and every logless service write to it.
+/// The kernel opens /dev/console for process 1 as fds 0–2 when the root (the initramfs) has
+/// the node. Those fds are kept: they refer to the node on the root, so they do not pin the
+/// devtmpfs /dev, which stage 3 can then unmount. Only when the kernel found no console are
+/// they opened here, from devtmpfs.
 fn console_on_stdio() {
+    let stdio_open = rustix::io::fcntl_getfd(std::io::stdin()).is_ok()
+        && rustix::io::fcntl_getfd(std::io::stdout()).is_ok()
+        && rustix::io::fcntl_getfd(std::io::stderr()).is_ok();
+    if stdio_open {
+        return;
+    }
     let console = match open(
         "/dev/console",
         OFlags::RDWR | OFlags::NOCTTY | OFlags::CLOEXEC,
