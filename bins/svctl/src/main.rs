@@ -37,14 +37,8 @@ fn main() -> ExitCode {
 
 fn run(inv: &cli::Invocation) -> Outcome {
     match &inv.action {
-        Action::Help => {
-            print!("{}", cli::help());
-            Outcome::Success
-        }
-        Action::Version => {
-            println!("svctl {}", env!("CARGO_PKG_VERSION"));
-            Outcome::Success
-        }
+        Action::Help => say(&cli::help()),
+        Action::Version => say(&format!("svctl {}\n", env!("CARGO_PKG_VERSION"))),
         Action::Control(verb) => commands::control(inv, *verb),
         Action::Check => commands::check(inv),
         Action::Status { json } => commands::status(inv, *json),
@@ -54,5 +48,15 @@ fn run(inv: &cli::Invocation) -> Outcome {
         },
         Action::Svscan(byte) => system::tell_svscan(&inv.scandir, *byte),
         Action::Init(power) => system::tell_init(*power),
+    }
+}
+
+/// Prints to stdout; a closed pipe (`svctl --help | head -1`) is not a crash.
+fn say(text: &str) -> Outcome {
+    use std::io::Write;
+    match std::io::stdout().write_all(text.as_bytes()) {
+        Ok(()) => Outcome::Success,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Outcome::Success,
+        Err(_) => Outcome::System,
     }
 }
