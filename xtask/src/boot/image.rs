@@ -358,10 +358,7 @@ pub fn build(paths: &Paths, flavour: Flavour) -> Result<Image, String> {
         let depth = applet.matches('/').count();
         cpio.symlink(applet, &format!("{}bin/busybox", "../".repeat(depth)));
     }
-    // busybox's own poweroff/reboot/halt stay reachable for the emergency shell.
-    for name in POWER_NAMES {
-        cpio.symlink(&format!("bin/busybox-{name}"), "busybox");
-    }
+    // busybox's own `poweroff -f` stays reachable as `busybox poweroff -f` (emergency shell).
 
     let modules_dir = Path::new("/lib/modules").join(&kernel_version);
     let dep = String::from_utf8_lossy(&read(&modules_dir.join("modules.dep"))?).into_owned();
