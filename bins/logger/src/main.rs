@@ -29,7 +29,7 @@ fn main() -> ExitCode {
         Ok(Command::Show(options)) => match show::show(&options) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
-                eprintln!("logger: fatal: unable to show the log: {e}");
+                eprintln!("logger: fatal: unable to {e}");
                 ExitCode::from(111)
             }
         },
@@ -52,9 +52,11 @@ fn write(options: &WriteOptions) -> ExitCode {
     };
     let input = Input::from_stdin();
     let stamp_room = options.stamp.len() + lines::End::Split.suffix().len();
-    let max_line = MAX_LINE
-        .min(input.line_room())
-        .min(usize::try_from(options.limit).unwrap_or(usize::MAX) - stamp_room);
+    let max_line = MAX_LINE.min(input.line_room()).min(
+        usize::try_from(options.limit)
+            .unwrap_or(usize::MAX)
+            .saturating_sub(stamp_room),
+    );
     let mut logger = Logger::new(dir, input, options.stamp, max_line);
     match logger.run(&signals) {
         Ok(Ending::Eof) | Ok(Ending::Signal) | Ok(Ending::SignalWhileFailing(0)) => {

@@ -67,9 +67,28 @@ impl Converter {
     }
 }
 
+/// An error that says what failed: `<verb> <object>: <cause>`.
+fn context(verb: &str, object: impl std::fmt::Display) -> impl FnOnce(io::Error) -> io::Error {
+    let what = format!("{verb} {object}");
+    move |e| io::Error::new(e.kind(), format!("{what}: {e}"))
+}
+
+/// Standard output, its errors named as such.
+struct Stdout(io::StdoutLock<'static>);
+
+impl Write for Stdout {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.0.write(bytes).map_err(context("write", "stdout"))
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush().map_err(context("write", "stdout"))
+    }
+}
+
+/// Errors read `<verb> <object>: <cause>`, for `unable to ...`.
 pub fn show(options: &ShowOptions) -> io::Result<()> {
-    let stdout = io::stdout();
-    let mut out = io::BufWriter::with_capacity(1 << 16, stdout.lock());
+    let mut out = io::BufWriter::with_capacity(1 << 16, Stdout(io::stdout().lock()));
     let result = match &options.source {
         Source::Stdin => show_stdin(options.last, &mut out),
         Source::Dir(dir) => show_dir(dir, options.last, options.follow, &mut out),
@@ -87,7 +106,9 @@ fn show_stdin(last: Option<usize>, out: &mut impl Write) -> io::Result<()> {
     match last {
         Some(n) => {
             let mut all = Vec::new();
-            stdin.read_to_end(&mut all)?;
+            stdin
+                .read_to_end(&mut all)
+                .map_err(context("read", "stdin"))?;
             converter.feed(tail(&all, n), out)?;
         }
         None => {
@@ -97,7 +118,7 @@ fn show_stdin(last: Option<usize>, out: &mut impl Write) -> io::Result<()> {
                     Ok(0) => break,
                     Ok(n) => n,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(e),
+                    Err(e) => return Err(context("read", "stdin")(e)),
                 };
                 converter.feed(buf.get(..n).unwrap_or_default(), out)?;
             }
@@ -132,21 +153,24 @@ fn lines_in(bytes: &[u8]) -> usize {
 fn show_dir(dir: &Path, last: Option<usize>, follow: bool, out: &mut impl Write) -> io::Result<()> {
     // Watch before reading, so a rotation while we read is not missed.
     let watcher = if follow {
-        let inotify = Inotify::init()?;
-        inotify.watches().add(
-            dir,
-            WatchMask::MODIFY
-                | WatchMask::CREATE
-                | WatchMask::MOVED_TO
-                | WatchMask::DELETE_SELF
-                | WatchMask::MOVE_SELF,
-        )?;
+        let inotify = Inotify::init().map_err(context("set up", "inotify"))?;
+        inotify
+            .watches()
+            .add(
+                dir,
+                WatchMask::MODIFY
+                    | WatchMask::CREATE
+                    | WatchMask::MOVED_TO
+                    | WatchMask::DELETE_SELF
+                    | WatchMask::MOVE_SELF,
+            )
+            .map_err(context("watch", dir.display()))?;
         Some(inotify)
     } else {
         None
     };
     let mut files: Vec<PathBuf> = archives(dir)
-        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", dir.display())))?
+        .map_err(context("read", dir.display()))?
         .into_iter()
         .map(|name| dir.join(name))
         .collect();
@@ -184,7 +208,7 @@ fn show_dir(dir: &Path, last: Option<usize>, follow: bool, out: &mut impl Write)
             Ok(b) => b,
             // Pruned since we listed it.
             Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(io::Error::new(e.kind(), format!("{}: {e}", path.display()))),
+            Err(e) => return Err(context("read", path.display())(e)),
         };
         let skip = if i == 0 { skip_lines } else { 0 };
         converter.feed(skip_first_lines(&bytes, skip), out)?;
@@ -192,17 +216,13 @@ fn show_dir(dir: &Path, last: Option<usize>, follow: bool, out: &mut impl Write)
     let mut current = match File::open(&current_path) {
         Ok(f) => Some(f),
         Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-        Err(e) => {
-            return Err(io::Error::new(
-                e.kind(),
-                format!("{}: {e}", current_path.display()),
-            ))
-        }
+        Err(e) => return Err(context("open", current_path.display())(e)),
     };
     if let Some(file) = current.as_mut() {
         if first < files.len() {
             let mut bytes = Vec::new();
-            file.read_to_end(&mut bytes)?;
+            file.read_to_end(&mut bytes)
+                .map_err(context("read", current_path.display()))?;
             let skip = if first == files.len() - 1 {
                 skip_lines
             } else {
@@ -212,7 +232,8 @@ fn show_dir(dir: &Path, last: Option<usize>, follow: bool, out: &mut impl Write)
         } else {
             // -n 0: start following at the end.
             let mut sink = Vec::new();
-            file.read_to_end(&mut sink)?;
+            file.read_to_end(&mut sink)
+                .map_err(context("read", current_path.display()))?;
         }
     }
     let Some(mut inotify) = watcher else {
@@ -245,7 +266,8 @@ fn follow_current(
     let mut events = vec![0u8; 4096];
     loop {
         let mut new_current = false;
-        for event in inotify.read_events_blocking(&mut events)? {
+        let read = inotify.read_events_blocking(&mut events);
+        for event in read.map_err(context("watch", current_path.display()))? {
             if event
                 .mask
                 .intersects(inotify::EventMask::DELETE_SELF | inotify::EventMask::MOVE_SELF)
@@ -280,7 +302,7 @@ fn copy_new(file: &mut File, converter: &mut Converter, out: &mut impl Write) ->
             Ok(0) => return Ok(()),
             Ok(n) => converter.feed(buf.get(..n).unwrap_or_default(), out)?,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+            Err(e) => return Err(context("read", "current")(e)),
         }
     }
 }
