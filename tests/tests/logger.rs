@@ -163,13 +163,16 @@ fn sigkill_then_second_logger_on_the_same_pipe_loses_no_line() {
     let writer = start_writer(&write, Arc::clone(&stop));
     let args = ["-s", "1M", "-n", "100000"];
 
-    let mut first = logger(on_pipe(&read), &dir, &args);
-    wait_until("the first logger to rotate", DEADLINE, || {
-        dir.exists() && !archives(&dir).is_empty()
-    });
-    kill(&first, rustix::process::Signal::KILL);
-    first.wait_exit(DEADLINE);
-
+    // Several loggers in turn, each killed while the writer goes full speed.
+    for round in 0..5 {
+        let before = total_size(&dir);
+        let mut victim = logger(on_pipe(&read), &dir, &args);
+        wait_until(&format!("logger {round} to write 1 MB"), DEADLINE, || {
+            total_size(&dir) > before + 1_000_000
+        });
+        kill(&victim, rustix::process::Signal::KILL);
+        victim.wait_exit(DEADLINE);
+    }
     let before = total_size(&dir);
     let mut second = logger(on_pipe(&read), &dir, &args);
     wait_until("the second logger to write 2 MB more", DEADLINE, || {
