@@ -471,7 +471,7 @@ fn errors_have_their_own_messages_and_exit_codes() {
     }
     let _reader = rustix::fs::open(
         sup.join("ok"),
-        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::NONBLOCK,
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::CLOEXEC,
         rustix::fs::Mode::empty(),
     )
     .unwrap();
@@ -567,7 +567,7 @@ fn svscan_commands_reach_its_control_fifo() {
     .unwrap();
     let reader = rustix::fs::open(
         &fifo,
-        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::NONBLOCK,
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::CLOEXEC,
         rustix::fs::Mode::empty(),
     )
     .unwrap();
@@ -585,6 +585,27 @@ fn svscan_commands_reach_its_control_fifo() {
         assert_eq!(rustix::io::read(&reader, &mut buf), Ok(1), "{command}");
         assert_eq!(buf[0], byte, "{command}");
     }
+    // -w shutdown waits for the lock holder to exit; this one never does.
+    require("flock", "util-linux");
+    let holder = Spawned::new(
+        Command::new("flock")
+            .arg("-x")
+            .arg(s.join(".svscan/lock"))
+            .arg("cat")
+            .stdin(Stdio::piped()),
+    );
+    wait_until("the fake svscan to hold its lock", SETTLE, || {
+        fs::read_to_string("/proc/locks")
+            .unwrap()
+            .contains(&format!(" {} ", holder.pid()))
+    });
+    let start = Instant::now();
+    let (code, _, err) = svctl(s, &["-w", "300ms", "shutdown"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(start.elapsed() >= Duration::from_millis(300));
+    assert!(err.contains("waiting for svscan"), "{err}");
+    drop(holder);
+
     drop(reader);
     let (code, _, err) = svctl(s, &["shutdown"]);
     assert_eq!(code, Some(4), "{err}");
@@ -752,9 +773,13 @@ fn svctl_drives_a_real_svscan_tree() {
     });
     assert_eq!(svctl(s, &["rescan"]).0, Some(0));
     let pid = pid_of(s, "web");
-    let (code, _, err) = svctl(s, &["shutdown"]);
+    let (code, _, err) = svctl(s, &["-w", "20", "shutdown"]);
     assert_eq!(code, Some(0), "{err}");
-    let status = svscan.wait_exit(Duration::from_secs(20));
+    let status = svscan
+        .child
+        .try_wait()
+        .unwrap()
+        .expect("-w shutdown returned once svscan had exited");
     assert!(status.success(), "svscan after shutdown: {status:?}");
     assert!(!alive(pid as i32), "the service was stopped");
     assert_eq!(svctl(s, &["rescan"]).0, Some(4), "svscan is gone");
@@ -789,13 +814,13 @@ fn readiness_is_pending_until_warden_writes_its_extended_status() {
         }
         let _ok = rustix::fs::open(
             sup.join("ok"),
-            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::NONBLOCK,
+            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::CLOEXEC,
             rustix::fs::Mode::empty(),
         )
         .unwrap();
         let _control = rustix::fs::open(
             sup.join("control"),
-            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::NONBLOCK,
+            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::CLOEXEC,
             rustix::fs::Mode::empty(),
         )
         .unwrap();

@@ -102,6 +102,7 @@ svscan commands (to SCANDIR/.svscan/control):
   rescan         scan SCANDIR now
   shutdown       stop every service and its logger, then svscan exits
   poweroff | reboot | halt   stop everything, then power off, reboot or halt
+                 -w: until svscan (not PID 1) has exited
 Invoked as `poweroff`, `reboot` or `halt` (a symlink to svctl), it signals PID 1 instead
 (USR1, INT, USR2), whatever the scan directory.
 
@@ -235,7 +236,12 @@ pub fn parse(program: &str, args: Vec<OsString>) -> Result<Invocation, String> {
     if (lines.is_some() || follow) && !matches!(action, Action::Log(_)) {
         return Err("-n and -f apply to log only".into());
     }
-    if wait.is_some() && !matches!(action, Action::Control(_) | Action::Check) {
+    if wait.is_some()
+        && !matches!(
+            action,
+            Action::Control(_) | Action::Check | Action::Svscan(_)
+        )
+    {
         return Err(format!("-w does not apply to {command}"));
     }
     match &action {

@@ -105,30 +105,11 @@ impl Snapshot {
     }
 }
 
-/// Whether the process holding `supervise/lock` (an flock, per /proc/locks) is called
-/// `supervise` rather than `runsv`.
+/// Whether the process holding `supervise/lock` is called `supervise` rather than `runsv`.
 fn lock_holder_is_supervise(dir: &ServiceDir) -> bool {
-    let Ok(stat) = rustix::fs::stat(dir.file(warden::svdir::LOCK)) else {
-        return false;
-    };
-    let id = format!(
-        "{:02x}:{:02x}:{}",
-        rustix::fs::major(stat.st_dev),
-        rustix::fs::minor(stat.st_dev),
-        stat.st_ino
-    );
-    let locks = std::fs::read_to_string("/proc/locks").unwrap_or_default();
-    locks.lines().any(|line| {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        let holder = fields.iter().position(|f| *f == "FLOCK").and_then(|at| {
-            let pid = fields.get(at + 3)?;
-            (fields.get(at + 4) == Some(&id.as_str())).then_some(*pid)
-        });
-        holder.is_some_and(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/comm"))
-                .is_ok_and(|comm| comm.trim_end() == "supervise")
-        })
-    })
+    crate::locks::flock_holder(&dir.file(warden::svdir::LOCK))
+        .and_then(crate::locks::command_name)
+        .is_some_and(|name| name == "supervise")
 }
 
 /// How far a snapshot is from a goal.

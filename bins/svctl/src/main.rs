@@ -4,6 +4,7 @@
 mod cli;
 mod commands;
 mod goal;
+mod locks;
 mod logview;
 mod outcome;
 mod report;
@@ -46,7 +47,7 @@ fn run(inv: &cli::Invocation) -> Outcome {
             Some(name) => logview::exec_logger(&warden::svdir::resolve(&inv.scandir, name), view),
             None => Outcome::Usage,
         },
-        Action::Svscan(byte) => system::tell_svscan(&inv.scandir, *byte),
+        Action::Svscan(byte) => system::tell_svscan(&inv.scandir, *byte, inv.wait),
         Action::Init(power) => system::tell_init(*power),
     }
 }

@@ -4,9 +4,10 @@
 use crate::outcome::Outcome;
 use rustix::fs::{Mode, OFlags};
 use rustix::io::Errno;
-use rustix::process::{Pid, Signal};
+use rustix::process::{Pid, PidfdFlags, Signal};
 use std::path::Path;
-use warden::svdir::{scan_control, CONTROL, SVSCAN_DIR};
+use std::time::{Duration, Instant};
+use warden::svdir::{scan_control, CONTROL, LOCK, SVSCAN_DIR};
 
 /// A request to the whole system.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,15 +47,30 @@ impl Power {
     }
 }
 
-/// Writes one byte to `SCANDIR/.svscan/control` without blocking.
-pub fn tell_svscan(scandir: &Path, byte: u8) -> Outcome {
-    let fifo = scandir.join(SVSCAN_DIR).join(CONTROL);
+/// Writes one byte to `SCANDIR/.svscan/control` without blocking. With `wait`, a teardown
+/// request then waits for svscan to exit (found as the holder of `.svscan/lock`, watched
+/// through a pidfd); as PID 1 svscan execs `init` instead, so there it can only time out.
+pub fn tell_svscan(scandir: &Path, byte: u8, wait: Option<Duration>) -> Outcome {
+    let svscan_dir = scandir.join(SVSCAN_DIR);
+    let fifo = svscan_dir.join(CONTROL);
     let fail = |cause: &str, outcome: Outcome| {
         eprintln!(
             "svctl: fatal: unable to control {}: {cause}",
             fifo.display()
         );
         outcome
+    };
+    let tears_down = byte != scan_control::RESCAN;
+    // Taken before the byte is sent, so the pid cannot be reused under us.
+    let svscan = match wait.filter(|_| tears_down) {
+        Some(wait) => {
+            let deadline = Instant::now() + wait;
+            let pidfd = crate::locks::flock_holder(&svscan_dir.join(LOCK))
+                .and_then(|pid| Pid::from_raw(i32::try_from(pid).ok()?))
+                .and_then(|pid| rustix::process::pidfd_open(pid, PidfdFlags::empty()).ok());
+            Some((pidfd, deadline, wait))
+        }
+        None => None,
     };
     let fd = match rustix::fs::open(
         &fifo,
@@ -72,11 +88,27 @@ pub fn tell_svscan(scandir: &Path, byte: u8) -> Outcome {
     };
     loop {
         match rustix::io::write(&fd, &[byte]) {
-            Ok(1) => return Outcome::Success,
+            Ok(1) => break,
             Ok(_) | Err(Errno::INTR) => {}
             Err(Errno::AGAIN) => return fail("control FIFO is full", Outcome::System),
             Err(e) => return fail(&e.to_string(), Outcome::System),
         }
+    }
+    match svscan {
+        // Not found: svscan was already on its way out.
+        None | Some((None, _, _)) => Outcome::Success,
+        Some((Some(pidfd), deadline, wait)) => match crate::wait::poll_until(&pidfd, deadline) {
+            Ok(true) => Outcome::Success,
+            Ok(false) => {
+                eprintln!(
+                    "svctl: fatal: timed out after {} waiting for svscan on {} to exit",
+                    humantime::format_duration(wait),
+                    scandir.display()
+                );
+                Outcome::Timeout
+            }
+            Err(e) => fail(&e.to_string(), Outcome::System),
+        },
     }
 }
 
@@ -112,7 +144,7 @@ mod tests {
     #[test]
     fn no_svscan_is_not_supervised() {
         let dir = tempfile::tempdir().unwrap();
-        assert_eq!(tell_svscan(dir.path(), b'a'), Outcome::NotSupervised);
+        assert_eq!(tell_svscan(dir.path(), b'a', None), Outcome::NotSupervised);
         std::fs::create_dir(dir.path().join(SVSCAN_DIR)).unwrap();
         let fifo = dir.path().join(SVSCAN_DIR).join(CONTROL);
         rustix::fs::mknodat(
@@ -123,10 +155,10 @@ mod tests {
             0,
         )
         .unwrap();
-        assert_eq!(tell_svscan(dir.path(), b'a'), Outcome::NotSupervised);
+        assert_eq!(tell_svscan(dir.path(), b'a', None), Outcome::NotSupervised);
         let reader =
             rustix::fs::open(&fifo, OFlags::RDONLY | OFlags::NONBLOCK, Mode::empty()).unwrap();
-        assert_eq!(tell_svscan(dir.path(), b'a'), Outcome::Success);
+        assert_eq!(tell_svscan(dir.path(), b'a', None), Outcome::Success);
         let mut buf = [0u8; 4];
         assert_eq!(rustix::io::read(&reader, &mut buf), Ok(1));
         assert_eq!(buf[0], b'a');

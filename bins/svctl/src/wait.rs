@@ -211,7 +211,7 @@ fn run_check(dir: &Path, deadline: Instant) -> Result<CheckResult, ClientError> 
 }
 
 /// Blocks until `fd` is readable (true) or `until` passes (false).
-fn poll_until(fd: &OwnedFd, until: Instant) -> Result<bool, Errno> {
+pub(crate) fn poll_until(fd: &OwnedFd, until: Instant) -> Result<bool, Errno> {
     loop {
         let left = until.saturating_duration_since(Instant::now());
         if left.is_zero() {
