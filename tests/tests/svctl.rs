@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
@@ -728,6 +728,30 @@ fn runsv_is_controlled_the_same_way() {
     assert!(sup.process.wait_exit(SETTLE).success());
 }
 
+/// svscan, torn down on drop (if a test failed before its own shutdown), so that no
+/// supervise or service outlives the test.
+struct Svscan(Spawned, PathBuf);
+
+impl Drop for Svscan {
+    fn drop(&mut self) {
+        if let Ok(Some(_)) = self.0.child.try_wait() {
+            return;
+        }
+        let _ = fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+            .open(self.1.join(".svscan/control"))
+            .and_then(|mut fifo| std::io::Write::write_all(&mut fifo, b"t"));
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
 /// The whole tree: warden's svscan starts supervise for the service and its logger; svctl
 /// controls the service, shows its log through `logger --show`, and shuts svscan down.
 #[test]
@@ -740,12 +764,15 @@ fn svctl_drives_a_real_svscan_tree() {
         &format!("exec {} ./main", bin("logger").display()),
     );
     let out = fs::File::create(s.join(".svscan.out")).unwrap();
-    let mut svscan = Spawned::new(
-        Command::new(bin("svscan"))
-            .arg(s)
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out),
+    let mut svscan = Svscan(
+        Spawned::new(
+            Command::new(bin("svscan"))
+                .arg(s)
+                .stdin(Stdio::null())
+                .stdout(out.try_clone().unwrap())
+                .stderr(out),
+        ),
+        s.to_owned(),
     );
     wait_until("svscan to start web and its logger", SETTLE, || {
         let v = json_status(s, "web");
@@ -776,6 +803,7 @@ fn svctl_drives_a_real_svscan_tree() {
     let (code, _, err) = svctl(s, &["-w", "20", "shutdown"]);
     assert_eq!(code, Some(0), "{err}");
     let status = svscan
+        .0
         .child
         .try_wait()
         .unwrap()
