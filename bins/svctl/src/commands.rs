@@ -120,16 +120,31 @@ pub fn status(inv: &Invocation, json: bool) -> Outcome {
         }
         if json {
             values.push(crate::report::json(&entry, now));
-        } else if entry.state.is_ok()
-            && writeln!(out, "{}", crate::report::line(&entry, now)).is_err()
-        {
-            return Outcome::System;
+        } else if entry.state.is_ok() {
+            if let Err(stop) = emit(&mut out, &crate::report::line(&entry, now)) {
+                return worst.max(stop);
+            }
         }
     }
-    if json && writeln!(out, "{}", serde_json::Value::Array(values)).is_err() {
-        return Outcome::System;
+    if json {
+        if let Err(stop) = emit(&mut out, &serde_json::Value::Array(values).to_string()) {
+            return worst.max(stop);
+        }
     }
     worst
+}
+
+/// Writes one line of output. A reader that went away (`svctl status | head -1`) ends the
+/// output quietly; any other write error is a system error.
+fn emit(out: &mut impl Write, line: &str) -> Result<(), Outcome> {
+    match writeln!(out, "{line}") {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(Outcome::Success),
+        Err(e) => {
+            eprintln!("svctl: fatal: unable to write to standard output: {e}");
+            Err(Outcome::System)
+        }
+    }
 }
 
 /// Every service of the scan directory, sorted: dot-names and non-directories skipped.
