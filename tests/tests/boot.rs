@@ -283,3 +283,52 @@ fn boot_image_runs_services_survives_supervisor_death_reboots_and_powers_off_cle
     );
     eprintln!("boot test: {took:?} from qemu start to power-off");
 }
+
+#[test]
+fn boot_with_a_missing_scan_dir_gives_an_emergency_shell_not_a_kernel_panic() {
+    if let Err(e) = image::ensure_tools(false) {
+        panic!("{e} (.ci/run installs them)");
+    }
+    let out = tempfile::tempdir().unwrap();
+    let paths = Paths {
+        workspace: workspace(),
+        static_target: static_target(),
+        out: out.path().to_path_buf(),
+    };
+    let image = image::build(&paths, Flavour::Warden).unwrap_or_else(|e| panic!("{e}"));
+    let mut guest = Guest::start(
+        qemu::command(
+            &image,
+            &image.initramfs,
+            "warden.scandir=/nonexistent",
+            false,
+        ),
+        Some(std::env::temp_dir().join("warden-boot-test-emergency.log")),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    guest
+        .expect(
+            "init: fatal: unable to use scan directory /nonexistent: does not exist: \
+             starting an emergency shell",
+            BOOT,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    // The shell answers on the console, and process 1 (init) is still there behind it.
+    let out = run(
+        &mut guest,
+        "echo \"answer=$((6*7)) init=$(cat /proc/1/comm)\"",
+    );
+    assert!(out.contains("answer=42 init=init"), "{out}");
+    // Leaving the shell starts another one: process 1 never exits.
+    guest.send("exit").unwrap();
+    guest
+        .expect("init: emergency shell exited 0; starting another", CMD)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let out = run(&mut guest, "echo \"still=$((40+2))\"");
+    assert!(out.contains("still=42"), "{out}");
+    guest.send("busybox poweroff -f").unwrap();
+    let code = guest
+        .wait_exit(Duration::from_secs(30))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(code, Some(0));
+}
