@@ -75,6 +75,17 @@ fn children_of(parent: i32) -> Vec<(i32, char)> {
     out
 }
 
+/// Every descendant of `root` (pid, state), from the host's /proc.
+fn descendants(root: i32) -> Vec<(i32, char)> {
+    let mut found = children_of(root);
+    let mut i = 0;
+    while let Some(&(pid, _)) = found.get(i) {
+        found.extend(children_of(pid));
+        i += 1;
+    }
+    found
+}
+
 fn finish(mut unshare: Spawned, timeout: Duration) -> (Option<i32>, String) {
     let status = unshare.wait_exit(timeout);
     let mut stderr = String::new();
@@ -273,4 +284,55 @@ fn init_refuses_stage1_and_stage3_when_not_process_1() {
     );
     assert_eq!(code, Some(100));
     assert!(stderr.contains("must run as process 1"), "{stderr}");
+}
+
+#[test]
+fn stage1_in_a_container_with_the_real_svscan_stops_services_on_term_and_exits_0() {
+    // init, svscan and supervise side by side in target/<profile>: svscan finds supervise and
+    // init next to itself, as in /sbin.
+    let tmp = tempfile::tempdir().unwrap();
+    let scandir = tmp.path().join("service");
+    let marker = tmp.path().join("stopped");
+    let started = tmp.path().join("started");
+    script(
+        &scandir.join("polite/run"),
+        &format!(
+            "trap 'echo TERM > {m}; exit 0' TERM\necho up > {s}\n(sleep 0.2 &)\nsleep 60 & wait",
+            m = marker.display(),
+            s = started.display()
+        ),
+    );
+    for program in ["svscan", "supervise"] {
+        bin(program);
+    }
+    let mut cmd = in_namespace(&bin("init"), &[]);
+    cmd.env("WARDEN_SCANDIR", &scandir);
+    let unshare = Spawned::new(&mut cmd);
+    let init = namespace_init(&unshare);
+    wait_until("the service to start", Duration::from_secs(20), || {
+        started.exists()
+    });
+    // The orphan the service double-forked exits and is reaped: no zombie is left in the
+    // namespace, and no `sleep 0.2`.
+    wait_until(
+        "the orphan to exit and be reaped",
+        Duration::from_secs(10),
+        || {
+            let tree = descendants(init);
+            tree.iter().all(|(_, state)| *state != 'Z')
+                && !tree.iter().any(|(pid, _)| {
+                    std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default()
+                        == b"sleep\x000.2\x00"
+                })
+        },
+    );
+    signal(init, rustix::process::Signal::TERM);
+    let (code, stderr) = finish(unshare, Duration::from_secs(30));
+    assert_eq!(code, Some(0), "stderr: {stderr}");
+    assert_eq!(std::fs::read_to_string(&marker).unwrap(), "TERM\n");
+    assert!(stderr.contains("init: stage 3: reboot"), "stderr: {stderr}");
+    assert!(
+        stderr.contains("init: container stopped (reboot)"),
+        "stderr: {stderr}"
+    );
 }

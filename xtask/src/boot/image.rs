@@ -184,7 +184,7 @@ pub fn build_static(paths: &Paths) -> Result<PathBuf, String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(&paths.workspace)
-        .args(["build", "--release", "--target", TARGET, "--target-dir"])
+        .args(["build", "--release", "--locked", "--target", TARGET, "--target-dir"])
         .arg(&paths.static_target);
     for bin in WARDEN_BINS {
         cmd.args(["-p", bin]);
