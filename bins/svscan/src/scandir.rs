@@ -73,10 +73,13 @@ pub struct Changes {
     pub overflow: bool,
     /// The watch on the scan directory itself ended (directory deleted or unmounted).
     pub watch_lost: bool,
+    /// Other watches (a logger's `supervise/`) that saw something.
+    pub others: BTreeSet<i32>,
 }
 
 pub struct Watch {
     fd: OwnedFd,
+    scandir: i32,
     buf: Vec<MaybeUninit<u8>>,
 }
 
@@ -84,7 +87,7 @@ impl Watch {
     /// Watches the current directory for entries appearing, disappearing and being renamed.
     pub fn new() -> Result<Watch, Errno> {
         let fd = inotify::init(CreateFlags::CLOEXEC | CreateFlags::NONBLOCK)?;
-        inotify::add_watch(
+        let scandir = inotify::add_watch(
             &fd,
             ".",
             WatchFlags::CREATE
@@ -97,15 +100,29 @@ impl Watch {
         )?;
         Ok(Watch {
             fd,
+            scandir,
             buf: vec![MaybeUninit::uninit(); 64 * 1024],
         })
     }
 
+    /// Watches a supervise directory for its status file being replaced.
+    pub fn add_status_watch(&self, dir: &std::path::Path) -> Result<i32, Errno> {
+        inotify::add_watch(&self.fd, dir, WatchFlags::MOVED_TO | WatchFlags::ONLYDIR)
+    }
+
+    pub fn remove(&self, wd: i32) {
+        let _ = inotify::remove_watch(&self.fd, wd);
+    }
+
     pub fn read(&mut self) -> Changes {
         let mut changes = Changes::default();
+        let scandir = self.scandir;
         let mut reader = inotify::Reader::new(&self.fd, &mut self.buf);
         loop {
             match reader.next() {
+                Ok(event) if event.wd() != scandir => {
+                    changes.others.insert(event.wd());
+                }
                 Ok(event) => {
                     let flags = event.events();
                     if flags.contains(ReadFlags::QUEUE_OVERFLOW) {

@@ -49,6 +49,8 @@ impl Ending {
 const MAX_NAMES_PER_BATCH: usize = 64;
 /// After the KILLs, how long to wait for the supervisors to be reaped before giving up.
 const AFTER_KILL: Duration = Duration::from_secs(5);
+/// Without inotify, how often a logger waiting for its HUP is looked at.
+const HUP_RECHECK: Duration = Duration::from_millis(100);
 
 struct Shutdown {
     ending: Ending,
@@ -73,6 +75,10 @@ pub struct Scanner {
     broken: HashMap<OsString, String>,
     tree: Tree,
     shutdown: Option<Shutdown>,
+    /// inotify watches on `log/supervise/` of loggers waiting for their HUP, by entry.
+    hup_watches: HashMap<Id, i32>,
+    /// Without inotify, pending HUPs are re-checked at this deadline instead.
+    hup_recheck: Option<Instant>,
 }
 
 const SIGNALS: &[Signal] = &[
@@ -107,6 +113,8 @@ impl Scanner {
             broken: HashMap::new(),
             tree,
             shutdown: None,
+            hup_watches: HashMap::new(),
+            hup_recheck: None,
         }
     }
 
@@ -132,6 +140,7 @@ impl Scanner {
         loop {
             let now = Instant::now();
             self.tree.start_due(now);
+            self.sync_hup_watches(now);
             if let Some(ending) = self.shutdown_step(now) {
                 return ending;
             }
@@ -165,7 +174,12 @@ impl Scanner {
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        let mut deadlines = vec![self.tree.next_deadline(), self.rescan_at, self.watch_retry];
+        let mut deadlines = vec![
+            self.tree.next_deadline(),
+            self.rescan_at,
+            self.watch_retry,
+            self.hup_recheck,
+        ];
         if let Some(s) = &self.shutdown {
             if !s.services_killed {
                 deadlines.push(Some(s.services_deadline));
@@ -315,6 +329,39 @@ impl Scanner {
         None
     }
 
+    /// Keeps one inotify watch per logger waiting for its HUP, and sends the HUPs that are due.
+    fn sync_hup_watches(&mut self, now: Instant) {
+        let pending = self.tree.pending_hups();
+        let pending_ids: Vec<Id> = pending.iter().map(|(id, _)| *id).collect();
+        let watch = self.watch.as_ref();
+        self.hup_watches.retain(|id, wd| {
+            let keep = pending_ids.contains(id);
+            if !keep {
+                if let Some(watch) = watch {
+                    watch.remove(*wd);
+                }
+            }
+            keep
+        });
+        self.hup_recheck = None;
+        for (id, dir) in pending {
+            if !self.hup_watches.contains_key(&id) {
+                let added = self
+                    .watch
+                    .as_ref()
+                    .map(|w| w.add_status_watch(&dir.join(warden::svdir::SUPERVISE)));
+                match added {
+                    Some(Ok(wd)) => {
+                        self.hup_watches.insert(id, wd);
+                    }
+                    _ => self.hup_recheck = Some(now + HUP_RECHECK),
+                }
+            }
+            // The logger may have started before the watch was in place.
+            self.tree.try_hup(&id);
+        }
+    }
+
     fn open_watch(&mut self, now: Instant) {
         self.watch_retry = None;
         match Watch::new() {
@@ -341,6 +388,17 @@ impl Scanner {
             return;
         };
         let changes = watch.read();
+        for wd in &changes.others {
+            let ids: Vec<Id> = self
+                .hup_watches
+                .iter()
+                .filter(|(_, w)| *w == wd)
+                .map(|(id, _)| *id)
+                .collect();
+            for id in ids {
+                self.tree.try_hup(&id);
+            }
+        }
         if changes.watch_lost {
             eprintln!(
                 "svscan: warning: the scan directory was removed or unmounted: no longer watching it"

@@ -118,6 +118,47 @@ struct Pipe {
 struct LogSide {
     slot: Slot,
     pipe: Option<Pipe>,
+    /// After the service is gone: the read end, kept so that lines still in the pipe outlive
+    /// a logger that dies while draining; a new logger is started on them.
+    leftover: Option<OwnedFd>,
+    /// The logger's supervisor is to get HUP (`e`) once its logger runs: `e` to a supervisor
+    /// whose logger is down (restart throttle) would make it exit with the pipe unread.
+    hup_pending: bool,
+}
+
+impl LogSide {
+    fn new(slot: Slot, pipe: Option<Pipe>) -> LogSide {
+        LogSide {
+            slot,
+            pipe,
+            leftover: None,
+            hup_pending: false,
+        }
+    }
+
+    fn unread(&self) -> bool {
+        self.leftover
+            .as_ref()
+            .is_some_and(|fd| rustix::io::ioctl_fionread(fd).is_ok_and(|n| n > 0))
+    }
+
+    /// Whether the logger must (still) run: for the service, or to drain what it left.
+    fn needed(&self, wanted: bool, service_gone: bool) -> bool {
+        wanted || !service_gone || self.leftover.is_some()
+    }
+}
+
+/// The directory a supervisor runs in, whatever its name in the scan directory is now (it
+/// may have been renamed or moved out already): supervise works inside its directory.
+fn supervisor_dir(pid: Pid) -> PathBuf {
+    PathBuf::from(format!("/proc/{}/cwd", pid.as_raw_nonzero()))
+}
+
+/// Whether the supervisor of `dir` reports its process running.
+fn reports_running(dir: &Path) -> bool {
+    ServiceDir::new(dir)
+        .status()
+        .is_ok_and(|s| s.pid != 0 && s.state == warden::status::RunState::Run)
 }
 
 struct Entry {
@@ -365,7 +406,7 @@ impl Tree {
                     shown(name)
                 );
             }
-            Some(LogSide { slot, pipe })
+            Some(LogSide::new(slot, pipe))
         } else {
             None
         };
@@ -475,12 +516,19 @@ impl Tree {
             return;
         };
         let wanted = entry.wanted;
-        let service_gone_before = entry.service.is_gone();
+        let service_gone = entry.service.is_gone();
         let name = entry.name.clone();
-        let slot = match role {
-            Role::Service => &mut entry.service,
+        let (slot, keep) = match role {
+            Role::Service => (&mut entry.service, wanted),
             Role::Log => match entry.log.as_mut() {
-                Some(log) => &mut log.slot,
+                Some(log) => {
+                    log.hup_pending = false;
+                    let keep = wanted || !service_gone || log.unread();
+                    if !keep {
+                        log.leftover = None;
+                    }
+                    (&mut log.slot, keep)
+                }
                 None => return,
             },
         };
@@ -492,10 +540,6 @@ impl Tree {
         }
         let lived = now.saturating_duration_since(running.since);
         let asked_to_stop = running.stop_sent;
-        let keep = match role {
-            Role::Service => wanted,
-            Role::Log => wanted || !service_gone_before,
-        };
         if keep {
             let delay = slot.retry(lived, now);
             if !asked_to_stop && !slot.reported {
@@ -519,6 +563,43 @@ impl Tree {
         }
     }
 
+    /// Entries whose logger supervisor waits for its HUP, with the logger's directory.
+    pub fn pending_hups(&self) -> Vec<(Id, PathBuf)> {
+        self.entries
+            .iter()
+            .filter_map(|(id, e)| {
+                let log = e.log.as_ref().filter(|l| l.hup_pending)?;
+                match &log.slot.state {
+                    State::Running(r) => Some((*id, supervisor_dir(r.pid))),
+                    _ => None,
+                }
+            })
+            .collect()
+    }
+
+    /// Sends the pending HUP if the logger now runs; true while it is still pending.
+    pub fn try_hup(&mut self, id: &Id) -> bool {
+        let Some(entry) = self.entries.get_mut(id) else {
+            return false;
+        };
+        let Some(log) = entry.log.as_mut() else {
+            return false;
+        };
+        if !log.hup_pending {
+            return false;
+        }
+        let State::Running(r) = &mut log.slot.state else {
+            return true;
+        };
+        if !reports_running(&supervisor_dir(r.pid)) {
+            return true;
+        }
+        log.hup_pending = false;
+        r.stop_sent = true;
+        signal(r.pid, Signal::HUP, "log supervisor", &entry.name);
+        false
+    }
+
     /// Starts every supervisor whose time has come: loggers before their services, so the
     /// pipe has a reader first.
     pub fn start_due(&mut self, now: Instant) {
@@ -536,16 +617,23 @@ impl Tree {
             {
                 // A log/ added to an existing service: it takes effect when the service's
                 // supervisor (re)starts, which is now.
-                entry.log = Some(LogSide {
-                    slot: Slot::waiting(now),
-                    pipe: None,
-                });
+                entry.log = Some(LogSide::new(Slot::waiting(now), None));
             }
             let service_gone = entry.service.is_gone();
             if let Some(log) = entry.log.as_mut() {
-                if log.slot.due(now) && (entry.wanted || !service_gone) {
-                    let result = ensure_pipe(&mut log.pipe)
-                        .and_then(|pipe| spawn(programs, &entry.name, Role::Log, Some(pipe)));
+                if log.slot.due(now) && log.needed(entry.wanted, service_gone) {
+                    let draining = !entry.wanted && service_gone;
+                    let result = if draining {
+                        match log.leftover.as_ref() {
+                            Some(read) => spawn(programs, &entry.name, Role::Log, Some(read)),
+                            None => Err(io::Error::from(io::ErrorKind::BrokenPipe)),
+                        }
+                    } else {
+                        ensure_pipe(&mut log.pipe).and_then(|pipe| {
+                            spawn(programs, &entry.name, Role::Log, Some(&pipe.read))
+                        })
+                    };
+                    let kind = result.as_ref().ok().map(|(_, kind)| *kind);
                     settle(
                         result,
                         &mut log.slot,
@@ -555,12 +643,23 @@ impl Tree {
                         fd_shortage_reported,
                         now,
                     );
+                    match kind {
+                        // Only lines left over: this logger is to exit once they are read.
+                        Some(Kind::Supervise) if draining => log.hup_pending = true,
+                        Some(Kind::DefaultLogger) if draining => {
+                            if let State::Running(r) = &mut log.slot.state {
+                                r.stop_sent = true;
+                            }
+                        }
+                        _ => {}
+                    }
                 }
             }
             if entry.wanted && entry.service.due(now) {
                 let result = match entry.log.as_mut() {
-                    Some(log) => ensure_pipe(&mut log.pipe)
-                        .and_then(|pipe| spawn(programs, &entry.name, Role::Service, Some(pipe))),
+                    Some(log) => ensure_pipe(&mut log.pipe).and_then(|pipe| {
+                        spawn(programs, &entry.name, Role::Service, Some(&pipe.write))
+                    }),
                     None => spawn(programs, &entry.name, Role::Service, None),
                 };
                 settle(
@@ -583,7 +682,7 @@ impl Tree {
             .flat_map(|e| {
                 let service = e.wanted.then(|| e.service.deadline()).flatten();
                 let log = e.log.as_ref().and_then(|l| {
-                    (e.wanted || !e.service.is_gone())
+                    l.needed(e.wanted, e.service.is_gone())
                         .then(|| l.slot.deadline())
                         .flatten()
                 });
@@ -620,10 +719,10 @@ impl Tree {
     /// supervisor and the process group it recorded.
     pub fn kill_stragglers(&mut self, role: Role) {
         for e in self.entries.values_mut() {
-            let (slot, dir) = match role {
-                Role::Service => (&mut e.service, service_path(&e.name)),
+            let slot = match role {
+                Role::Service => &mut e.service,
                 Role::Log => match e.log.as_mut() {
-                    Some(log) => (&mut log.slot, log_path(&e.name)),
+                    Some(log) => &mut log.slot,
                     None => continue,
                 },
             };
@@ -634,7 +733,7 @@ impl Tree {
                     if role == Role::Log { "/log" } else { "" }
                 );
                 if r.kind == Kind::Supervise {
-                    kill_group_of(&dir);
+                    kill_group_of(&supervisor_dir(r.pid));
                 }
                 signal(r.pid, Signal::KILL, "supervisor", &e.name);
             }
@@ -648,16 +747,27 @@ fn stop_log(entry: &mut Entry) {
     let Some(log) = entry.log.as_mut() else {
         return;
     };
-    log.pipe = None;
+    if let Some(pipe) = log.pipe.take() {
+        log.leftover = Some(pipe.read);
+    }
+    let unread = log.unread();
     match &mut log.slot.state {
-        State::Running(r) if !r.stop_sent => {
-            r.stop_sent = true;
-            if r.kind == Kind::Supervise {
+        State::Running(r) if !r.stop_sent && !log.hup_pending => {
+            if r.kind == Kind::DefaultLogger {
+                r.stop_sent = true;
+            } else if reports_running(&supervisor_dir(r.pid)) {
+                r.stop_sent = true;
                 signal(r.pid, Signal::HUP, "log supervisor", &entry.name);
+            } else {
+                log.hup_pending = true;
             }
         }
         State::Running(_) => {}
-        State::Waiting { .. } | State::Gone => log.slot.state = State::Gone,
+        State::Waiting { .. } if unread => {}
+        State::Waiting { .. } | State::Gone => {
+            log.slot.state = State::Gone;
+            log.leftover = None;
+        }
     }
 }
 
@@ -669,26 +779,29 @@ fn ensure_pipe(pipe: &mut Option<Pipe>) -> io::Result<&Pipe> {
         .ok_or_else(|| io::Error::from(io::ErrorKind::Other))
 }
 
+/// Starts a supervisor: the service's with `pipe_end` (the write end) on stdout and stderr,
+/// the logger's with it (the read end) on stdin.
 fn spawn(
     programs: &Programs,
     name: &OsStr,
     role: Role,
-    pipe: Option<&Pipe>,
+    pipe_end: Option<&OwnedFd>,
 ) -> io::Result<(Pid, Kind)> {
     with_fds(|| {
         let (mut cmd, kind) = match role {
             Role::Service => {
                 let mut cmd = Command::new(&programs.supervise);
                 cmd.arg(service_path(name));
-                if let Some(pipe) = pipe {
-                    cmd.stdout(Stdio::from(pipe.write.try_clone()?));
-                    cmd.stderr(Stdio::from(pipe.write.try_clone()?));
+                if let Some(write) = pipe_end {
+                    cmd.stdout(Stdio::from(write.try_clone()?));
+                    cmd.stderr(Stdio::from(write.try_clone()?));
                 }
                 (cmd, Kind::Supervise)
             }
             Role::Log => {
                 let dir = log_path(name);
-                let (mut cmd, kind) = if dir.join(warden::service::RUN).symlink_metadata().is_ok() {
+                let (mut cmd, kind) = if dir.join(warden::service::RUN).symlink_metadata().is_ok()
+                {
                     let mut cmd = Command::new(&programs.supervise);
                     cmd.arg(&dir);
                     (cmd, Kind::Supervise)
@@ -697,8 +810,8 @@ fn spawn(
                     cmd.arg("./main").current_dir(&dir);
                     (cmd, Kind::DefaultLogger)
                 };
-                if let Some(pipe) = pipe {
-                    cmd.stdin(Stdio::from(pipe.read.try_clone()?));
+                if let Some(read) = pipe_end {
+                    cmd.stdin(Stdio::from(read.try_clone()?));
                 }
                 (cmd, kind)
             }

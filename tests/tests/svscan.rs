@@ -1,0 +1,783 @@
+//! svscan with the real `supervise` (and `logger`), unprivileged where possible, in temp dirs:
+//! pickup, removal, restarts, adoption, bad input, shutdown, and PID 1 in a fresh namespace.
+
+use std::ffi::OsStr;
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use warden_tests::warden::svdir::{Liveness, ServiceDir};
+use warden_tests::{alive, bin, script, service, wait_until, Spawned};
+
+const LONG: Duration = Duration::from_secs(20);
+
+/// Held by the tests that load the machine (thousands of processes) and by the one that
+/// measures latency, so the measurement does not time the other test's load.
+static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn heavy() -> std::sync::MutexGuard<'static, ()> {
+    HEAVY.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A scan directory in a temp dir, with svscan running on it; svscan's stderr goes to a file
+/// the test can read at any time. On drop: TERM and wait, then KILL anything left whose cwd is
+/// inside the temp dir (supervisors, services, orphans the test started).
+struct Scan {
+    root: tempfile::TempDir,
+    dir: PathBuf,
+    svscan: Option<Spawned>,
+}
+
+impl Scan {
+    fn new() -> Scan {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("service");
+        std::fs::create_dir(&dir).unwrap();
+        Scan {
+            root,
+            dir,
+            svscan: None,
+        }
+    }
+
+    /// A directory outside the scan dir, for services moved or linked in later.
+    fn stage(&self) -> PathBuf {
+        let stage = self.root.path().join("stage");
+        std::fs::create_dir_all(&stage).unwrap();
+        stage
+    }
+
+    fn start(&mut self, args: &[&str]) {
+        let mut cmd = Command::new(bin("svscan"));
+        cmd.args(args).arg(&self.dir);
+        self.launch(cmd);
+    }
+
+    /// Runs `cmd` (svscan, or something that runs it) with stderr and stdout to a file, and
+    /// waits until svscan serves its control FIFO.
+    fn launch(&mut self, mut cmd: Command) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.stderr_path())
+            .unwrap();
+        cmd.stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        self.svscan = Some(Spawned::new(&mut cmd));
+        let fifo = self.dir.join(".svscan/control");
+        wait_until("svscan's control FIFO", LONG, || {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+                .open(&fifo)
+                .is_ok()
+        });
+    }
+
+    fn pid(&self) -> i32 {
+        self.svscan.as_ref().unwrap().pid()
+    }
+
+    fn stderr_path(&self) -> PathBuf {
+        self.root.path().join("svscan.stderr")
+    }
+
+    fn stderr(&self) -> String {
+        String::from_utf8_lossy(&std::fs::read(self.stderr_path()).unwrap_or_default()).into()
+    }
+
+    fn control(&self, bytes: &[u8]) {
+        let mut fifo = std::fs::OpenOptions::new()
+            .write(true)
+            .open(self.dir.join(".svscan/control"))
+            .unwrap();
+        fifo.write_all(bytes).unwrap();
+    }
+
+    fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let status = self.svscan.as_mut().unwrap().wait_exit(timeout);
+        self.svscan = None;
+        status.code()
+    }
+}
+
+impl Drop for Scan {
+    fn drop(&mut self) {
+        if let Some(mut svscan) = self.svscan.take() {
+            signal(svscan.pid(), rustix::process::Signal::TERM);
+            let deadline = Instant::now() + Duration::from_secs(15);
+            while Instant::now() < deadline && svscan.child.try_wait().ok().flatten().is_none() {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        for pid in processes_under(self.root.path()) {
+            signal(pid, rustix::process::Signal::KILL);
+        }
+    }
+}
+
+use std::os::unix::fs::OpenOptionsExt;
+
+fn signal(pid: i32, sig: rustix::process::Signal) {
+    if pid > 1 {
+        if let Some(pid) = rustix::process::Pid::from_raw(pid) {
+            let _ = rustix::process::kill_process(pid, sig);
+        }
+    }
+}
+
+/// Live processes whose working directory is inside `root`.
+fn processes_under(root: &Path) -> Vec<i32> {
+    let root = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if let Ok(cwd) = std::fs::read_link(entry.path().join("cwd")) {
+            if cwd.starts_with(&root) && alive(pid) {
+                out.push(pid);
+            }
+        }
+    }
+    out
+}
+
+/// Live `supervise` processes running for `dir` (supervise works inside its directory).
+fn supervisors_of(dir: &Path) -> Vec<i32> {
+    let dir = dir.canonicalize().unwrap();
+    let is_supervise = |pid: i32| {
+        let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).ok();
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        cwd.as_deref() == Some(dir.as_path()) && comm.trim_end() == "supervise"
+    };
+    processes_under(&dir)
+        .into_iter()
+        // A supervise forking its run is still called supervise until the exec.
+        .filter(|pid| is_supervise(*pid) && !parent_of(*pid).is_some_and(is_supervise))
+        .collect()
+}
+
+fn parent_of(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(") ")?;
+    rest.split(' ').nth(1)?.parse().ok()
+}
+
+fn running(dir: &Path) -> bool {
+    ServiceDir::new(dir).liveness() == Ok(Liveness::Running)
+}
+
+/// Polls every millisecond; returns how long `cond` took to hold.
+fn time_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    loop {
+        if cond() {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// A service whose run writes a marker into the service dir, then stays up.
+fn marker_service(root: &Path, name: &str) -> PathBuf {
+    service(root, name, "echo $$ > started\nexec sleep 1000")
+}
+
+#[test]
+fn picks_up_a_new_dir_a_renamed_dir_and_a_symlink_within_milliseconds() {
+    let _heavy = heavy();
+    let mut scan = Scan::new();
+    scan.start(&[]);
+    let stage = scan.stage();
+
+    let moved = marker_service(&stage, "moved");
+    let target = scan.dir.join("moved");
+    std::fs::rename(&moved, &target).unwrap();
+    let renamed = time_until("the renamed-in service to run", LONG, || {
+        target.join("started").exists()
+    });
+
+    let linked = marker_service(&stage, "linked");
+    let link = scan.dir.join("linked");
+    std::os::unix::fs::symlink(&linked, &link).unwrap();
+    let symlinked = time_until("the symlinked service to run", LONG, || {
+        linked.join("started").exists()
+    });
+
+    // mkdir straight into the scan dir: supervise starts at once (its run may not exist yet).
+    let made = scan.dir.join("made");
+    std::fs::create_dir(&made).unwrap();
+    let mkdir = time_until("a supervisor for the new dir", LONG, || running(&made));
+
+    // ln -sfn: the link is replaced (a rename over it) by one to another service dir.
+    let other = marker_service(&stage, "other");
+    let tmp = scan.dir.join(".tmp-link");
+    std::os::unix::fs::symlink(&other, &tmp).unwrap();
+    std::fs::rename(&tmp, &link).unwrap();
+    let replaced = time_until("a supervisor for the replacement", LONG, || running(&other));
+    // Not svscan's part, so only printed: supervise names its cgroup after the service's
+    // path, finds the old service's processes there, and waits for them before the new run.
+    let replaced_run = time_until("the replacement's run", LONG, || {
+        other.join("started").exists()
+    });
+    wait_until("the replaced service's supervisor to exit", LONG, || {
+        supervisors_of(&linked).is_empty()
+    });
+
+    println!(
+        "pickup latency: rename {renamed:?}, symlink {symlinked:?}, mkdir (supervisor up) \
+         {mkdir:?}, ln -sfn (supervisor up) {replaced:?}, its run {replaced_run:?}"
+    );
+    for latency in [renamed, symlinked, mkdir, replaced] {
+        assert!(
+            latency < Duration::from_millis(500),
+            "pickup took {latency:?}"
+        );
+    }
+    assert_eq!(supervisors_of(&target).len(), 1);
+    assert_eq!(supervisors_of(&other).len(), 1);
+}
+
+/// A service printing numbered lines until TERM, then `last N`; the logger appends to a file.
+fn numbered_service(root: &Path, name: &str) -> PathBuf {
+    let dir = service(
+        root,
+        name,
+        "i=0\ntrap 'echo last $i; exit 0' TERM\nwhile :; do i=$((i+1)); echo $i; \
+         [ $((i % 50)) -eq 0 ] && sleep 0.01; done",
+    );
+    script(&dir.join("log/run"), "exec cat >> ../lines");
+    dir
+}
+
+/// Every number from 1 to the one in the final `last N` line, each exactly once.
+fn assert_complete(lines: &str) {
+    let mut numbers: Vec<u64> = Vec::new();
+    let mut last = None;
+    for line in lines.lines() {
+        if let Some(n) = line.strip_prefix("last ") {
+            last = Some(n.parse::<u64>().unwrap());
+        } else {
+            numbers.push(line.parse().unwrap_or_else(|_| panic!("odd line {line:?}")));
+        }
+    }
+    let last = last.expect("the service's last line reached the log");
+    assert!(last > 0);
+    assert_eq!(
+        numbers,
+        (1..=last).collect::<Vec<_>>(),
+        "lines lost or repeated"
+    );
+}
+
+#[test]
+fn removal_stops_the_service_then_its_logger_with_every_line_delivered() {
+    let mut scan = Scan::new();
+    scan.start(&[]);
+    let stage = scan.stage();
+    let staged = numbered_service(&stage, "talker");
+    let dir = scan.dir.join("talker");
+    std::fs::rename(&staged, &dir).unwrap();
+    wait_until("lines in the log", LONG, || {
+        std::fs::metadata(dir.join("lines"))
+            .map(|m| m.len() > 10_000)
+            .unwrap_or(false)
+    });
+    let service_sup = supervisors_of(&dir);
+    let log_sup = supervisors_of(&dir.join("log"));
+    assert_eq!((service_sup.len(), log_sup.len()), (1, 1));
+
+    let away = stage.join("talker");
+    std::fs::rename(&dir, &away).unwrap();
+    wait_until("both supervisors to exit", LONG, || {
+        !alive(service_sup[0]) && !alive(log_sup[0])
+    });
+    assert_complete(&std::fs::read_to_string(away.join("lines")).unwrap());
+    assert!(
+        processes_under(&away).is_empty(),
+        "something of the service is left"
+    );
+    assert!(alive(scan.pid()));
+}
+
+#[test]
+fn a_killed_supervise_is_restarted() {
+    let mut scan = Scan::new();
+    marker_service(&scan.dir, "victim");
+    scan.start(&[]);
+    let dir = scan.dir.join("victim");
+    wait_until("the supervisor", LONG, || supervisors_of(&dir).len() == 1);
+    let first = supervisors_of(&dir)[0];
+    signal(first, rustix::process::Signal::KILL);
+    wait_until("a new supervisor", LONG, || {
+        let now = supervisors_of(&dir);
+        now.len() == 1 && now[0] != first && running(&dir)
+    });
+    assert!(scan.stderr().contains("\"victim\""), "{}", scan.stderr());
+}
+
+#[test]
+fn a_restarted_svscan_adopts_the_running_supervisors() {
+    let mut scan = Scan::new();
+    marker_service(&scan.dir, "one");
+    numbered_service(&scan.dir, "two");
+    scan.start(&[]);
+    let one = scan.dir.join("one");
+    let two = scan.dir.join("two");
+    wait_until("three supervisors", LONG, || {
+        running(&one) && running(&two) && running(&two.join("log"))
+    });
+    wait_until("one supervisor each", LONG, || {
+        [&one, &two, &two.join("log")]
+            .iter()
+            .all(|d| supervisors_of(d).len() == 1)
+    });
+    let before = [
+        supervisors_of(&one),
+        supervisors_of(&two),
+        supervisors_of(&two.join("log")),
+    ];
+    signal(scan.pid(), rustix::process::Signal::KILL);
+    scan.wait_exit(LONG);
+    scan.start(&[]);
+    // Give the new svscan a real chance to start duplicates, then count.
+    scan.control(b"a");
+    wait_until("the rescan to be served", LONG, || {
+        std::fs::metadata(scan.dir.join(".svscan/control")).is_ok()
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let after = [
+        supervisors_of(&one),
+        supervisors_of(&two),
+        supervisors_of(&two.join("log")),
+    ];
+    assert_eq!(before, after, "exactly the same supervisors, no duplicate");
+    assert!(
+        !scan.stderr().contains("unable to adopt"),
+        "{}",
+        scan.stderr()
+    );
+
+    // Adopted supervisors are stopped like its own: teardown, every line delivered.
+    scan.control(b"t");
+    assert_eq!(scan.wait_exit(LONG), Some(0));
+    for pid in after.iter().flatten() {
+        assert!(!alive(*pid), "supervisor {pid} outlived the teardown");
+    }
+    assert_complete(&std::fs::read_to_string(two.join("lines")).unwrap());
+}
+
+#[test]
+fn a_killed_logger_loses_no_line() {
+    let mut scan = Scan::new();
+    let dir = service(
+        &scan.dir,
+        "writer",
+        "i=0\ntrap 'echo last $i; exit 0' TERM\nwhile :; do i=$((i+1)); echo $i; \
+         [ $((i % 20)) -eq 0 ] && sleep 0.01; done",
+    );
+    script(
+        &dir.join("log/run"),
+        &format!("exec {} ./main", bin("logger").display()),
+    );
+    scan.start(&[]);
+    let log = dir.join("log");
+    wait_until("the logger", LONG, || running(&log));
+    let logger_pid = || {
+        std::fs::read_to_string(log.join("supervise/pid"))
+            .ok()
+            .and_then(|p| p.trim().parse::<i32>().ok())
+    };
+    // Read every number the logs hold, with how often each occurs, and the final `last N`.
+    let read_logs = || {
+        let mut text = String::new();
+        for entry in std::fs::read_dir(log.join("main")).unwrap().flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name == "current" || name.starts_with('@') {
+                text.push_str(&std::fs::read_to_string(entry.path()).unwrap_or_default());
+            }
+        }
+        let mut seen = std::collections::BTreeMap::<u64, u32>::new();
+        let mut last = None;
+        for line in text.lines() {
+            // "@4000000069....<24 hex digits> text"
+            let body = line.split_once(' ').map(|(_, b)| b).unwrap_or(line);
+            if let Some(n) = body.strip_prefix("last ") {
+                last = n.parse::<u64>().ok();
+            } else if let Ok(n) = body.parse::<u64>() {
+                *seen.entry(n).or_default() += 1;
+            }
+        }
+        (seen, last)
+    };
+    let mut previous = None;
+    let mut kill_logger = |sig| {
+        let mut pid = None;
+        wait_until("a new running logger", LONG, || {
+            pid = logger_pid().filter(|p| alive(*p) && Some(*p) != previous);
+            pid.is_some()
+        });
+        // Past supervise's quick-death throttle, so the next logger starts at once.
+        std::thread::sleep(Duration::from_millis(1100));
+        signal(pid.unwrap(), sig);
+        wait_until("the logger to die", LONG, || !alive(pid.unwrap()));
+        previous = pid;
+    };
+    for _ in 0..3 {
+        kill_logger(rustix::process::Signal::TERM);
+    }
+    // Everything logged up to here went through TERMs only.
+    let mut boundary = 0;
+    wait_until("lines from the logger after the TERMs", LONG, || {
+        boundary = read_logs().0.keys().next_back().copied().unwrap_or(0);
+        logger_pid().is_some_and(alive) && boundary > 0
+    });
+    for _ in 0..3 {
+        kill_logger(rustix::process::Signal::KILL);
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    scan.control(b"t");
+    assert_eq!(scan.wait_exit(LONG), Some(0));
+
+    let (seen, last) = read_logs();
+    let last = last.expect("the writer's last line reached the log");
+    for n in 1..=last {
+        assert!(seen.contains_key(&n), "line {n} of {last} lost");
+    }
+    let twice_before_kills: Vec<_> = seen
+        .range(..=boundary)
+        .filter(|(_, c)| **c > 1)
+        .map(|(n, _)| *n)
+        .collect();
+    assert!(
+        twice_before_kills.is_empty(),
+        "repeated across TERMs: {twice_before_kills:?}"
+    );
+    let repeated = seen.values().filter(|c| **c > 1).count();
+    println!(
+        "{last} lines; exactly once up to {boundary} (TERMs); {repeated} repeated after (SIGKILLs)"
+    );
+}
+
+#[test]
+fn bad_entries_are_reported_once_and_the_rest_runs() {
+    let mut scan = Scan::new();
+    let d = &scan.dir;
+    std::os::unix::fs::symlink("loop", d.join("loop")).unwrap();
+    std::os::unix::fs::symlink("/nonexistent/warden", d.join("dangling")).unwrap();
+    std::fs::write(d.join("plain-file"), "not a service").unwrap();
+    std::fs::create_dir(d.join("no-run")).unwrap();
+    marker_service(d, "with space");
+    marker_service(d, "new\nline");
+    let odd = OsStr::from_bytes(b"bytes-\xff\xfe");
+    marker_service(d, odd.to_str().unwrap_or("x"));
+    let odd_dir = d.join(odd);
+    std::fs::create_dir_all(&odd_dir).unwrap();
+    script(&odd_dir.join("run"), "echo $$ > started\nexec sleep 1000");
+    marker_service(d, "-dash");
+    marker_service(d, "good");
+    scan.start(&[]);
+    for name in ["good", "with space", "new\nline", "-dash"] {
+        let dir = scan.dir.join(name);
+        wait_until(&format!("{name:?} to run"), LONG, || {
+            dir.join("started").exists()
+        });
+    }
+    wait_until("the non-UTF-8 name to run", LONG, || {
+        odd_dir.join("started").exists()
+    });
+    wait_until("a supervisor for the dir without run", LONG, || {
+        running(&scan.dir.join("no-run"))
+    });
+    for _ in 0..3 {
+        scan.control(b"a");
+        signal(scan.pid(), rustix::process::Signal::HUP);
+    }
+    // A new service after the rescans proves they were served.
+    let late = marker_service(&scan.stage(), "late");
+    std::fs::rename(&late, scan.dir.join("late")).unwrap();
+    wait_until("the late service", LONG, || {
+        scan.dir.join("late/started").exists()
+    });
+    let stderr = scan.stderr();
+    assert_eq!(stderr.matches("\"loop\"").count(), 1, "{stderr}");
+    assert_eq!(stderr.matches("\"dangling\"").count(), 1, "{stderr}");
+    assert!(!stderr.contains("plain-file"), "{stderr}");
+    assert!(alive(scan.pid()));
+    assert_eq!(supervisors_of(&scan.dir.join("good")).len(), 1);
+}
+
+#[test]
+fn five_thousand_entries_are_all_supervised() {
+    let _heavy = heavy();
+    let mut scan = Scan::new();
+    let n = 5000;
+    for i in 0..n {
+        let dir = scan.dir.join(format!("s{i}"));
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(dir.join("down"), "").unwrap();
+        std::os::unix::fs::symlink("/bin/true", dir.join("run")).unwrap();
+    }
+    let start = Instant::now();
+    scan.start(&[]);
+    let mut up = 0;
+    wait_until("5000 supervisors", Duration::from_secs(120), || {
+        up = (0..n)
+            .filter(|i| scan.dir.join(format!("s{i}/supervise/ok")).exists())
+            .count();
+        up == n
+    });
+    println!("{n} supervisors up in {:?}", start.elapsed());
+    scan.control(b"t");
+    assert_eq!(scan.wait_exit(Duration::from_secs(120)), Some(0));
+}
+
+#[test]
+fn running_out_of_fds_is_reported_once_and_retried() {
+    let mut scan = Scan::new();
+    // 40 logged services need 80 pipe ends: more than a 64-fd limit allows.
+    for i in 0..40 {
+        let dir = service(&scan.dir, &format!("s{i:02}"), "exec sleep 1000");
+        script(&dir.join("log/run"), "exec cat > /dev/null");
+    }
+    let mut cmd = Command::new("prlimit");
+    cmd.args(["--nofile=64:64", "--"])
+        .arg(bin("svscan"))
+        .arg(&scan.dir);
+    scan.launch(cmd);
+    wait_until("the fd shortage report", LONG, || {
+        scan.stderr().contains("Too many open files")
+    });
+    let stderr = scan.stderr();
+    assert_eq!(stderr.matches("Too many open files").count(), 1, "{stderr}");
+    assert!(alive(scan.pid()));
+    // Taking services away frees fds; the rest start on their retry deadline.
+    let stage = scan.stage();
+    for i in 20..40 {
+        std::fs::rename(
+            scan.dir.join(format!("s{i:02}")),
+            stage.join(format!("s{i:02}")),
+        )
+        .unwrap();
+    }
+    wait_until("the first 20 services up", Duration::from_secs(60), || {
+        (0..20).all(|i| {
+            let dir = scan.dir.join(format!("s{i:02}"));
+            running(&dir) && running(&dir.join("log"))
+        })
+    });
+}
+
+#[test]
+fn a_second_svscan_exits_111() {
+    let mut scan = Scan::new();
+    scan.start(&[]);
+    let (code, _, stderr) = warden_tests::run(Command::new(bin("svscan")).arg(&scan.dir), LONG);
+    assert_eq!(code, Some(111), "{stderr}");
+    assert!(stderr.contains("another svscan is running"), "{stderr}");
+}
+
+#[test]
+fn control_bytes_and_term_tear_down_with_distinct_statuses() {
+    for (how, expected) in [
+        (&b"t"[..], 0),
+        (b"p", 10),
+        (b"r", 11),
+        (b"h", 12),
+        (b"TERM", 0),
+    ] {
+        let mut scan = Scan::new();
+        let dir = service(
+            &scan.dir,
+            "svc",
+            "trap 'echo stopped > ../stopped; exit 0' TERM\ntouch ready\nwhile :; do sleep 1; done",
+        );
+        scan.start(&[]);
+        wait_until("the service's trap", LONG, || dir.join("ready").exists());
+        if how == b"TERM" {
+            signal(scan.pid(), rustix::process::Signal::TERM);
+        } else {
+            scan.control(how);
+        }
+        assert_eq!(scan.wait_exit(LONG), Some(expected), "{}", scan.stderr());
+        assert!(
+            scan.dir.join("stopped").exists(),
+            "the service was not stopped first"
+        );
+    }
+}
+
+#[test]
+fn a_service_that_ignores_term_is_killed_after_the_grace() {
+    let mut scan = Scan::new();
+    let dir = service(
+        &scan.dir,
+        "stubborn",
+        "trap '' TERM\ntouch ready\nwhile :; do sleep 1; done",
+    );
+    scan.start(&["-g", "500ms"]);
+    wait_until("the service's trap", LONG, || dir.join("ready").exists());
+    let started = Instant::now();
+    scan.control(b"t");
+    assert_eq!(scan.wait_exit(LONG), Some(0));
+    println!("teardown took {:?}", started.elapsed());
+    assert!(started.elapsed() >= Duration::from_millis(500));
+    wait_until("nothing left of the service", LONG, || {
+        processes_under(&dir).is_empty()
+    });
+}
+
+/// `unshare ...`: a fresh PID and mount namespace whose process 1 is `program`.
+fn in_namespace(program: &Path, args: &[&OsStr]) -> Command {
+    warden_tests::require("unshare", "util-linux");
+    let mut cmd = Command::new("unshare");
+    if !rustix::process::geteuid().is_root() {
+        cmd.args(["--user", "--map-root-user"]);
+    }
+    cmd.args([
+        "--pid",
+        "--fork",
+        "--mount",
+        "--propagation",
+        "private",
+        "--mount-proc",
+    ]);
+    cmd.arg(program).args(args);
+    cmd
+}
+
+fn children_of(parent: i32) -> Vec<(i32, char)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let Some((_, rest)) = stat.rsplit_once(") ") else {
+            continue;
+        };
+        let mut fields = rest.split(' ');
+        let state = fields.next().and_then(|s| s.chars().next()).unwrap_or('?');
+        if fields.next().and_then(|p| p.parse::<i32>().ok()) == Some(parent) {
+            out.push((pid, state));
+        }
+    }
+    out
+}
+
+#[test]
+fn as_pid_1_it_reaps_orphans_and_term_leads_to_init_stage3_reboot() {
+    let mut scan = Scan::new();
+    // svscan finds supervise and init next to its own executable.
+    let bindir = scan.root.path().join("bin");
+    std::fs::create_dir(&bindir).unwrap();
+    std::fs::copy(bin("svscan"), bindir.join("svscan")).unwrap();
+    std::os::unix::fs::symlink(bin("supervise"), bindir.join("supervise")).unwrap();
+    let marker = scan.root.path().join("stage3");
+    script(
+        &bindir.join("init"),
+        &format!("echo \"$$ $*\" > {}", marker.display()),
+    );
+    // Orphans: a background child whose parent exits at once, every 50 ms.
+    // Double forks: a background child whose parent exits at once, every 50 ms.
+    let orphans = service(
+        &scan.dir,
+        "orphans",
+        "trap 'echo stopped > ../stopped; exit 0' TERM\ntouch ready\n\
+         while :; do sh -c 'sleep 0.2 & exit 0'; sleep 0.05; done",
+    );
+    let victim = service(&scan.dir, "victim", "exec sleep 1000");
+    scan.launch(in_namespace(
+        &bindir.join("svscan"),
+        &[scan.dir.as_os_str()],
+    ));
+    let unshare = scan.pid();
+    let mut init = None;
+    wait_until("svscan as process 1", LONG, || {
+        init = children_of(unshare).first().map(|(pid, _)| *pid);
+        init.is_some()
+    });
+    let init = init.unwrap();
+    wait_until("the services", LONG, || {
+        orphans.join("ready").exists() && running(&victim)
+    });
+    std::thread::sleep(Duration::from_millis(1000));
+    // No zombie lingers anywhere in the namespace (supervise is the double-forkers' subreaper).
+    for (pid, _) in descendants(init).into_iter().filter(|(_, s)| *s == 'Z') {
+        wait_until(
+            &format!("zombie {pid} to be reaped"),
+            Duration::from_secs(2),
+            || !Path::new(&format!("/proc/{pid}")).exists(),
+        );
+    }
+    // A supervisor KILLed leaves its service to process 1: svscan must reap it.
+    let mut service_pid = None;
+    wait_until("the victim's sleep", LONG, || {
+        service_pid = processes_under(&victim).into_iter().find(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .unwrap_or_default()
+                .trim()
+                == "sleep"
+        });
+        service_pid.is_some()
+    });
+    let service_pid = service_pid.unwrap();
+    let supervisor = supervisors_of(&victim)[0];
+    signal(supervisor, rustix::process::Signal::KILL);
+    wait_until("the supervisor to be reaped", LONG, || {
+        !Path::new(&format!("/proc/{supervisor}")).exists()
+    });
+    if let Some(parent) = parent_of(service_pid) {
+        assert_eq!(parent, init, "the orphan went to process 1");
+        signal(service_pid, rustix::process::Signal::TERM);
+    }
+    wait_until(
+        "the orphan to be reaped by svscan",
+        Duration::from_secs(5),
+        || !Path::new(&format!("/proc/{service_pid}")).exists(),
+    );
+    // TERM to the namespace's process 1 (never this machine's): reboot = init --stage3 reboot.
+    signal(init, rustix::process::Signal::TERM);
+    assert_eq!(scan.wait_exit(LONG), Some(0), "{}", scan.stderr());
+    let stage3 = std::fs::read_to_string(&marker).unwrap();
+    assert_eq!(
+        stage3.trim(),
+        "1 --stage3 reboot",
+        "init must replace svscan as process 1"
+    );
+    assert!(
+        scan.dir.join("stopped").exists(),
+        "the service was not stopped before stage 3"
+    );
+}
+
+/// Every process below `pid`, with its state letter.
+fn descendants(pid: i32) -> Vec<(i32, char)> {
+    let mut out = Vec::new();
+    let mut todo = vec![pid];
+    while let Some(p) = todo.pop() {
+        for (child, state) in children_of(p) {
+            todo.push(child);
+            out.push((child, state));
+        }
+    }
+    out
+}
