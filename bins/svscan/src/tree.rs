@@ -800,8 +800,7 @@ fn spawn(
             }
             Role::Log => {
                 let dir = log_path(name);
-                let (mut cmd, kind) = if dir.join(warden::service::RUN).symlink_metadata().is_ok()
-                {
+                let (mut cmd, kind) = if dir.join(warden::service::RUN).symlink_metadata().is_ok() {
                     let mut cmd = Command::new(&programs.supervise);
                     cmd.arg(&dir);
                     (cmd, Kind::Supervise)
