@@ -96,6 +96,17 @@ fn pid_of(scan: &Path, name: &str) -> u64 {
     json_status(scan, name)["pid"].as_u64().unwrap_or(0)
 }
 
+/// The pid of the service once its supervisor has started it (a fresh supervisor may still
+/// report "down" for a moment).
+fn running_pid(scan: &Path, name: &str) -> u64 {
+    let mut pid = 0;
+    wait_until(&format!("{name} to be started"), SETTLE, || {
+        pid = pid_of(scan, name);
+        pid > 0
+    });
+    pid
+}
+
 fn lines(path: &Path) -> Vec<String> {
     fs::read_to_string(path)
         .unwrap_or_default()
@@ -236,7 +247,7 @@ fn exit_waits_until_the_supervisor_is_gone() {
     let dir = sleeper(scan.path(), "web");
     let mut sup = supervise(Flavour::Warden, &dir);
     let s = scan.path();
-    let pid = pid_of(s, "web");
+    let pid = running_pid(s, "web");
     let (code, _, err) = svctl(s, &["-w", "5", "exit", "web"]);
     assert_eq!(code, Some(0), "{err}");
     // -w returned because the supervisor closed `ok`: it is exiting or gone.
@@ -361,7 +372,7 @@ fn status_line_and_json_show_the_service_and_its_logger() {
     script(&dir.join("log/run"), "exec sleep 1000");
     let _log = supervise(Flavour::Warden, &dir.join("log"));
     let _sup = supervise(Flavour::Warden, &dir);
-    let first = pid_of(s, "web");
+    let first = running_pid(s, "web");
     assert_eq!(svctl(s, &["-w", "5", "kill", "web"]).0, Some(0));
     let pid = pid_of(s, "web");
     assert_ne!(pid, first);
@@ -701,8 +712,7 @@ fn runsv_is_controlled_the_same_way() {
     let s = scan.path();
     let dir = sleeper(s, "web");
     let mut sup = supervise(Flavour::Runit, &dir);
-    let first = pid_of(s, "web");
-    assert!(first > 0);
+    let first = running_pid(s, "web");
     let (code, out, _) = svctl(s, &["status", "web"]);
     assert_eq!(code, Some(0));
     assert!(
