@@ -895,3 +895,37 @@ fn show_follow_continues_across_rotations() {
     assert_eq!(contents, vec!["one", "two", "three"], "{text}");
     assert!(text.starts_with("20"), "labels shown as dates: {text}");
 }
+
+#[test]
+fn line_in_more_tiny_buffers_than_one_copy_takes_is_cut_rather_than_stuck() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    // A packet-mode pipe never merges writes: each byte below is a buffer of its own, more
+    // than the logger's copy pipe has slots (256 at 1 MiB).
+    let (read, write) =
+        rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC | rustix::pipe::PipeFlags::DIRECT)
+            .unwrap();
+    let mut child = logger(on_pipe(&read), &dir, &[]);
+    drop(read);
+    let writer = std::thread::spawn(move || {
+        for _ in 0..300 {
+            rustix::io::write(&write, b"x").unwrap();
+        }
+        rustix::io::write(&write, b"\n").unwrap();
+    });
+    let joined = || -> Vec<u8> {
+        logged_lines(&dir)
+            .iter()
+            .flat_map(|l| l.strip_suffix(b"[...]").unwrap_or(l).to_vec())
+            .collect()
+    };
+    // Stuck, the writer would block on the full pipe: wait on the log, with a deadline.
+    wait_until("all 300 bytes in the log", DEADLINE, || {
+        joined().len() >= 300
+    });
+    writer.join().unwrap();
+    assert!(child.wait_exit(DEADLINE).success(), "{}", stderr_of(&dir));
+    let lines = logged_lines(&dir);
+    assert_eq!(joined(), vec![b'x'; 300], "{lines:?}");
+    assert!(lines.len() >= 2 && lines[0].ends_with(b"[...]"));
+}

@@ -42,6 +42,8 @@ pub struct TeeInput {
     epoll: OwnedFd,
     null: OwnedFd,
     chunk: usize,
+    /// The last copy left no free slot in our pipe.
+    copy_filled: bool,
 }
 
 fn stdin() -> BorrowedFd<'static> {
@@ -157,6 +159,16 @@ impl Input {
         }
     }
 
+    /// Whether the last copy filled every buffer slot of our pipe, so stdin may hold more
+    /// than the copy took. With pipes of equal size this happens only when a batch of
+    /// tiny buffers has no newline.
+    pub fn copy_was_cut_short(&self) -> bool {
+        match self {
+            Input::Tee(tee) => tee.copy_filled,
+            Input::Read => false,
+        }
+    }
+
     /// Whether no writer is left, so a partial line in the pipe is the last one.
     pub fn writers_gone(&self) -> bool {
         match self {
@@ -201,6 +213,7 @@ impl TeeInput {
             epoll,
             null,
             chunk,
+            copy_filled: false,
         })
     }
 
@@ -215,6 +228,15 @@ impl TeeInput {
                 Err(e) => return Err(e.into()),
             }
         };
+        let mut fds = [rustix::event::PollFd::new(
+            &self.copy_write,
+            rustix::event::PollFlags::OUT,
+        )];
+        let zero = rustix::time::Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        self.copy_filled = matches!(rustix::event::poll(&mut fds, Some(&zero)), Ok(0));
         batch.reserve(copied);
         while batch.len() < copied {
             match rustix::io::read(&self.copy_read, rustix::buffer::spare_capacity(batch)) {

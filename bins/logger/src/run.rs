@@ -196,6 +196,15 @@ impl Logger {
             if self.input.writers_gone() {
                 self.eof = true;
                 consumed = lines::plan(&self.batch, self.max_line, true, &mut self.records);
+            } else if self.input.copy_was_cut_short() {
+                // The copy ran out of pipe buffers before the line's end (many tiny buffers):
+                // cut the line here, or its end could stay out of reach forever.
+                self.records.push(Record {
+                    start: 0,
+                    end: self.batch.len(),
+                    ending: lines::End::Split,
+                });
+                consumed = self.batch.len();
             } else {
                 self.input_ready = false;
             }
