@@ -158,7 +158,6 @@ fn stop_everything(reaper: &Reaper, grace: Duration) -> bool {
 }
 
 fn signal_all(sig: Signal) {
-    debug_assert_eq!(getpid(), Pid::INIT);
     if getpid() != Pid::INIT {
         return;
     }

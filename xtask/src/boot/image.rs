@@ -135,8 +135,19 @@ pub fn ensure_tools(install: bool) -> Result<(), String> {
             missing.push("busybox-static");
         }
     }
-    if find_kernel().is_none() {
-        missing.push(KERNEL_PACKAGE);
+    match find_kernel() {
+        None => missing.push(KERNEL_PACKAGE),
+        // Debian installs kernels mode 0600: qemu, run by this user, must be able to read it.
+        Some((kernel, _)) => {
+            if let Err(e) = std::fs::File::open(&kernel) {
+                return Err(format!(
+                    "unable to read {}: {e} (Debian installs kernels 0600: run as root, or \
+                     sudo chmod a+r {})",
+                    kernel.display(),
+                    kernel.display()
+                ));
+            }
+        }
     }
     missing.sort();
     missing.dedup();
@@ -184,7 +195,14 @@ pub fn build_static(paths: &Paths) -> Result<PathBuf, String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(&paths.workspace)
-        .args(["build", "--release", "--locked", "--target", TARGET, "--target-dir"])
+        .args([
+            "build",
+            "--release",
+            "--locked",
+            "--target",
+            TARGET,
+            "--target-dir",
+        ])
         .arg(&paths.static_target);
     for bin in WARDEN_BINS {
         cmd.args(["-p", bin]);
