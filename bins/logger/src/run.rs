@@ -77,10 +77,10 @@ struct Stall {
 }
 
 pub struct Logger {
-    pub dir: LogDir,
-    pub input: Input,
-    pub stamp: StampStyle,
-    pub max_line: usize,
+    dir: LogDir,
+    input: Input,
+    stamp: StampStyle,
+    max_line: usize,
     batch: Vec<u8>,
     records: Vec<Record>,
     pending: Option<Pending>,
