@@ -929,3 +929,24 @@ fn line_in_more_tiny_buffers_than_one_copy_takes_is_cut_rather_than_stuck() {
     assert_eq!(joined(), vec![b'x'; 300], "{lines:?}");
     assert!(lines.len() >= 2 && lines[0].ends_with(b"[...]"));
 }
+
+#[test]
+fn multilog_previous_left_by_a_crash_becomes_an_archive() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    std::fs::create_dir(&dir).unwrap();
+    write_log_file(&dir, OLD_ARCHIVE, &["old"]);
+    write_log_file(&dir, "previous", &["previous 1", "previous 2"]);
+    write_log_file(&dir, "current", &["in current"]);
+    log_through_pipe(&dir, &[], b"new\n");
+    assert!(!dir.join("previous").exists());
+    assert_eq!(archives(&dir).len(), 2);
+    assert_eq!(
+        archives(&dir)[0],
+        OLD_ARCHIVE,
+        "named after the existing archives"
+    );
+    let lines = logged_lines(&dir);
+    let expected: Vec<&[u8]> = vec![b"old", b"previous 1", b"previous 2", b"in current", b"new"];
+    assert_eq!(lines, expected);
+}

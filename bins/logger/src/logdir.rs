@@ -157,9 +157,33 @@ impl LogDir {
                     .map_err(|e| Failure::io("remove", self.name("current"), e))?;
             }
         }
+        self.archive_previous()?;
         self.open_current()?;
         self.end_torn_line()?;
         self.prune();
+        Ok(())
+    }
+
+    /// multilog renames `current` to `previous` while its processor runs; a directory taken
+    /// over from a multilog that died there keeps those lines as an archive.
+    fn archive_previous(&mut self) -> Result<(), Failure> {
+        let Ok(previous) = rustix::fs::statat(&self.dir, "previous", AtFlags::SYMLINK_NOFOLLOW)
+        else {
+            return Ok(());
+        };
+        if !rustix::fs::FileType::from_raw_mode(previous.st_mode).is_file() {
+            return Ok(());
+        }
+        let mtime = std::time::UNIX_EPOCH
+            + std::time::Duration::new(
+                u64::try_from(previous.st_mtime).unwrap_or(0),
+                u32::try_from(previous.st_mtime_nsec).unwrap_or(0),
+            );
+        let label = match self.newest_archive {
+            Some(newest) if newest >= Tai64N::from_system_time(mtime) => later(newest),
+            _ => Tai64N::from_system_time(mtime),
+        };
+        self.newest_archive = Some(self.archive("previous", label)?);
         Ok(())
     }
 
@@ -332,7 +356,7 @@ impl LogDir {
         }
         rustix::fs::fdatasync(&current.fd)
             .map_err(|e| Failure::io("sync", self.name("current"), e))?;
-        let label = self.archive(self.next_label())?;
+        let label = self.archive("current", self.next_label())?;
         self.newest_archive = Some(label);
         self.current = None;
         self.open_current()?;
@@ -340,32 +364,28 @@ impl LogDir {
         Ok(())
     }
 
-    /// Renames `current` to an archive named by `label` or the first later free label.
-    fn archive(&self, mut label: Tai64N) -> Result<Tai64N, Failure> {
+    /// Renames `file` to an archive named by `label` or the first later free label.
+    fn archive(&self, file: &str, mut label: Tai64N) -> Result<Tai64N, Failure> {
         loop {
             let name = archive_name(label);
             let renamed = rustix::fs::renameat_with(
                 &self.dir,
-                "current",
+                file,
                 &self.dir,
                 name.as_str(),
                 RenameFlags::NOREPLACE,
             );
             let result = match renamed {
-                Err(Errno::INVAL) | Err(Errno::NOSYS) => rustix::fs::linkat(
-                    &self.dir,
-                    "current",
-                    &self.dir,
-                    name.as_str(),
-                    AtFlags::empty(),
-                )
-                .and_then(|()| rustix::fs::unlinkat(&self.dir, "current", AtFlags::empty())),
+                Err(Errno::INVAL) | Err(Errno::NOSYS) => {
+                    rustix::fs::linkat(&self.dir, file, &self.dir, name.as_str(), AtFlags::empty())
+                        .and_then(|()| rustix::fs::unlinkat(&self.dir, file, AtFlags::empty()))
+                }
                 other => other,
             };
             match result {
                 Ok(()) => return Ok(label),
                 Err(Errno::EXIST) => label = later(label),
-                Err(e) => return Err(Failure::io("rename", self.name("current"), e)),
+                Err(e) => return Err(Failure::io("rename", self.name(file), e)),
             }
         }
     }
