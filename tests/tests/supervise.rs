@@ -772,3 +772,35 @@ fn bad_setting_file_is_reported_and_the_default_used() {
     sup.wait_down();
     assert!(!alive(pid as i32));
 }
+
+#[test]
+fn run_after_killing_stubborn_leftovers_stays_up() {
+    // Regression: KILL through cgroup.kill made the kernel kill every later child cloned into
+    // the cgroup, so each new run died at once.
+    let root = tempfile::tempdir().unwrap();
+    let svc = root.path().join("svc");
+    script(
+        &svc.join("run"),
+        "sh -c \"trap '' TERM; echo \\$\\$ >> stubborn; exec sleep 1000\" &\nexec sleep 1000",
+    );
+    std::fs::write(svc.join("timeout-kill"), "300ms").unwrap();
+    let sup = Sup::start(&svc);
+    let pid = sup.wait_run();
+    wait_until("the stubborn child", WAIT, || {
+        read_lines(&svc.join("stubborn")).len() == 1
+    });
+    let stubborn: i32 = read_lines(&svc.join("stubborn"))[0].parse().unwrap();
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(pid as i32).unwrap(),
+        rustix::process::Signal::KILL,
+    )
+    .unwrap();
+    sup.wait("a new run", |s, _| s.pid != pid && s.state == RunState::Run);
+    assert!(!alive(stubborn), "stubborn leftover {stubborn} survived");
+    let new = sup.status().pid;
+    sup.sync();
+    sup.sync();
+    assert_eq!(sup.status().pid, new, "the new run was killed");
+    assert!(alive(new as i32));
+    assert_eq!(sup.ext().restarts, 1);
+}

@@ -111,6 +111,14 @@ impl SuperviseDir {
     /// (full disk) is reported and retried at the next change; it never stops the supervisor.
     pub fn publish(&mut self, status: &Status, extended: &Extended) {
         let dir = Path::new(SUPERVISE);
+        // The extended status first: a client that sees `status` change reads a current one.
+        let text = extended.encode();
+        if text != self.last_extended {
+            match warden::write::replace(dir, EXTENDED_FILE, text.as_bytes()) {
+                Ok(()) => self.last_extended = text,
+                Err(e) => self.warn(EXTENDED_FILE, &e),
+            }
+        }
         if self.last_pid != Some(status.pid) {
             match warden::write::replace(dir, PID, status.pid_text().as_bytes()) {
                 Ok(()) => self.last_pid = Some(status.pid),
@@ -124,13 +132,6 @@ impl SuperviseDir {
             match result {
                 Ok(()) => self.last_status = Some(bytes),
                 Err(e) => self.warn(STATUS, &e),
-            }
-        }
-        let text = extended.encode();
-        if text != self.last_extended {
-            match warden::write::replace(dir, EXTENDED_FILE, text.as_bytes()) {
-                Ok(()) => self.last_extended = text,
-                Err(e) => self.warn(EXTENDED_FILE, &e),
             }
         }
     }

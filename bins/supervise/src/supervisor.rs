@@ -117,7 +117,8 @@ impl Supervisor {
         }
     }
 
-    /// Blocks until a signal, a control byte, readiness or the nearest deadline.
+    /// Blocks until a signal, a control byte, readiness, the cgroup emptying (while waiting for
+    /// that) or the nearest deadline. Returns which of the first three woke it.
     fn wait(&mut self) -> Result<(bool, bool, bool), Fatal> {
         let timeout = self.machine.deadline().map(|at| {
             let left = at.saturating_duration_since(Instant::now());
@@ -126,25 +127,44 @@ impl Supervisor {
                 tv_nsec: i64::from(left.subsec_nanos()),
             }
         });
+        let filler = PollFd::new(&self.signals, PollFlags::empty());
         let mut fds = [
             PollFd::new(&self.signals, PollFlags::IN),
             PollFd::from_borrowed_fd(self.files.control(), PollFlags::IN),
+            filler.clone(),
+            filler,
         ];
-        let mut with_notify;
-        let fds: &mut [PollFd] = match &self.notify {
-            Some(notify) => {
-                let [a, b] = fds;
-                with_notify = [a, b, PollFd::new(notify, PollFlags::IN)];
-                &mut with_notify
+        let mut used = 2;
+        let mut notify_at = None;
+        if let (Some(notify), Some(slot)) = (&self.notify, fds.get_mut(used)) {
+            *slot = PollFd::new(notify, PollFlags::IN);
+            notify_at = Some(used);
+            used += 1;
+        }
+        let mut events_at = None;
+        if self.machine.awaiting_tree() {
+            if let (Some(events), Some(slot)) = (self.tree.events_fd(), fds.get_mut(used)) {
+                *slot = PollFd::from_borrowed_fd(events, PollFlags::PRI);
+                events_at = Some(used);
+                used += 1;
             }
-            None => &mut fds,
-        };
+        }
+        let fds = fds.get_mut(..used).unwrap_or_default();
         match rustix::event::poll(fds, timeout.as_ref()) {
             Ok(_) | Err(Errno::INTR) => {}
             Err(e) => return Err(Fatal::errno("poll", Path::new("the event loop"), e)),
         }
-        let ready = |i: usize| fds.get(i).is_some_and(|fd| !fd.revents().is_empty());
-        Ok((ready(0), ready(1), ready(2)))
+        let woke = |at: Option<usize>| {
+            at.and_then(|i| fds.get(i))
+                .is_some_and(|fd| !fd.revents().is_empty())
+        };
+        let signalled = woke(Some(0));
+        let control = woke(Some(1));
+        let notify = woke(notify_at);
+        if woke(events_at) {
+            self.tree.events_seen();
+        }
+        Ok((signalled, control, notify))
     }
 
     /// Reaps every child that exited: the run, the finish, or an orphan of the service.
@@ -243,7 +263,7 @@ impl Supervisor {
 
     fn spawn_run(&mut self) {
         let (limits, warnings) = self.read_settings();
-        match spawn::run(&self.service, self.tree.join_fd(), self.notification_fd) {
+        match spawn::run(&self.service, self.tree.join_fds(), self.notification_fd) {
             Ok(started) => {
                 self.tree.started(started.pid);
                 self.notify = started.notify;

@@ -6,7 +6,7 @@
 use rustix::fs::{Mode, OFlags};
 use rustix::io::Errno;
 use rustix::process::{Pid, Signal};
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 
 pub struct Tree {
@@ -20,8 +20,13 @@ struct Cgroup {
     dir: PathBuf,
     /// The path as /proc/PID/cgroup shows it, for the extended status.
     name: String,
-    /// `cgroup.procs`, opened before each fork so the child can join by writing `0`.
+    /// The directory, for clone3(CLONE_INTO_CGROUP).
+    dir_fd: OwnedFd,
+    /// `cgroup.procs`, for a child that has to join by writing `0` (no clone3).
     procs: OwnedFd,
+    /// `cgroup.events`: poll says POLLPRI when `populated` changes, so the emptying of the
+    /// cgroup wakes the loop even when the last process was not our child.
+    events: Option<OwnedFd>,
 }
 
 impl Tree {
@@ -32,9 +37,25 @@ impl Tree {
         }
     }
 
-    /// The fd a new `run` writes `0` to, to move itself into the service's cgroup.
-    pub fn join_fd(&self) -> Option<RawFd> {
-        self.cgroup.as_ref().map(|c| c.procs.as_raw_fd())
+    /// The cgroup's directory fd (for clone3) and its `cgroup.procs` fd (for a child that
+    /// moves itself by writing `0`).
+    pub fn join_fds(&self) -> Option<(RawFd, RawFd)> {
+        self.cgroup
+            .as_ref()
+            .map(|c| (c.dir_fd.as_raw_fd(), c.procs.as_raw_fd()))
+    }
+
+    /// The fd to poll (POLLPRI) while waiting for the tree to empty.
+    pub fn events_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.cgroup.as_ref()?.events.as_ref().map(|fd| fd.as_fd())
+    }
+
+    /// Re-arms the `cgroup.events` notification after it fired (kernfs wants a read).
+    pub fn events_seen(&self) {
+        if let Some(fd) = self.cgroup.as_ref().and_then(|c| c.events.as_ref()) {
+            let mut buf = [0u8; 64];
+            let _ = rustix::io::pread(fd, &mut buf, 0);
+        }
     }
 
     pub fn cgroup_name(&self) -> Option<&str> {
@@ -72,7 +93,7 @@ impl Tree {
             }
         }
         let cgroup_empty = match &self.cgroup {
-            Some(cgroup) => cgroup.pids().next().is_none(),
+            Some(cgroup) => cgroup.is_empty(),
             None => true,
         };
         self.pgid.is_none() && cgroup_empty
@@ -95,6 +116,8 @@ impl Cgroup {
         let leaf = leaf_name(service);
         let name = format!("{}/{leaf}", own.trim_end_matches('/'));
         let dir = mount.join(name.trim_start_matches('/'));
+        // A left-over empty cgroup is made afresh, so no state of an earlier user sticks.
+        let _ = std::fs::remove_dir(&dir);
         match std::fs::create_dir(&dir) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
@@ -106,7 +129,25 @@ impl Cgroup {
             Mode::empty(),
         )
         .ok()?;
-        Some(Cgroup { dir, name, procs })
+        let dir_fd = rustix::fs::open(
+            &dir,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .ok()?;
+        let events = rustix::fs::open(
+            dir.join("cgroup.events"),
+            OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .ok();
+        Some(Cgroup {
+            dir,
+            name,
+            dir_fd,
+            procs,
+            events,
+        })
     }
 
     fn pids(&self) -> impl Iterator<Item = Pid> {
@@ -119,13 +160,18 @@ impl Cgroup {
     }
 
     fn signal(&self, signal: Signal) {
-        // cgroup.kill (Linux 5.14) kills every member at once, even those forking meanwhile.
-        if signal == Signal::KILL && std::fs::write(self.dir.join("cgroup.kill"), b"1").is_ok() {
-            return;
+        // Not cgroup.kill: on this kernel (6.18) a cgroup once killed that way also kills every
+        // child later cloned into it with CLONE_INTO_CGROUP. Two passes catch what forked
+        // while the first one ran.
+        for _ in 0..2 {
+            for pid in self.pids() {
+                let _ = rustix::process::kill_process(pid, signal);
+            }
         }
-        for pid in self.pids() {
-            let _ = rustix::process::kill_process(pid, signal);
-        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.pids().next().is_none()
     }
 }
 

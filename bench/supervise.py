@@ -1,0 +1,338 @@
+#!/usr/bin/env python3
+"""warden's supervise against runit's runsv and s6-supervise, side by side in one run.
+
+  bench/run supervise        (or: python3 bench/supervise.py [--quick])
+
+Measures, on this machine:
+  1. memory per supervisor: N=100 supervisors, each running `sleep`; medians of Rss, Pss and
+     Private (Private_Clean + Private_Dirty) from /proc/PID/smaps_rollup. warden is built three
+     ways (dynamic PIE, static PIE, static non-PIE) to find the cheapest;
+  2. idle wakeups: voluntary + nonvoluntary context switches of those supervisors over 10 s;
+  3. control round trip: `down` then `up`, each until the client returns (svctl -w / sv -w /
+     s6-svc -wd -wu);
+  4. restart latency: SIGKILL of a service that has been up for over a second, to the new
+     run's first action (the run script writing a byte to a FIFO the bench reads).
+Prints a table and writes it to bench/results/supervise.md.
+"""
+
+import os
+import select
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TARGET = os.environ.get("CARGO_TARGET_DIR_BENCH", "/work/target-sup/bench")
+QUICK = "--quick" in sys.argv
+N = 20 if QUICK else 100
+ROUNDS = 5 if QUICK else 20
+IDLE_SECONDS = 3 if QUICK else 10
+
+VARIANTS = {
+    "dynamic PIE": "",
+    "static PIE": "-C target-feature=+crt-static",
+    "static non-PIE": "-C target-feature=+crt-static -C relocation-model=static",
+}
+
+
+def build():
+    """Builds supervise once per variant (and svctl), each in a target dir of its own."""
+    bins = {}
+    for name, flags in VARIANTS.items():
+        target = os.path.join(TARGET, name.replace(" ", "-"))
+        env = dict(os.environ, CARGO_TARGET_DIR=target, RUSTFLAGS=flags)
+        subprocess.run(
+            ["cargo", "build", "--quiet", "--release", "-p", "supervise"],
+            cwd=ROOT, env=env, check=True,
+        )
+        bins[name] = os.path.join(target, "release", "supervise")
+    svctl = None
+    target = os.path.join(TARGET, "dynamic-PIE")
+    env = dict(os.environ, CARGO_TARGET_DIR=target, RUSTFLAGS="")
+    if subprocess.run(["cargo", "build", "--quiet", "--release", "-p", "svctl"],
+                      cwd=ROOT, env=env).returncode == 0:
+        svctl = os.path.join(target, "release", "svctl")
+    return bins, svctl
+
+
+class Fleet:
+    """N supervisors of one kind, each over a service dir running `run_body`."""
+
+    def __init__(self, argv0, n, run_body, root):
+        self.argv0 = argv0
+        self.dirs = []
+        self.procs = []
+        for i in range(n):
+            d = os.path.join(root, f"s{i}")
+            os.makedirs(d)
+            with open(os.path.join(d, "run"), "w") as f:
+                f.write("#!/bin/sh\n" + run_body + "\n")
+            os.chmod(os.path.join(d, "run"), 0o755)
+            self.dirs.append(d)
+        for d in self.dirs:
+            self.procs.append(subprocess.Popen(
+                argv0 + [d], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL, start_new_session=True))
+
+    def wait_up(self, timeout=30):
+        deadline = time.monotonic() + timeout
+        for d in self.dirs:
+            while service_pid(d) == 0:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{d} did not come up under {self.argv0}")
+                time.sleep(0.01)
+
+    def stop(self):
+        pids = [service_pid(d) for d in self.dirs]
+        for p in self.procs:
+            try:
+                p.send_signal(signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        for p in self.procs:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        for pid in pids:
+            if pid:
+                try:
+                    os.killpg(pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+
+
+def service_pid(d):
+    """The service's pid from runit's supervise/pid or s6's 35-byte status, else 0."""
+    try:
+        with open(os.path.join(d, "supervise", "pid")) as f:
+            return int(f.read().strip() or 0)
+    except (FileNotFoundError, ValueError):
+        pass
+    try:
+        with open(os.path.join(d, "supervise", "status"), "rb") as f:
+            b = f.read()
+        if len(b) >= 35:
+            flags = b[34]
+            pid = int.from_bytes(b[24:32], "big")
+            return 0 if flags & 2 else pid
+    except FileNotFoundError:
+        pass
+    return 0
+
+
+def smaps(pid):
+    out = {}
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) >= 2 and parts[0].endswith(":"):
+                try:
+                    out[parts[0][:-1]] = int(parts[1])
+                except ValueError:
+                    pass
+    return out
+
+
+def ctxt(pid):
+    total = 0
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
+                total += int(line.split()[1])
+    return total
+
+
+def memory_and_idle(kinds):
+    """Memory and idle context switches of N supervisors per kind, all alive at once."""
+    results = {}
+    fleets = {}
+    tmp = tempfile.mkdtemp(prefix="bench-supervise-")
+    try:
+        for name, argv0 in kinds.items():
+            fleets[name] = Fleet(argv0, N, "exec sleep 1000000",
+                                 os.path.join(tmp, name.replace(" ", "-")))
+        for fleet in fleets.values():
+            fleet.wait_up()
+        time.sleep(1)  # let every supervisor finish its start-up writes
+        before = {name: [ctxt(p.pid) for p in f.procs] for name, f in fleets.items()}
+        time.sleep(IDLE_SECONDS)
+        for name, fleet in fleets.items():
+            after = [ctxt(p.pid) for p in fleet.procs]
+            rolls = [smaps(p.pid) for p in fleet.procs]
+            results[name] = {
+                "rss": statistics.median(r["Rss"] for r in rolls),
+                "pss": statistics.median(r["Pss"] for r in rolls),
+                "private": statistics.median(
+                    r.get("Private_Clean", 0) + r.get("Private_Dirty", 0) for r in rolls),
+                "wakeups": sum(a - b for a, b in zip(after, before[name])),
+            }
+    finally:
+        for fleet in fleets.values():
+            fleet.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    return results
+
+
+def round_trips(cases):
+    """Median seconds of `down` then `up`, each until the client returns, per case. The cases
+    take turns round by round, so a busy moment of the machine hits them all alike."""
+    tmp = tempfile.mkdtemp(prefix="bench-rt-")
+    fleets = {}
+    try:
+        for label, (argv0, down, up) in cases.items():
+            fleets[label] = Fleet(argv0, 1, "exec sleep 1000000",
+                                  os.path.join(tmp, label.replace(" ", "-")))
+        for fleet in fleets.values():
+            fleet.wait_up()
+        time.sleep(1.1)
+        times = {label: [] for label in cases}
+        for _ in range(ROUNDS):
+            for label, (_, down, up) in cases.items():
+                d = fleets[label].dirs[0]
+                t0 = time.monotonic()
+                subprocess.run(down + [d], check=True, stdout=subprocess.DEVNULL)
+                subprocess.run(up + [d], check=True, stdout=subprocess.DEVNULL)
+                times[label].append(time.monotonic() - t0)
+            # Past the 1 s quick-death rule of all three, so no throttle is measured.
+            time.sleep(1.05)
+        return {label: statistics.median(t) for label, t in times.items()}
+    finally:
+        for fleet in fleets.values():
+            fleet.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def restart_latencies(kinds):
+    """Median seconds from SIGKILL of a service up for over a second to its new run's first
+    byte on a FIFO, per kind; kinds take turns round by round."""
+    tmp = tempfile.mkdtemp(prefix="bench-restart-")
+    fleets, readers, keep = {}, {}, []
+    try:
+        for name, argv0 in kinds.items():
+            fifo = os.path.join(tmp, name + ".fifo")
+            os.mkfifo(fifo)
+            readers[name] = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+            keep.append(os.open(fifo, os.O_WRONLY))  # never EOF between runs
+            fleets[name] = Fleet(argv0, 1, f"printf x > {fifo}\nexec sleep 1000000",
+                                 os.path.join(tmp, name))
+
+        def next_byte(name, timeout):
+            p = select.poll()
+            p.register(readers[name], select.POLLIN)
+            if not p.poll(timeout * 1000):
+                raise RuntimeError(f"{name}: no start within {timeout}s")
+            os.read(readers[name], 1)
+
+        for name in kinds:
+            next_byte(name, 10)
+        times = {name: [] for name in kinds}
+        for _ in range(ROUNDS):
+            time.sleep(1.3)  # up for over a second: no throttle anywhere
+            for name in kinds:
+                pid = service_pid(fleets[name].dirs[0])
+                t0 = time.monotonic()
+                os.kill(pid, signal.SIGKILL)
+                next_byte(name, 10)
+                times[name].append(time.monotonic() - t0)
+        return {name: statistics.median(t) for name, t in times.items()}
+    finally:
+        for fleet in fleets.values():
+            fleet.stop()
+        for fd in list(readers.values()) + keep:
+            os.close(fd)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def main():
+    for tool in ("runsv", "sv", "s6-supervise", "s6-svc"):
+        if not shutil.which(tool):
+            sys.exit(f"bench/supervise.py: {tool} is missing (apt-get install runit s6)")
+    bins, svctl = build()
+    kinds = {"runsv": ["runsv"], "s6-supervise": ["s6-supervise"]}
+    for variant, path in bins.items():
+        kinds[f"warden ({variant})"] = [path]
+    mem = memory_and_idle(kinds)
+    sizes = {name: os.path.getsize(shutil.which(argv[0]) or argv[0]) for name, argv in kinds.items()}
+
+    best = min(bins, key=lambda v: mem[f"warden ({v})"]["private"])
+    warden = [bins[best]]
+    if svctl:
+        warden_client = ("svctl -w 5", [svctl, "-w", "5", "down"], [svctl, "-w", "5", "up"])
+    else:
+        warden_client = ("sv -w 5 (svctl not built)", ["sv", "-w", "5", "down"],
+                         ["sv", "-w", "5", "up"])
+    sv_w = (["sv", "-w", "5", "down"], ["sv", "-w", "5", "up"])
+    rt_cases = {
+        "warden": (warden, warden_client[1], warden_client[2]),
+        "warden with sv": (warden,) + sv_w,
+        "runsv": (["runsv"],) + sv_w,
+        "s6-supervise": (["s6-supervise"], ["s6-svc", "-T", "5000", "-wd", "-d"],
+                         ["s6-svc", "-T", "5000", "-wu", "-u"]),
+    }
+    rt_medians = round_trips(rt_cases)
+    clients = {"warden": warden_client[0], "warden with sv": "sv -w 5", "runsv": "sv -w 5",
+               "s6-supervise": "s6-svc -wd / -wu"}
+    rt = {label: (clients[label], t) for label, t in rt_medians.items()}
+    rl = restart_latencies({"warden": warden, "runsv": ["runsv"],
+                            "s6-supervise": ["s6-supervise"]})
+
+    lines = [
+        f"# supervise benchmark ({N} supervisors, {ROUNDS} rounds, idle {IDLE_SECONDS} s)",
+        "",
+        f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {os.uname().release}, "
+        f"{os.cpu_count()} CPUs. Medians over the supervisors / rounds.",
+        "",
+        "## Memory per supervisor and idle wakeups",
+        "",
+        "| supervisor | binary size | Rss kB | Pss kB | Private kB | context switches, all "
+        f"{N} over {IDLE_SECONDS} s |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name in kinds:
+        m = mem[name]
+        lines.append(f"| {name} | {sizes[name] // 1024} KiB | {m['rss']:.0f} | {m['pss']:.0f} | "
+                     f"{m['private']:.0f} | {m['wakeups']} |")
+    w = mem[f"warden ({best})"]
+    lines += [
+        "",
+        f"Cheapest warden build: {best}. Pss ratio warden/runsv: "
+        f"{w['pss'] / mem['runsv']['pss']:.2f}; warden/s6-supervise: "
+        f"{w['pss'] / mem['s6-supervise']['pss']:.2f}. Private ratio warden/runsv: "
+        f"{w['private'] / mem['runsv']['private']:.2f}.",
+        "",
+        "## Control round trip (down then up, until the client returns)",
+        "",
+        "| supervisor | client | median ms |",
+        "|---|---|---|",
+    ]
+    for name, (client, t) in rt.items():
+        lines.append(f"| {name} | {client} | {t * 1000:.1f} |")
+    lines += [
+        "",
+        f"Ratio warden ({rt['warden'][0]}) / s6-svc -w: "
+        f"{rt['warden'][1] / rt['s6-supervise'][1]:.2f}.",
+        "",
+        "## Restart latency (SIGKILL to the new run's first action)",
+        "",
+        "| supervisor | median ms |",
+        "|---|---|",
+    ]
+    for name, t in rl.items():
+        lines.append(f"| {name} | {t * 1000:.2f} |")
+    lines += ["", f"Ratio warden / runsv: {rl['warden'] / rl['runsv']:.2f}; "
+                  f"warden / s6-supervise: {rl['warden'] / rl['s6-supervise']:.2f}.", ""]
+    text = "\n".join(lines)
+    print(text)
+    os.makedirs(os.path.join(ROOT, "bench", "results"), exist_ok=True)
+    with open(os.path.join(ROOT, "bench", "results", "supervise.md"), "w") as f:
+        f.write(text)
+
+
+if __name__ == "__main__":
+    main()
