@@ -3,9 +3,10 @@
 on the same kernel, initramfs contents and services (cargo xtask image [--busybox-runit]).
 
 Measured per boot:
-  up        kernel start -> every service of /etc/service running: the kernel's uptime that
-            the image's `bootprobe` service prints once every other service's supervise/stat
-            says "run" (both runsv and warden's supervise write that file);
+  up        kernel start -> every service of /etc/service running: the image's `bootprobe`
+            service waits until every other service's supervise/stat says "run" (runsv and
+            warden's supervise both write it) and prints the start time, in ticks since boot,
+            of the last started service process (its supervise/pid);
   init-up   process 1 start ("Run /init as init process" in the kernel log) -> the same;
   host-up   qemu start -> the bootprobe line arriving, on the host's clock (adds firmware,
             kernel load and the probe's own polling);
