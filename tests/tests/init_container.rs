@@ -336,3 +336,42 @@ fn stage1_in_a_container_with_the_real_svscan_stops_services_on_term_and_exits_0
         "stderr: {stderr}"
     );
 }
+
+#[test]
+fn stage1_without_the_right_to_mount_skips_those_mounts_and_says_so_once() {
+    warden_tests::require("setpriv", "util-linux");
+    if !rustix::process::geteuid().is_root() {
+        return; // dropping CAP_SYS_ADMIN from the bounding set needs root
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let sbin = tmp.path().join("sbin");
+    std::fs::create_dir_all(&sbin).unwrap();
+    copy_exe(&bin("init"), &sbin.join("init"));
+    script(&sbin.join("svscan"), "exit 0");
+    // Process 1 of the namespace: make sure /run is missing there (private mounts), then
+    // become init without the right to mount, as in a default docker container.
+    let boot = tmp.path().join("boot");
+    script(
+        &boot,
+        &format!(
+            "umount -l /run 2>/dev/null\nexec setpriv --bounding-set=-sys_admin \
+             --inh-caps=-sys_admin {}",
+            sbin.join("init").display()
+        ),
+    );
+    let mut cmd = in_namespace(&boot, &[]);
+    cmd.env("WARDEN_SCANDIR", tmp.path());
+    let (code, stderr) = finish(Spawned::new(&mut cmd), Duration::from_secs(10));
+    assert_eq!(code, Some(0), "stderr: {stderr}");
+    assert_eq!(
+        stderr.matches("not allowed to mount").count(),
+        1,
+        "stderr: {stderr}"
+    );
+    assert!(
+        stderr.contains("init: warning: not allowed to mount (a container?): skipping")
+            && stderr.contains("/run"),
+        "stderr: {stderr}"
+    );
+    assert!(stderr.contains("init: exec"), "the boot goes on: {stderr}");
+}
