@@ -781,3 +781,58 @@ fn descendants(pid: i32) -> Vec<(i32, char)> {
     }
     out
 }
+
+#[test]
+fn a_log_dir_without_run_gets_the_default_logger_and_drains_on_removal() {
+    let mut scan = Scan::new();
+    let stage = scan.stage();
+    let dir = service(
+        &stage,
+        "quiet",
+        "i=0\ntrap 'echo last $i; exit 0' TERM\nwhile :; do i=$((i+1)); echo $i; \
+         [ $((i % 50)) -eq 0 ] && sleep 0.01; done",
+    );
+    std::fs::create_dir(dir.join("log")).unwrap();
+    scan.start(&[]);
+    let inside = scan.dir.join("quiet");
+    std::fs::rename(&dir, &inside).unwrap();
+    let current = inside.join("log/main/current");
+    wait_until("lines in log/main/current", LONG, || {
+        std::fs::metadata(&current).is_ok_and(|m| m.len() > 10_000)
+    });
+    assert!(
+        !inside.join("log/run").exists() && !inside.join("log/supervise").exists(),
+        "nothing is created in the user's log/ but the logger's own main/"
+    );
+    std::fs::rename(&inside, &dir).unwrap();
+    wait_until("the service and its logger to exit", LONG, || {
+        processes_under(&dir).is_empty()
+    });
+    let text = std::fs::read_to_string(dir.join("log/main/current")).unwrap();
+    let bodies: String = text
+        .lines()
+        .map(|l| l.split_once(' ').map(|(_, b)| b).unwrap_or(l))
+        .map(|b| format!("{b}\n"))
+        .collect();
+    assert_complete(&bodies);
+}
+
+#[test]
+fn a_log_added_later_is_connected_when_the_supervisor_restarts() {
+    let mut scan = Scan::new();
+    let dir = service(
+        &scan.dir,
+        "late-log",
+        "i=0\nwhile :; do i=$((i+1)); echo $i; sleep 0.01; done",
+    );
+    scan.start(&[]);
+    wait_until("the service", LONG, || running(&dir));
+    script(&dir.join("log/run"), "exec cat >> ../lines");
+    // svctl exit: the service stops and its supervisor exits; svscan starts a new one, now
+    // with the pipe to the new logger.
+    ServiceDir::new(&dir).send(b"x").unwrap();
+    wait_until("lines through the new logger", LONG, || {
+        running(&dir.join("log"))
+            && std::fs::metadata(dir.join("lines")).is_ok_and(|m| m.len() > 100)
+    });
+}

@@ -1,0 +1,371 @@
+#!/usr/bin/env python3
+"""warden's svscan against runit's runsvdir, s6-svscan and daemontools' svscan, in one run.
+
+  bench/run svscan        (or: python3 bench/svscan.py [--quick])
+
+Measures, on this machine:
+  1. pickup latency: a prepared service dir is renamed into the running scanner's directory;
+     time until its `run` has executed (it creates a marker file). s6-svscan only scans on
+     demand, so it is measured without a nudge (timeout) and with `s6-svscanctl -a` right
+     after the rename. runsvdir and daemontools poll every 5 s: fewer samples, medians quoted;
+  2. 1000 services up: from the scanner's start until all 1000 `run`s have executed, against
+     the floor: this harness spawning the same 1000 run scripts itself;
+  3. idle cost of that tree of 1000 over 10 s: CPU time and wakeups (voluntary + nonvoluntary
+     context switches) of the scanner and every supervisor;
+  4. memory of the tree: sum of Pss (smaps_rollup) of the scanner and its supervisors, and of
+     the whole tree with the 1000 `sleep` services.
+warden is built static non-PIE, release. Prints a table and writes bench/results/svscan.md.
+"""
+
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TARGET = os.environ.get("CARGO_TARGET_DIR_BENCH", "/work/target-scan/bench")
+QUICK = "--quick" in sys.argv
+N = 200 if QUICK else 1000
+IDLE_SECONDS = 3 if QUICK else 10
+FAST_SAMPLES = 5 if QUICK else 15
+SLOW_SAMPLES = 2 if QUICK else 5
+RUSTFLAGS = "-C target-feature=+crt-static -C relocation-model=static"
+
+
+def build():
+    env = dict(os.environ, CARGO_TARGET_DIR=TARGET, RUSTFLAGS=RUSTFLAGS)
+    subprocess.run(
+        ["cargo", "build", "--quiet", "--release", "-p", "supervise", "-p", "svscan",
+         "-p", "logger"],
+        cwd=ROOT, env=env, check=True,
+    )
+    return os.path.join(TARGET, "release", "svscan")
+
+
+def run_script(path, body):
+    with open(path, "w") as f:
+        f.write("#!/bin/sh\n" + body + "\n")
+    os.chmod(path, 0o755)
+
+
+def make_service(parent, name, marker_dir):
+    d = os.path.join(parent, name)
+    os.makedirs(d)
+    # Shell builtins only, so the run costs one sh and one sleep for every scanner alike.
+    run_script(os.path.join(d, "run"), f': > "{marker_dir}/${{PWD##*/}}"\nexec sleep 1000000')
+    return d
+
+
+# --- process tree helpers -------------------------------------------------------------------
+
+def children_map():
+    kids = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        rest = stat.rsplit(") ", 1)[-1].split()
+        kids.setdefault(int(rest[1]), []).append(int(entry))
+    return kids
+
+
+def tree(root):
+    kids = children_map()
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo.extend(kids.get(pid, []))
+    return out
+
+
+def comm(pid):
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def cost(pid):
+    """(cpu ticks, context switches) of one process."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(") ", 1)[-1].split()
+        ticks = int(fields[11]) + int(fields[12])
+        switches = 0
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
+                    switches += int(line.split()[1])
+        return ticks, switches
+    except OSError:
+        return 0, 0
+
+
+def pss_kb(pid):
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def kill_all(pids):
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+
+def wait_until(cond, timeout, step=0.0005):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(step)
+    return cond()
+
+
+# --- the scanners ---------------------------------------------------------------------------
+
+class Scanner:
+    """One scanner on one scan dir: how to start it, nudge it and tear it down."""
+
+    def __init__(self, name, argv, scandir, stop):
+        self.name, self.argv, self.scandir, self.stop_how = name, argv, scandir, stop
+        self.proc = None
+        self.seen = set()
+
+    def start(self):
+        self.err = open(os.path.join(os.path.dirname(self.scandir), f"{self.name}.err"), "ab")
+        self.proc = subprocess.Popen(self.argv + [self.scandir], stdin=subprocess.DEVNULL,
+                                     stdout=self.err, stderr=self.err, start_new_session=True)
+
+    def snapshot(self):
+        self.seen.update(tree(self.proc.pid))
+
+    def stop(self):
+        self.snapshot()
+        pid = self.proc.pid
+        if self.stop_how == "warden":
+            with open(os.path.join(self.scandir, ".svscan/control"), "wb") as f:
+                f.write(b"t")
+        elif self.stop_how == "s6":
+            subprocess.run(["s6-svscanctl", "-t", self.scandir])
+        elif self.stop_how == "runit":
+            os.kill(pid, signal.SIGHUP)  # TERM to every runsv (= stop, then exit), then exit
+        elif self.stop_how == "daemontools":
+            os.kill(pid, signal.SIGTERM)
+            dirs = [os.path.join(self.scandir, d) for d in os.listdir(self.scandir)
+                    if not d.startswith(".")]
+            for i in range(0, len(dirs), 200):
+                subprocess.run(["svc", "-dx"] + dirs[i:i + 200], stderr=subprocess.DEVNULL)
+        try:
+            self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            pass
+        survivors = [p for p in self.seen if os.path.exists(f"/proc/{p}")]
+        wait_until(lambda: not any(os.path.exists(f"/proc/{p}") and comm(p) != ""
+                                   for p in survivors), 20, 0.05)
+        kill_all(self.seen)
+        self.err.close()
+
+
+# --- measurements ---------------------------------------------------------------------------
+
+def pickup(make, nudge=None, samples=5, timeout=8.0):
+    base = tempfile.mkdtemp(prefix="bench-svscan-")
+    try:
+        sc = make(base)
+        stage = os.path.join(base, "stage")
+        markers = os.path.join(base, "markers")
+        os.makedirs(stage)
+        os.makedirs(markers)
+        sc.start()
+        time.sleep(0.5)
+        times = []
+        for i in range(samples):
+            name = f"p{i}"
+            src = make_service(stage, name, markers)
+            marker = os.path.join(markers, name)
+            t0 = time.monotonic()
+            os.rename(src, os.path.join(sc.scandir, name))
+            if nudge:
+                subprocess.run(nudge + [sc.scandir])
+            if wait_until(lambda: os.path.exists(marker), timeout):
+                times.append(time.monotonic() - t0)
+            else:
+                times.append(None)
+                break
+            # Decorrelate from a polling scanner's period.
+            time.sleep(0.37 * (i % 3))
+        sc.stop()
+        return times
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def many(make, base_root):
+    """Start with N services in place: time to all up, idle cost, memory."""
+    base = tempfile.mkdtemp(prefix="bench-svscan-", dir=base_root)
+    try:
+        sc = make(base)
+        markers = os.path.join(base, "markers")
+        os.makedirs(markers)
+        for i in range(N):
+            make_service(sc.scandir, f"s{i:04d}", markers)
+        t0 = time.monotonic()
+        sc.start()
+        ok = wait_until(lambda: len(os.listdir(markers)) >= N, 120, 0.002)
+        up = time.monotonic() - t0 if ok else None
+        time.sleep(2)
+        pids = [p for p in tree(sc.proc.pid)]
+        supervision = [p for p in pids if comm(p) != "sleep"]
+        before = {p: cost(p) for p in supervision}
+        time.sleep(IDLE_SECONDS)
+        after = {p: cost(p) for p in supervision}
+        ticks = sum(after[p][0] - before[p][0] for p in supervision)
+        switches = sum(after[p][1] - before[p][1] for p in supervision)
+        pss_supervision = sum(pss_kb(p) for p in supervision)
+        pss_tree = sum(pss_kb(p) for p in pids)
+        sc.stop()
+        return {
+            "up": up, "cpu_ms": ticks * 1000 / os.sysconf("SC_CLK_TCK"), "wakeups": switches,
+            "pss_supervision": pss_supervision, "pss_tree": pss_tree,
+            "processes": len(supervision),
+        }
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def floor(base_root):
+    """The harness spawning the same N run scripts itself: the least any scanner can take."""
+    base = tempfile.mkdtemp(prefix="bench-svscan-", dir=base_root)
+    procs = []
+    try:
+        markers = os.path.join(base, "markers")
+        os.makedirs(markers)
+        dirs = [make_service(base, f"s{i:04d}", markers) for i in range(N)]
+        t0 = time.monotonic()
+        for d in dirs:
+            procs.append(subprocess.Popen(["./run"], cwd=d, stdin=subprocess.DEVNULL))
+        wait_until(lambda: len(os.listdir(markers)) >= N, 120, 0.002)
+        return time.monotonic() - t0
+    finally:
+        for p in procs:
+            p.kill()
+        for p in procs:
+            p.wait()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def ms(x):
+    return "never" if x is None else f"{x * 1000:.1f} ms"
+
+
+def med(times):
+    done = [t for t in times if t is not None]
+    if not done:
+        return None
+    if len(done) < len(times):
+        return None
+    return statistics.median(done)
+
+
+def main():
+    svscan = build()
+    os.environ["PATH"] = "/usr/bin:/bin:/usr/sbin:/sbin"
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
+
+    def maker(label, argv, stop):
+        def make(base):
+            d = os.path.join(base, "service")
+            os.makedirs(d, exist_ok=True)
+            return Scanner(label, argv, d, stop)
+        return make
+
+    makers = {
+        "warden svscan": maker("warden", [svscan], "warden"),
+        "runit runsvdir": maker("runit", ["runsvdir"], "runit"),
+        "s6-svscan": maker("s6", ["s6-svscan", "-c", str(N + 100)], "s6"),
+        "daemontools svscan": maker("daemontools", ["/usr/bin/svscan"], "daemontools"),
+    }
+
+    rows = {}
+    print("pickup latency...", file=sys.stderr)
+    rows["warden svscan"] = {"pickup": pickup(makers["warden svscan"], samples=FAST_SAMPLES)}
+    rows["s6-svscan"] = {"pickup": pickup(makers["s6-svscan"], samples=1, timeout=5.0)}
+    rows["s6-svscan + s6-svscanctl -a"] = {
+        "pickup": pickup(makers["s6-svscan"], nudge=["s6-svscanctl", "-a"],
+                         samples=FAST_SAMPLES)}
+    rows["runit runsvdir"] = {"pickup": pickup(makers["runit runsvdir"], samples=SLOW_SAMPLES)}
+    rows["daemontools svscan"] = {
+        "pickup": pickup(makers["daemontools svscan"], samples=SLOW_SAMPLES)}
+
+    base_root = tempfile.mkdtemp(prefix="bench-svscan-root-")
+    try:
+        print(f"{N} services: floor...", file=sys.stderr)
+        floor_s = floor(base_root)
+        for label in ["warden svscan", "runit runsvdir", "s6-svscan", "daemontools svscan"]:
+            print(f"{N} services: {label}...", file=sys.stderr)
+            rows[label].update(many(makers[label], base_root))
+    finally:
+        shutil.rmtree(base_root, ignore_errors=True)
+
+    lines = []
+    lines.append(f"svscan benchmark, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
+                 f"{os.cpu_count()} CPUs, N = {N}")
+    lines.append("")
+    lines.append("| scanner | pickup median (samples) | "
+                 f"{N} services up | idle CPU /{IDLE_SECONDS}s | idle wakeups /{IDLE_SECONDS}s"
+                 f" | Pss scanner+supervisors | Pss whole tree |")
+    lines.append("|---|---|---|---|---|---|---|")
+    order = ["warden svscan", "s6-svscan", "s6-svscan + s6-svscanctl -a", "runit runsvdir",
+             "daemontools svscan"]
+    for label in order:
+        r = rows[label]
+        p = r["pickup"]
+        if med(p) is not None:
+            pick = f"{ms(med(p))} ({len(p)} samples, min {ms(min(p))}, max {ms(max(p))})"
+        else:
+            pick = f"never within {5 if label == 's6-svscan' else 8} s"
+        if "up" in r:
+            lines.append(
+                f"| {label} | {pick} | {r['up']:.2f} s | {r['cpu_ms']:.0f} ms | {r['wakeups']} | "
+                f"{r['pss_supervision'] / 1024:.1f} MB ({r['processes']} procs) | "
+                f"{r['pss_tree'] / 1024:.1f} MB |")
+        else:
+            lines.append(f"| {label} | {pick} | | | | | |")
+    lines.append(f"| floor: the harness spawning the {N} runs itself | | {floor_s:.2f} s | | | | |")
+    w = rows["warden svscan"]
+    peers = [rows[l]["up"] for l in ["runit runsvdir", "s6-svscan", "daemontools svscan"]
+             if rows[l].get("up")]
+    lines.append("")
+    lines.append(f"warden {N} up / floor: {w['up'] / floor_s:.2f}x; fastest peer / warden: "
+                 f"{min(peers) / w['up']:.2f}x" if peers and w.get("up") else "")
+    lines.append(f"raw pickup samples (ms): " + "; ".join(
+        f"{l}: {[round(t * 1000, 1) if t else None for t in rows[l]['pickup']]}" for l in order))
+    text = "\n".join(lines) + "\n"
+    print(text)
+    os.makedirs(os.path.join(ROOT, "bench", "results"), exist_ok=True)
+    with open(os.path.join(ROOT, "bench", "results", "svscan.md"), "w") as f:
+        f.write(text)
+
+
+if __name__ == "__main__":
+    main()
