@@ -950,3 +950,73 @@ fn multilog_previous_left_by_a_crash_becomes_an_archive() {
     let expected: Vec<&[u8]> = vec![b"old", b"previous 1", b"previous 2", b"in current", b"new"];
     assert_eq!(lines, expected);
 }
+
+#[test]
+fn full_disk_at_start_delays_the_repair_instead_of_exiting() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mnt = tmp.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let (read, write) = pipe();
+    let err_path = tmp.path().join("logger.err");
+    // A torn last line that fills its page exactly, so the newline that ends it needs a new
+    // page, on a tmpfs filled up before the logger starts.
+    let setup = "mount -t tmpfs -o size=256k tmpfs \"$1\" && mkdir \"$1/log\" \
+        && { printf '@400000006955b90a1dcd6500 '; head -c 4070 /dev/zero | tr '\\0' x; } > \"$1/log/current\" \
+        && { dd if=/dev/zero of=\"$1/filler\" bs=4096 2>/dev/null; true; } \
+        && exec \"$2\" \"$1/log\"";
+    let mut child = Spawned::new(
+        Command::new("unshare")
+            .args([
+                "--mount",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+                setup,
+                "sh",
+            ])
+            .arg(&mnt)
+            .arg(bin("logger"))
+            .stdin(on_pipe(&read))
+            .stderr(File::create(&err_path).unwrap()),
+    );
+    let pid = child.pid();
+    let is_logger =
+        || std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|exe| exe == bin("logger"));
+    wait_until(
+        "the logger to start (or the setup to fail)",
+        DEADLINE,
+        || is_logger() || !warden_tests::alive(pid),
+    );
+    assert!(
+        is_logger(),
+        "the logger exited at start: {}",
+        std::fs::read_to_string(&err_path).unwrap_or_default()
+    );
+    let inside = PathBuf::from(format!("/proc/{pid}/root{}", mnt.display()));
+    let log = inside.join("log");
+    let lines: Vec<Vec<u8>> = (0..100u64).map(numbered).collect();
+    let mut out = File::from(write.try_clone().unwrap());
+    out.write_all(&lines.concat()).unwrap();
+    wait_until("the warning about the full disk", DEADLINE, || {
+        std::fs::read_to_string(&err_path).is_ok_and(|e| e.contains("No space left on device"))
+    });
+    assert!(warden_tests::alive(pid), "the logger must wait, not exit");
+
+    std::fs::remove_file(inside.join("filler")).unwrap();
+    wait_until("every line after space was freed", DEADLINE, || {
+        logged_lines_lenient(&log).len() > lines.len()
+    });
+    let logged = logged_lines(&log);
+    assert_eq!(
+        logged[0],
+        vec![b'x'; 4070],
+        "the torn line, ended by a newline"
+    );
+    let numbers: Vec<u64> = logged[1..].iter().filter_map(|c| number_of(c)).collect();
+    assert_eq!(numbers, (0..100).collect::<Vec<u64>>());
+    drop(out);
+    drop(write);
+    drop(read);
+    assert!(child.wait_exit(DEADLINE).success());
+}

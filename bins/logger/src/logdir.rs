@@ -39,15 +39,45 @@ pub struct Failure {
     pub verb: &'static str,
     pub object: PathBuf,
     pub cause: String,
+    pub errno: Option<Errno>,
 }
 
 impl Failure {
-    fn io(verb: &'static str, object: PathBuf, err: impl fmt::Display) -> Failure {
+    fn io(verb: &'static str, object: PathBuf, err: impl Cause) -> Failure {
         Failure {
             verb,
             object,
             cause: err.to_string(),
+            errno: err.errno(),
         }
+    }
+
+    /// A full disk or an I/O error: worth retrying, where a permission or type error is not.
+    pub fn transient(&self) -> bool {
+        matches!(self.errno, Some(Errno::NOSPC | Errno::DQUOT | Errno::IO))
+    }
+}
+
+/// What a failure's cause says, and its errno when it has one.
+pub trait Cause: fmt::Display {
+    fn errno(&self) -> Option<Errno>;
+}
+
+impl Cause for Errno {
+    fn errno(&self) -> Option<Errno> {
+        Some(*self)
+    }
+}
+
+impl Cause for std::io::Error {
+    fn errno(&self) -> Option<Errno> {
+        self.raw_os_error().map(Errno::from_raw_os_error)
+    }
+}
+
+impl Cause for &str {
+    fn errno(&self) -> Option<Errno> {
+        None
     }
 }
 
@@ -115,6 +145,8 @@ pub struct LogDir {
     keep: usize,
     newest_archive: Option<Tai64N>,
     staging: Vec<u8>,
+    /// Recovery ran to its end; until then nothing is written.
+    recovered: bool,
 }
 
 impl LogDir {
@@ -130,17 +162,33 @@ impl LogDir {
             keep,
             newest_archive: None,
             staging: Vec::with_capacity(STAGING + COPY_MAX * 3),
+            recovered: false,
         };
-        log.recover()?;
-        Ok(log)
+        match log.recover() {
+            // A full disk must not stop the logger: the repair is retried, with a warning,
+            // once there is something to write.
+            Err(e) if e.transient() => Ok(log),
+            Err(e) => Err(e),
+            Ok(()) => Ok(log),
+        }
     }
 
     fn name(&self, file: &str) -> PathBuf {
         self.path.join(file)
     }
 
-    /// Repairs what a crash may have left (see the module comment) and opens `current`.
+    /// Repairs what a crash may have left (see the module comment) and opens `current`; on
+    /// failure `current` stays closed, so that writing retries the whole repair.
     fn recover(&mut self) -> Result<(), Failure> {
+        let result = self.repair();
+        self.recovered = result.is_ok();
+        if result.is_err() {
+            self.current = None;
+        }
+        result
+    }
+
+    fn repair(&mut self) -> Result<(), Failure> {
         let names = archives(&self.path).map_err(|e| Failure::io("read", self.path.clone(), e))?;
         self.newest_archive = names
             .last()
@@ -231,6 +279,9 @@ impl LogDir {
             let (dir, lock) = establish(&self.path)?;
             self.dir = dir;
             self._lock = lock;
+            return self.recover();
+        }
+        if !self.recovered {
             return self.recover();
         }
         if self.current.is_none() {
@@ -451,6 +502,7 @@ fn establish(path: &Path) -> Result<(OwnedFd, OwnedFd), Failure> {
             verb: "lock",
             object: lock_path,
             cause: "another logger is writing to this directory".into(),
+            errno: Some(Errno::WOULDBLOCK),
         }),
         Err(e) => Err(Failure::io("lock", lock_path, e)),
     }
