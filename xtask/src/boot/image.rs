@@ -481,6 +481,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn static_elf_detection_tells_busybox_static_from_dash() {
+        let (Some(busybox), Some(dash)) = (which("busybox"), which("dash")) else {
+            return;
+        };
+        if is_static_elf(&busybox) {
+            assert!(
+                !is_static_elf(&dash),
+                "dash is dynamically linked on Debian"
+            );
+        }
+        assert!(
+            !is_static_elf(Path::new("/etc/hostname")),
+            "not an ELF file"
+        );
+    }
+
+    #[test]
     fn module_closure_loads_dependencies_first() {
         let dep = "kernel/drivers/virtio/virtio.ko:\n\
                    kernel/drivers/virtio/virtio_ring.ko:\n\
