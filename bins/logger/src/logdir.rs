@@ -320,7 +320,8 @@ impl LogDir {
             self.staging.clear();
             let mut segments: Vec<Segment<'_>> = Vec::with_capacity(64);
             let mut staged_from = 0;
-            let mut planned = current.size;
+            // The first record may be partly written already: count it whole from its start.
+            let mut planned = current.size.saturating_sub(progress.offset as u64);
             let mut skip = progress.offset;
             for (i, record) in records.iter().enumerate().skip(progress.record) {
                 let len = record_len(stamp, record);
@@ -362,6 +363,13 @@ impl LogDir {
                 })
                 .collect();
             let written = match rustix::io::writev(&current.fd, &iov) {
+                Ok(0) => {
+                    return Err(Failure::io(
+                        "write",
+                        self.name("current"),
+                        "nothing was written",
+                    ))
+                }
                 Ok(n) => n,
                 Err(Errno::INTR) => continue,
                 Err(e) => return Err(Failure::io("write", self.name("current"), e)),
@@ -615,6 +623,41 @@ mod tests {
             b"> eeee\n> ffff\n"
         );
         assert_eq!(records[0].ending, End::Newline);
+    }
+
+    #[test]
+    fn resumes_inside_a_record_where_a_failed_write_stopped() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut log = LogDir::open(tmp.path(), 1000, 2).unwrap();
+        let batch = b"aaaa\nbbbb\n";
+        let records = records_of(batch);
+        // As if a write had stopped on a full disk after "> aa" of the first record.
+        let mut p = Progress::default();
+        log.write_records(batch, b"> ", &records[..0], &mut p)
+            .unwrap();
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(tmp.path().join("current"))
+            .and_then(|mut f| std::io::Write::write_all(&mut f, b"> aa"))
+            .unwrap();
+        let mut p = Progress {
+            record: 0,
+            offset: 4,
+            file_start: 0,
+        };
+        log.write_records(batch, b"> ", &records, &mut p).unwrap();
+        assert_eq!(
+            p,
+            Progress {
+                record: 2,
+                offset: 0,
+                file_start: 0
+            }
+        );
+        assert_eq!(
+            std::fs::read(tmp.path().join("current")).unwrap(),
+            b"> aaaa\n> bbbb\n"
+        );
     }
 
     #[test]
