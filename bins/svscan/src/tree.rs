@@ -10,6 +10,7 @@ use std::ffi::{OsStr, OsString};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -815,6 +816,9 @@ fn spawn(
                 (cmd, kind)
             }
         };
+        // A process group of its own: a ctrl-C at the terminal svscan runs in reaches svscan
+        // alone, which then stops the tree in order (runsvdir -P does the same).
+        cmd.process_group(0);
         let child = cmd.spawn()?;
         let pid = i32::try_from(child.id())
             .ok()
