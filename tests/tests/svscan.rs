@@ -836,3 +836,29 @@ fn a_log_added_later_is_connected_when_the_supervisor_restarts() {
             && std::fs::metadata(dir.join("lines")).is_ok_and(|m| m.len() > 100)
     });
 }
+
+#[test]
+fn ctrl_c_at_the_terminal_stops_the_tree_in_order() {
+    use std::os::unix::process::CommandExt;
+    let mut scan = Scan::new();
+    let dir = service(
+        &scan.dir,
+        "svc",
+        "trap 'echo stopped > ../stopped; exit 0' TERM INT\ntouch ready\n\
+         while :; do sleep 1; done",
+    );
+    let mut cmd = Command::new(bin("svscan"));
+    // svscan as a foreground job: the group a terminal's ctrl-C signals.
+    cmd.arg(&scan.dir).process_group(0);
+    scan.launch(cmd);
+    wait_until("the service's trap", LONG, || dir.join("ready").exists());
+    let group = rustix::process::Pid::from_raw(scan.pid()).unwrap();
+    rustix::process::kill_process_group(group, rustix::process::Signal::INT).unwrap();
+    assert_eq!(scan.wait_exit(LONG), Some(0), "{}", scan.stderr());
+    assert!(scan.dir.join("stopped").exists());
+    assert!(
+        processes_under(&scan.dir).is_empty(),
+        "something outlived svscan"
+    );
+    assert!(!scan.stderr().contains("ended"), "{}", scan.stderr());
+}
