@@ -56,6 +56,9 @@ def build():
     if subprocess.run(["cargo", "build", "--quiet", "--release", "-p", "svctl"],
                       cwd=ROOT, env=env).returncode == 0:
         svctl = os.path.join(target, "release", "svctl")
+    # Freshly written binaries sit dirty in the page cache and their mapped pages would count
+    # as private; written back, they are shared clean pages like any installed binary's.
+    os.sync()
     return bins, svctl
 
 

@@ -176,7 +176,9 @@ fn restart_after_crash() {
     });
     let killed_at = Instant::now();
     warden_tests::kill_group(first as i32);
-    sup.wait("a new run", |s, _| s.pid != first && s.pid != 0);
+    sup.wait("a new run", |s, x| {
+        s.pid != first && s.pid != 0 && x.restarts == 1
+    });
     assert!(killed_at.elapsed() < Duration::from_millis(900));
     let x = sup.ext();
     assert_eq!(x.restarts, 1);
@@ -256,8 +258,9 @@ fn finish_gets_exit_code_or_signal() {
     wait_until("finish after KILL", WAIT, || {
         read_lines(&svc.join("finished")) == ["-1 9"]
     });
-    sup.wait_down();
-    assert_eq!(sup.ext().last_exit, Some(Exit::Signal(9)));
+    sup.wait("down after KILL", |s, x| {
+        s.state == RunState::Down && x.last_exit == Some(Exit::Signal(9))
+    });
     assert!(!alive(pid as i32));
     std::fs::write(svc.join("code"), "").unwrap();
     sup.send(b"o");
@@ -430,10 +433,11 @@ fn timeout_kill_kills_a_service_that_ignores_term() {
     let pid = sup.wait_run();
     let asked = Instant::now();
     sup.send(b"d");
-    sup.wait_down();
+    sup.wait("down after KILL", |s, x| {
+        s.state == RunState::Down && x.last_exit == Some(Exit::Signal(9))
+    });
     assert!(asked.elapsed() >= Duration::from_millis(250));
     assert!(!alive(pid as i32));
-    assert_eq!(sup.ext().last_exit, Some(Exit::Signal(9)));
 }
 
 #[test]
@@ -802,5 +806,5 @@ fn run_after_killing_stubborn_leftovers_stays_up() {
     sup.sync();
     assert_eq!(sup.status().pid, new, "the new run was killed");
     assert!(alive(new as i32));
-    assert_eq!(sup.ext().restarts, 1);
+    sup.wait("one restart", |_, x| x.restarts == 1);
 }

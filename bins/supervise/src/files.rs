@@ -86,7 +86,7 @@ impl SuperviseDir {
                         match Command::from_byte(byte) {
                             Some(command) => each(command),
                             None if byte == b'\n' => {}
-                            None => eprintln!(
+                            None => say!(
                                 "supervise: warning: ignoring unknown byte {byte:#04x} on {}",
                                 self.service.join(SUPERVISE).join(CONTROL).display()
                             ),
@@ -96,7 +96,7 @@ impl SuperviseDir {
                 Err(Errno::INTR) => {}
                 Err(Errno::AGAIN) => return,
                 Err(e) => {
-                    eprintln!(
+                    say!(
                         "supervise: warning: unable to read {}: {}",
                         self.service.join(SUPERVISE).join(CONTROL).display(),
                         crate::cause_errno(e)
@@ -111,12 +111,13 @@ impl SuperviseDir {
     /// (full disk) is reported and retried at the next change; it never stops the supervisor.
     pub fn publish(&mut self, status: &Status, extended: &Extended) {
         let dir = Path::new(SUPERVISE);
-        // The extended status first: a client that sees `status` change reads a current one.
-        let text = extended.encode();
-        if text != self.last_extended {
-            match warden::write::replace(dir, EXTENDED_FILE, text.as_bytes()) {
-                Ok(()) => self.last_extended = text,
-                Err(e) => self.warn(EXTENDED_FILE, &e),
+        let bytes = status.encode();
+        if self.last_status != Some(bytes) {
+            let result = warden::write::replace(dir, STATUS, &bytes)
+                .and_then(|()| warden::write::replace(dir, STAT, status.stat_text().as_bytes()));
+            match result {
+                Ok(()) => self.last_status = Some(bytes),
+                Err(e) => self.warn(STATUS, &e),
             }
         }
         if self.last_pid != Some(status.pid) {
@@ -125,19 +126,19 @@ impl SuperviseDir {
                 Err(e) => self.warn(PID, &e),
             }
         }
-        let bytes = status.encode();
-        if self.last_status != Some(bytes) {
-            let result = warden::write::replace(dir, STAT, status.stat_text().as_bytes())
-                .and_then(|()| warden::write::replace(dir, STATUS, &bytes));
-            match result {
-                Ok(()) => self.last_status = Some(bytes),
-                Err(e) => self.warn(STATUS, &e),
+        // `status` goes first: a client waiting for a state wakes on it at once. The extended
+        // status follows; readers match its `ready_at` against the status stamp.
+        let text = extended.encode();
+        if text != self.last_extended {
+            match warden::write::replace(dir, EXTENDED_FILE, text.as_bytes()) {
+                Ok(()) => self.last_extended = text,
+                Err(e) => self.warn(EXTENDED_FILE, &e),
             }
         }
     }
 
     fn warn(&self, file: &str, e: &std::io::Error) {
-        eprintln!(
+        say!(
             "supervise: warning: unable to write {}: {}",
             self.service.join(SUPERVISE).join(file).display(),
             crate::cause(e)

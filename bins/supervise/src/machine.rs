@@ -33,10 +33,19 @@ impl Now {
         }
     }
 
+    /// The deadline `d` from now; `None` (never) if a setting asks for more than the clock
+    /// can hold.
+    pub fn after(self, d: Duration) -> Option<Instant> {
+        self.mono.checked_add(d)
+    }
+
     /// The wall-clock instant of a monotonic deadline, for the extended status.
     fn wall_at(self, at: Instant) -> Tai64N {
         let ahead = at.saturating_duration_since(self.mono);
-        Tai64N::from_system_time(self.wall.to_system_time() + ahead)
+        match self.wall.to_system_time().checked_add(ahead) {
+            Some(t) => Tai64N::from_system_time(t),
+            None => self.wall,
+        }
     }
 }
 
@@ -307,7 +316,7 @@ impl Machine {
                 self.ext.last_error = Some(error);
                 self.phase = Phase::Down { restart_at: None };
                 let delay = self.take_backoff();
-                self.not_before = Some(now.mono + delay);
+                self.not_before = now.after(delay);
                 self.settle(now, &mut out);
             }
             Event::FinishStarted { pid } => {
@@ -318,7 +327,7 @@ impl Machine {
                 } = &mut self.phase
                 {
                     *finish = Some(pid);
-                    *finish_kill_at = Some(now.mono + self.limits.timeout_finish);
+                    *finish_kill_at = now.after(self.limits.timeout_finish);
                     out.push(Action::Publish);
                 }
             }
@@ -380,7 +389,7 @@ impl Machine {
                 finish: None,
                 finish_kill_at: None,
                 leftovers: true,
-                tree_kill_at: Some(now.mono + self.leftover_grace()),
+                tree_kill_at: now.after(self.leftover_grace()),
             };
             out.push(Action::Signal(Target::Tree, Signal::TERM));
             out.push(Action::Signal(Target::Tree, Signal::CONT));
@@ -488,7 +497,7 @@ impl Machine {
             (&mut self.phase, self.limits.timeout_kill)
         {
             if kill_at.is_none() {
-                *kill_at = Some(now.mono + timeout);
+                *kill_at = now.after(timeout);
             }
         }
     }
@@ -519,11 +528,11 @@ impl Machine {
                     self.next_backoff = FIRST_BACKOFF;
                     Duration::ZERO
                 };
-                self.not_before = Some(now.mono + delay);
+                self.not_before = now.after(delay);
                 let tree_kill_at = if leftovers {
                     out.push(Action::Signal(Target::Tree, Signal::TERM));
                     out.push(Action::Signal(Target::Tree, Signal::CONT));
-                    Some(now.mono + self.leftover_grace())
+                    now.after(self.leftover_grace())
                 } else {
                     None
                 };
@@ -557,7 +566,7 @@ impl Machine {
                     {
                         if !*left {
                             *left = true;
-                            *tree_kill_at = Some(now.mono + grace);
+                            *tree_kill_at = now.after(grace);
                             out.push(Action::Signal(Target::Tree, Signal::TERM));
                             out.push(Action::Signal(Target::Tree, Signal::CONT));
                         }

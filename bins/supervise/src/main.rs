@@ -2,6 +2,14 @@
 //! `supervise/` protocol (plus warden's extended status) so that `sv`, `svstat`, `svok`, `svc`
 //! and `svctl` can watch and control it.
 
+/// A line on stderr. Unlike `eprintln!`, a closed or full stderr is not a reason to die.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 mod files;
 mod machine;
 mod spawn;
@@ -19,13 +27,13 @@ const EXIT_FATAL: u8 = 111;
 
 fn main() -> ExitCode {
     let Some(dir) = service_dir_argument() else {
-        eprintln!("usage: supervise DIR");
+        say!("usage: supervise DIR");
         return ExitCode::from(EXIT_USAGE);
     };
     match supervisor::Supervisor::start(&dir).and_then(supervisor::Supervisor::run) {
         Ok(()) => ExitCode::SUCCESS,
         Err(fatal) => {
-            eprintln!("supervise: fatal: {fatal}");
+            say!("supervise: fatal: {fatal}");
             ExitCode::from(EXIT_FATAL)
         }
     }

@@ -175,7 +175,7 @@ impl Supervisor {
                 Ok(None) | Err(Errno::CHILD) => return,
                 Err(Errno::INTR) => continue,
                 Err(e) => {
-                    eprintln!(
+                    say!(
                         "supervise: warning: unable to wait for children: {}",
                         crate::cause_errno(e)
                     );
@@ -250,7 +250,7 @@ impl Supervisor {
             Action::SpawnFinish(exit) => match spawn::finish(&self.service, exit) {
                 Ok(pid) => self.events.push_back(Event::FinishStarted { pid }),
                 Err(error) => {
-                    eprintln!("supervise: warning: {error}");
+                    say!("supervise: warning: {error}");
                     self.events.push_back(Event::FinishFailed { error });
                 }
             },
@@ -274,7 +274,7 @@ impl Supervisor {
                 self.events.extend(warnings);
             }
             Err(error) => {
-                eprintln!("supervise: warning: {error}");
+                say!("supervise: warning: {error}");
                 self.events.push_back(Event::StartFailed { error });
             }
         }
@@ -286,7 +286,7 @@ impl Supervisor {
         let mut warnings = Vec::new();
         for error in errors {
             let message = format!("unable to use {}: {}", error.file.display(), error.cause);
-            eprintln!("supervise: warning: {message}");
+            say!("supervise: warning: {message}");
             warnings.push(Event::Warning { error: message });
         }
         self.notification_fd = settings.notification_fd;
@@ -316,7 +316,7 @@ impl Supervisor {
         };
         match result {
             Ok(()) | Err(Errno::SRCH) => {}
-            Err(e) => eprintln!(
+            Err(e) => say!(
                 "supervise: warning: unable to send {} to {}: {}",
                 warden::signal::name_or_number(signal.as_raw()),
                 self.service.display(),

@@ -72,7 +72,7 @@ impl Tree {
             match rustix::process::kill_process_group(pgid, signal) {
                 Ok(()) => {}
                 Err(Errno::SRCH) => self.pgid = None,
-                Err(e) => eprintln!(
+                Err(e) => say!(
                     "supervise: warning: unable to signal process group {}: {}",
                     pgid.as_raw_nonzero(),
                     crate::cause_errno(e)
