@@ -862,3 +862,40 @@ fn ctrl_c_at_the_terminal_stops_the_tree_in_order() {
     );
     assert!(!scan.stderr().contains("ended"), "{}", scan.stderr());
 }
+
+#[test]
+fn as_pid_1_a_failed_exec_of_init_is_reported_and_supervision_goes_on() {
+    let mut scan = Scan::new();
+    let bindir = scan.root.path().join("bin");
+    std::fs::create_dir(&bindir).unwrap();
+    std::fs::copy(bin("svscan"), bindir.join("svscan")).unwrap();
+    std::os::unix::fs::symlink(bin("supervise"), bindir.join("supervise")).unwrap();
+    // An `init` that cannot be executed (never fall back to this machine's /sbin/init).
+    std::fs::write(bindir.join("init"), "not a program").unwrap();
+    let svc = marker_service(&scan.dir, "svc");
+    scan.launch(in_namespace(
+        &bindir.join("svscan"),
+        &[scan.dir.as_os_str()],
+    ));
+    let unshare = scan.pid();
+    let mut init = None;
+    wait_until("svscan as process 1", LONG, || {
+        init = children_of(unshare).first().map(|(pid, _)| *pid);
+        init.is_some()
+    });
+    let init = init.unwrap();
+    wait_until("the service", LONG, || svc.join("started").exists());
+    std::fs::remove_file(svc.join("started")).unwrap();
+    scan.control(b"h");
+    wait_until("the report of the failed exec", LONG, || {
+        scan.stderr().contains("unable to exec")
+    });
+    // Still process 1, and supervising again.
+    wait_until("the service to run again", LONG, || {
+        svc.join("started").exists()
+    });
+    assert!(alive(init));
+    assert!(scan.stderr().contains("--stage3 halt"), "{}", scan.stderr());
+    signal(init, rustix::process::Signal::KILL);
+    scan.wait_exit(LONG);
+}

@@ -8,6 +8,9 @@ pub const USAGE: &str = "usage: svscan [-g GRACE] [SCANDIR]";
 /// How long a shutdown waits for services (and then for loggers) before it sends KILL.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(10);
 
+/// A longer grace is taken as "wait as good as forever", and keeps deadline arithmetic safe.
+pub const MAX_GRACE: Duration = Duration::from_secs(365 * 24 * 3600);
+
 #[derive(Debug, PartialEq, Eq)]
 pub struct Options {
     pub scandir: PathBuf,
@@ -30,7 +33,8 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Parse
                 let value = parser.value().map_err(|e| e.to_string())?;
                 let text = value.to_string_lossy();
                 grace = warden::service::parse_duration(&text)
-                    .map_err(|e| format!("bad grace time: {e}"))?;
+                    .map_err(|e| format!("bad grace time: {e}"))?
+                    .min(MAX_GRACE);
             }
             Short('h') | Long("help") => return Ok(Parsed::Help),
             Value(dir) if scandir.is_none() => scandir = Some(PathBuf::from(dir)),
@@ -71,6 +75,7 @@ mod tests {
             run(&["--grace=250", "/srv"]).unwrap().grace,
             Duration::from_millis(250)
         );
+        assert_eq!(run(&["-g", "5000y"]).unwrap().grace, MAX_GRACE);
         assert!(run(&["-g", "soon"]).is_err());
         assert!(run(&["a", "b"]).is_err());
         assert!(run(&["-x"]).is_err());
