@@ -21,6 +21,7 @@ const EXIT_USAGE: u8 = 100;
 const EXIT_FATAL: u8 = 111;
 
 fn main() -> ExitCode {
+    let pid1 = rustix::process::getpid().is_init();
     let options = match options::parse(std::env::args_os().skip(1)) {
         Ok(Parsed::Run(options)) => options,
         Ok(Parsed::Help) => {
@@ -29,10 +30,12 @@ fn main() -> ExitCode {
         }
         Err(e) => {
             eprintln!("svscan: fatal: {e}\n{USAGE}");
+            if pid1 {
+                last_resort();
+            }
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    let pid1 = rustix::process::getpid().is_init();
     let mut scanner = match set_up(&options, pid1) {
         Ok(scanner) => scanner,
         Err(e) => {

@@ -204,6 +204,14 @@ pub fn shown(name: &OsStr) -> String {
     format!("{:?}", name)
 }
 
+/// The service's name, or `NAME/log` for its logger, for messages.
+fn shown_as(name: &OsStr, role: Role) -> String {
+    match role {
+        Role::Service => shown(name),
+        Role::Log => shown(Path::new(name).join(warden::service::LOG).as_os_str()),
+    }
+}
+
 fn describe(status: Option<WaitStatus>) -> String {
     match status {
         Some(s) => match (s.exit_status(), s.terminating_signal()) {
@@ -444,9 +452,8 @@ impl Tree {
             Ok(None) => None,
             Err(cause) => {
                 eprintln!(
-                    "svscan: warning: unable to adopt the running supervisor of {}{}: {cause}",
-                    shown(name),
-                    if role == Role::Log { "/log" } else { "" }
+                    "svscan: warning: unable to adopt the running supervisor of {}: {cause}",
+                    shown_as(name, role)
                 );
                 slot.reported = true;
                 None
@@ -545,10 +552,9 @@ impl Tree {
             let delay = slot.retry(lived, now);
             if !asked_to_stop && !slot.reported {
                 slot.reported = true;
-                let what = if role == Role::Log { "/log" } else { "" };
                 eprintln!(
-                    "svscan: warning: the supervisor of {}{what} ended ({}); restarting it in {}",
-                    shown(&name),
+                    "svscan: warning: the supervisor of {} ended ({}); restarting it in {}",
+                    shown_as(&name, role),
                     describe(status),
                     humanize(delay)
                 );
@@ -729,9 +735,8 @@ impl Tree {
             };
             if let State::Running(r) = &slot.state {
                 eprintln!(
-                    "svscan: warning: {}{} did not stop in time: sending KILL",
-                    shown(&e.name),
-                    if role == Role::Log { "/log" } else { "" }
+                    "svscan: warning: {} did not stop in time: sending KILL",
+                    shown_as(&e.name, role)
                 );
                 if r.kind == Kind::Supervise {
                     kill_group_of(&supervisor_dir(r.pid));
@@ -860,13 +865,9 @@ fn settle(
                 std::mem::replace(&mut slot.reported, true)
             };
             if !quiet {
-                let what = match key.1 {
-                    Role::Service => "",
-                    Role::Log => "/log",
-                };
                 eprintln!(
-                    "svscan: warning: unable to start the supervisor of {}{what}: {e}; retrying in {}",
-                    shown(name),
+                    "svscan: warning: unable to start the supervisor of {}: {e}; retrying in {}",
+                    shown_as(name, key.1),
                     humanize(delay)
                 );
             }
