@@ -590,13 +590,18 @@ fn a_second_svscan_exits_111() {
 }
 
 #[test]
-fn control_bytes_and_term_tear_down_with_distinct_statuses() {
+fn control_bytes_and_signals_tear_down_with_distinct_statuses() {
+    use rustix::process::Signal;
     for (how, expected) in [
         (&b"t"[..], 0),
         (b"p", 10),
         (b"r", 11),
         (b"h", 12),
         (b"TERM", 0),
+        (b"INT", 0),
+        (b"USR1", 10),
+        (b"PWR", 10),
+        (b"USR2", 12),
     ] {
         let mut scan = Scan::new();
         let dir = service(
@@ -606,15 +611,24 @@ fn control_bytes_and_term_tear_down_with_distinct_statuses() {
         );
         scan.start(&[]);
         wait_until("the service's trap", LONG, || dir.join("ready").exists());
-        if how == b"TERM" {
-            signal(scan.pid(), rustix::process::Signal::TERM);
-        } else {
-            scan.control(how);
+        match how {
+            b"TERM" => signal(scan.pid(), Signal::TERM),
+            b"INT" => signal(scan.pid(), Signal::INT),
+            b"USR1" => signal(scan.pid(), Signal::USR1),
+            b"PWR" => signal(scan.pid(), Signal::POWER),
+            b"USR2" => signal(scan.pid(), Signal::USR2),
+            byte => scan.control(byte),
         }
-        assert_eq!(scan.wait_exit(LONG), Some(expected), "{}", scan.stderr());
+        let how = String::from_utf8_lossy(how);
+        assert_eq!(
+            scan.wait_exit(LONG),
+            Some(expected),
+            "{how}: {}",
+            scan.stderr()
+        );
         assert!(
             scan.dir.join("stopped").exists(),
-            "the service was not stopped first"
+            "{how}: the service was not stopped first"
         );
     }
 }
