@@ -731,8 +731,29 @@ fn junk_on_the_control_fifo_is_reported_and_survived() {
     ));
     sup.sync();
     assert_eq!(sup.status().pid, pid);
-    sup.send(b"d");
+    // More than one read's worth in one write: the `d` at the end is not lost.
+    let mut long = vec![b'\n'; 200];
+    long.push(b'd');
+    sup.send(&long);
     sup.wait_down();
+}
+
+#[test]
+fn nothing_starts_after_x_in_the_same_write() {
+    let root = tempfile::tempdir().unwrap();
+    let svc = root.path().join("svc");
+    script(&svc.join("run"), "echo started >> log\nexec sleep 1000");
+    std::fs::write(svc.join("down"), "").unwrap();
+    let mut sup = Sup::start(&svc);
+    sup.send(b"xu");
+    assert_eq!(sup.exit_code(), Some(0));
+    let s = sup.status();
+    assert_eq!(
+        (s.state, s.pid),
+        (RunState::Down, 0),
+        "a run started after x"
+    );
+    assert!(!svc.join("log").exists());
 }
 
 #[test]

@@ -13,6 +13,9 @@ use warden::control::Command;
 use warden::status::{Extended, Status, EXTENDED_FILE};
 use warden::svdir::{CONTROL, LOCK, OK, PID, STAT, STATUS, SUPERVISE};
 
+/// Bytes read from `control` at a time.
+pub const CHUNK: usize = 64;
+
 pub struct SuperviseDir {
     /// The service dir as the user named it, made absolute, for messages.
     service: PathBuf,
@@ -74,17 +77,24 @@ impl SuperviseDir {
         self.control.as_fd()
     }
 
-    /// Reads every byte waiting on `control` and hands each command on, in order. Unknown
-    /// bytes are reported (a newline from `echo d > control` silently skipped) and ignored.
-    pub fn read_commands(&self, mut each: impl FnMut(Command)) {
-        let mut buf = [0u8; 64];
+    /// Reads one chunk of what waits on `control` and puts its commands into `out`, in order.
+    /// Unknown bytes are reported (a newline from `echo d > control` silently skipped) and
+    /// ignored. `None` once nothing more is waiting.
+    pub fn read_commands(&self, out: &mut [Command; CHUNK]) -> Option<usize> {
+        let mut buf = [0u8; CHUNK];
         loop {
             match rustix::io::read(&self.control, &mut buf) {
-                Ok(0) => return,
+                Ok(0) | Err(Errno::AGAIN) => return None,
                 Ok(n) => {
+                    let mut count = 0;
                     for &byte in buf.iter().take(n) {
                         match Command::from_byte(byte) {
-                            Some(command) => each(command),
+                            Some(command) => {
+                                if let Some(slot) = out.get_mut(count) {
+                                    *slot = command;
+                                    count += 1;
+                                }
+                            }
                             None if byte == b'\n' => {}
                             None => say!(
                                 "supervise: warning: ignoring unknown byte {byte:#04x} on {}",
@@ -92,16 +102,16 @@ impl SuperviseDir {
                             ),
                         }
                     }
+                    return Some(count);
                 }
                 Err(Errno::INTR) => {}
-                Err(Errno::AGAIN) => return,
                 Err(e) => {
                     say!(
                         "supervise: warning: unable to read {}: {}",
                         self.service.join(SUPERVISE).join(CONTROL).display(),
                         crate::cause_errno(e)
                     );
-                    return;
+                    return None;
                 }
             }
         }

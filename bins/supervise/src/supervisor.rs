@@ -2,7 +2,7 @@
 //! with the machine's nearest deadline as timeout. It turns what happened into machine events
 //! and carries out the actions the machine returns.
 
-use crate::files::SuperviseDir;
+use crate::files::{SuperviseDir, CHUNK};
 use crate::machine::{Action, Event, Limits, Machine, Now, Target};
 use crate::tree::Tree;
 use crate::{spawn, Fatal};
@@ -94,16 +94,11 @@ impl Supervisor {
                 }
             }
             if control {
-                let mut commands = [Command::Up; 64];
-                let mut count = 0;
-                self.files.read_commands(|c| {
-                    if let Some(slot) = commands.get_mut(count) {
-                        *slot = c;
-                        count += 1;
+                let mut commands = [Command::Up; CHUNK];
+                while let Some(count) = self.files.read_commands(&mut commands) {
+                    for &command in commands.iter().take(count) {
+                        self.feed(Event::Command(command));
                     }
-                });
-                for &command in commands.iter().take(count) {
-                    self.feed(Event::Command(command));
                 }
             }
             if notify {
@@ -236,8 +231,16 @@ impl Supervisor {
 
     /// Steps the machine with `event` and every event its actions bring about.
     fn feed(&mut self, event: Event) {
+        // After `x` or `e` has ended it, later bytes (`xu`) must not start anything.
+        if self.machine.done {
+            return;
+        }
         self.events.push_back(event);
         while let Some(event) = self.events.pop_front() {
+            if self.machine.done {
+                self.events.clear();
+                return;
+            }
             let actions = self.machine.step(event, Now::read());
             for &action in actions.as_slice() {
                 self.execute(action);
