@@ -913,3 +913,28 @@ fn as_pid_1_a_failed_exec_of_init_is_reported_and_supervision_goes_on() {
     signal(init, rustix::process::Signal::KILL);
     scan.wait_exit(LONG);
 }
+
+#[test]
+fn an_inotify_queue_overflow_leads_to_a_full_rescan() {
+    let mut scan = Scan::new();
+    scan.start(&[]);
+    let limit: usize = std::fs::read_to_string("/proc/sys/fs/inotify/max_queued_events")
+        .ok()
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or(16384);
+    // Stopped, svscan cannot read its queue: flood it past the limit, then move a service in
+    // after the overflow, when its own event can no longer be queued.
+    signal(scan.pid(), rustix::process::Signal::STOP);
+    let junk = scan.dir.join(".junk");
+    for _ in 0..limit / 2 + 10 {
+        std::fs::write(&junk, "").unwrap();
+        std::fs::remove_file(&junk).unwrap();
+    }
+    let staged = marker_service(&scan.stage(), "after-overflow");
+    let dir = scan.dir.join("after-overflow");
+    std::fs::rename(&staged, &dir).unwrap();
+    signal(scan.pid(), rustix::process::Signal::CONT);
+    wait_until("the service moved in during the overflow", LONG, || {
+        dir.join("started").exists()
+    });
+}

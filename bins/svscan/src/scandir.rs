@@ -120,21 +120,22 @@ impl Watch {
         let mut reader = inotify::Reader::new(&self.fd, &mut self.buf);
         loop {
             match reader.next() {
-                Ok(event) if event.wd() != scandir => {
-                    changes.others.insert(event.wd());
-                }
                 Ok(event) => {
                     let flags = event.events();
+                    // The overflow event belongs to no watch (wd -1).
                     if flags.contains(ReadFlags::QUEUE_OVERFLOW) {
                         changes.overflow = true;
-                    }
-                    if flags.intersects(ReadFlags::IGNORED | ReadFlags::DELETE_SELF) {
-                        changes.watch_lost = true;
-                    }
-                    if let Some(name) = event.file_name() {
-                        let name = OsStr::from_bytes(name.to_bytes());
-                        if !ignored(name) {
-                            changes.names.insert(name.to_owned());
+                    } else if event.wd() != scandir {
+                        changes.others.insert(event.wd());
+                    } else {
+                        if flags.intersects(ReadFlags::IGNORED | ReadFlags::DELETE_SELF) {
+                            changes.watch_lost = true;
+                        }
+                        if let Some(name) = event.file_name() {
+                            let name = OsStr::from_bytes(name.to_bytes());
+                            if !ignored(name) {
+                                changes.names.insert(name.to_owned());
+                            }
                         }
                     }
                 }

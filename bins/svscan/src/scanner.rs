@@ -387,12 +387,16 @@ impl Scanner {
         let Some(watch) = self.watch.as_mut() else {
             return;
         };
-        let changes = watch.read();
+        let mut changes = watch.read();
+        if changes.overflow {
+            changes.others.extend(self.hup_watches.values().copied());
+        }
         for wd in &changes.others {
             let ids: Vec<Id> = self
                 .hup_watches
                 .iter()
-                .filter(|(_, w)| *w == wd)
+                // After an overflow any of them may have missed its event.
+                .filter(|(_, w)| *w == wd || changes.overflow)
                 .map(|(id, _)| *id)
                 .collect();
             for id in ids {
