@@ -389,14 +389,14 @@ impl Scanner {
         };
         let mut changes = watch.read();
         if changes.overflow {
+            // Any logger waiting for its HUP may have missed its event.
             changes.others.extend(self.hup_watches.values().copied());
         }
         for wd in &changes.others {
             let ids: Vec<Id> = self
                 .hup_watches
                 .iter()
-                // After an overflow any of them may have missed its event.
-                .filter(|(_, w)| *w == wd || changes.overflow)
+                .filter(|(_, w)| *w == wd)
                 .map(|(id, _)| *id)
                 .collect();
             for id in ids {
