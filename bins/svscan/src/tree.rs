@@ -10,6 +10,7 @@ use std::ffi::{OsStr, OsString};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -315,9 +316,16 @@ fn adopt(dir: &Path) -> Result<Option<Running>, String> {
     // The pid was read from a file: make sure it still names a supervise, not a reused pid.
     let comm =
         std::fs::read_to_string(format!("/proc/{}/comm", pid.as_raw_nonzero())).unwrap_or_default();
-    if comm.trim_end() != "supervise" {
+    let same_dir = match (
+        std::fs::metadata(supervisor_dir(pid)),
+        std::fs::metadata(dir),
+    ) {
+        (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
+        _ => false,
+    };
+    if comm.trim_end() != "supervise" || !same_dir {
         return Err(format!(
-            "pid {} named in supervise/warden is not a supervise",
+            "pid {} named in supervise/warden is not a supervise of this directory",
             pid.as_raw_nonzero()
         ));
     }
