@@ -478,6 +478,10 @@ impl Tree {
             return;
         }
         entry.wanted = true;
+        if let Some(log) = entry.log.as_mut() {
+            // A logger still draining the old pipe finishes it; the service gets a new one.
+            log.leftover = None;
+        }
         for slot in
             std::iter::once(&mut entry.service).chain(entry.log.as_mut().map(|l| &mut l.slot))
         {
