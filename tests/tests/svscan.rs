@@ -956,3 +956,21 @@ fn an_inotify_queue_overflow_leads_to_a_full_rescan() {
         dir.join("started").exists()
     });
 }
+
+#[test]
+fn a_log_made_just_after_its_service_is_connected_at_once() {
+    // `mkdir -p svc/log` or `cp -r` into the scan dir: svscan sees svc before its log/.
+    let mut scan = Scan::new();
+    scan.start(&[]);
+    let dir = scan.dir.join("svc");
+    std::fs::create_dir(&dir).unwrap();
+    wait_until("the supervisor", LONG, || running(&dir));
+    let staged_log = scan.stage().join("log");
+    script(&staged_log.join("run"), "exec cat >> ../lines");
+    std::fs::rename(&staged_log, dir.join("log")).unwrap();
+    script(&dir.join("run"), "while :; do echo line; sleep 0.01; done");
+    wait_until("lines through the logger", LONG, || {
+        std::fs::metadata(dir.join("lines")).is_ok_and(|m| m.len() > 0)
+    });
+    assert!(!scan.stderr().contains("ended"), "{}", scan.stderr());
+}

@@ -110,6 +110,15 @@ impl Watch {
         inotify::add_watch(&self.fd, dir, WatchFlags::MOVED_TO | WatchFlags::ONLYDIR)
     }
 
+    /// Watches a service directory made in place for its `log/` appearing.
+    pub fn add_log_watch(&self, dir: &std::path::Path) -> Result<i32, Errno> {
+        inotify::add_watch(
+            &self.fd,
+            dir,
+            WatchFlags::CREATE | WatchFlags::MOVED_TO | WatchFlags::ONLYDIR,
+        )
+    }
+
     pub fn remove(&self, wd: i32) {
         let _ = inotify::remove_watch(&self.fd, wd);
     }

@@ -51,6 +51,8 @@ const MAX_NAMES_PER_BATCH: usize = 64;
 const AFTER_KILL: Duration = Duration::from_secs(5);
 /// Without inotify, how often a logger waiting for its HUP is looked at.
 const HUP_RECHECK: Duration = Duration::from_millis(100);
+/// How long a service made in place is watched for a `log/` that its maker adds after it.
+const SETTLE: Duration = Duration::from_secs(2);
 
 struct Shutdown {
     ending: Ending,
@@ -79,6 +81,8 @@ pub struct Scanner {
     hup_watches: HashMap<Id, i32>,
     /// Without inotify, pending HUPs are re-checked at this deadline instead.
     hup_recheck: Option<Instant>,
+    /// Services just made in place, watched until a deadline for their `log/` appearing.
+    young: HashMap<Id, (i32, Instant)>,
 }
 
 const SIGNALS: &[Signal] = &[
@@ -115,6 +119,7 @@ impl Scanner {
             shutdown: None,
             hup_watches: HashMap::new(),
             hup_recheck: None,
+            young: HashMap::new(),
         }
     }
 
@@ -161,6 +166,7 @@ impl Scanner {
             if ready.watch {
                 self.on_watch(now);
             }
+            self.expire_young(now);
             if self.rescan_at.is_some_and(|at| at <= now) {
                 self.rescan(now);
             }
@@ -179,6 +185,7 @@ impl Scanner {
             self.rescan_at,
             self.watch_retry,
             self.hup_recheck,
+            self.young.values().map(|(_, at)| *at).min(),
         ];
         if let Some(s) = &self.shutdown {
             if !s.services_killed {
@@ -362,6 +369,48 @@ impl Scanner {
         }
     }
 
+    /// Watches a service that just appeared for a `log/` made right after it.
+    fn watch_young(&mut self, id: Id, name: &OsString, now: Instant) {
+        let Some(watch) = self.watch.as_ref() else {
+            return;
+        };
+        if let Ok(wd) = watch.add_log_watch(std::path::Path::new(name)) {
+            self.young.insert(id, (wd, now + SETTLE));
+            // The log/ may have come before the watch.
+            self.check_young(&id);
+        }
+    }
+
+    fn check_young(&mut self, id: &Id) {
+        if self.tree.connect_new_log(id) {
+            if let Some((wd, _)) = self.young.remove(id) {
+                self.forget_watch(wd);
+            }
+        }
+    }
+
+    fn expire_young(&mut self, now: Instant) {
+        let expired: Vec<(Id, i32)> = self
+            .young
+            .iter()
+            .filter(|(_, (_, at))| *at <= now)
+            .map(|(id, (wd, _))| (*id, *wd))
+            .collect();
+        for (id, wd) in expired {
+            self.young.remove(&id);
+            self.forget_watch(wd);
+        }
+    }
+
+    /// Removes a watch unless another user (same inode) still needs it.
+    fn forget_watch(&self, wd: i32) {
+        let shared = self.young.values().any(|(w, _)| *w == wd)
+            || self.hup_watches.values().any(|w| *w == wd);
+        if let (Some(watch), false) = (self.watch.as_ref(), shared) {
+            watch.remove(wd);
+        }
+    }
+
     fn open_watch(&mut self, now: Instant) {
         self.watch_retry = None;
         match Watch::new() {
@@ -402,6 +451,15 @@ impl Scanner {
             for id in ids {
                 self.tree.try_hup(&id);
             }
+            let young: Vec<Id> = self
+                .young
+                .iter()
+                .filter(|(_, (w, _))| w == wd)
+                .map(|(id, _)| *id)
+                .collect();
+            for id in young {
+                self.check_young(&id);
+            }
         }
         if changes.watch_lost {
             eprintln!(
@@ -435,6 +493,7 @@ impl Scanner {
                         self.tree.want(&id, now);
                     } else {
                         self.tree.add(id, name, now);
+                        self.watch_young(id, name, now);
                     }
                 }
                 Probe::NotService | Probe::Gone => {

@@ -69,6 +69,8 @@ enum State {
 
 struct Slot {
     state: State,
+    /// Told to exit only to be restarted at once (to connect a `log/` that appeared).
+    restart_now: bool,
     quick_deaths: u32,
     /// A failure of this slot was reported; quiet until it has worked again.
     reported: bool,
@@ -78,6 +80,7 @@ impl Slot {
     fn waiting(now: Instant) -> Slot {
         Slot {
             state: State::Waiting { at: now },
+            restart_now: false,
             quick_deaths: 0,
             reported: false,
         }
@@ -560,7 +563,9 @@ impl Tree {
         }
         let lived = now.saturating_duration_since(running.since);
         let asked_to_stop = running.stop_sent;
-        if keep {
+        if keep && std::mem::take(&mut slot.restart_now) {
+            slot.state = State::Waiting { at: now };
+        } else if keep {
             let delay = slot.retry(lived, now);
             if !asked_to_stop && !slot.reported {
                 slot.reported = true;
@@ -580,6 +585,29 @@ impl Tree {
         if entry.finished() {
             self.entries.remove(&id);
         }
+    }
+
+    /// A service made in place got its `log/` just after svscan started its supervisor (the
+    /// `mkdir -p foo/log` or `cp -r` race): its supervisor is told to exit (`x`) and started
+    /// again at once, now with the pipe and the logger. True once there is nothing left to do.
+    pub fn connect_new_log(&mut self, id: &Id) -> bool {
+        let Some(entry) = self.entries.get_mut(id) else {
+            return true;
+        };
+        if entry.log.is_some() || !entry.wanted {
+            return true;
+        }
+        if !log_path(&entry.name).is_dir() {
+            return false;
+        }
+        if let State::Running(r) = &mut entry.service.state {
+            if !r.stop_sent {
+                r.stop_sent = true;
+                entry.service.restart_now = true;
+                signal(r.pid, Signal::TERM, "supervisor", &entry.name);
+            }
+        }
+        true
     }
 
     /// Entries whose logger supervisor waits for its HUP, with the logger's directory.
