@@ -241,7 +241,7 @@ fn picks_up_a_new_dir_a_renamed_dir_and_a_symlink_within_milliseconds() {
     );
     for latency in [renamed, symlinked, mkdir, replaced] {
         assert!(
-            latency < Duration::from_millis(500),
+            latency < Duration::from_secs(1),
             "pickup took {latency:?}"
         );
     }
