@@ -240,10 +240,7 @@ fn picks_up_a_new_dir_a_renamed_dir_and_a_symlink_within_milliseconds() {
          {mkdir:?}, ln -sfn (supervisor up) {replaced:?}, its run {replaced_run:?}"
     );
     for latency in [renamed, symlinked, mkdir, replaced] {
-        assert!(
-            latency < Duration::from_secs(1),
-            "pickup took {latency:?}"
-        );
+        assert!(latency < Duration::from_secs(1), "pickup took {latency:?}");
     }
     assert_eq!(supervisors_of(&target).len(), 1);
     assert_eq!(supervisors_of(&other).len(), 1);
