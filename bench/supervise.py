@@ -211,6 +211,56 @@ def round_trips(cases):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def raw_state(d):
+    """'up', 'down' or None from runit's 20-byte or s6's 35-byte status file."""
+    try:
+        with open(os.path.join(d, "supervise", "status"), "rb") as f:
+            b = f.read()
+    except FileNotFoundError:
+        return None
+    if len(b) == 20:
+        pid = int.from_bytes(b[12:16], "little")
+        return "up" if pid and b[19] == 1 else ("down" if not pid and b[19] == 0 else None)
+    if len(b) >= 35:
+        pid = int.from_bytes(b[24:32], "big")
+        finishing = b[34] & 2
+        return "up" if pid and not finishing else ("down" if not pid and not finishing else None)
+    return None
+
+
+def raw_round_trips(kinds):
+    """The supervisor's own share: the bench writes `d` (then `u`) to supervise/control and
+    re-reads the status file until it says down (then up). No client process is involved."""
+    tmp = tempfile.mkdtemp(prefix="bench-raw-")
+    fleets = {}
+    try:
+        for name, argv0 in kinds.items():
+            fleets[name] = Fleet(argv0, 1, "exec sleep 1000000", os.path.join(tmp, name))
+        for fleet in fleets.values():
+            fleet.wait_up()
+        time.sleep(1.1)
+        times = {name: [] for name in kinds}
+        for _ in range(ROUNDS):
+            for name in kinds:
+                d = fleets[name].dirs[0]
+                fd = os.open(os.path.join(d, "supervise", "control"), os.O_WRONLY | os.O_NONBLOCK)
+                t0 = time.monotonic()
+                for byte, goal in ((b"d", "down"), (b"u", "up")):
+                    os.write(fd, byte)
+                    deadline = time.monotonic() + 5
+                    while raw_state(d) != goal:
+                        if time.monotonic() > deadline:
+                            raise RuntimeError(f"{name}: not {goal} within 5 s")
+                times[name].append(time.monotonic() - t0)
+                os.close(fd)
+            time.sleep(1.05)
+        return {name: statistics.median(t) for name, t in times.items()}
+    finally:
+        for fleet in fleets.values():
+            fleet.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def restart_latencies(kinds):
     """Median seconds from SIGKILL of a service up for over a second to its new run's first
     byte on a FIFO, per kind; kinds take turns round by round."""
@@ -282,8 +332,9 @@ def main():
     clients = {"warden": warden_client[0], "warden with sv": "sv -w 5", "runsv": "sv -w 5",
                "s6-supervise": "s6-svc -wd / -wu"}
     rt = {label: (clients[label], t) for label, t in rt_medians.items()}
-    rl = restart_latencies({"warden": warden, "runsv": ["runsv"],
-                            "s6-supervise": ["s6-supervise"]})
+    three = {"warden": warden, "runsv": ["runsv"], "s6-supervise": ["s6-supervise"]}
+    raw = raw_round_trips(three)
+    rl = restart_latencies(three)
 
     lines = [
         f"# supervise benchmark ({N} supervisors, {ROUNDS} rounds, idle {IDLE_SECONDS} s)",
@@ -320,6 +371,19 @@ def main():
         "",
         f"Ratio warden ({rt['warden'][0]}) / s6-svc -w: "
         f"{rt['warden'][1] / rt['s6-supervise'][1]:.2f}.",
+        "",
+        "Without client processes (the bench writes `d` then `u` to supervise/control and "
+        "re-reads the status file until it says down, then up):",
+        "",
+        "| supervisor | median ms |",
+        "|---|---|",
+    ]
+    for name, t in raw.items():
+        lines.append(f"| {name} | {t * 1000:.2f} |")
+    lines += [
+        "",
+        f"Ratio warden / s6-supervise: {raw['warden'] / raw['s6-supervise']:.2f}; "
+        f"warden / runsv: {raw['warden'] / raw['runsv']:.2f}.",
         "",
         "## Restart latency (SIGKILL to the new run's first action)",
         "",

@@ -219,10 +219,11 @@ fn back_off_doubles_on_quick_deaths_and_resets_after_a_long_run() {
     assert_eq!(&kinds[..5], &["quick", "quick", "long", "quick", "quick"]);
     let gaps: Vec<f64> = times.windows(2).map(|w| w[1] - w[0]).collect();
     // quick death → 1 s, quick death → 2 s, long run (1.2 s) → at once, quick → 1 s again.
-    assert!((0.95..1.6).contains(&gaps[0]), "{gaps:?}");
-    assert!((1.95..2.6).contains(&gaps[1]), "{gaps:?}");
-    assert!((1.15..1.7).contains(&gaps[2]), "{gaps:?}");
-    assert!((0.95..1.6).contains(&gaps[3]), "{gaps:?}");
+    // Upper bounds leave room for a loaded machine; without the reset the last gap would be 4 s.
+    assert!((0.95..1.9).contains(&gaps[0]), "{gaps:?}");
+    assert!((1.95..2.9).contains(&gaps[1]), "{gaps:?}");
+    assert!((1.15..2.0).contains(&gaps[2]), "{gaps:?}");
+    assert!((0.95..1.9).contains(&gaps[3]), "{gaps:?}");
     drop(sup);
 }
 
@@ -241,7 +242,7 @@ fn next_start_time_is_in_the_extended_status_and_commands_are_served_meanwhile()
     sup.wait("want down", |s, x| {
         s.want == Want::Down && x.next_start_at.is_none()
     });
-    assert!(asked.elapsed() < Duration::from_millis(500));
+    assert!(asked.elapsed() < Duration::from_millis(900));
 }
 
 #[test]
