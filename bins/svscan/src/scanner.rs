@@ -83,6 +83,8 @@ pub struct Scanner {
     hup_recheck: Option<Instant>,
     /// Services just made in place, watched until a deadline for their `log/` appearing.
     young: HashMap<Id, (i32, Instant)>,
+    /// A watch inside a service could not be added (no inotify watches left): said once.
+    watch_shortage_reported: bool,
 }
 
 const SIGNALS: &[Signal] = &[
@@ -120,6 +122,7 @@ impl Scanner {
             hup_watches: HashMap::new(),
             hup_recheck: None,
             young: HashMap::new(),
+            watch_shortage_reported: false,
         }
     }
 
@@ -339,7 +342,7 @@ impl Scanner {
     /// Keeps one inotify watch per logger waiting for its HUP, and sends the HUPs that are due.
     fn sync_hup_watches(&mut self, now: Instant) {
         let pending = self.tree.pending_hups();
-        let pending_ids: Vec<Id> = pending.iter().map(|(id, _)| *id).collect();
+        let pending_ids: Vec<Id> = pending.iter().map(|(id, _, _)| *id).collect();
         let watch = self.watch.as_ref();
         self.hup_watches.retain(|id, wd| {
             let keep = pending_ids.contains(id);
@@ -351,7 +354,7 @@ impl Scanner {
             keep
         });
         self.hup_recheck = None;
-        for (id, dir) in pending {
+        for (id, dir, name) in pending {
             if !self.hup_watches.contains_key(&id) {
                 let added = self
                     .watch
@@ -361,7 +364,11 @@ impl Scanner {
                     Some(Ok(wd)) => {
                         self.hup_watches.insert(id, wd);
                     }
-                    _ => self.hup_recheck = Some(now + HUP_RECHECK),
+                    Some(Err(e)) => {
+                        self.report_watch_shortage(&name, e);
+                        self.hup_recheck = Some(now + HUP_RECHECK);
+                    }
+                    None => self.hup_recheck = Some(now + HUP_RECHECK),
                 }
             }
             // The logger may have started before the watch was in place.
@@ -374,10 +381,22 @@ impl Scanner {
         let Some(watch) = self.watch.as_ref() else {
             return;
         };
-        if let Ok(wd) = watch.add_log_watch(std::path::Path::new(name)) {
-            self.young.insert(id, (wd, now + SETTLE));
-            // The log/ may have come before the watch.
-            self.check_young(&id);
+        match watch.add_log_watch(std::path::Path::new(name)) {
+            Ok(wd) => {
+                self.young.insert(id, (wd, now + SETTLE));
+                // The log/ may have come before the watch.
+                self.check_young(&id);
+            }
+            Err(e) => self.report_watch_shortage(name.as_os_str(), e),
+        }
+    }
+
+    fn report_watch_shortage(&mut self, what: &std::ffi::OsStr, e: Errno) {
+        if !std::mem::replace(&mut self.watch_shortage_reported, true) {
+            eprintln!(
+                "svscan: warning: unable to watch {} with inotify: {e}; going on without",
+                shown(what)
+            );
         }
     }
 

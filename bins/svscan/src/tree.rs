@@ -611,13 +611,17 @@ impl Tree {
     }
 
     /// Entries whose logger supervisor waits for its HUP, with the logger's directory.
-    pub fn pending_hups(&self) -> Vec<(Id, PathBuf)> {
+    pub fn pending_hups(&self) -> Vec<(Id, PathBuf, OsString)> {
         self.entries
             .iter()
             .filter_map(|(id, e)| {
                 let log = e.log.as_ref().filter(|l| l.hup_pending)?;
                 match &log.slot.state {
-                    State::Running(r) => Some((*id, supervisor_dir(r.pid))),
+                    State::Running(r) => Some((
+                        *id,
+                        supervisor_dir(r.pid),
+                        log_path(&e.name).into_os_string(),
+                    )),
                     _ => None,
                 }
             })
