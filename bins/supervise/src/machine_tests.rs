@@ -787,3 +787,78 @@ fn actions_never_overflow() {
     }
     assert_eq!(a.as_slice().len(), 8);
 }
+
+/// Every reachable state against every event: no panic, and the invariants hold (a spawn is
+/// asked for only from down; down has no pid, run has one; a done machine asked to exit).
+#[test]
+fn every_state_times_every_event_keeps_the_invariants() {
+    let clock = Clock::new();
+    let states: Vec<(&str, Machine)> = vec![
+        ("normally down", boot(&clock, true)),
+        ("running", running(&clock, 0)),
+        ("throttled", throttled(&clock)),
+        ("finishing", finishing(&clock)),
+        ("leftovers", leftovers(&clock)),
+        ("finish pending", {
+            let mut m = running(&clock, 0);
+            m.step(exited(100, Exit::Code(0), false, true), clock.at(5000));
+            m
+        }),
+        ("stopping", {
+            let mut m = running(&clock, 0);
+            m.step(Event::Command(C::Down), clock.at(10));
+            m
+        }),
+    ];
+    let mut events = vec![
+        Event::RunStarted {
+            pid: 300,
+            limits: limits(),
+        },
+        Event::StartFailed { error: "e".into() },
+        Event::FinishStarted { pid: 301 },
+        Event::FinishFailed { error: "e".into() },
+        exited(100, Exit::Code(0), false, false),
+        exited(100, Exit::Signal(9), true, true),
+        exited(200, Exit::Code(0), false, false),
+        exited(200, Exit::Code(0), true, false),
+        exited(999, Exit::Code(0), false, false),
+        Event::TreeEmpty,
+        Event::Ready,
+        Event::Warning { error: "w".into() },
+        Event::Tick,
+    ];
+    for byte in b"udoxpchaiq12tke" {
+        events.push(Event::Command(C::from_byte(*byte).unwrap()));
+    }
+    for (name, state) in &states {
+        for event in &events {
+            for at in [6000, 60_000] {
+                let mut m = state.clone();
+                let actions = acts(m.step(event.clone(), clock.at(at)));
+                let what = format!("{name} × {event:?} at {at}");
+                if actions.contains(&SpawnRun) {
+                    assert!(
+                        matches!(m.phase, Phase::Down { .. }),
+                        "{what}: spawn while not down"
+                    );
+                }
+                let s = m.status();
+                match s.state {
+                    RunState::Down => assert_eq!(s.pid, 0, "{what}"),
+                    RunState::Run => assert_ne!(s.pid, 0, "{what}"),
+                    RunState::Finish => {}
+                }
+                if actions.contains(&Action::Exit) {
+                    assert!(m.done, "{what}");
+                }
+                if m.done {
+                    assert!(!actions.contains(&SpawnRun), "{what}: spawn while exiting");
+                }
+                if let Some(at) = m.deadline() {
+                    assert!(at >= clock.at(0).mono, "{what}");
+                }
+            }
+        }
+    }
+}
