@@ -971,3 +971,55 @@ fn a_log_made_just_after_its_service_is_connected_at_once() {
     });
     assert!(!scan.stderr().contains("ended"), "{}", scan.stderr());
 }
+
+/// svscan in a user namespace of its own whose inotify limits are set to `instances` and
+/// `watches` (per-namespace limits: this machine's are untouched).
+fn with_inotify_limits(scan: &Scan, instances: u32, watches: u32) -> Command {
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--user", "--map-root-user", "sh", "-c"])
+        .arg(format!(
+            "echo {instances} > /proc/sys/user/max_inotify_instances && \
+             echo {watches} > /proc/sys/user/max_inotify_watches && exec \"$@\""
+        ))
+        .arg("sh")
+        .arg(bin("svscan"))
+        .arg(&scan.dir);
+    cmd
+}
+
+#[test]
+fn without_inotify_it_says_so_once_and_still_scans_on_request() {
+    let mut scan = Scan::new();
+    marker_service(&scan.dir, "first");
+    let cmd = with_inotify_limits(&scan, 0, 0);
+    scan.launch(cmd);
+    wait_until("the service present at start", LONG, || {
+        scan.dir.join("first/started").exists()
+    });
+    let staged = marker_service(&scan.stage(), "second");
+    let second = scan.dir.join("second");
+    std::fs::rename(&staged, &second).unwrap();
+    scan.control(b"a");
+    wait_until("the service picked up on svctl rescan", LONG, || {
+        second.join("started").exists()
+    });
+    let stderr = scan.stderr();
+    assert_eq!(stderr.matches("unable to watch").count(), 1, "{stderr}");
+}
+
+#[test]
+fn out_of_inotify_watches_a_new_service_still_runs_and_it_is_said_once() {
+    let mut scan = Scan::new();
+    // One watch: the scan directory's. The 2 s watch of each new service for its log/ fails.
+    scan.launch(with_inotify_limits(&scan, 8, 1));
+    let stage = scan.stage();
+    for name in ["a", "b", "c"] {
+        let staged = marker_service(&stage, name);
+        std::fs::rename(&staged, scan.dir.join(name)).unwrap();
+        let dir = scan.dir.join(name);
+        wait_until("the service", LONG, || dir.join("started").exists());
+    }
+    let stderr = scan.stderr();
+    assert_eq!(stderr.matches("unable to watch").count(), 1, "{stderr}");
+    assert!(stderr.contains("\"a\""), "the entry is named: {stderr}");
+}
