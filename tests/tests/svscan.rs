@@ -1023,3 +1023,43 @@ fn out_of_inotify_watches_a_new_service_still_runs_and_it_is_said_once() {
     assert_eq!(stderr.matches("unable to watch").count(), 1, "{stderr}");
     assert!(stderr.contains("\"a\""), "the entry is named: {stderr}");
 }
+
+#[test]
+fn an_unreadable_entry_is_reported_once_when_not_root() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut scan = Scan::new();
+    let mode = |path: &Path, m: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(m)).unwrap()
+    };
+    mode(scan.root.path(), 0o755);
+    mode(&scan.dir, 0o777);
+    let good = marker_service(&scan.dir, "good");
+    mode(&good, 0o777);
+    // A link into a directory nobody may search: stat fails with EACCES.
+    let private = scan.root.path().join("private");
+    marker_service(&private, "svc");
+    mode(&private, 0o700);
+    std::os::unix::fs::symlink(private.join("svc"), scan.dir.join("hidden")).unwrap();
+    let mut cmd = Command::new("setpriv");
+    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(bin("svscan"))
+        .arg(&scan.dir);
+    scan.launch(cmd);
+    wait_until("the readable service", LONG, || {
+        good.join("started").exists()
+    });
+    for _ in 0..3 {
+        scan.control(b"a");
+    }
+    let late = scan.stage();
+    mode(&late, 0o777);
+    let staged = marker_service(&late, "late");
+    mode(&staged, 0o777);
+    std::fs::rename(&staged, scan.dir.join("late")).unwrap();
+    wait_until("a service after the rescans", LONG, || {
+        scan.dir.join("late/started").exists()
+    });
+    let stderr = scan.stderr();
+    assert_eq!(stderr.matches("\"hidden\"").count(), 1, "{stderr}");
+    assert!(stderr.contains("Permission denied"), "{stderr}");
+}
