@@ -185,7 +185,9 @@ fn restart_after_crash() {
     assert_eq!(x.last_exit, Some(Exit::Signal(9)));
     assert!(x.last_exit_at.is_some());
     assert_eq!(x.supervisor_pid, Some(sup.child.pid() as u32));
-    assert_eq!(read_lines(&svc.join("pids")).len(), 2);
+    wait_until("the second run's line", WAIT, || {
+        read_lines(&svc.join("pids")).len() == 2
+    });
 }
 
 #[test]
@@ -309,7 +311,9 @@ fn down_file_keeps_it_down_until_up() {
     assert!(!svc.join("log").exists());
     sup.send(b"u");
     sup.wait_run();
-    assert_eq!(read_lines(&svc.join("log")), ["started"]);
+    wait_until("the run's line", WAIT, || {
+        read_lines(&svc.join("log")) == ["started"]
+    });
 }
 
 const TRAPPER: &str =
@@ -390,6 +394,9 @@ fn e_exits_once_the_service_exits_by_itself() {
     script(&svc.join("run"), "echo $$ >> pids\nexec sleep 1000");
     let mut sup = Sup::start(&svc);
     let pid = sup.wait_run();
+    wait_until("the run's line", WAIT, || {
+        read_lines(&svc.join("pids")).len() == 1
+    });
     sup.send(b"e");
     sup.sync();
     // Not stopped by `e`.
@@ -829,4 +836,34 @@ fn run_after_killing_stubborn_leftovers_stays_up() {
     assert_eq!(sup.status().pid, new, "the new run was killed");
     assert!(alive(new as i32));
     sup.wait("one restart", |_, x| x.restarts == 1);
+}
+
+#[test]
+fn event_fifos_get_a_byte_on_each_status_change() {
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    use rustix::fs::{Mode, OFlags};
+    let root = tempfile::tempdir().unwrap();
+    let svc = root.path().join("svc");
+    script(&svc.join("run"), "exec sleep 1000");
+    let sup = Sup::start(&svc);
+    sup.wait_run();
+    let fifo = svc.join("supervise/event/client");
+    rustix::fs::mkfifoat(rustix::fs::CWD, &fifo, Mode::from_raw_mode(0o600)).unwrap();
+    let reader = rustix::fs::open(&fifo, OFlags::RDONLY | OFlags::NONBLOCK, Mode::empty()).unwrap();
+    sup.send(b"d");
+    let mut fds = [PollFd::new(&reader, PollFlags::IN)];
+    let timeout = Timespec {
+        tv_sec: 10,
+        tv_nsec: 0,
+    };
+    assert_eq!(poll(&mut fds, Some(&timeout)).unwrap(), 1, "no event byte");
+    let mut buf = [0u8; 16];
+    let n = rustix::io::read(&reader, &mut buf).unwrap();
+    assert!(n >= 1 && buf[..n].iter().all(|&b| b == b's'));
+    sup.wait_down();
+    // A FIFO nobody reads is left alone and does not disturb the supervisor.
+    drop(reader);
+    sup.send(b"u");
+    sup.wait_run();
+    assert!(fifo.exists());
 }

@@ -13,6 +13,10 @@ use warden::control::Command;
 use warden::status::{Extended, Status, EXTENDED_FILE};
 use warden::svdir::{CONTROL, LOCK, OK, PID, STAT, STATUS, SUPERVISE};
 
+/// Directory of FIFOs that clients make and read; each gets a byte whenever `status` changes
+/// (s6's event fifodir idea), so a waiting client needs no inotify.
+pub const EVENT: &str = "event";
+
 /// Bytes read from `control` at a time.
 pub const CHUNK: usize = 64;
 
@@ -61,6 +65,13 @@ impl SuperviseDir {
         let ok_path = dir.join(OK);
         make_fifo(&ok_path, &name(OK))?;
         let ok = open_fifo(&ok_path, OFlags::RDONLY, &name(OK))?;
+        let mut events = std::fs::DirBuilder::new();
+        events.mode(0o700);
+        match events.create(dir.join(EVENT)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(Fatal::io("create", &name(EVENT), &e)),
+        }
         Ok(SuperviseDir {
             service: service.to_owned(),
             _lock: lock,
@@ -126,7 +137,10 @@ impl SuperviseDir {
             let result = warden::write::replace(dir, STATUS, &bytes)
                 .and_then(|()| warden::write::replace(dir, STAT, status.stat_text().as_bytes()));
             match result {
-                Ok(()) => self.last_status = Some(bytes),
+                Ok(()) => {
+                    self.last_status = Some(bytes);
+                    notify_listeners();
+                }
                 Err(e) => self.warn(STATUS, &e),
             }
         }
@@ -153,6 +167,29 @@ impl SuperviseDir {
             self.service.join(SUPERVISE).join(file).display(),
             crate::cause(e)
         );
+    }
+}
+
+/// Writes one byte to every FIFO in `supervise/event/` that has a reader. A FIFO without one
+/// (ENXIO) belongs to a client that has gone or not yet opened it; its owner removes it.
+fn notify_listeners() {
+    let Ok(entries) = std::fs::read_dir(Path::new(SUPERVISE).join(EVENT)) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if !entry.file_type().is_ok_and(|t| {
+            use std::os::unix::fs::FileTypeExt;
+            t.is_fifo()
+        }) {
+            continue;
+        }
+        if let Ok(fifo) = rustix::fs::open(
+            entry.path(),
+            OFlags::WRONLY | OFlags::NONBLOCK | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) {
+            let _ = rustix::io::write(&fifo, b"s");
+        }
     }
 }
 
