@@ -867,3 +867,27 @@ fn event_fifos_get_a_byte_on_each_status_change() {
     sup.wait_run();
     assert!(fifo.exists());
 }
+
+#[test]
+fn ok_is_opened_only_after_the_first_status() {
+    // A status left by a dead supervisor must never be read as ours: once `ok` says a
+    // supervisor runs, `status` is already its own.
+    let root = tempfile::tempdir().unwrap();
+    let svc = root.path().join("svc");
+    script(&svc.join("run"), "exec sleep 1000");
+    std::fs::write(svc.join("down"), "").unwrap();
+    std::fs::create_dir(svc.join("supervise")).unwrap();
+    let stale = Status {
+        stamp: warden::Tai64N::now(),
+        pid: 4_000_000,
+        paused: false,
+        want: Want::Up,
+        term_sent: false,
+        state: RunState::Run,
+    };
+    std::fs::write(svc.join("supervise/status"), stale.encode()).unwrap();
+    let sup = Sup::start_nowait(&svc);
+    wait_until("ok", WAIT, || sup.dir().liveness() == Ok(Liveness::Running));
+    let s = sup.status();
+    assert_eq!((s.state, s.pid, s.want), (RunState::Down, 0, Want::Down));
+}

@@ -27,8 +27,9 @@ pub struct SuperviseDir {
     control: OwnedFd,
     /// Held so that reading `control` never sees EOF when a client closes.
     _control_write: OwnedFd,
-    /// Held so that clients opening `ok` for writing know a supervisor runs.
-    _ok: OwnedFd,
+    /// Held so that clients opening `ok` for writing know a supervisor runs; opened only once
+    /// the first status is written, so nobody takes a dead supervisor's status for ours.
+    ok: Option<OwnedFd>,
     last_status: Option<[u8; warden::status::STATUS_LEN]>,
     last_pid: Option<u32>,
     last_extended: String,
@@ -62,9 +63,7 @@ impl SuperviseDir {
         make_fifo(&control_path, &name(CONTROL))?;
         let control = open_fifo(&control_path, OFlags::RDONLY, &name(CONTROL))?;
         let control_write = open_fifo(&control_path, OFlags::WRONLY, &name(CONTROL))?;
-        let ok_path = dir.join(OK);
-        make_fifo(&ok_path, &name(OK))?;
-        let ok = open_fifo(&ok_path, OFlags::RDONLY, &name(OK))?;
+        make_fifo(&dir.join(OK), &name(OK))?;
         let mut events = std::fs::DirBuilder::new();
         events.mode(0o700);
         match events.create(dir.join(EVENT)) {
@@ -77,11 +76,24 @@ impl SuperviseDir {
             _lock: lock,
             control,
             _control_write: control_write,
-            _ok: ok,
+            ok: None,
             last_status: None,
             last_pid: None,
             last_extended: String::new(),
         })
+    }
+
+    /// Opens `ok` for reading: from now on clients see a running supervisor.
+    pub fn announce(&mut self) -> Result<(), Fatal> {
+        if self.ok.is_none() {
+            let shown = self.service.join(SUPERVISE).join(OK);
+            self.ok = Some(open_fifo(
+                &Path::new(SUPERVISE).join(OK),
+                OFlags::RDONLY,
+                &shown,
+            )?);
+        }
+        Ok(())
     }
 
     pub fn control(&self) -> BorrowedFd<'_> {

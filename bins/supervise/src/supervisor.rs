@@ -75,6 +75,8 @@ impl Supervisor {
         });
         self.events.extend(warnings);
         self.feed(Event::Tick);
+        self.flush();
+        self.files.announce()?;
         loop {
             self.flush();
             if self.machine.done {
