@@ -891,3 +891,47 @@ fn ok_is_opened_only_after_the_first_status() {
     let s = sup.status();
     assert_eq!((s.state, s.pid, s.want), (RunState::Down, 0, Want::Down));
 }
+
+#[test]
+fn without_cgroup2_it_falls_back_silently_to_the_process_group() {
+    // cgroup2 unmounted in a private mount namespace of the supervisor's own (never the host).
+    warden_tests::require("unshare", "util-linux");
+    if cgroup2_mount().is_none() {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let svc = root.path().join("svc");
+    script(
+        &svc.join("run"),
+        "sleep 1000 &\necho $! > child\nexec sleep 1000",
+    );
+    let mount = cgroup2_mount().unwrap();
+    let err = svc.with_extension("err");
+    let mut child = Spawned::new(
+        Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-c"])
+            .arg(format!(
+                "umount -l '{}' && exec '{}' '{}'",
+                mount.display(),
+                bin("supervise").display(),
+                svc.display()
+            ))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&err).unwrap()),
+    );
+    let dir = ServiceDir::new(&svc);
+    wait_until("run", WAIT, || {
+        dir.status().is_ok_and(|s| s.state == RunState::Run) && dir.extended().is_some()
+    });
+    assert_eq!(dir.extended().unwrap().cgroup, None);
+    let kid = read_pid_wait(&svc.join("child"));
+    dir.send(b"d").unwrap();
+    wait_until("down", WAIT, || {
+        dir.status().is_ok_and(|s| s.state == RunState::Down)
+    });
+    assert!(!alive(kid), "child {kid} left behind");
+    dir.send(b"x").unwrap();
+    assert_eq!(child.wait_exit(WAIT).code(), Some(0));
+    assert_eq!(std::fs::read_to_string(&err).unwrap(), "", "not silent");
+}
