@@ -24,6 +24,11 @@ pub const POWER_NAMES: &[&str] = &["poweroff", "reboot", "halt"];
 pub const MODULES: &[&str] = &["virtio_pci", "virtio_blk"];
 pub const DISK_SIZE: &str = "64M";
 pub const TARGET: &str = "x86_64-unknown-linux-gnu";
+/// Static, and not position-independent: a static-pie binary relocates itself at every exec,
+/// writing to each of its data pages, and under qemu's TCG that made every exec of a warden
+/// program about twice as slow, enough to lose the boot benchmark (docs/init.md). The
+/// `WARDEN_STATIC_RUSTFLAGS` variable overrides these flags.
+pub const STATIC_RUSTFLAGS: &str = "-C target-feature=+crt-static -C relocation-model=static";
 
 /// What to put in the image as process 1 and service scanner.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -189,8 +194,8 @@ pub fn ensure_tools(install: bool) -> Result<(), String> {
     Ok(())
 }
 
-/// `cargo build --release` of warden's programs, static, into `static_target`; returns the
-/// directory holding them.
+/// `cargo build --release` of warden's programs, static (`STATIC_RUSTFLAGS`), into
+/// `static_target`; returns the directory holding them.
 pub fn build_static(paths: &Paths) -> Result<PathBuf, String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
@@ -208,7 +213,9 @@ pub fn build_static(paths: &Paths) -> Result<PathBuf, String> {
         cmd.args(["-p", bin]);
     }
     // An explicit --target keeps these flags away from build scripts and proc macros.
-    cmd.env("RUSTFLAGS", "-C target-feature=+crt-static")
+    let flags =
+        std::env::var("WARDEN_STATIC_RUSTFLAGS").unwrap_or_else(|_| STATIC_RUSTFLAGS.into());
+    cmd.env("RUSTFLAGS", flags)
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
         .env_remove("CARGO_TARGET_DIR")
         .env_remove("CARGO_BUILD_TARGET");
