@@ -106,7 +106,7 @@ fn command_mode_reaps_orphans_forwards_term_and_exits_with_the_command_status() 
     let cmd = tmp.path().join("cmd");
     // An orphan that outlives its parent (double fork), a leftover background child, and a
     // main process that exits 7 on TERM.
-    script(&cmd, "trap 'exit 7' TERM\n(sleep 0.3 &)\nsleep 60 &\nwait");
+    script(&cmd, "trap 'exit 7' TERM\n(sleep 2 &)\nsleep 60 &\nwait");
     let unshare = Spawned::new(&mut in_namespace(
         &bin("init"),
         &["--", cmd.to_str().unwrap()],
@@ -157,10 +157,12 @@ fn stage3_with(setup: &str, grace: &str) -> (Option<i32>, String, Duration) {
 fn stage3_in_a_container_terms_everything_and_exits_0_when_all_cooperate() {
     let tmp = tempfile::tempdir().unwrap();
     let marker = tmp.path().join("got-term");
+    // The child says it is ready through a FIFO once its TERM trap is set.
     let setup = format!(
-        "sh -c 'trap \"echo TERM > {m}; exit 0\" TERM; sleep 60 & wait' &\n\
-         (sleep 60 &)\n\
-         while [ \"$(ls /proc | grep -c '^[0-9]')\" -lt 4 ]; do :; done",
+        "mkfifo ready\n\
+         sh -c 'trap \"echo TERM > {m}; exit 0\" TERM; sleep 60 & echo > ready; wait' &\n\
+         read line < ready\n\
+         (sleep 60 &)",
         m = marker.display()
     );
     let (code, stderr, took) = stage3_with(&setup, "10s");
@@ -186,8 +188,9 @@ fn stage3_in_a_container_terms_everything_and_exits_0_when_all_cooperate() {
 
 #[test]
 fn stage3_in_a_container_kills_what_ignores_term_after_the_grace_and_exits_1() {
-    let setup = "sh -c 'trap \"\" TERM; while :; do sleep 1; done' &\n\
-                 while [ \"$(ls /proc | grep -c '^[0-9]')\" -lt 3 ]; do :; done";
+    let setup = "mkfifo ready\n\
+                 sh -c 'trap \"\" TERM; echo > ready; while :; do sleep 1; done' &\n\
+                 read line < ready";
     let (code, stderr, took) = stage3_with(setup, "500ms");
     assert_eq!(code, Some(1), "stderr: {stderr}");
     assert!(stderr.contains("sending KILL"), "stderr: {stderr}");
@@ -199,9 +202,12 @@ fn stage3_in_a_container_kills_what_ignores_term_after_the_grace_and_exits_1() {
 
 /// A stand-in svscan that records how it was started, runs a "service", and on TERM (what
 /// svscan as process 1 maps to reboot) execs init --stage3 reboot found next to itself.
-const FAKE_SVSCAN: &str = r#"echo "scandir=$1 pid=$$" > "$1/../svscan.started"
+/// The record appears (by rename) only once the TERM trap is set, so the test's TERM is never
+/// ignored by a process 1 without a handler.
+const FAKE_SVSCAN: &str = r#"trap 'exec "$(dirname "$0")/init" --stage3 reboot' TERM
 sleep 60 &
-trap 'exec "$(dirname "$0")/init" --stage3 reboot' TERM
+echo "scandir=$1 pid=$$" > "$1/../svscan.tmp"
+mv "$1/../svscan.tmp" "$1/../svscan.started"
 wait"#;
 
 fn copy_exe(from: &Path, to: &Path) {
