@@ -165,6 +165,30 @@ fn boot_image_runs_services_survives_supervisor_death_reboots_and_powers_off_cle
         );
     }
 
+    // Stage 1 mounted the early file systems, the hook mounted the disk, the hostname is set,
+    // and ctrl-alt-del now sends SIGINT to process 1 (kernel.ctrl-alt-del = 0).
+    let mounts = run(&mut guest, "cat /proc/mounts");
+    for (point, fstype) in [
+        ("/proc", "proc"),
+        ("/sys", "sysfs"),
+        ("/dev", "devtmpfs"),
+        ("/dev/pts", "devpts"),
+        ("/dev/shm", "tmpfs"),
+        ("/run", "tmpfs"),
+        ("/sys/fs/cgroup", "cgroup2"),
+        ("/var/log", "ext4"),
+    ] {
+        assert!(
+            mounts.contains(&format!(" {point} {fstype} ")),
+            "{point} ({fstype}) is not mounted:\n{mounts}"
+        );
+    }
+    let misc = run(
+        &mut guest,
+        "echo \"host=$(hostname) cad=$(cat /proc/sys/kernel/ctrl-alt-del)\"",
+    );
+    assert!(misc.contains("host=warden cad=0"), "{misc}");
+
     // 2. svctl down / up.
     run(&mut guest, "svctl -w 10s down ticker");
     let status = run(&mut guest, "svctl status ticker");
