@@ -95,16 +95,26 @@ fn stop_the_rest(reaper: &Reaper, is_init: bool, grace: Duration) {
         grace.as_millis()
     );
     signal_rest(is_init, Signal::KILL);
-    reaper.wait_all_gone(Instant::now() + Duration::from_secs(2));
+    if !reaper.wait_all_gone(Instant::now() + Duration::from_secs(2)) {
+        eprintln!("init: warning: processes survived KILL (stuck in the kernel?): exiting anyway");
+    }
 }
 
 fn signal_rest(is_init: bool, sig: Signal) {
+    let report = |result: rustix::io::Result<()>| match result {
+        // ESRCH: it is gone already, which is the point.
+        Ok(()) | Err(rustix::io::Errno::SRCH) => {}
+        Err(e) => eprintln!(
+            "init: warning: unable to send {} to what is left: {e}",
+            warden::signal::name_or_number(sig.as_raw())
+        ),
+    };
     if is_init {
-        let _ = kill_process_group(Pid::INIT, sig);
+        report(kill_process_group(Pid::INIT, sig));
         return;
     }
     for pid in own_children() {
-        let _ = kill_process(pid, sig);
+        report(kill_process(pid, sig));
     }
 }
 
