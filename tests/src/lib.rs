@@ -164,3 +164,54 @@ pub fn have(tool: impl AsRef<OsStr>) -> bool {
         .map(|paths| std::env::split_paths(&paths).any(|p| p.join(tool.as_ref()).is_file()))
         .unwrap_or(false)
 }
+
+/// Removes the cgroups `supervise` made (`warden:<path with / as :>`, children of this test's
+/// own cgroup v2) for service dirs under `root`, once they are empty: a supervisor killed with
+/// SIGKILL cannot remove its own. Waits up to `timeout` for killed processes to leave them.
+/// Returns the ones that could not be removed.
+pub fn remove_cgroups_under(root: &Path, timeout: Duration) -> Vec<PathBuf> {
+    let Some(parent) = own_cgroup_dir() else {
+        return Vec::new();
+    };
+    let mut needles = vec![cgroup_leaf_text(root)];
+    if let Ok(real) = root.canonicalize() {
+        needles.push(cgroup_leaf_text(&real));
+    }
+    let deadline = Instant::now() + timeout;
+    loop {
+        let mut left = Vec::new();
+        for entry in std::fs::read_dir(&parent).into_iter().flatten().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with("warden:") && needles.iter().any(|n| name.contains(n.as_str())) {
+                let path = entry.path();
+                if std::fs::remove_dir(&path).is_err() && path.exists() {
+                    left.push(path);
+                }
+            }
+        }
+        if left.is_empty() || Instant::now() >= deadline {
+            return left;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `/tmp/x` as it appears in a supervise cgroup's name: `:tmp:x`.
+fn cgroup_leaf_text(path: &Path) -> String {
+    path.to_string_lossy().replace('/', ":")
+}
+
+/// This process's cgroup v2 directory (where the supervisors it starts make theirs).
+pub fn own_cgroup_dir() -> Option<PathBuf> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let mount = info.lines().find_map(|l| {
+        let (left, right) = l.split_once(" - ")?;
+        if right.split(' ').next()? != "cgroup2" {
+            return None;
+        }
+        Some(PathBuf::from(left.split(' ').nth(4)?))
+    })?;
+    let own = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    let own = own.lines().find_map(|l| l.strip_prefix("0::"))?.to_owned();
+    Some(mount.join(own.trim_start_matches('/')))
+}

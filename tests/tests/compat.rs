@@ -114,6 +114,12 @@ impl Drop for Supervised {
         if service_pid > 0 && alive(service_pid as i32) {
             warden_tests::kill_group(service_pid as i32);
         }
+        // A warden supervise that had to be killed leaves its cgroup: the test removes it.
+        if let Some(mut child) = self.child.take() {
+            let _ = child.child.kill();
+            let _ = child.child.wait();
+        }
+        warden_tests::remove_cgroups_under(&self.svc, Duration::from_secs(2));
     }
 }
 

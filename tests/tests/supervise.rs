@@ -23,13 +23,19 @@ impl Sup {
     }
 
     fn start_nowait(svc: &Path) -> Sup {
+        Sup::start_with(svc, &[], Stdio::null())
+    }
+
+    /// supervise with `options` before the dir, and `stdin`.
+    fn start_with(svc: &Path, options: &[&str], stdin: Stdio) -> Sup {
         std::fs::create_dir_all(svc).unwrap();
         let out = svc.with_extension("out");
         let err = svc.with_extension("err");
         let child = Spawned::new(
             Command::new(bin("supervise"))
+                .args(options)
                 .arg(svc)
-                .stdin(Stdio::null())
+                .stdin(stdin)
                 .stdout(std::fs::File::create(&out).unwrap())
                 .stderr(std::fs::File::create(&err).unwrap()),
         );
@@ -128,6 +134,10 @@ impl Drop for Sup {
                 let _ = std::fs::write(dir.join("cgroup.kill"), "1");
             }
         }
+        // A supervisor killed hard cannot remove its cgroup: the test does.
+        let _ = self.child.child.kill();
+        let _ = self.child.child.wait();
+        warden_tests::remove_cgroups_under(&self.svc, Duration::from_secs(2));
     }
 }
 
@@ -601,7 +611,10 @@ fn second_supervise_on_the_same_dir_is_refused() {
 #[test]
 fn usage_and_missing_dir() {
     let (code, _, err) = run(&mut Command::new(bin("supervise")), WAIT);
-    assert_eq!((code, err.as_str()), (Some(100), "usage: supervise DIR\n"));
+    assert_eq!(
+        (code, err.as_str()),
+        (Some(100), "usage: supervise [--default-log] DIR\n")
+    );
     let (code, _, err) = run(Command::new(bin("supervise")).arg("/nonexistent/svc"), WAIT);
     assert_eq!(code, Some(111));
     assert!(
@@ -965,4 +978,112 @@ fn idle_supervisor_never_wakes_up() {
         before,
         "woke up while idle"
     );
+}
+
+/// The names renamed into `dir` (IN_MOVED_TO) or created there (IN_CREATE), in order, from an
+/// inotify instance made with NONBLOCK.
+fn arrivals(inotify: &std::os::fd::OwnedFd) -> Vec<(String, &'static str)> {
+    use rustix::fs::inotify::{ReadFlags, Reader};
+    let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 8192];
+    let mut reader = Reader::new(inotify, &mut buf);
+    let mut out = Vec::new();
+    while let Ok(event) = reader.next() {
+        let how = if event.events().contains(ReadFlags::MOVED_TO) {
+            "moved"
+        } else {
+            "created"
+        };
+        if let Some(name) = event.file_name() {
+            out.push((name.to_string_lossy().into_owned(), how));
+        }
+    }
+    out
+}
+
+#[test]
+fn warden_file_is_in_place_before_the_first_status() {
+    // svctl tells warden's supervise from runsv by supervise/warden alone: it must never see a
+    // status of ours without it. Watched from before supervise starts.
+    use rustix::fs::inotify::{self, CreateFlags, WatchFlags};
+    let root = tempfile::tempdir().unwrap();
+    let svc = root.path().join("svc");
+    script(&svc.join("run"), "exec sleep 1000");
+    std::fs::create_dir(svc.join("supervise")).unwrap();
+    let watcher = inotify::init(CreateFlags::CLOEXEC | CreateFlags::NONBLOCK).unwrap();
+    inotify::add_watch(
+        &watcher,
+        &svc.join("supervise"),
+        WatchFlags::MOVED_TO | WatchFlags::CREATE,
+    )
+    .unwrap();
+    let sup = Sup::start(&svc);
+    sup.wait_run();
+    let events = arrivals(&watcher);
+    let first = |name: &str| events.iter().position(|(n, _)| n == name);
+    let (Some(warden), Some(status)) = (first("warden"), first("status")) else {
+        panic!("no warden or status among {events:?}");
+    };
+    assert!(
+        warden < status,
+        "supervise/status appeared before supervise/warden: {events:?}"
+    );
+    for (name, how) in &events {
+        if name == "status" || name == "warden" {
+            assert_eq!(
+                *how, "moved",
+                "{name} must appear whole, by rename: {events:?}"
+            );
+        }
+    }
+    // Later updates keep `status` first (waiting clients wake on it at once).
+    sup.send(b"d");
+    sup.wait_down();
+    let later = arrivals(&watcher);
+    let status_at = later.iter().position(|(n, _)| n == "status");
+    let warden_at = later.iter().position(|(n, _)| n == "warden");
+    assert!(
+        matches!((status_at, warden_at), (Some(s), Some(w)) if s < w),
+        "after the first publish, status goes first: {later:?}"
+    );
+}
+
+#[test]
+fn default_log_runs_logger_until_a_run_appears() {
+    let root = tempfile::tempdir().unwrap();
+    let svc = root.path().join("log");
+    std::fs::create_dir(&svc).unwrap();
+    // stdin a pipe the test holds open, as svscan's log pipe.
+    let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).unwrap();
+    let mut sup = Sup::start_with(&svc, &["--default-log"], Stdio::from(read));
+    let pid = sup.wait_run();
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+    let argv: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
+    assert!(
+        argv.first().is_some_and(|a| a.ends_with(b"/logger"))
+            && argv.get(1) == Some(&&b"./main"[..]),
+        "{:?}",
+        String::from_utf8_lossy(&cmdline)
+    );
+    rustix::io::write(&write, b"first line\n").unwrap();
+    wait_until("the line in main/current", WAIT, || {
+        std::fs::read_to_string(svc.join("main/current")).is_ok_and(|t| t.contains("first line"))
+    });
+    assert!(sup.ext().supervisor_pid.is_some());
+    assert!(!svc.join("run").exists());
+    // A run that appears is used at the next start.
+    script(&svc.join("run"), "echo $$ > started\nexec cat >> lines");
+    sup.send(b"t");
+    wait_until("the new run", WAIT * 2, || svc.join("started").exists());
+    rustix::io::write(&write, b"second line\n").unwrap();
+    wait_until("the line through run", WAIT, || {
+        std::fs::read_to_string(svc.join("lines")).is_ok_and(|t| t.contains("second line"))
+    });
+    // `e` (HUP), then the pipe closed: the logger drains to EOF, then supervise exits 0.
+    sup.send(b"e");
+    rustix::io::write(&write, b"last line\n").unwrap();
+    drop(write);
+    assert_eq!(sup.exit_code(), Some(0), "{}", sup.stderr());
+    assert!(std::fs::read_to_string(svc.join("lines"))
+        .unwrap()
+        .contains("last line"));
 }

@@ -115,6 +115,8 @@ impl Drop for Scan {
         for pid in processes_under(self.root.path()) {
             signal(pid, rustix::process::Signal::KILL);
         }
+        // Supervisors killed hard cannot remove their cgroups: the test does.
+        warden_tests::remove_cgroups_under(self.root.path(), Duration::from_secs(5));
     }
 }
 
@@ -812,7 +814,7 @@ fn descendants(pid: i32) -> Vec<(i32, char)> {
 }
 
 #[test]
-fn a_log_dir_without_run_gets_the_default_logger_and_drains_on_removal() {
+fn a_log_dir_without_run_gets_a_supervised_default_logger_and_drains_on_removal() {
     let mut scan = Scan::new();
     let stage = scan.stage();
     let dir = service(
@@ -830,8 +832,25 @@ fn a_log_dir_without_run_gets_the_default_logger_and_drains_on_removal() {
         std::fs::metadata(&current).is_ok_and(|m| m.len() > 10_000)
     });
     assert!(
-        !inside.join("log/run").exists() && !inside.join("log/supervise").exists(),
-        "nothing is created in the user's log/ but the logger's own main/"
+        !inside.join("log/run").exists(),
+        "no run is created in the user's log/"
+    );
+    // The default logger is supervised like any service: supervise/ with warden's extended
+    // status, up, and its main process is `logger ./main`.
+    let log = ServiceDir::new(inside.join("log"));
+    wait_until("the default logger reported up", LONG, || {
+        running(&inside.join("log"))
+    });
+    let extended = log.extended().expect("log/supervise/warden");
+    assert!(extended.supervisor_pid.is_some(), "{extended:?}");
+    let logger_pid = log.status().unwrap().pid;
+    let cmdline = std::fs::read(format!("/proc/{logger_pid}/cmdline")).unwrap();
+    let argv: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
+    assert!(
+        argv.first().is_some_and(|a| a.ends_with(b"/logger"))
+            && argv.get(1) == Some(&&b"./main"[..]),
+        "{:?}",
+        String::from_utf8_lossy(&cmdline)
     );
     std::fs::rename(&inside, &dir).unwrap();
     wait_until("the service and its logger to exit", LONG, || {

@@ -144,6 +144,12 @@ impl SuperviseDir {
     /// (full disk) is reported and retried at the next change; it never stops the supervisor.
     pub fn publish(&mut self, status: &Status, extended: &Extended) {
         let dir = Path::new(SUPERVISE);
+        // The very first time, the extended status goes before `status`: clients tell warden's
+        // supervise from runsv by `supervise/warden` alone, so it must never be missing while
+        // a `status` of ours exists.
+        if self.last_status.is_none() {
+            self.publish_extended(extended);
+        }
         let bytes = status.encode();
         if self.last_status != Some(bytes) {
             let result = warden::write::replace(dir, STATUS, &bytes)
@@ -162,11 +168,15 @@ impl SuperviseDir {
                 Err(e) => self.warn(PID, &e),
             }
         }
-        // `status` goes first: a client waiting for a state wakes on it at once. The extended
-        // status follows; readers match its `ready_at` against the status stamp.
+        // Later, `status` goes first: a client waiting for a state wakes on it at once. The
+        // extended status follows; readers match its `ready_at` against the status stamp.
+        self.publish_extended(extended);
+    }
+
+    fn publish_extended(&mut self, extended: &Extended) {
         let text = extended.encode();
         if text != self.last_extended {
-            match warden::write::replace(dir, EXTENDED_FILE, text.as_bytes()) {
+            match warden::write::replace(Path::new(SUPERVISE), EXTENDED_FILE, text.as_bytes()) {
                 Ok(()) => self.last_extended = text,
                 Err(e) => self.warn(EXTENDED_FILE, &e),
             }

@@ -26,11 +26,12 @@ const EXIT_USAGE: u8 = 100;
 const EXIT_FATAL: u8 = 111;
 
 fn main() -> ExitCode {
-    let Some(dir) = service_dir_argument() else {
-        say!("usage: supervise DIR");
+    let Some((dir, default_log)) = arguments() else {
+        say!("usage: supervise [--default-log] DIR");
         return ExitCode::from(EXIT_USAGE);
     };
-    match supervisor::Supervisor::start(&dir).and_then(supervisor::Supervisor::run) {
+    let default_run = default_log.then(spawn::find_logger);
+    match supervisor::Supervisor::start(&dir, default_run).and_then(supervisor::Supervisor::run) {
         Ok(()) => ExitCode::SUCCESS,
         Err(fatal) => {
             say!("supervise: fatal: {fatal}");
@@ -39,14 +40,19 @@ fn main() -> ExitCode {
     }
 }
 
-/// Exactly one argument, the service directory.
-fn service_dir_argument() -> Option<PathBuf> {
+/// The service directory, after an optional `--default-log` (the directory is a `log/`: while
+/// it has no `run`, run the built-in default `logger ./main`).
+fn arguments() -> Option<(PathBuf, bool)> {
     let mut args = std::env::args_os().skip(1);
-    let dir = args.next()?;
+    let mut dir = args.next()?;
+    let default_log = dir == "--default-log";
+    if default_log {
+        dir = args.next()?;
+    }
     if args.next().is_some() || dir.is_empty() {
         return None;
     }
-    Some(PathBuf::from(dir))
+    Some((PathBuf::from(dir), default_log))
 }
 
 /// A setup error that stops the supervisor: `unable to <verb> <object>: <cause>`.

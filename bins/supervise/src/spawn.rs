@@ -10,7 +10,7 @@ use rustix::pipe::PipeFlags;
 use std::ffi::{CString, OsStr, OsString};
 use std::os::fd::{OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use warden::service::{read_envdir, EnvVar};
 use warden::status::Exit;
 
@@ -21,14 +21,49 @@ pub struct Started {
     pub notify: Option<OwnedFd>,
 }
 
-/// Starts `./run`; the error names the file and the cause.
+/// `logger` next to supervise's own executable (svscan and the boot image keep them
+/// together), else the first on PATH, else the bare name (its start then fails, reported).
+pub fn find_logger() -> PathBuf {
+    let beside = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.join("logger")));
+    let on_path = || {
+        std::env::var_os("PATH").and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|dir| dir.join("logger"))
+                .find(|p| p.is_file())
+        })
+    };
+    beside
+        .filter(|p| p.is_file())
+        .or_else(on_path)
+        .unwrap_or_else(|| PathBuf::from("logger"))
+}
+
+/// Starts `./run`, or, when there is none and `default_run` is given (a `log/` dir), the
+/// built-in default `logger ./main`; the error names the file and the cause.
 pub fn run(
     service: &Path,
+    default_run: Option<&Path>,
     cgroup: Option<(RawFd, RawFd)>,
     notification_fd: Option<i32>,
 ) -> Result<Started, String> {
-    let shown = || format!("./run in {}", service.display());
-    if std::fs::metadata("run").is_ok_and(|meta| meta.is_dir()) {
+    let default_run = default_run.filter(|_| {
+        std::fs::symlink_metadata("run").is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
+    });
+    let argv = match default_run {
+        Some(logger) => vec![
+            CString::new(logger.as_os_str().as_bytes())
+                .map_err(|_| format!("unable to start {}: NUL in its path", logger.display()))?,
+            c"./main".to_owned(),
+        ],
+        None => vec![c"./run".to_owned()],
+    };
+    let shown = || match default_run {
+        Some(logger) => format!("{} ./main in {}", logger.display(), service.display()),
+        None => format!("./run in {}", service.display()),
+    };
+    if default_run.is_none() && std::fs::metadata("run").is_ok_and(|meta| meta.is_dir()) {
         return Err(format!("unable to start {}: it is a directory", shown()));
     }
     let env = read_envdir(Path::new(warden::service::ENV)).map_err(|e| {
@@ -55,7 +90,7 @@ pub fn run(
     let child_notify = notify
         .as_ref()
         .map(|(_, write, target)| (write.as_raw_fd(), *target));
-    let pid = fork_exec(&[c"./run".to_owned()], &env, cgroup, child_notify)
+    let pid = fork_exec(&argv, &env, cgroup, child_notify)
         .map_err(|e| format!("unable to start {}: {}", shown(), crate::cause(&e)))?;
     // The write end now lives in the service only, so its exit gives the read end EOF.
     Ok(Started {

@@ -31,11 +31,13 @@ pub struct Supervisor {
     events: VecDeque<Event>,
     dirty: bool,
     pid: u32,
+    /// The `logger` to run as `logger ./main` while the dir has no `run` (`--default-log`).
+    default_run: Option<PathBuf>,
 }
 
 impl Supervisor {
     /// Enters the service dir and takes it over: lock, FIFOs, signals, cgroup.
-    pub fn start(dir: &Path) -> Result<Supervisor, Fatal> {
+    pub fn start(dir: &Path, default_run: Option<PathBuf>) -> Result<Supervisor, Fatal> {
         let service = absolute(dir);
         std::env::set_current_dir(dir)
             .map_err(|e| Fatal::io("change to directory", &service, &e))?;
@@ -61,6 +63,7 @@ impl Supervisor {
             events: VecDeque::with_capacity(8),
             dirty: true,
             pid,
+            default_run,
         })
     }
 
@@ -269,7 +272,12 @@ impl Supervisor {
 
     fn spawn_run(&mut self) {
         let (limits, warnings) = self.read_settings();
-        match spawn::run(&self.service, self.tree.join_fds(), self.notification_fd) {
+        match spawn::run(
+            &self.service,
+            self.default_run.as_deref(),
+            self.tree.join_fds(),
+            self.notification_fd,
+        ) {
             Ok(started) => {
                 self.tree.started(started.pid);
                 self.notify = started.notify;

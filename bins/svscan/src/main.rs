@@ -74,7 +74,6 @@ fn set_up(options: &Options, pid1: bool) -> Result<Scanner, String> {
     // Found before the chdir, while a relative PATH entry still means what it meant.
     let programs = Programs {
         supervise: find_program("supervise"),
-        logger: find_program("logger"),
     };
     std::env::set_current_dir(&options.scandir).map_err(|e| {
         format!(

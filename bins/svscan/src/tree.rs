@@ -39,15 +39,6 @@ pub enum Role {
 /// Where svscan finds the programs it starts.
 pub struct Programs {
     pub supervise: PathBuf,
-    pub logger: PathBuf,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Kind {
-    /// `supervise DIR`.
-    Supervise,
-    /// `logger ./main` run by svscan itself in a `log/` that has no `run`.
-    DefaultLogger,
 }
 
 struct Running {
@@ -56,9 +47,58 @@ struct Running {
     /// Set for a supervisor adopted from an earlier svscan: not our child, so its exit comes
     /// through the pidfd instead of wait().
     pidfd: Option<OwnedFd>,
-    kind: Kind,
     /// TERM (service) or HUP (logger) was sent.
     stop_sent: bool,
+    /// The supervisor's cgroup directory, read from its extended status when it was told to
+    /// stop: removed, if empty, once it has exited for good, as a supervisor killed with KILL
+    /// cannot do that itself.
+    cgroup: Option<PathBuf>,
+}
+
+impl Running {
+    /// Records that the supervisor was told to stop (it still runs, so its directory, and
+    /// with it its extended status, can be found through /proc whatever the entry is called).
+    fn stopping(&mut self) {
+        self.stop_sent = true;
+        if self.cgroup.is_none() {
+            self.cgroup = cgroup_of(&supervisor_dir(self.pid));
+        }
+    }
+}
+
+/// The cgroup directory that the supervisor of `dir` names in its extended status, if it is
+/// one of supervise's own (`warden:...`) in the cgroup2 mount.
+fn cgroup_of(dir: &Path) -> Option<PathBuf> {
+    static MOUNT: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    let mount = MOUNT.get_or_init(cgroup2_mount).as_ref()?;
+    let name = ServiceDir::new(dir).extended()?.cgroup?;
+    let relative = Path::new(name.trim_start_matches('/'));
+    let leaf = relative.file_name()?.as_bytes();
+    let plain = relative
+        .components()
+        .all(|c| matches!(c, std::path::Component::Normal(_)));
+    (plain && leaf.starts_with(b"warden:")).then(|| mount.join(relative))
+}
+
+/// Removes a dead supervisor's cgroup; one still in use (EBUSY) or already gone stays as is.
+fn remove_cgroup(cgroup: Option<PathBuf>) {
+    if let Some(dir) = cgroup {
+        let _ = std::fs::remove_dir(dir);
+    }
+}
+
+/// Where cgroup2 is mounted, from /proc/self/mountinfo (fs type after the ` - ` separator).
+fn cgroup2_mount() -> Option<PathBuf> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    info.lines().find_map(|line| {
+        let (left, right) = line.split_once(" - ")?;
+        if right.split(' ').next()? != "cgroup2" {
+            return None;
+        }
+        let mount_point = left.split(' ').nth(4)?;
+        // mountinfo escapes blanks as \040; such a mount point is not worth guessing at.
+        (!mount_point.contains('\\')).then(|| PathBuf::from(mount_point))
+    })
 }
 
 enum State {
@@ -336,8 +376,8 @@ fn adopt(dir: &Path) -> Result<Option<Running>, String> {
         pid,
         since: Instant::now(),
         pidfd: Some(pidfd),
-        kind: Kind::Supervise,
         stop_sent: false,
+        cgroup: None,
     }))
 }
 
@@ -508,11 +548,16 @@ impl Tree {
         entry.wanted = false;
         match &mut entry.service.state {
             State::Running(r) if !r.stop_sent => {
-                r.stop_sent = true;
+                r.stopping();
                 signal(r.pid, Signal::TERM, "supervisor", &entry.name);
             }
             State::Running(_) => {}
-            State::Waiting { .. } | State::Gone => entry.service.state = State::Gone,
+            State::Waiting { .. } => {
+                // A supervisor that died (KILL) and was not restarted yet left its cgroup.
+                remove_cgroup(cgroup_of(&service_path(&entry.name)));
+                entry.service.state = State::Gone;
+            }
+            State::Gone => {}
         }
         if entry.service.is_gone() {
             stop_log(entry);
@@ -563,6 +608,7 @@ impl Tree {
         }
         let lived = now.saturating_duration_since(running.since);
         let asked_to_stop = running.stop_sent;
+        let cgroup = running.cgroup.clone();
         if keep && std::mem::take(&mut slot.restart_now) {
             slot.state = State::Waiting { at: now };
         } else if keep {
@@ -578,6 +624,7 @@ impl Tree {
             }
         } else {
             slot.state = State::Gone;
+            remove_cgroup(cgroup);
         }
         if role == Role::Service && entry.service.is_gone() {
             stop_log(entry);
@@ -646,7 +693,7 @@ impl Tree {
             return true;
         }
         log.hup_pending = false;
-        r.stop_sent = true;
+        r.stopping();
         signal(r.pid, Signal::HUP, "log supervisor", &entry.name);
         false
     }
@@ -684,7 +731,7 @@ impl Tree {
                             spawn(programs, &entry.name, Role::Log, Some(&pipe.read))
                         })
                     };
-                    let kind = result.as_ref().ok().map(|(_, kind)| *kind);
+                    let started = result.is_ok();
                     settle(
                         result,
                         &mut log.slot,
@@ -694,15 +741,9 @@ impl Tree {
                         fd_shortage_reported,
                         now,
                     );
-                    match kind {
+                    if started && draining {
                         // Only lines left over: this logger is to exit once they are read.
-                        Some(Kind::Supervise) if draining => log.hup_pending = true,
-                        Some(Kind::DefaultLogger) if draining => {
-                            if let State::Running(r) = &mut log.slot.state {
-                                r.stop_sent = true;
-                            }
-                        }
-                        _ => {}
+                        log.hup_pending = true;
                     }
                 }
             }
@@ -782,9 +823,7 @@ impl Tree {
                     "svscan: warning: {} did not stop in time: sending KILL",
                     shown_as(&e.name, role)
                 );
-                if r.kind == Kind::Supervise {
-                    kill_group_of(&supervisor_dir(r.pid));
-                }
+                kill_group_of(&supervisor_dir(r.pid));
                 signal(r.pid, Signal::KILL, "supervisor", &e.name);
             }
         }
@@ -792,7 +831,7 @@ impl Tree {
 }
 
 /// Closes svscan's ends of the log pipe and tells the logger's supervisor to exit once the
-/// logger has drained it (HUP = `e`); a default logger just reads EOF.
+/// logger has drained it (HUP = `e`).
 fn stop_log(entry: &mut Entry) {
     let Some(log) = entry.log.as_mut() else {
         return;
@@ -803,10 +842,8 @@ fn stop_log(entry: &mut Entry) {
     let unread = log.unread();
     match &mut log.slot.state {
         State::Running(r) if !r.stop_sent && !log.hup_pending => {
-            if r.kind == Kind::DefaultLogger {
-                r.stop_sent = true;
-            } else if reports_running(&supervisor_dir(r.pid)) {
-                r.stop_sent = true;
+            if reports_running(&supervisor_dir(r.pid)) {
+                r.stopping();
                 signal(r.pid, Signal::HUP, "log supervisor", &entry.name);
             } else {
                 log.hup_pending = true;
@@ -815,6 +852,9 @@ fn stop_log(entry: &mut Entry) {
         State::Running(_) => {}
         State::Waiting { .. } if unread => {}
         State::Waiting { .. } | State::Gone => {
+            if !log.slot.is_gone() {
+                remove_cgroup(cgroup_of(&log_path(&entry.name)));
+            }
             log.slot.state = State::Gone;
             log.leftover = None;
         }
@@ -836,9 +876,9 @@ fn spawn(
     name: &OsStr,
     role: Role,
     pipe_end: Option<&OwnedFd>,
-) -> io::Result<(Pid, Kind)> {
+) -> io::Result<Pid> {
     with_fds(|| {
-        let (mut cmd, kind) = match role {
+        let mut cmd = match role {
             Role::Service => {
                 let mut cmd = Command::new(&programs.supervise);
                 cmd.arg(service_path(name));
@@ -846,23 +886,17 @@ fn spawn(
                     cmd.stdout(Stdio::from(write.try_clone()?));
                     cmd.stderr(Stdio::from(write.try_clone()?));
                 }
-                (cmd, Kind::Supervise)
+                cmd
             }
             Role::Log => {
-                let dir = log_path(name);
-                let (mut cmd, kind) = if dir.join(warden::service::RUN).symlink_metadata().is_ok() {
-                    let mut cmd = Command::new(&programs.supervise);
-                    cmd.arg(&dir);
-                    (cmd, Kind::Supervise)
-                } else {
-                    let mut cmd = Command::new(&programs.logger);
-                    cmd.arg("./main").current_dir(&dir);
-                    (cmd, Kind::DefaultLogger)
-                };
+                // Supervised even without a `run`: supervise then runs the built-in default,
+                // `logger ./main`, so its status and control work as for any service.
+                let mut cmd = Command::new(&programs.supervise);
+                cmd.arg("--default-log").arg(log_path(name));
                 if let Some(read) = pipe_end {
                     cmd.stdin(Stdio::from(read.try_clone()?));
                 }
-                (cmd, kind)
+                cmd
             }
         };
         // A process group of its own: a ctrl-C at the terminal svscan runs in reaches svscan
@@ -875,13 +909,13 @@ fn spawn(
             .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidData))?;
         // The child is reaped by the one wait() loop; dropping the handle neither waits nor kills.
         drop(child);
-        Ok((pid, kind))
+        Ok(pid)
     })
 }
 
 /// Records the outcome of a start: a running supervisor, or a report and a retry deadline.
 fn settle(
-    result: io::Result<(Pid, Kind)>,
+    result: io::Result<Pid>,
     slot: &mut Slot,
     key: (Id, Role),
     name: &OsStr,
@@ -890,15 +924,15 @@ fn settle(
     now: Instant,
 ) {
     match result {
-        Ok((pid, kind)) => {
+        Ok(pid) => {
             *fd_shortage_reported = false;
             pids.insert(pid.as_raw_nonzero().get(), key);
             slot.state = State::Running(Running {
                 pid,
                 since: now,
                 pidfd: None,
-                kind,
                 stop_sent: false,
+                cgroup: None,
             });
         }
         Err(e) => {
