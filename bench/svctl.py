@@ -3,8 +3,9 @@
 
 1. `-w` latency: wall time of `CLIENT -w 10 up` on a down service (and of `down` on an up
    one), until the client returns. That is the supervisor's start/stop plus the time the
-   client takes to notice. sv polls every 420 ms; svctl waits on inotify; s6-svc on s6's
-   event fifodir.
+   client takes to notice. sv polls every 420 ms; svctl waits on warden's supervise/event/
+   FIFO (inotify under runsv); s6-svc on s6's event fifodir. Also the round trip: `-w down`
+   then at once `-w up`.
 2. `status` of one service: wall time of one invocation (mostly process start-up).
 
 Writes bench/results/svctl.md. Needs `cargo build -p svctl -p supervise` (debug is what the
@@ -69,56 +70,84 @@ SETUPS = [
 ]
 
 
-def bench(name, sup, up, down, status):
-    if not shutil.which(sup[0]) and not os.path.exists(sup[0]):
-        return None
+def start(sup):
+    """Starts one supervisor on a fresh `exec sleep` service; returns (dir, root, process)."""
     root = tempfile.mkdtemp()
     d = service(root, "svc")
     p = subprocess.Popen(sup + [d], stdin=subprocess.DEVNULL,
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for(os.path.join(d, "supervise", "status"))
+    return d, root, p
+
+
+def stop(sup, d, root, p):
+    subprocess.run(["sv", "x", d] if sup[0] == "runsv" else
+                   ["s6-svc", "-xd", d] if sup[0] == "s6-supervise" else
+                   [SVCTL, "exit", d], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_for(os.path.join(d, "supervise", "status"))
+        p.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def bench(setups):
+    """The setups take turns within each round, so a busy moment of the shared machine hits
+    them all alike. Per round: `-w up`, `-w down`, then a round trip (`-w down` straight
+    followed by `-w up`, as bench/supervise.py measures it)."""
+    running = {}
+    try:
+        for name, sup, *_ in setups:
+            running[name] = start(sup)
         time.sleep(0.2)
-        ups, downs = [], []
+        times = {name: ([], [], []) for name, *_ in setups}
+
+        def each(step):
+            for name, _, up, down, _ in setups:
+                step(name, running[name][0], up, down)
+
         for _ in range(ROUNDS):
-            ups.append(timed(up + [d]))
+            each(lambda n, d, up, down: times[n][0].append(timed(up + [d])))
             # runsv and supervise throttle a run shorter than 1 s; stay clear of it.
             time.sleep(1.1)
-            downs.append(timed(down + [d]))
-        # The service is down now: svctl status says so with LSB's 3.
-        statuses = [timed(status + [d], ok=(0, 3)) for _ in range(STATUS_ROUNDS)]
-        return (statistics.median(ups), statistics.median(downs),
-                statistics.median(statuses))
+            each(lambda n, d, up, down: times[n][1].append(timed(down + [d])))
+            each(lambda n, d, up, down: timed(up + [d]))
+            time.sleep(1.1)
+            each(lambda n, d, up, down: times[n][2].append(timed(down + [d]) + timed(up + [d])))
+            time.sleep(1.1)
+            each(lambda n, d, up, down: timed(down + [d]))
+        rows = []
+        for name, _, _, _, status in setups:
+            d = running[name][0]
+            # The service is down now: svctl status says so with LSB's 3.
+            statuses = [timed(status + [d], ok=(0, 3)) for _ in range(STATUS_ROUNDS)]
+            ups, downs, trips = times[name]
+            rows.append((name, statistics.median(ups), statistics.median(downs),
+                         statistics.median(trips), statistics.median(statuses)))
+        return rows
     finally:
-        subprocess.run(["sv", "x", d] if sup[0] == "runsv" else
-                       ["s6-svc", "-xd", d] if sup[0] == "s6-supervise" else
-                       [SVCTL, "exit", d], stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL)
-        try:
-            p.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
-        shutil.rmtree(root, ignore_errors=True)
+        for name, sup, *_ in setups:
+            if name in running:
+                stop(sup, *running[name])
 
 
 def main():
     for tool in (SVCTL, SUPERVISE):
         if not os.path.exists(tool):
             sys.exit(f"bench/svctl.py: {tool} missing: cargo build -p svctl -p supervise")
-    rows = []
-    for setup in SETUPS:
-        result = bench(*setup)
-        if result:
-            rows.append((setup[0], *result))
+    setups = [s for s in SETUPS if shutil.which(s[1][0]) or os.path.exists(s[1][0])]
+    rows = bench(setups)
     base = rows[0]
-    out = [f"svctl benchmark ({PROFILE} build, {ROUNDS} rounds of up/down, "
-           f"{STATUS_ROUNDS} of status; medians)", "",
-           "| client on supervisor | `-w up` | `-w down` | `status` |",
-           "|---|---|---|---|"]
-    for name, u, d, s in rows:
+    load = os.getloadavg()[0]
+    out = [f"svctl benchmark ({PROFILE} build, {ROUNDS} rounds of up/down/round trip, "
+           f"{STATUS_ROUNDS} of status; medians; load {load:.1f})", "",
+           "| client on supervisor | `-w up` | `-w down` | `-w down` + `-w up` | `status` |",
+           "|---|---|---|---|---|"]
+    for name, u, d, r, s in rows:
         out.append(f"| {name} | {u*1000:.1f} ms ({u/base[1]:.1f}×) | "
-                   f"{d*1000:.1f} ms ({d/base[2]:.1f}×) | {s*1000:.2f} ms ({s/base[3]:.1f}×) |")
+                   f"{d*1000:.1f} ms ({d/base[2]:.1f}×) | {r*1000:.1f} ms ({r/base[3]:.1f}×) | "
+                   f"{s*1000:.2f} ms ({s/base[4]:.1f}×) |")
     text = "\n".join(out) + "\n"
     print(text)
     os.makedirs(os.path.join(ROOT, "bench", "results"), exist_ok=True)

@@ -826,71 +826,212 @@ fn svctl_drives_a_real_svscan_tree() {
 /// warden's supervise writes `status` a moment before `supervise/warden`; in that moment a
 /// notifying service must not look ready. svctl tells warden's supervisor from runsv by the
 /// name of the process holding `supervise/lock`. Here a copy of flock(1) plays either one.
+/// A hand-made `supervise/` serving a running `web` (this process stands in for the
+/// supervisor: it holds `ok` and `control` open for reading). `marks` are what warden's
+/// supervise adds to runit's layout: `warden` and/or `event`.
+fn fake_supervise(dir: &Path, marks: &[&str]) -> Vec<rustix::fd::OwnedFd> {
+    let sup = dir.join("supervise");
+    fs::create_dir(&sup).unwrap();
+    let mut held = Vec::new();
+    for fifo in ["ok", "control"] {
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            sup.join(fifo),
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        held.push(
+            rustix::fs::open(
+                sup.join(fifo),
+                rustix::fs::OFlags::RDONLY
+                    | rustix::fs::OFlags::NONBLOCK
+                    | rustix::fs::OFlags::CLOEXEC,
+                rustix::fs::Mode::empty(),
+            )
+            .unwrap(),
+        );
+    }
+    if marks.contains(&"warden") {
+        // An extended status with no readiness recorded yet.
+        fs::write(sup.join("warden"), "restarts 0\n").unwrap();
+    }
+    if marks.contains(&"event") {
+        fs::create_dir(sup.join("event")).unwrap();
+    }
+    let status = warden_tests::warden::status::Status {
+        stamp: Tai64N::now(),
+        pid: std::process::id(),
+        paused: false,
+        want: warden_tests::warden::status::Want::Up,
+        term_sent: false,
+        state: warden_tests::warden::status::RunState::Run,
+    };
+    fs::write(sup.join("status"), status.encode()).unwrap();
+    held
+}
+
 #[test]
 fn readiness_is_pending_until_warden_writes_its_extended_status() {
-    require("flock", "util-linux");
-    let flock = std::env::split_paths(&std::env::var_os("PATH").unwrap())
-        .map(|d| d.join("flock"))
-        .find(|p| p.is_file())
-        .unwrap();
-    for (holder, up_code, shown) in [("supervise", 1, ", not ready"), ("runsv", 0, "")] {
+    // warden's supervise writes `supervise/warden` and makes `supervise/event/` before its
+    // first `status`: either one means warden, and a notifying service without a recorded
+    // readiness is not ready. A status with neither is runsv's, which records no readiness,
+    // so running is enough there.
+    for (marks, up_code, shown) in [
+        (&["warden", "event"][..], 1, ", not ready"),
+        (&["warden"][..], 1, ", not ready"),
+        (&["event"][..], 1, ", not ready"),
+        (&[][..], 0, ""),
+    ] {
         let scan = scandir();
         let s = scan.path();
         let dir = sleeper(s, "web");
         fs::write(dir.join("notification-fd"), "3\n").unwrap();
-        let sup = dir.join("supervise");
-        fs::create_dir(&sup).unwrap();
-        for fifo in ["ok", "control"] {
-            rustix::fs::mknodat(
-                rustix::fs::CWD,
-                sup.join(fifo),
-                rustix::fs::FileType::Fifo,
-                rustix::fs::Mode::from_raw_mode(0o600),
-                0,
-            )
-            .unwrap();
-        }
-        let _ok = rustix::fs::open(
-            sup.join("ok"),
-            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::CLOEXEC,
-            rustix::fs::Mode::empty(),
-        )
-        .unwrap();
-        let _control = rustix::fs::open(
-            sup.join("control"),
-            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::CLOEXEC,
-            rustix::fs::Mode::empty(),
-        )
-        .unwrap();
-        let status = warden_tests::warden::status::Status {
-            stamp: Tai64N::now(),
-            pid: std::process::id(),
-            paused: false,
-            want: warden_tests::warden::status::Want::Up,
-            term_sent: false,
-            state: warden_tests::warden::status::RunState::Run,
-        };
-        fs::write(sup.join("status"), status.encode()).unwrap();
-        let fake = s.join(holder);
-        fs::copy(&flock, &fake).unwrap();
-        let _holder = Spawned::new(
-            Command::new(&fake)
-                .arg("-x")
-                .arg(sup.join("lock"))
-                .arg("cat")
-                .stdin(Stdio::piped()),
-        );
-        wait_until("the lock to be held", SETTLE, || {
-            fs::read_to_string("/proc/locks")
-                .unwrap()
-                .lines()
-                .any(|l| l.contains(&format!(" {} ", _holder.pid())))
-        });
+        let _held = fake_supervise(&dir, marks);
         let (code, out, _) = svctl(s, &["status", "web"]);
-        assert_eq!(code, Some(0), "{holder}");
-        assert_eq!(out.contains("ready"), !shown.is_empty(), "{holder}: {out}");
-        assert!(out.contains(shown), "{holder}: {out}");
+        assert_eq!(code, Some(0), "{marks:?}");
+        assert_eq!(out.contains("ready"), !shown.is_empty(), "{marks:?}: {out}");
+        assert!(out.contains(shown), "{marks:?}: {out}");
+        let supervisor = json_status(s, "web")["supervisor"].clone();
+        let expected = if marks.is_empty() { "runit" } else { "warden" };
+        assert_eq!(supervisor, expected, "{marks:?}");
         let (code, _, err) = svctl(s, &["-w", "300ms", "up", "web"]);
-        assert_eq!(code, Some(up_code), "{holder}: {err}");
+        assert_eq!(code, Some(up_code), "{marks:?}: {err}");
+        if marks.contains(&"event") {
+            let left: Vec<_> = fs::read_dir(dir.join("supervise/event")).unwrap().collect();
+            assert!(left.is_empty(), "a timed-out wait left {left:?}");
+        }
     }
+}
+
+/// A warden-supervised service whose `./check` never passes, so `-w up` keeps waiting.
+fn never_checked(scan: &Path) -> (PathBuf, Supervised) {
+    let dir = sleeper(scan, "slow");
+    script(&dir.join("check"), "exit 1");
+    let sup = supervise(Flavour::Warden, &dir);
+    running_pid(scan, "slow");
+    (dir, sup)
+}
+
+fn event_fifos(dir: &Path) -> Vec<PathBuf> {
+    fs::read_dir(dir.join("supervise/event"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect()
+}
+
+/// What a waiting svctl has open, as the link targets of /proc/PID/fd.
+fn open_files(pid: u32) -> Vec<String> {
+    fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|e| fs::read_link(e.path()).ok())
+                .map(|t| t.to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn wait_under_warden_listens_on_an_event_fifo_not_inotify_and_removes_it() {
+    let scan = scandir();
+    let s = scan.path();
+    let (dir, _sup) = never_checked(s);
+    let mut waiting = Spawned::new(
+        Command::new(bin("svctl"))
+            .args(["-w", "4", "up"])
+            .arg(&dir)
+            .stderr(Stdio::null()),
+    );
+    wait_until("svctl to make its event FIFO", SETTLE, || {
+        event_fifos(&dir).len() == 1
+    });
+    let fifo = event_fifos(&dir).remove(0);
+    let name = fifo.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(
+        name.starts_with(&format!("svctl.{}.", waiting.pid())),
+        "{name}"
+    );
+    let files = open_files(waiting.pid() as u32);
+    assert!(files.iter().any(|f| f.ends_with(&name)), "{files:?}");
+    assert!(
+        !files.iter().any(|f| f.contains("inotify")),
+        "an inotify fd costs ~15 ms to close: {files:?}"
+    );
+    // A restart changes the status several times; each change wakes the waiter, which reads
+    // the new run's readiness as still pending and keeps waiting.
+    let old = pid_of(s, "slow");
+    let (code, _, err) = svctl(s, &["restart", "slow"]);
+    assert_eq!(code, Some(0), "{err}");
+    wait_until("the new run", SETTLE, || {
+        ![0, old].contains(&pid_of(s, "slow"))
+    });
+    assert!(
+        waiting.child.try_wait().unwrap().is_none(),
+        "returned early"
+    );
+    let status = waiting.wait_exit(SETTLE);
+    assert_eq!(status.code(), Some(1), "timed out as it should");
+    assert!(event_fifos(&dir).is_empty(), "{:?}", event_fifos(&dir));
+}
+
+#[test]
+fn interrupted_wait_removes_its_fifo_and_dies_of_the_signal() {
+    use std::os::unix::process::ExitStatusExt;
+    let scan = scandir();
+    let s = scan.path();
+    let (dir, _sup) = never_checked(s);
+    for signal in [rustix::process::Signal::INT, rustix::process::Signal::TERM] {
+        let mut waiting = Spawned::new(
+            Command::new(bin("svctl"))
+                .args(["-w", "20", "up"])
+                .arg(&dir)
+                .stderr(Stdio::null()),
+        );
+        wait_until("svctl to make its event FIFO", SETTLE, || {
+            event_fifos(&dir).len() == 1
+        });
+        rustix::process::kill_process(
+            rustix::process::Pid::from_raw(waiting.pid()).unwrap(),
+            signal,
+        )
+        .unwrap();
+        let status = waiting.wait_exit(SETTLE);
+        assert_eq!(status.signal(), Some(signal.as_raw()), "{status:?}");
+        assert!(event_fifos(&dir).is_empty(), "{:?}", event_fifos(&dir));
+    }
+}
+
+#[test]
+fn wait_ends_when_the_supervisor_dies_instead_of_timing_out() {
+    // supervise's death writes no event; svctl holds a pidfd on it for that.
+    let scan = scandir();
+    let s = scan.path();
+    let (dir, sup) = never_checked(s);
+    let mut waiting = Spawned::new(
+        Command::new(bin("svctl"))
+            .args(["-w", "20", "up"])
+            .arg(&dir)
+            .stderr(Stdio::null()),
+    );
+    wait_until("svctl to make its event FIFO", SETTLE, || {
+        event_fifos(&dir).len() == 1
+    });
+    let started = Instant::now();
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(sup.process.pid()).unwrap(),
+        rustix::process::Signal::KILL,
+    )
+    .unwrap();
+    let status = waiting.wait_exit(SETTLE);
+    assert_eq!(status.code(), Some(4), "not supervised");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(event_fifos(&dir).is_empty(), "{:?}", event_fifos(&dir));
+    drop(sup);
 }

@@ -7,6 +7,9 @@ use warden::status::{Extended, RunState, Status, Want};
 use warden::svdir::{ClientError, Liveness, ServiceDir};
 use warden::Tai64N;
 
+/// warden's `supervise/event/`: a FIFO made there gets a byte on every change of `status`.
+pub const EVENT_DIR: &str = "event";
+
 /// The state a command waits for with `-w`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Goal {
@@ -29,6 +32,14 @@ pub enum Goal {
 }
 
 impl Goal {
+    /// Whether reaching the goal can hang on readiness (the service's `notification-fd`).
+    pub fn may_need_readiness(self) -> bool {
+        matches!(
+            self,
+            Goal::Up | Goal::NewRun | Goal::RunEnded | Goal::Wanted
+        )
+    }
+
     /// Words for a timeout message: "web is not {what}".
     pub fn describe(self) -> &'static str {
         match self {
@@ -64,12 +75,11 @@ impl Snapshot {
         }
         let status = dir.status()?;
         let notifies = dir.path.join(NOTIFICATION_FD).exists();
-        let mut extended = dir.extended();
-        // warden's supervise writes `status` just before `supervise/warden`: in between, a
-        // first run would look ready to a reader that took the missing file for runsv.
-        if extended.is_none() && notifies && lock_holder_is_supervise(dir) {
-            extended = Some(Extended::default());
-        }
+        // warden's supervise writes `supervise/warden` (and makes `supervise/event/`) before
+        // its first `status`, so a status without either is runsv's.
+        let extended = dir
+            .extended()
+            .or_else(|| dir.file(EVENT_DIR).is_dir().then(Extended::default));
         Ok(Snapshot {
             status,
             extended,
@@ -103,13 +113,6 @@ impl Snapshot {
     fn is_up_and_ready(&self) -> bool {
         self.is_up() && self.ready() != Some(false)
     }
-}
-
-/// Whether the process holding `supervise/lock` is called `supervise` rather than `runsv`.
-fn lock_holder_is_supervise(dir: &ServiceDir) -> bool {
-    crate::locks::flock_holder(&dir.file(warden::svdir::LOCK))
-        .and_then(crate::locks::command_name)
-        .is_some_and(|name| name == "supervise")
 }
 
 /// How far a snapshot is from a goal.

@@ -1,5 +1,5 @@
 //! Who holds an flock: /proc/locks names the pid, by device and inode of the locked file.
-//! Used to tell warden's supervise from runsv, and to find svscan's pid for `-w shutdown`.
+//! Used to find svscan's pid for `-w shutdown`.
 
 use std::path::Path;
 
@@ -27,13 +27,6 @@ fn holder(line: &str, id: &str) -> Option<u32> {
         return None;
     }
     fields.get(4)?.parse().ok()
-}
-
-/// The process name of a pid (`/proc/PID/comm`).
-pub fn command_name(pid: u32) -> Option<String> {
-    std::fs::read_to_string(format!("/proc/{pid}/comm"))
-        .ok()
-        .map(|comm| comm.trim_end().to_owned())
 }
 
 #[cfg(test)]
@@ -70,6 +63,5 @@ mod tests {
         assert_eq!(flock_holder(&path), None);
         flock(&file, FlockOperation::NonBlockingLockExclusive).unwrap();
         assert_eq!(flock_holder(&path), Some(std::process::id()));
-        assert!(command_name(std::process::id()).is_some());
     }
 }

@@ -1,22 +1,37 @@
-//! `-w`: wait for a goal, woken by inotify on `supervise/` rather than by a timer.
+//! `-w`: wait for a goal, woken by the supervisor rather than by a timer.
 //!
-//! The supervisor replaces `status` by rename (IN_MOVED_TO) and, when it exits, closes its
-//! read end of `ok` (IN_CLOSE_NOWRITE on `ok`). Our own reads of `status` and probes of `ok`
-//! cause events too (IN_CLOSE_NOWRITE on `status`, IN_CLOSE_WRITE on `ok`); those are
-//! ignored, so checking never wakes the loop again by itself.
+//! Under warden's supervise, svctl makes a FIFO in `supervise/event/` and gets a byte on every
+//! change of `status` (s6's fifodir idea); a pidfd on the supervisor says when it exits. No
+//! inotify instance is needed there, which matters: closing one that has a watch waits for
+//! an SRCU grace period, about 15 ms on this kernel, longer than the whole wait usually takes.
+//!
+//! Under runit's runsv (no `event/`), and for a wait that can hang on a `notification-fd`
+//! service's readiness (supervise records it in `supervise/warden` only and writes no event
+//! for it), inotify on `supervise/`: the supervisor replaces
+//! `status` by rename (IN_MOVED_TO) and, when it exits, closes its read end of `ok`
+//! (IN_CLOSE_NOWRITE on `ok`). Our own reads of `status` and probes of `ok` cause events too
+//! (IN_CLOSE_NOWRITE on `status`, IN_CLOSE_WRITE on `ok`); those are ignored, so checking
+//! never wakes the loop again by itself.
+//!
+//! Either way the subscription comes first and the state is read after it, so no change
+//! between the two is missed.
 //!
 //! `./check` has no event: it is re-run with a short back-off (a deadline in the same poll)
 //! until it exits 0 or time runs out.
 
-use crate::goal::{has_check, judge, Goal, Snapshot, Verdict};
+use crate::goal::{has_check, judge, Goal, Snapshot, Verdict, EVENT_DIR};
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use rustix::fs::inotify::{self, ReadFlags, WatchFlags};
+use rustix::fs::{chmod, mknodat, FileType, Mode, OFlags, CWD};
 use rustix::io::Errno;
+use rustix::process::{pidfd_open, Pid, PidfdFlags, Signal};
 use std::mem::MaybeUninit;
 use std::os::fd::OwnedFd;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use warden::service::NOTIFICATION_FD;
+use warden::signal::SignalPipe;
 use warden::svdir::{ClientError, Liveness, ServiceDir, OK};
 use warden::Tai64N;
 
@@ -36,7 +51,9 @@ pub fn wait_for(
     since: Tai64N,
     deadline: Instant,
 ) -> Result<Waited, ClientError> {
-    let watch = Watch::new(dir)?;
+    // Subscribe first: every change after this point wakes us, so the state read below
+    // cannot miss one.
+    let mut waker = Waker::new(dir, goal)?;
     let mut backoff = CHECK_BACKOFF_MIN;
     let mut next_check: Option<Instant> = None;
     loop {
@@ -67,10 +84,219 @@ pub fn wait_for(
             }
         }
         let wake_at = next_check.map_or(deadline, |at| at.min(deadline));
-        if !watch.wait(dir, wake_at)? && Instant::now() >= deadline {
-            return Ok(Waited::TimedOut);
+        match waker.wait(dir, wake_at)? {
+            Wake::Changed => {}
+            Wake::Quiet if Instant::now() >= deadline => return Ok(Waited::TimedOut),
+            Wake::Quiet => {}
+            Wake::Signalled(signal) => {
+                // Our FIFO goes first; then die of the signal as if we had not caught it.
+                drop(waker);
+                let _ = signal_hook::low_level::emulate_default_handler(signal.as_raw());
+                return Err(ClientError::Io(dir.supervise(), Errno::INTR));
+            }
         }
     }
+}
+
+/// How a wait ended.
+enum Wake {
+    /// Something may have changed: read the state again.
+    Changed,
+    /// The time given ran out.
+    Quiet,
+    /// INT, TERM or HUP arrived while we had a FIFO to remove.
+    Signalled(Signal),
+}
+
+/// What wakes a waiting svctl: warden's event FIFO, or inotify under runsv.
+enum Waker {
+    Events(Listener),
+    Inotify(Watch),
+}
+
+impl Waker {
+    fn new(dir: &ServiceDir, goal: Goal) -> Result<Waker, ClientError> {
+        // Readiness is recorded in `supervise/warden` alone, and supervise writes no event
+        // for it (only for changes of `status`): such a wait needs inotify.
+        let readiness = goal.may_need_readiness() && dir.path.join(NOTIFICATION_FD).exists();
+        if readiness {
+            return Watch::new(dir).map(Waker::Inotify);
+        }
+        if let Some(listener) = Listener::new(dir) {
+            // The supervisor's exit writes no event; only its pidfd tells.
+            if goal != Goal::Gone || listener.supervisor.is_some() {
+                return Ok(Waker::Events(listener));
+            }
+        }
+        Watch::new(dir).map(Waker::Inotify)
+    }
+
+    fn wait(&mut self, dir: &ServiceDir, until: Instant) -> Result<Wake, ClientError> {
+        match self {
+            Waker::Events(listener) => listener.wait(until),
+            Waker::Inotify(watch) => Ok(if watch.wait(dir, until)? {
+                Wake::Changed
+            } else {
+                Wake::Quiet
+            }),
+        }
+    }
+}
+
+/// Our FIFO in warden's `supervise/event/`, removed when dropped.
+struct Listener {
+    path: PathBuf,
+    fifo: OwnedFd,
+    /// A pidfd on the supervisor, from `supervisor_pid` in `supervise/warden`: it exiting
+    /// writes no event. Dropped once it has fired.
+    supervisor: Option<OwnedFd>,
+    /// Set up before the FIFO exists, so an interrupted svctl can still remove it.
+    signals: Option<SignalPipe>,
+}
+
+impl Listener {
+    /// None when `supervise/event/` is missing (runsv) or we cannot use it; inotify then
+    /// takes over, and its probes say what is wrong.
+    fn new(dir: &ServiceDir) -> Option<Listener> {
+        let events = dir.file(EVENT_DIR);
+        if !std::fs::metadata(&events).is_ok_and(|m| m.is_dir()) {
+            return None;
+        }
+        let signals = SignalPipe::new(&caught_signals()).ok();
+        let (path, fifo) = make_fifo(&events)?;
+        let supervisor = dir
+            .extended()
+            .and_then(|extended| extended.supervisor_pid)
+            .and_then(|pid| Pid::from_raw(i32::try_from(pid).ok()?))
+            .and_then(|pid| pidfd_open(pid, PidfdFlags::empty()).ok());
+        Some(Listener {
+            path,
+            fifo,
+            supervisor,
+            signals,
+        })
+    }
+
+    fn wait(&mut self, until: Instant) -> Result<Wake, ClientError> {
+        let io = |e: Errno| ClientError::Io(self.path.clone(), e);
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(Wake::Quiet);
+            }
+            let timeout = timespec(left);
+            let mut fds = Vec::with_capacity(3);
+            fds.push(PollFd::new(&self.fifo, PollFlags::IN));
+            if let Some(signals) = &self.signals {
+                fds.push(PollFd::new(signals, PollFlags::IN));
+            }
+            if let Some(supervisor) = &self.supervisor {
+                fds.push(PollFd::new(supervisor, PollFlags::IN));
+            }
+            match poll(&mut fds, Some(&timeout)) {
+                Ok(0) | Err(Errno::INTR) => continue,
+                Ok(_) => {}
+                Err(e) => return Err(io(e)),
+            }
+            let fired: Vec<bool> = fds.iter().map(|fd| !fd.revents().is_empty()).collect();
+            let mut fired = fired.into_iter();
+            let event = fired.next().unwrap_or(false);
+            let signalled = self.signals.is_some() && fired.next().unwrap_or(false);
+            let exited = self.supervisor.is_some() && fired.next().unwrap_or(false);
+            if signalled {
+                if let Some(signal) = self
+                    .signals
+                    .as_ref()
+                    .and_then(|s| s.take().first().copied())
+                {
+                    return Ok(Wake::Signalled(signal));
+                }
+            }
+            if event {
+                drain(&self.fifo).map_err(io)?;
+            }
+            if exited {
+                self.supervisor = None;
+            }
+            if event || exited {
+                return Ok(Wake::Changed);
+            }
+        }
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        // Ours alone to remove (supervise skips a FIFO without a reader); nothing to do if
+        // it is gone already.
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Makes and opens `events/svctl.PID.N`. Read-write, so the FIFO never reads as hung up
+/// between two of the supervisor's writes; mode 0622, so a supervisor running as another
+/// user than ours can still write to it (`event/` itself is the supervisor's, mode 0700).
+fn make_fifo(events: &Path) -> Option<(PathBuf, OwnedFd)> {
+    for attempt in 0..100u32 {
+        let path = events.join(format!("svctl.{}.{attempt}", std::process::id()));
+        match mknodat(CWD, &path, FileType::Fifo, Mode::from_raw_mode(0o622), 0) {
+            Ok(()) => {}
+            Err(Errno::EXIST) => continue,
+            Err(_) => return None,
+        }
+        // Past the umask.
+        let opened = chmod(&path, Mode::from_raw_mode(0o622)).and_then(|()| {
+            rustix::fs::open(
+                &path,
+                OFlags::RDWR | OFlags::NONBLOCK | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+        });
+        return match opened {
+            Ok(fifo) => Some((path, fifo)),
+            Err(_) => {
+                let _ = std::fs::remove_file(&path);
+                None
+            }
+        };
+    }
+    None
+}
+
+/// Empties the FIFO: one byte per change, and any number of changes mean one re-read.
+fn drain(fifo: &OwnedFd) -> Result<(), Errno> {
+    let mut buf = [0u8; 64];
+    loop {
+        match rustix::io::read(fifo, &mut buf) {
+            Ok(0) | Err(Errno::AGAIN) => return Ok(()),
+            Ok(_) | Err(Errno::INTR) => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// INT, TERM and HUP, except those we inherited as ignored (a background job's INT): those
+/// must stay ignored.
+fn caught_signals() -> Vec<Signal> {
+    let ignored = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find_map(|line| line.strip_prefix("SigIgn:"))
+                .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+        })
+        .unwrap_or(u64::MAX);
+    [Signal::INT, Signal::TERM, Signal::HUP]
+        .into_iter()
+        .filter(|signal| !is_in_mask(ignored, signal.as_raw()))
+        .collect()
+}
+
+fn is_in_mask(mask: u64, raw: i32) -> bool {
+    u32::try_from(raw - 1)
+        .ok()
+        .and_then(|bit| mask.checked_shr(bit))
+        .is_some_and(|m| m & 1 == 1)
 }
 
 /// Whether `dir` is at `goal` now, running `./check` once where it has the last word (bounded
@@ -217,10 +443,7 @@ pub(crate) fn poll_until(fd: &OwnedFd, until: Instant) -> Result<bool, Errno> {
         if left.is_zero() {
             return Ok(false);
         }
-        let timeout = Timespec::try_from(left).unwrap_or(Timespec {
-            tv_sec: i64::MAX,
-            tv_nsec: 0,
-        });
+        let timeout = timespec(left);
         let mut fds = [PollFd::new(fd, PollFlags::IN)];
         match poll(&mut fds, Some(&timeout)) {
             Ok(0) | Err(Errno::INTR) => {}
@@ -228,6 +451,13 @@ pub(crate) fn poll_until(fd: &OwnedFd, until: Instant) -> Result<bool, Errno> {
             Err(e) => return Err(e),
         }
     }
+}
+
+fn timespec(duration: Duration) -> Timespec {
+    Timespec::try_from(duration).unwrap_or(Timespec {
+        tv_sec: i64::MAX,
+        tv_nsec: 0,
+    })
 }
 
 #[cfg(test)]
@@ -244,5 +474,14 @@ mod tests {
         assert!(is_relevant(ReadFlags::CLOSE_NOWRITE, true));
         assert!(is_relevant(ReadFlags::CLOSE_WRITE, false));
         assert!(is_relevant(ReadFlags::QUEUE_OVERFLOW, false));
+    }
+
+    #[test]
+    fn ignored_signals_are_read_from_the_mask() {
+        // SigIgn 0x...0003: HUP (1) and INT (2) ignored, TERM (15) not.
+        assert!(is_in_mask(0b11, Signal::HUP.as_raw()));
+        assert!(is_in_mask(0b11, Signal::INT.as_raw()));
+        assert!(!is_in_mask(0b11, Signal::TERM.as_raw()));
+        assert!(!is_in_mask(u64::MAX, 0));
     }
 }
