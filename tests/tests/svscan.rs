@@ -327,6 +327,39 @@ fn a_killed_supervise_is_restarted() {
 }
 
 #[test]
+fn the_cgroup_of_a_supervisor_killed_while_its_entry_is_removed_is_removed() {
+    let mut scan = Scan::new();
+    // The service ignores TERM, so its supervisor is still waiting for it when killed.
+    let dir = service(&scan.dir, "stubborn", "trap '' TERM\nexec sleep 1000");
+    scan.start(&[]);
+    wait_until("the service", LONG, || running(&dir));
+    let Some(cgroup) = ServiceDir::new(&dir).extended().and_then(|x| x.cgroup) else {
+        panic!("cgroup v2 is mounted here, so supervise must use one");
+    };
+    let parent = warden_tests::own_cgroup_dir().unwrap();
+    let cgroup_dir = parent.join(Path::new(&cgroup).file_name().unwrap());
+    assert!(cgroup_dir.is_dir(), "{}", cgroup_dir.display());
+    let supervisor = supervisors_of(&dir)[0];
+    let service_pid = ServiceDir::new(&dir).status().unwrap().pid as i32;
+    let outside = scan.stage().join("stubborn");
+    std::fs::rename(&dir, &outside).unwrap();
+    wait_until("the stop (TERM) to reach the service", LONG, || {
+        ServiceDir::new(&outside)
+            .status()
+            .is_ok_and(|s| s.want != warden_tests::warden::status::Want::Up)
+    });
+    // The supervisor dies hard, its service with it: nothing can remove the cgroup but svscan.
+    signal(supervisor, rustix::process::Signal::STOP);
+    signal(service_pid, rustix::process::Signal::KILL);
+    wait_until("the service to die", LONG, || !alive(service_pid));
+    signal(supervisor, rustix::process::Signal::KILL);
+    wait_until("svscan to remove the empty cgroup", LONG, || {
+        !cgroup_dir.exists()
+    });
+    assert!(supervisors_of(&outside).is_empty());
+}
+
+#[test]
 fn a_restarted_svscan_adopts_the_running_supervisors() {
     let mut scan = Scan::new();
     marker_service(&scan.dir, "one");
