@@ -773,6 +773,11 @@ fn svctl_drives_a_real_svscan_tree() {
         &dir.join("log/run"),
         &format!("exec {} ./main", bin("logger").display()),
     );
+    // A log/ without run (as example-service-dir/clock has) is supervised too, running the
+    // default logger: svctl shows it like any other, never as "not supervised".
+    let clock = service(s, "clock", "echo tick from clock\nexec sleep 1000");
+    fs::create_dir(clock.join("log")).unwrap();
+    fs::write(clock.join("log/README"), "no run: the default logger\n").unwrap();
     let out = fs::File::create(s.join(".svscan.out")).unwrap();
     let mut svscan = Svscan(
         Spawned::new(
@@ -793,12 +798,26 @@ fn svctl_drives_a_real_svscan_tree() {
             .1
             .contains("hello from web")
     });
+    wait_until("svscan to start clock and its default logger", SETTLE, || {
+        let v = json_status(s, "clock");
+        v["state"] == "up" && v["log"]["state"] == "up"
+    });
+    wait_until("the default logger to write clock's line", SETTLE, || {
+        svctl(s, &["log", "clock", "-n", "5"])
+            .1
+            .contains("tick from clock")
+    });
     let (code, out, _) = svctl(s, &["status"]);
     assert_eq!(code, Some(0));
-    assert!(
-        out.starts_with("web: up (pid ") && out.contains("; log: up (pid "),
-        "{out}"
-    );
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    for (line, name) in lines.iter().zip(["clock", "web"]) {
+        assert!(
+            line.starts_with(&format!("{name}: up (pid ")) && line.contains("; log: up (pid "),
+            "{out}"
+        );
+    }
+    assert!(!out.contains("not supervised"), "{out}");
 
     assert_eq!(svctl(s, &["-w", "5", "restart", "web"]).0, Some(0));
     wait_until("the new run's line", SETTLE, || {
@@ -810,6 +829,7 @@ fn svctl_drives_a_real_svscan_tree() {
     });
     assert_eq!(svctl(s, &["rescan"]).0, Some(0));
     let pid = pid_of(s, "web");
+    let clock_pid = pid_of(s, "clock");
     let (code, _, err) = svctl(s, &["-w", "20", "shutdown"]);
     assert_eq!(code, Some(0), "{err}");
     let status = svscan
@@ -820,6 +840,7 @@ fn svctl_drives_a_real_svscan_tree() {
         .expect("-w shutdown returned once svscan had exited");
     assert!(status.success(), "svscan after shutdown: {status:?}");
     assert!(!alive(pid as i32), "the service was stopped");
+    assert!(!alive(clock_pid as i32), "clock was stopped");
     assert_eq!(svctl(s, &["rescan"]).0, Some(4), "svscan is gone");
 }
 
