@@ -798,10 +798,14 @@ fn svctl_drives_a_real_svscan_tree() {
             .1
             .contains("hello from web")
     });
-    wait_until("svscan to start clock and its default logger", SETTLE, || {
-        let v = json_status(s, "clock");
-        v["state"] == "up" && v["log"]["state"] == "up"
-    });
+    wait_until(
+        "svscan to start clock and its default logger",
+        SETTLE,
+        || {
+            let v = json_status(s, "clock");
+            v["state"] == "up" && v["log"]["state"] == "up"
+        },
+    );
     wait_until("the default logger to write clock's line", SETTLE, || {
         svctl(s, &["log", "clock", "-n", "5"])
             .1
