@@ -157,10 +157,12 @@ fn stage3_with(setup: &str, grace: &str) -> (Option<i32>, String, Duration) {
 fn stage3_in_a_container_terms_everything_and_exits_0_when_all_cooperate() {
     let tmp = tempfile::tempdir().unwrap();
     let marker = tmp.path().join("got-term");
-    // The child says it is ready through a FIFO once its TERM trap is set.
+    // The child says it is ready through a FIFO once its TERM trap is set. Its own child is
+    // forked before the trap: a child forked after it runs dash's handler until it execs, and a
+    // TERM landing in that window would be swallowed, leaving a process that needs KILL.
     let setup = format!(
         "mkfifo ready\n\
-         sh -c 'trap \"echo TERM > {m}; exit 0\" TERM; sleep 60 & echo > ready; wait' &\n\
+         sh -c 'sleep 60 & trap \"echo TERM > {m}; exit 0\" TERM; echo > ready; wait' &\n\
          read line < ready\n\
          (sleep 60 &)",
         m = marker.display()
@@ -303,7 +305,7 @@ fn stage1_in_a_container_with_the_real_svscan_stops_services_on_term_and_exits_0
     script(
         &scandir.join("polite/run"),
         &format!(
-            "trap 'echo TERM > {m}; exit 0' TERM\necho up > {s}\n(sleep 0.2 &)\nsleep 60 & wait",
+            "sleep 60 &\ntrap 'echo TERM > {m}; exit 0' TERM\necho up > {s}\n(sleep 0.2 &)\nwait",
             m = marker.display(),
             s = started.display()
         ),
