@@ -1,4 +1,5 @@
-//! Project tasks: `cargo xtask test` (everything CI checks). Other tasks add a module each.
+//! Project tasks: `cargo xtask test` (everything CI checks), `cargo xtask demo` (the example
+//! tree in the foreground), `cargo xtask image|qemu` (the boot image).
 
 mod boot;
 
@@ -8,10 +9,11 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("test") => test(&args[1..]),
+        Some("demo") => demo(),
         Some("image") => boot::cli::image_command(&workspace_root(), &args[1..]),
         Some("qemu") => boot::cli::qemu_command(&workspace_root(), &args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask test | image [--out DIR] | qemu [KERNEL-ARG...]");
+            eprintln!("usage: cargo xtask test | demo | image [--out DIR] | qemu [KERNEL-ARG...]");
             return ExitCode::from(2);
         }
     };
@@ -58,7 +60,31 @@ fn test(extra: &[String]) -> Result<(), String> {
         "warnings",
     ])?;
     cargo(&["build", "--workspace", "--locked"])?;
-    let mut args = vec!["test", "--workspace", "--locked"];
+    let mut args = vec!["test", "--workspace", "--locked", "--no-fail-fast"];
     args.extend(extra.iter().map(String::as_str));
     cargo(&args)
+}
+
+/// Builds the programs and replaces itself with `svscan example-service-dir`, so ctrl-C reaches
+/// svscan, which stops the services, drains the loggers and exits.
+fn demo() -> Result<(), String> {
+    use std::os::unix::process::CommandExt;
+    cargo(&["build", "--workspace", "--bins"])?;
+    let root = workspace_root();
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    let bin = target.join("debug");
+    let svctl = bin.join("svctl");
+    eprintln!("xtask: svscan example-service-dir; in another terminal:");
+    eprintln!("    {} -d example-service-dir status", svctl.display());
+    eprintln!("ctrl-C stops the tree");
+    let error = Command::new(bin.join("svscan"))
+        .arg("example-service-dir")
+        .current_dir(&root)
+        .exec();
+    Err(format!(
+        "unable to run {}: {error}",
+        bin.join("svscan").display()
+    ))
 }
