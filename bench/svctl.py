@@ -29,11 +29,17 @@ ROUNDS = 15
 STATUS_ROUNDS = 100
 
 
-def service(root, name):
+def service(root, name, notify=False):
     d = os.path.join(root, name)
     os.makedirs(d)
     with open(os.path.join(d, "run"), "w") as f:
-        f.write("#!/bin/sh\nexec sleep 100000\n")
+        if notify:
+            # Ready at once: what is measured is how fast the client sees the readiness.
+            f.write("#!/bin/sh\necho >&3\nexec sleep 100000 3>&-\n")
+            with open(os.path.join(d, "notification-fd"), "w") as n:
+                n.write("3\n")
+        else:
+            f.write("#!/bin/sh\nexec sleep 100000\n")
     os.chmod(os.path.join(d, "run"), 0o755)
     open(os.path.join(d, "down"), "w").close()
     return d
@@ -60,6 +66,8 @@ SETUPS = [
     # name, supervisor argv, up argv, down argv, status argv
     ("svctl on warden supervise", [SUPERVISE],
      [SVCTL, "-w", "10", "up"], [SVCTL, "-w", "10", "down"], [SVCTL, "status"]),
+    ("svctl on warden supervise, notification-fd", [SUPERVISE, "+notify"],
+     [SVCTL, "-w", "10", "up"], [SVCTL, "-w", "10", "down"], [SVCTL, "status"]),
     ("svctl on runsv", ["runsv"],
      [SVCTL, "-w", "10", "up"], [SVCTL, "-w", "10", "down"], [SVCTL, "status"]),
     ("sv on runsv", ["runsv"],
@@ -67,13 +75,18 @@ SETUPS = [
     ("s6-svc on s6-supervise", ["s6-supervise"],
      ["s6-svc", "-wu", "-T", "10000", "-u"], ["s6-svc", "-wd", "-T", "10000", "-d"],
      ["s6-svstat"]),
+    ("s6-svc -wU on s6-supervise, notification-fd", ["s6-supervise", "+notify"],
+     ["s6-svc", "-wU", "-T", "10000", "-u"], ["s6-svc", "-wd", "-T", "10000", "-d"],
+     ["s6-svstat"]),
 ]
 
 
 def start(sup):
     """Starts one supervisor on a fresh `exec sleep` service; returns (dir, root, process)."""
     root = tempfile.mkdtemp()
-    d = service(root, "svc")
+    notify = "+notify" in sup
+    sup = [a for a in sup if a != "+notify"]
+    d = service(root, "svc", notify)
     p = subprocess.Popen(sup + [d], stdin=subprocess.DEVNULL,
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_for(os.path.join(d, "supervise", "status"))
