@@ -33,6 +33,9 @@ pub struct Supervisor {
     pid: u32,
     /// The `logger` to run as `logger ./main` while the dir has no `run` (`--default-log`).
     default_run: Option<PathBuf>,
+    /// The settings (and their warnings) read at startup, used by the first start instead of
+    /// reading them again.
+    boot_settings: Option<(Limits, Vec<Event>)>,
 }
 
 impl Supervisor {
@@ -64,12 +67,14 @@ impl Supervisor {
             dirty: true,
             pid,
             default_run,
+            boot_settings: None,
         })
     }
 
     /// Supervises until told to exit (`x`, `e`, SIGTERM, SIGHUP) and the service is down.
     pub fn run(mut self) -> Result<(), Fatal> {
         let (limits, warnings) = self.read_settings();
+        self.boot_settings = Some((limits, warnings.clone()));
         let leftovers = !self.tree.is_empty();
         self.events.push_back(Event::Boot {
             normally_down: Path::new(warden::service::DOWN).exists(),
@@ -78,6 +83,8 @@ impl Supervisor {
         });
         self.events.extend(warnings);
         self.feed(Event::Tick);
+        // A start later than this one (down file, leftovers, back-off) reads them afresh.
+        self.boot_settings = None;
         self.flush();
         self.files.announce()?;
         loop {
@@ -271,7 +278,11 @@ impl Supervisor {
     }
 
     fn spawn_run(&mut self) {
-        let (limits, warnings) = self.read_settings();
+        // Each start reads the settings afresh, except the first, which has them from startup.
+        let (limits, warnings) = match self.boot_settings.take() {
+            Some(settings) => settings,
+            None => self.read_settings(),
+        };
         match spawn::run(
             &self.service,
             self.default_run.as_deref(),
