@@ -157,9 +157,12 @@ fn up_down_restart_once_act_on_the_service() {
     assert!(third > 0 && third != second);
     assert_eq!(json_status(s, "web")["want"], "down");
     assert_eq!(svctl(s, &["-w", "5", "kill", "web"]).0, Some(0));
-    let v = json_status(s, "web");
-    assert_eq!(v["state"], "down");
-    assert_eq!(v["last_exit"]["signal"], "KILL");
+    assert_eq!(json_status(s, "web")["state"], "down");
+    // supervise writes `status` first and `supervise/warden` (last_exit) just after it; the
+    // wait ends on the first, so the second may be a moment behind.
+    wait_until("last_exit to be recorded", SETTLE, || {
+        json_status(s, "web")["last_exit"]["signal"] == "KILL"
+    });
     assert_eq!(lines(&dir.join("runs")).len(), 3, "once did not restart");
 }
 
@@ -1027,6 +1030,46 @@ fn interrupted_wait_removes_its_fifo_and_dies_of_the_signal() {
         assert_eq!(status.signal(), Some(signal.as_raw()), "{status:?}");
         assert!(event_fifos(&dir).is_empty(), "{:?}", event_fifos(&dir));
     }
+}
+
+#[test]
+fn a_signal_after_an_event_fifo_wait_still_kills() {
+    // `-w up fast slow`: fast is waited for through a FIFO, slow (notification-fd, never
+    // ready) through inotify. The handlers installed for fast's FIFO must not swallow a TERM
+    // during slow's wait.
+    use std::os::unix::process::ExitStatusExt;
+    let scan = scandir();
+    let s = scan.path();
+    let fast = sleeper(s, "fast");
+    let slow = sleeper(s, "slow");
+    fs::write(slow.join("notification-fd"), "3\n").unwrap();
+    let _a = supervise(Flavour::Warden, &fast);
+    let _b = supervise(Flavour::Warden, &slow);
+    running_pid(s, "slow");
+    let mut waiting = Spawned::new(
+        Command::new(bin("svctl"))
+            .args(["-w", "20", "up"])
+            .arg(&fast)
+            .arg(&slow)
+            .stderr(Stdio::null()),
+    );
+    wait_until("svctl to wait for slow through inotify", SETTLE, || {
+        open_files(waiting.pid() as u32)
+            .iter()
+            .any(|f| f.contains("inotify"))
+    });
+    assert!(event_fifos(&fast).is_empty() && event_fifos(&slow).is_empty());
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(waiting.pid()).unwrap(),
+        rustix::process::Signal::TERM,
+    )
+    .unwrap();
+    let status = waiting.wait_exit(SETTLE);
+    assert_eq!(
+        status.signal(),
+        Some(rustix::process::Signal::TERM.as_raw()),
+        "{status:?}"
+    );
 }
 
 #[test]

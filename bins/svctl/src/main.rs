@@ -4,6 +4,7 @@
 mod cli;
 mod commands;
 mod goal;
+mod interrupts;
 mod locks;
 mod logview;
 mod outcome;

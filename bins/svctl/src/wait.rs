@@ -20,6 +20,7 @@
 //! until it exits 0 or time runs out.
 
 use crate::goal::{has_check, judge, Goal, Snapshot, Verdict, EVENT_DIR};
+use crate::interrupts::{die_of, Interrupts};
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use rustix::fs::inotify::{self, ReadFlags, WatchFlags};
 use rustix::fs::{chmod, mknodat, FileType, Mode, OFlags, CWD};
@@ -31,7 +32,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use warden::service::NOTIFICATION_FD;
-use warden::signal::SignalPipe;
 use warden::svdir::{ClientError, Liveness, ServiceDir, OK};
 use warden::Tai64N;
 
@@ -91,7 +91,7 @@ pub fn wait_for(
             Wake::Signalled(signal) => {
                 // Our FIFO goes first; then die of the signal as if we had not caught it.
                 drop(waker);
-                let _ = signal_hook::low_level::emulate_default_handler(signal.as_raw());
+                die_of(signal);
                 return Err(ClientError::Io(dir.supervise(), Errno::INTR));
             }
         }
@@ -150,8 +150,8 @@ struct Listener {
     /// A pidfd on the supervisor, from `supervisor_pid` in `supervise/warden`: it exiting
     /// writes no event. Dropped once it has fired.
     supervisor: Option<OwnedFd>,
-    /// Set up before the FIFO exists, so an interrupted svctl can still remove it.
-    signals: Option<SignalPipe>,
+    /// Armed before the FIFO exists, so an interrupted svctl can still remove it.
+    signals: Option<&'static Interrupts>,
 }
 
 impl Listener {
@@ -162,8 +162,16 @@ impl Listener {
         if !std::fs::metadata(&events).is_ok_and(|m| m.is_dir()) {
             return None;
         }
-        let signals = SignalPipe::new(&caught_signals()).ok();
-        let (path, fifo) = make_fifo(&events)?;
+        let signals = Interrupts::get();
+        if let Some(signals) = signals {
+            signals.arm();
+        }
+        let Some((path, fifo)) = make_fifo(&events) else {
+            if let Some(signals) = signals {
+                signals.disarm();
+            }
+            return None;
+        };
         let supervisor = dir
             .extended()
             .and_then(|extended| extended.supervisor_pid)
@@ -187,7 +195,7 @@ impl Listener {
             let timeout = timespec(left);
             let mut fds = Vec::with_capacity(3);
             fds.push(PollFd::new(&self.fifo, PollFlags::IN));
-            if let Some(signals) = &self.signals {
+            if let Some(signals) = self.signals {
                 fds.push(PollFd::new(signals, PollFlags::IN));
             }
             if let Some(supervisor) = &self.supervisor {
@@ -204,11 +212,7 @@ impl Listener {
             let signalled = self.signals.is_some() && fired.next().unwrap_or(false);
             let exited = self.supervisor.is_some() && fired.next().unwrap_or(false);
             if signalled {
-                if let Some(signal) = self
-                    .signals
-                    .as_ref()
-                    .and_then(|s| s.take().first().copied())
-                {
+                if let Some(signal) = self.signals.and_then(Interrupts::take) {
                     return Ok(Wake::Signalled(signal));
                 }
             }
@@ -230,6 +234,9 @@ impl Drop for Listener {
         // Ours alone to remove (supervise skips a FIFO without a reader); nothing to do if
         // it is gone already.
         let _ = std::fs::remove_file(&self.path);
+        if let Some(signals) = self.signals {
+            signals.disarm();
+        }
     }
 }
 
@@ -273,30 +280,6 @@ fn drain(fifo: &OwnedFd) -> Result<(), Errno> {
             Err(e) => return Err(e),
         }
     }
-}
-
-/// INT, TERM and HUP, except those we inherited as ignored (a background job's INT): those
-/// must stay ignored.
-fn caught_signals() -> Vec<Signal> {
-    let ignored = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|text| {
-            text.lines()
-                .find_map(|line| line.strip_prefix("SigIgn:"))
-                .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
-        })
-        .unwrap_or(u64::MAX);
-    [Signal::INT, Signal::TERM, Signal::HUP]
-        .into_iter()
-        .filter(|signal| !is_in_mask(ignored, signal.as_raw()))
-        .collect()
-}
-
-fn is_in_mask(mask: u64, raw: i32) -> bool {
-    u32::try_from(raw - 1)
-        .ok()
-        .and_then(|bit| mask.checked_shr(bit))
-        .is_some_and(|m| m & 1 == 1)
 }
 
 /// Whether `dir` is at `goal` now, running `./check` once where it has the last word (bounded
@@ -474,14 +457,5 @@ mod tests {
         assert!(is_relevant(ReadFlags::CLOSE_NOWRITE, true));
         assert!(is_relevant(ReadFlags::CLOSE_WRITE, false));
         assert!(is_relevant(ReadFlags::QUEUE_OVERFLOW, false));
-    }
-
-    #[test]
-    fn ignored_signals_are_read_from_the_mask() {
-        // SigIgn 0x...0003: HUP (1) and INT (2) ignored, TERM (15) not.
-        assert!(is_in_mask(0b11, Signal::HUP.as_raw()));
-        assert!(is_in_mask(0b11, Signal::INT.as_raw()));
-        assert!(!is_in_mask(0b11, Signal::TERM.as_raw()));
-        assert!(!is_in_mask(u64::MAX, 0));
     }
 }
