@@ -80,6 +80,16 @@ fn cgroup_of(dir: &Path) -> Option<PathBuf> {
     (plain && leaf.starts_with(b"warden:")).then(|| mount.join(relative))
 }
 
+/// The cgroup of the supervisor of `dir` that died without being restarted, unless some
+/// supervisor runs there now (a new directory under the old name may have a live one, whose
+/// cgroup is empty while its service is down).
+fn dead_supervisor_cgroup(dir: &Path) -> Option<PathBuf> {
+    match ServiceDir::new(dir).liveness() {
+        Ok(Liveness::Running) => None,
+        _ => cgroup_of(dir),
+    }
+}
+
 /// Removes a dead supervisor's cgroup; one still in use (EBUSY) or already gone stays as is.
 fn remove_cgroup(cgroup: Option<PathBuf>) {
     if let Some(dir) = cgroup {
@@ -554,7 +564,7 @@ impl Tree {
             State::Running(_) => {}
             State::Waiting { .. } => {
                 // A supervisor that died (KILL) and was not restarted yet left its cgroup.
-                remove_cgroup(cgroup_of(&service_path(&entry.name)));
+                remove_cgroup(dead_supervisor_cgroup(&service_path(&entry.name)));
                 entry.service.state = State::Gone;
             }
             State::Gone => {}
@@ -853,7 +863,7 @@ fn stop_log(entry: &mut Entry) {
         State::Waiting { .. } if unread => {}
         State::Waiting { .. } | State::Gone => {
             if !log.slot.is_gone() {
-                remove_cgroup(cgroup_of(&log_path(&entry.name)));
+                remove_cgroup(dead_supervisor_cgroup(&log_path(&entry.name)));
             }
             log.slot.state = State::Gone;
             log.leftover = None;
