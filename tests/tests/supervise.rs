@@ -1012,7 +1012,7 @@ fn warden_file_is_in_place_before_the_first_status() {
     let watcher = inotify::init(CreateFlags::CLOEXEC | CreateFlags::NONBLOCK).unwrap();
     inotify::add_watch(
         &watcher,
-        &svc.join("supervise"),
+        svc.join("supervise"),
         WatchFlags::MOVED_TO | WatchFlags::CREATE,
     )
     .unwrap();
