@@ -177,7 +177,11 @@ impl SuperviseDir {
         let text = extended.encode();
         if text != self.last_extended {
             match warden::write::replace(Path::new(SUPERVISE), EXTENDED_FILE, text.as_bytes()) {
-                Ok(()) => self.last_extended = text,
+                // Readiness and the last exit live only here: listeners hear of them too.
+                Ok(()) => {
+                    self.last_extended = text;
+                    notify_listeners();
+                }
                 Err(e) => self.warn(EXTENDED_FILE, &e),
             }
         }

@@ -32,14 +32,6 @@ pub enum Goal {
 }
 
 impl Goal {
-    /// Whether reaching the goal can hang on readiness (the service's `notification-fd`).
-    pub fn may_need_readiness(self) -> bool {
-        matches!(
-            self,
-            Goal::Up | Goal::NewRun | Goal::RunEnded | Goal::Wanted
-        )
-    }
-
     /// Words for a timeout message: "web is not {what}".
     pub fn describe(self) -> &'static str {
         match self {

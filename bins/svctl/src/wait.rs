@@ -5,9 +5,10 @@
 //! inotify instance is needed there, which matters: closing one that has a watch waits for
 //! an SRCU grace period, about 15 ms on this kernel, longer than the whole wait usually takes.
 //!
-//! Under runit's runsv (no `event/`), and for a wait that can hang on a `notification-fd`
-//! service's readiness (supervise records it in `supervise/warden` only and writes no event
-//! for it), inotify on `supervise/`: the supervisor replaces
+//! supervise also writes a byte when `supervise/warden` changes, so readiness (`ready_at`) and
+//! the last exit wake the wait the same way.
+//!
+//! Under runit's runsv (no `event/`), inotify on `supervise/`: the supervisor replaces
 //! `status` by rename (IN_MOVED_TO) and, when it exits, closes its read end of `ok`
 //! (IN_CLOSE_NOWRITE on `ok`). Our own reads of `status` and probes of `ok` cause events too
 //! (IN_CLOSE_NOWRITE on `status`, IN_CLOSE_WRITE on `ok`); those are ignored, so checking
@@ -31,7 +32,6 @@ use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use warden::service::NOTIFICATION_FD;
 use warden::svdir::{ClientError, Liveness, ServiceDir, OK};
 use warden::Tai64N;
 
@@ -116,12 +116,6 @@ enum Waker {
 
 impl Waker {
     fn new(dir: &ServiceDir, goal: Goal) -> Result<Waker, ClientError> {
-        // Readiness is recorded in `supervise/warden` alone, and supervise writes no event
-        // for it (only for changes of `status`): such a wait needs inotify.
-        let readiness = goal.may_need_readiness() && dir.path.join(NOTIFICATION_FD).exists();
-        if readiness {
-            return Watch::new(dir).map(Waker::Inotify);
-        }
         if let Some(listener) = Listener::new(dir) {
             // The supervisor's exit writes no event; only its pidfd tells.
             if goal != Goal::Gone || listener.supervisor.is_some() {
