@@ -42,7 +42,7 @@ pub struct TeeInput {
     epoll: OwnedFd,
     null: OwnedFd,
     chunk: usize,
-    /// The last copy left no free slot in our pipe.
+    /// The last copy took `chunk` bytes or left no free slot in our pipe: stdin may hold more.
     copy_filled: bool,
 }
 
@@ -236,7 +236,10 @@ impl TeeInput {
             tv_sec: 0,
             tv_nsec: 0,
         };
-        self.copy_filled = matches!(rustix::event::poll(&mut fds, Some(&zero)), Ok(0));
+        // Cut short: the copy took all it may (stdin can hold more, e.g. when only one of the
+        // two pipes could be enlarged), or it used up every slot of our pipe.
+        self.copy_filled =
+            copied >= self.chunk || matches!(rustix::event::poll(&mut fds, Some(&zero)), Ok(0));
         batch.reserve(copied);
         while batch.len() < copied {
             match rustix::io::read(&self.copy_read, rustix::buffer::spare_capacity(batch)) {

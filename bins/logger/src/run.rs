@@ -193,18 +193,21 @@ impl Logger {
         let mut consumed = lines::plan(&self.batch, self.max_line, self.eof, &mut self.records);
         if self.records.is_empty() && !self.eof && !self.batch.is_empty() {
             // Only an unfinished line: wait for its end, unless nobody can write it any more.
-            if self.input.writers_gone() {
-                self.eof = true;
-                consumed = lines::plan(&self.batch, self.max_line, true, &mut self.records);
-            } else if self.input.copy_was_cut_short() {
-                // The copy ran out of pipe buffers before the line's end (many tiny buffers):
-                // cut the line here, or its end could stay out of reach forever.
+            // A copy that filled our pipe comes first: stdin holds more of the line even when
+            // its writers are gone (HUP is reported while data is still queued).
+            if self.input.copy_was_cut_short() {
+                // The copy ran out of pipe buffers before the line's end (many tiny buffers,
+                // or a pipe that could not be enlarged): cut the line here, marked, or its end
+                // could stay out of reach forever.
                 self.records.push(Record {
                     start: 0,
                     end: self.batch.len(),
                     ending: lines::End::Split,
                 });
                 consumed = self.batch.len();
+            } else if self.input.writers_gone() {
+                self.eof = true;
+                consumed = lines::plan(&self.batch, self.max_line, true, &mut self.records);
             } else {
                 self.input_ready = false;
             }
