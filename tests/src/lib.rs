@@ -215,3 +215,32 @@ pub fn own_cgroup_dir() -> Option<PathBuf> {
     let own = own.lines().find_map(|l| l.strip_prefix("0::"))?.to_owned();
     Some(mount.join(own.trim_start_matches('/')))
 }
+
+/// (pid, state letter) of every child of `parent`, from /proc.
+pub fn children_of(parent: i32) -> Vec<(i32, char)> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let Some((_, rest)) = stat.rsplit_once(") ") else {
+            continue;
+        };
+        let mut fields = rest.split(' ');
+        let state = fields.next().and_then(|s| s.chars().next()).unwrap_or('?');
+        if fields.next().and_then(|p| p.parse::<i32>().ok()) == Some(parent) {
+            out.push((pid, state));
+        }
+    }
+    out
+}

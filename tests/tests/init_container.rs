@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
-use warden_tests::{bin, script, wait_until, Spawned};
+use warden_tests::{bin, children_of, script, wait_until, Spawned};
 
 /// `unshare ... PROGRAM ARGS`: PROGRAM becomes process 1 of a new PID namespace, with a
 /// private mount namespace and its own /proc. Unprivileged users get a user namespace too.
@@ -47,32 +47,6 @@ fn namespace_init(unshare: &Spawned) -> i32 {
         found.is_some()
     });
     found.unwrap()
-}
-
-/// (pid, state letter) of every child of `parent`, from the host's /proc.
-fn children_of(parent: i32) -> Vec<(i32, char)> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            continue;
-        };
-        let Some((_, rest)) = stat.rsplit_once(") ") else {
-            continue;
-        };
-        let mut fields = rest.split(' ');
-        let state = fields.next().and_then(|s| s.chars().next()).unwrap_or('?');
-        if fields.next().and_then(|p| p.parse::<i32>().ok()) == Some(parent) {
-            out.push((pid, state));
-        }
-    }
-    out
 }
 
 /// Every descendant of `root` (pid, state), from the host's /proc.

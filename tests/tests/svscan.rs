@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use warden_tests::warden::svdir::{Liveness, ServiceDir};
-use warden_tests::{alive, bin, script, service, wait_until, Spawned};
+use warden_tests::{alive, bin, children_of, script, service, wait_until, Spawned};
 
 const LONG: Duration = Duration::from_secs(20);
 
@@ -720,31 +720,6 @@ fn in_namespace(program: &Path, args: &[&OsStr]) -> Command {
     ]);
     cmd.arg(program).args(args);
     cmd
-}
-
-fn children_of(parent: i32) -> Vec<(i32, char)> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            continue;
-        };
-        let Some((_, rest)) = stat.rsplit_once(") ") else {
-            continue;
-        };
-        let mut fields = rest.split(' ');
-        let state = fields.next().and_then(|s| s.chars().next()).unwrap_or('?');
-        if fields.next().and_then(|p| p.parse::<i32>().ok()) == Some(parent) {
-            out.push((pid, state));
-        }
-    }
-    out
 }
 
 #[test]
