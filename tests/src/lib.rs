@@ -244,3 +244,31 @@ pub fn children_of(parent: i32) -> Vec<(i32, char)> {
     }
     out
 }
+
+/// `unshare --pid --fork --mount --propagation private --mount-proc` (and a user namespace
+/// when not root), ready for the program that becomes process 1 of the fresh namespace: the
+/// only place tests may exercise kill(-1), unmounting and reboot(2). unshare is named by its
+/// full path, as some tests give the namespace a PATH without it.
+pub fn unshare_pid_and_mount() -> Command {
+    require("unshare", "util-linux");
+    let unshare = std::env::var_os("PATH")
+        .and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|dir| dir.join("unshare"))
+                .find(|p| p.is_file())
+        })
+        .unwrap_or_else(|| PathBuf::from("unshare"));
+    let mut cmd = Command::new(unshare);
+    if !rustix::process::geteuid().is_root() {
+        cmd.args(["--user", "--map-root-user"]);
+    }
+    cmd.args([
+        "--pid",
+        "--fork",
+        "--mount",
+        "--propagation",
+        "private",
+        "--mount-proc",
+    ]);
+    cmd
+}

@@ -10,24 +10,7 @@ use warden_tests::{bin, children_of, script, wait_until, Spawned};
 /// `unshare ... PROGRAM ARGS`: PROGRAM becomes process 1 of a new PID namespace, with a
 /// private mount namespace and its own /proc. Unprivileged users get a user namespace too.
 fn in_namespace(program: &Path, args: &[&str]) -> Command {
-    warden_tests::require("unshare", "util-linux");
-    let unshare = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
-        .map(|dir| dir.join("unshare"))
-        .find(|p| p.is_file())
-        .unwrap();
-    // By full path: some tests give the namespace a PATH without it.
-    let mut cmd = Command::new(unshare);
-    if !rustix::process::geteuid().is_root() {
-        cmd.args(["--user", "--map-root-user"]);
-    }
-    cmd.args([
-        "--pid",
-        "--fork",
-        "--mount",
-        "--propagation",
-        "private",
-        "--mount-proc",
-    ]);
+    let mut cmd = warden_tests::unshare_pid_and_mount();
     cmd.arg(program).args(args);
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -629,24 +629,8 @@ fn svscan_commands_reach_its_control_fifo() {
 
 /// `unshare ... sh -c SCRIPT`: sh is PID 1 of a fresh PID namespace.
 fn in_pid_namespace(script: &str, args: &[&Path]) -> Command {
-    require("unshare", "util-linux");
-    let mut cmd = Command::new("unshare");
-    if !rustix::process::geteuid().is_root() {
-        cmd.args(["--user", "--map-root-user"]);
-    }
-    cmd.args([
-        "--pid",
-        "--fork",
-        "--mount",
-        "--propagation",
-        "private",
-        "--mount-proc",
-        "sh",
-        "-c",
-        script,
-        "sh",
-    ]);
-    cmd.args(args);
+    let mut cmd = warden_tests::unshare_pid_and_mount();
+    cmd.args(["sh", "-c", script, "sh"]).args(args);
     cmd
 }
 

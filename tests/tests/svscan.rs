@@ -705,19 +705,7 @@ fn a_service_that_ignores_term_is_killed_after_the_grace() {
 
 /// `unshare ...`: a fresh PID and mount namespace whose process 1 is `program`.
 fn in_namespace(program: &Path, args: &[&OsStr]) -> Command {
-    warden_tests::require("unshare", "util-linux");
-    let mut cmd = Command::new("unshare");
-    if !rustix::process::geteuid().is_root() {
-        cmd.args(["--user", "--map-root-user"]);
-    }
-    cmd.args([
-        "--pid",
-        "--fork",
-        "--mount",
-        "--propagation",
-        "private",
-        "--mount-proc",
-    ]);
+    let mut cmd = warden_tests::unshare_pid_and_mount();
     cmd.arg(program).args(args);
     cmd
 }
