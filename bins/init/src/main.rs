@@ -13,6 +13,7 @@
 mod command;
 mod config;
 mod emergency;
+mod hook;
 mod mounts;
 mod reap;
 mod stage1;

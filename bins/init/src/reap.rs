@@ -15,6 +15,15 @@ pub struct Reaped {
     pub none_left: bool,
 }
 
+/// How a wait for one child ended.
+#[derive(Debug)]
+pub enum Waited {
+    Exited(WaitStatus),
+    /// Reaped unseen (no child left): someone else's wait took it.
+    Vanished,
+    TimedOut,
+}
+
 pub struct Reaper {
     /// None only if the pipe could not be made; then waits fall back to short naps so that
     /// process 1 still reaps and still meets its deadlines.
@@ -91,15 +100,26 @@ impl Reaper {
 
     /// Reaps until `pid` exits, returning its status (None if it vanished unseen).
     pub fn wait_for(&self, pid: Pid) -> Option<WaitStatus> {
+        match self.wait_for_until(pid, None) {
+            Waited::Exited(status) => Some(status),
+            Waited::Vanished | Waited::TimedOut => None,
+        }
+    }
+
+    /// Reaps until `pid` exits or `deadline` passes (None: no deadline).
+    pub fn wait_for_until(&self, pid: Pid, deadline: Option<Instant>) -> Waited {
         loop {
             let reaped = self.reap();
             if let Some((_, status)) = reaped.exited.iter().find(|(p, _)| *p == pid) {
-                return Some(*status);
+                return Waited::Exited(*status);
             }
             if reaped.none_left {
-                return None;
+                return Waited::Vanished;
             }
-            self.wait(None);
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Waited::TimedOut;
+            }
+            self.wait(deadline);
         }
     }
 

@@ -1,7 +1,7 @@
 //! Stage 1: from the kernel's hand-off to `exec svscan`.
 
 use crate::config::{Config, DEFAULT_PATH};
-use crate::{emergency, mounts, reap};
+use crate::{emergency, hook, mounts, reap};
 use rustix::fs::{open, Mode, OFlags};
 use rustix::io::Errno;
 use rustix::process::{getpid, Pid};
@@ -58,7 +58,14 @@ pub fn run(ignored: &[String]) -> ExitCode {
         set_hostname(&config.hostname_file);
     }
     let path = std::env::var("PATH").unwrap_or_else(|_| DEFAULT_PATH.into());
-    run_boot_hook(&config.boot_hook, &path);
+    // However long it takes (fsck): the boot waits for it.
+    hook::run(
+        &config.boot_hook,
+        &[],
+        Some(&path),
+        &reap::Reaper::new(&[]),
+        None,
+    );
     exec_svscan(&config.scandir, &path, container)
 }
 
@@ -108,43 +115,6 @@ fn set_hostname(file: &Path) {
     }
     if let Err(e) = rustix::system::sethostname(name.as_bytes()) {
         eprintln!("init: warning: unable to set the hostname to {name}: {e}");
-    }
-}
-
-/// Runs the site's boot hook (fsck, `mount -a`, modules, ...) and waits for it, however long
-/// it takes. A failure is reported; the boot goes on.
-fn run_boot_hook(hook: &Path, path: &str) {
-    match std::fs::metadata(hook) {
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
-        Err(e) => {
-            eprintln!("init: warning: unable to run {}: {e}", hook.display());
-            return;
-        }
-    }
-    let reaper = reap::Reaper::new(&[]);
-    eprintln!("init: running {}", hook.display());
-    let child = match Command::new(hook)
-        .env("PATH", path)
-        .current_dir("/")
-        .spawn()
-    {
-        Ok(child) => child,
-        Err(e) => {
-            eprintln!("init: warning: unable to run {}: {e}", hook.display());
-            return;
-        }
-    };
-    let pid = Pid::from_child(&child);
-    drop(child);
-    match reaper.wait_for(pid) {
-        Some(status) if status.exit_status() == Some(0) => {}
-        Some(status) => eprintln!(
-            "init: warning: {} {}; booting on",
-            hook.display(),
-            reap::describe(status)
-        ),
-        None => eprintln!("init: warning: lost track of {}", hook.display()),
     }
 }
 

@@ -3,12 +3,11 @@
 
 use crate::config::Config;
 use crate::mounts::{self, Unmounted};
-use crate::reap::{describe, Reaper};
-use crate::{emergency, stage1};
+use crate::reap::Reaper;
+use crate::{emergency, hook, stage1};
 use rustix::process::{getpid, kill_process_group, Pid, Signal};
 use rustix::system::{reboot, RebootCommand};
-use std::path::Path;
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,7 +69,14 @@ pub fn run(action: Action) -> ExitCode {
     let config = Config::load(cmdline.as_deref());
     eprintln!("init: stage 3: {}", action.name());
     let reaper = Reaper::new(&[]);
-    run_shutdown_hook(&config.shutdown_hook, action, &reaper, config.grace);
+    // Bounded by the grace: services are already gone, the machine must go down.
+    hook::run(
+        &config.shutdown_hook,
+        &[action.name()],
+        None,
+        &reaper,
+        Some(config.grace),
+    );
     let all_stopped = stop_everything(&reaper, config.grace);
     if container {
         // The container's filesystems and its end belong to the runtime: exit and let it see.
@@ -86,50 +92,6 @@ pub fn run(action: Action) -> ExitCode {
         Err(e) => e.to_string(),
     };
     emergency::shell(container, &format!("unable to {}: {err}", action.name()))
-}
-
-/// The site's shutdown hook (e.g. save the clock, stop a network share before unmounting),
-/// given the action; bounded by the grace, as it runs while services are already gone.
-fn run_shutdown_hook(hook: &Path, action: Action, reaper: &Reaper, grace: Duration) {
-    if !hook.exists() {
-        return;
-    }
-    eprintln!("init: running {} {}", hook.display(), action.name());
-    let child = match Command::new(hook)
-        .arg(action.name())
-        .current_dir("/")
-        .spawn()
-    {
-        Ok(child) => child,
-        Err(e) => {
-            eprintln!("init: warning: unable to run {}: {e}", hook.display());
-            return;
-        }
-    };
-    let pid = Pid::from_child(&child);
-    drop(child);
-    let deadline = Instant::now() + grace;
-    loop {
-        let reaped = reaper.reap();
-        if let Some((_, status)) = reaped.exited.iter().find(|(p, _)| *p == pid) {
-            if status.exit_status() != Some(0) {
-                eprintln!("init: warning: {} {}", hook.display(), describe(*status));
-            }
-            return;
-        }
-        if reaped.none_left {
-            return;
-        }
-        if Instant::now() >= deadline {
-            eprintln!(
-                "init: warning: {} still running after {:?}: going on",
-                hook.display(),
-                grace
-            );
-            return;
-        }
-        reaper.wait(Some(deadline));
-    }
 }
 
 /// TERM and CONT to every process, reap until none is left or the grace ends, then KILL what
