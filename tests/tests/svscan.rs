@@ -311,6 +311,32 @@ fn removal_stops_the_service_then_its_logger_with_every_line_delivered() {
 }
 
 #[test]
+fn removal_of_a_service_whose_logger_is_down_ends_both_supervisors_and_says_what_is_dropped() {
+    let mut scan = Scan::new();
+    let dir = service(&scan.dir, "quiet", "echo unread line\nexec sleep 1000");
+    script(&dir.join("log/run"), "exec cat > /dev/null");
+    std::fs::write(dir.join("log/down"), "").unwrap();
+    scan.start(&[]);
+    wait_until("the service", LONG, || running(&dir));
+    let service_sup = supervisors_of(&dir);
+    let log_sup = supervisors_of(&dir.join("log"));
+    assert_eq!((service_sup.len(), log_sup.len()), (1, 1));
+
+    let away = scan.stage().join("quiet");
+    std::fs::rename(&dir, &away).unwrap();
+    // runsv exits too when its logger is down; what nobody will read is said, not hidden.
+    wait_until("both supervisors to exit", LONG, || {
+        !alive(service_sup[0]) && !alive(log_sup[0])
+    });
+    wait_until("the dropped bytes reported", LONG, || {
+        scan.stderr()
+            .contains("\"quiet/log\" is down: 12 unread bytes")
+    });
+    assert!(processes_under(&away).is_empty(), "{}", scan.stderr());
+    assert!(alive(scan.pid()));
+}
+
+#[test]
 fn a_killed_supervise_is_restarted() {
     let mut scan = Scan::new();
     marker_service(&scan.dir, "victim");
@@ -434,7 +460,9 @@ fn a_killed_logger_loses_no_line() {
     let dir = service(
         &scan.dir,
         "writer",
-        "i=0\ntrap 'echo last $i; exit 0' TERM\nwhile :; do i=$((i+1)); echo $i; \
+        // The trap may run between any two commands: `i` counts lines already written, so
+        // `last $i` never names a line the writer did not send.
+        "i=0\ntrap 'echo last $i; exit 0' TERM\nwhile :; do echo $((i+1)); i=$((i+1)); \
          [ $((i % 20)) -eq 0 ] && sleep 0.01; done",
     );
     script(
@@ -622,12 +650,23 @@ fn running_out_of_fds_is_reported_once_and_retried() {
         )
         .unwrap();
     }
-    wait_until("the first 20 services up", Duration::from_secs(60), || {
-        (0..20).all(|i| {
-            let dir = scan.dir.join(format!("s{i:02}"));
-            running(&dir) && running(&dir.join("log"))
-        })
-    });
+    let down = || -> Vec<String> {
+        (0..20)
+            .flat_map(|i| [format!("s{i:02}"), format!("s{i:02}/log")])
+            .filter(|name| !running(&scan.dir.join(name)))
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !down().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "not running after 60s: {:?}\nsvscan's fds: {:?}\nstderr:\n{}",
+            down(),
+            std::fs::read_dir(format!("/proc/{}/fd", scan.pid())).map(|d| d.count()),
+            scan.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 #[test]
@@ -1026,7 +1065,13 @@ fn without_inotify_it_says_so_once_and_still_scans_on_request() {
 fn out_of_inotify_watches_a_new_service_still_runs_and_it_is_said_once() {
     let mut scan = Scan::new();
     // One watch: the scan directory's. The 2 s watch of each new service for its log/ fails.
+    marker_service(&scan.dir, "first");
     scan.launch(with_inotify_limits(&scan, 8, 1));
+    // The control FIFO exists before the first scan: an entry renamed in before that scan
+    // would be found by it and get no watch. The entry present at start proves it is done.
+    wait_until("the service present at start", LONG, || {
+        scan.dir.join("first/started").exists()
+    });
     let stage = scan.stage();
     for name in ["a", "b", "c"] {
         let staged = marker_service(&stage, name);

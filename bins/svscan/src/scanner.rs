@@ -4,7 +4,7 @@
 
 use crate::controldir::ControlDir;
 use crate::scandir::{self, Id, Probe, Watch};
-use crate::tree::{self, shown, Role, Tree};
+use crate::tree::{self, shown, Hup, Role, Tree};
 use rustix::event::{PollFd, PollFlags};
 use rustix::io::Errno;
 use rustix::process::{Signal, WaitOptions};
@@ -372,7 +372,9 @@ impl Scanner {
                 }
             }
             // The logger may have started before the watch was in place.
-            self.tree.try_hup(&id);
+            if self.tree.try_hup(&id) == Hup::Recheck {
+                self.hup_recheck = Some(now + HUP_RECHECK);
+            }
         }
     }
 
@@ -468,7 +470,9 @@ impl Scanner {
                 .map(|(id, _)| *id)
                 .collect();
             for id in ids {
-                self.tree.try_hup(&id);
+                if self.tree.try_hup(&id) == Hup::Recheck {
+                    self.hup_recheck = Some(now + HUP_RECHECK);
+                }
             }
             let young: Vec<Id> = self
                 .young

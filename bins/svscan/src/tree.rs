@@ -20,6 +20,8 @@ use warden::svdir::{Liveness, ServiceDir};
 /// A supervisor that lived at least this long is not failing: restart it at once.
 const QUICK_DEATH: Duration = Duration::from_secs(1);
 const MAX_RESTART_DELAY: Duration = Duration::from_secs(30);
+/// How often starts that failed for want of file descriptors are tried again.
+const FD_SHORTAGE_RETRY: Duration = Duration::from_secs(1);
 
 /// Restart back-off after `quick_deaths` deaths in a row, each within [`QUICK_DEATH`] of its
 /// start: none for the first death after a good run, then 1 s, 2 s, 4 s... up to 30 s.
@@ -209,11 +211,41 @@ fn supervisor_dir(pid: Pid) -> PathBuf {
     PathBuf::from(format!("/proc/{}/cwd", pid.as_raw_nonzero()))
 }
 
-/// Whether the supervisor of `dir` reports its process running.
-fn reports_running(dir: &Path) -> bool {
-    ServiceDir::new(dir)
-        .status()
-        .is_ok_and(|s| s.pid != 0 && s.state == warden::status::RunState::Run)
+/// What a logger's supervisor says of its logger, as far as its HUP is concerned.
+#[derive(PartialEq, Eq)]
+enum Logger {
+    Running,
+    /// Not running yet: starting, or held back by the restart throttle.
+    Coming,
+    /// Down and meant to stay down (`down` file, `svctl down`): nobody will read the pipe.
+    Down,
+}
+
+/// The logger's state from the status of its supervisor in `dir`; `None` when the status
+/// could not be read for a reason that may pass (out of fds, say), unlike a status file not
+/// written yet, which inotify will report.
+fn logger_state(dir: &Path) -> Option<Logger> {
+    use warden::status::{RunState, Want};
+    use warden::svdir::ClientError;
+    match ServiceDir::new(dir).status() {
+        Ok(s) if s.pid != 0 && s.state == RunState::Run => Some(Logger::Running),
+        Ok(s) if s.state == RunState::Down && s.want != Want::Up => Some(Logger::Down),
+        Ok(_) | Err(ClientError::NotSupervised(_) | ClientError::NoSuchService(_)) => {
+            Some(Logger::Coming)
+        }
+        Err(_) => None,
+    }
+}
+
+/// Where a logger's supervisor stands with its pending HUP.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Hup {
+    /// Sent, or no longer needed.
+    Done,
+    /// Its logger does not run yet: the next change of its status tells.
+    Pending,
+    /// Its status could not be read: look again shortly.
+    Recheck,
 }
 
 struct Entry {
@@ -685,27 +717,28 @@ impl Tree {
             .collect()
     }
 
-    /// Sends the pending HUP if the logger now runs; true while it is still pending.
-    pub fn try_hup(&mut self, id: &Id) -> bool {
+    /// Sends the pending HUP if the logger now runs.
+    pub fn try_hup(&mut self, id: &Id) -> Hup {
         let Some(entry) = self.entries.get_mut(id) else {
-            return false;
+            return Hup::Done;
         };
         let Some(log) = entry.log.as_mut() else {
-            return false;
+            return Hup::Done;
         };
         if !log.hup_pending {
-            return false;
+            return Hup::Done;
         }
         let State::Running(r) = &mut log.slot.state else {
-            return true;
+            return Hup::Pending;
         };
-        if !reports_running(&supervisor_dir(r.pid)) {
-            return true;
-        }
+        let state = match logger_state(&supervisor_dir(r.pid)) {
+            Some(Logger::Coming) => return Hup::Pending,
+            None => return Hup::Recheck,
+            Some(state) => state,
+        };
         log.hup_pending = false;
-        r.stopping();
-        signal(r.pid, Signal::HUP, "log supervisor", &entry.name);
-        false
+        hup_logger(&entry.name, r, &mut log.leftover, state);
+        Hup::Done
     }
 
     /// Starts every supervisor whose time has come: loggers before their services, so the
@@ -728,6 +761,7 @@ impl Tree {
                 entry.log = Some(LogSide::new(Slot::waiting(now), None));
             }
             let service_gone = entry.service.is_gone();
+            let pipe_was_open = entry.log.as_ref().is_some_and(|log| log.pipe.is_some());
             if let Some(log) = entry.log.as_mut() {
                 if log.slot.due(now) && log.needed(entry.wanted, service_gone) {
                     let draining = !entry.wanted && service_gone;
@@ -773,6 +807,16 @@ impl Tree {
                     fd_shortage_reported,
                     now,
                 );
+            }
+            if let Some(log) = entry.log.as_mut() {
+                // A pipe made for starts that both failed reached no process: closed, so an
+                // entry that cannot start (out of fds, say) does not hold fds others could use.
+                let unused = !pipe_was_open
+                    && !matches!(log.slot.state, State::Running(_))
+                    && !matches!(entry.service.state, State::Running(_));
+                if unused {
+                    log.pipe = None;
+                }
             }
         }
     }
@@ -840,6 +884,35 @@ impl Tree {
     }
 }
 
+/// Tells a logger's supervisor to exit once its logger has drained the pipe (HUP = `e`). A
+/// logger that stays down drains nothing: what is left in the pipe goes with it, said aloud
+/// (runsv drops it silently).
+fn hup_logger(
+    name: &OsStr,
+    supervisor: &mut Running,
+    leftover: &mut Option<OwnedFd>,
+    state: Logger,
+) {
+    if state == Logger::Down {
+        if let Some(read) = leftover.take() {
+            match rustix::io::ioctl_fionread(&read) {
+                Ok(0) => {}
+                Ok(n) => eprintln!(
+                    "svscan: warning: {} is down: {n} unread bytes of its pipe are dropped",
+                    shown_as(name, Role::Log)
+                ),
+                Err(e) => eprintln!(
+                    "svscan: warning: {} is down: what is left in its pipe is dropped \
+                     (unable to count it: {e})",
+                    shown_as(name, Role::Log)
+                ),
+            }
+        }
+    }
+    supervisor.stopping();
+    signal(supervisor.pid, Signal::HUP, "log supervisor", name);
+}
+
 /// Closes svscan's ends of the log pipe and tells the logger's supervisor to exit once the
 /// logger has drained it (HUP = `e`).
 fn stop_log(entry: &mut Entry) {
@@ -852,11 +925,11 @@ fn stop_log(entry: &mut Entry) {
     let unread = log.unread();
     match &mut log.slot.state {
         State::Running(r) if !r.stop_sent && !log.hup_pending => {
-            if reports_running(&supervisor_dir(r.pid)) {
-                r.stopping();
-                signal(r.pid, Signal::HUP, "log supervisor", &entry.name);
-            } else {
-                log.hup_pending = true;
+            match logger_state(&supervisor_dir(r.pid)) {
+                Some(state @ (Logger::Running | Logger::Down)) => {
+                    hup_logger(&entry.name, r, &mut log.leftover, state);
+                }
+                Some(Logger::Coming) | None => log.hup_pending = true,
             }
         }
         State::Running(_) => {}
@@ -945,13 +1018,24 @@ fn settle(
                 cgroup: None,
             });
         }
+        Err(e) if is_emfile(&e) => {
+            // Not this entry's fault, and over once other entries give fds back: a steady
+            // retry, so that every starved entry starts soon after, without a growing back-off.
+            slot.state = State::Waiting {
+                at: now + FD_SHORTAGE_RETRY,
+            };
+            if !std::mem::replace(fd_shortage_reported, true) {
+                eprintln!(
+                    "svscan: warning: unable to start the supervisor of {}: {e}; retrying \
+                     every {} while file descriptors are short",
+                    shown_as(name, key.1),
+                    humanize(FD_SHORTAGE_RETRY)
+                );
+            }
+        }
         Err(e) => {
             let delay = slot.retry(Duration::ZERO, now);
-            let quiet = if is_emfile(&e) {
-                std::mem::replace(fd_shortage_reported, true)
-            } else {
-                std::mem::replace(&mut slot.reported, true)
-            };
+            let quiet = std::mem::replace(&mut slot.reported, true);
             if !quiet {
                 eprintln!(
                     "svscan: warning: unable to start the supervisor of {}: {e}; retrying in {}",
