@@ -8,8 +8,11 @@ Measures, on this machine:
      time until its `run` has executed (it creates a marker file). s6-svscan only scans on
      demand, so it is measured without a nudge (timeout) and with `s6-svscanctl -a` right
      after the rename. runsvdir and daemontools poll every 5 s: fewer samples, medians quoted;
-  2. 1000 services up: from the scanner's start until all 1000 `run`s have executed, against
-     the floor: this harness spawning the same 1000 run scripts itself;
+  2. 1000 services up: from the scanner's start until all 1000 `run`s have executed (each
+     writes a line to a FIFO the harness reads), against the floor: this harness spawning the
+     same 1000 run scripts itself. Each measurement runs on a fresh tmpfs when we are root (as
+     /run, where real trees keep their state), and the scanners take turns over 5 rounds;
+     medians quoted;
   3. idle cost of that tree of 1000 over 10 s: CPU time and wakeups (voluntary + nonvoluntary
      context switches) of the scanner and every supervisor;
   4. memory of the tree: sum of Pss (smaps_rollup) of the scanner and its supervisors, and of
@@ -32,6 +35,7 @@ QUICK = "--quick" in sys.argv
 N = 200 if QUICK else 1000
 IDLE_SECONDS = 3 if QUICK else 10
 FAST_SAMPLES = 5 if QUICK else 15
+ROUNDS = 1 if QUICK else 5
 SLOW_SAMPLES = 2 if QUICK else 5
 RUSTFLAGS = "-C target-feature=+crt-static -C relocation-model=static"
 
@@ -218,58 +222,114 @@ def pickup(make, nudge=None, samples=5, timeout=8.0):
         shutil.rmtree(base, ignore_errors=True)
 
 
-def many(make, base_root):
-    """Start with N services in place: time to all up, idle cost, memory."""
-    base = tempfile.mkdtemp(prefix="bench-svscan-", dir=base_root)
+class FreshDir:
+    """A directory for one measurement, on a tmpfs of its own when we may mount one: every
+    scanner then starts from the same empty filesystem (as /run is at boot, where real trees
+    keep their supervise/ state), not from one aged by the runs before it."""
+
+    def __init__(self, base_root):
+        self.path = tempfile.mkdtemp(prefix="bench-svscan-", dir=base_root)
+        self.mounted = os.geteuid() == 0 and subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "mode=0755", "tmpfs", self.path]).returncode == 0
+
+    def remove(self):
+        if self.mounted:
+            subprocess.run(["umount", "--lazy", self.path])
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+class Arrivals:
+    """Counts `run`s that have started: each writes one line to a FIFO the harness reads,
+    blocking, so counting costs nothing while the scanner works."""
+
+    def __init__(self, base):
+        self.path = os.path.join(base, "arrivals")
+        os.mkfifo(self.path)
+        self.fd = os.open(self.path, os.O_RDWR | os.O_NONBLOCK)
+        self.count = 0
+
+    def wait_for(self, n, timeout):
+        import select
+        deadline = time.monotonic() + timeout
+        while self.count < n:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self.fd], [], [], left)[0]:
+                return False
+            try:
+                self.count += os.read(self.fd, 65536).count(b"\n")
+            except BlockingIOError:
+                pass
+        return True
+
+    def close(self):
+        os.close(self.fd)
+
+
+def make_counted_service(parent, name, arrivals):
+    d = os.path.join(parent, name)
+    os.makedirs(d)
+    run_script(os.path.join(d, "run"), f'echo >> "{arrivals.path}"\nexec sleep 1000000')
+    return d
+
+
+def many(make, base_root, measure_idle):
+    """Start with N services in place: time to all up; with measure_idle, idle cost and memory."""
+    fresh = FreshDir(base_root)
+    base = fresh.path
+    arrivals = None
     try:
         sc = make(base)
-        markers = os.path.join(base, "markers")
-        os.makedirs(markers)
+        arrivals = Arrivals(base)
         for i in range(N):
-            make_service(sc.scandir, f"s{i:04d}", markers)
+            make_counted_service(sc.scandir, f"s{i:04d}", arrivals)
         t0 = time.monotonic()
         sc.start()
-        ok = wait_until(lambda: len(os.listdir(markers)) >= N, 120, 0.002)
-        up = time.monotonic() - t0 if ok else None
-        time.sleep(2)
-        pids = [p for p in tree(sc.proc.pid)]
-        supervision = [p for p in pids if comm(p) != "sleep"]
-        before = {p: cost(p) for p in supervision}
-        time.sleep(IDLE_SECONDS)
-        after = {p: cost(p) for p in supervision}
-        ticks = sum(after[p][0] - before[p][0] for p in supervision)
-        switches = sum(after[p][1] - before[p][1] for p in supervision)
-        pss_supervision = sum(pss_kb(p) for p in supervision)
-        pss_tree = sum(pss_kb(p) for p in pids)
+        up = time.monotonic() - t0 if arrivals.wait_for(N, 120) else None
+        result = {"up": up}
+        if measure_idle:
+            time.sleep(2)
+            pids = [p for p in tree(sc.proc.pid)]
+            supervision = [p for p in pids if comm(p) != "sleep"]
+            before = {p: cost(p) for p in supervision}
+            time.sleep(IDLE_SECONDS)
+            after = {p: cost(p) for p in supervision}
+            ticks = sum(after[p][0] - before[p][0] for p in supervision)
+            result.update({
+                "cpu_ms": ticks * 1000 / os.sysconf("SC_CLK_TCK"),
+                "wakeups": sum(after[p][1] - before[p][1] for p in supervision),
+                "pss_supervision": sum(pss_kb(p) for p in supervision),
+                "pss_tree": sum(pss_kb(p) for p in pids),
+                "processes": len(supervision),
+            })
         sc.stop()
-        return {
-            "up": up, "cpu_ms": ticks * 1000 / os.sysconf("SC_CLK_TCK"), "wakeups": switches,
-            "pss_supervision": pss_supervision, "pss_tree": pss_tree,
-            "processes": len(supervision),
-        }
+        return result
     finally:
-        shutil.rmtree(base, ignore_errors=True)
+        if arrivals:
+            arrivals.close()
+        fresh.remove()
 
 
 def floor(base_root):
     """The harness spawning the same N run scripts itself: the least any scanner can take."""
-    base = tempfile.mkdtemp(prefix="bench-svscan-", dir=base_root)
+    fresh = FreshDir(base_root)
     procs = []
+    arrivals = None
     try:
-        markers = os.path.join(base, "markers")
-        os.makedirs(markers)
-        dirs = [make_service(base, f"s{i:04d}", markers) for i in range(N)]
+        arrivals = Arrivals(fresh.path)
+        dirs = [make_counted_service(fresh.path, f"s{i:04d}", arrivals) for i in range(N)]
         t0 = time.monotonic()
         for d in dirs:
             procs.append(subprocess.Popen(["./run"], cwd=d, stdin=subprocess.DEVNULL))
-        wait_until(lambda: len(os.listdir(markers)) >= N, 120, 0.002)
+        arrivals.wait_for(N, 120)
         return time.monotonic() - t0
     finally:
         for p in procs:
             p.kill()
         for p in procs:
             p.wait()
-        shutil.rmtree(base, ignore_errors=True)
+        if arrivals:
+            arrivals.close()
+        fresh.remove()
 
 
 def ms(x):
@@ -318,14 +378,24 @@ def main():
         "pickup": pickup(makers["daemontools svscan"], samples=SLOW_SAMPLES)}
 
     base_root = tempfile.mkdtemp(prefix="bench-svscan-root-")
+    many_labels = ["warden svscan", "runit runsvdir", "s6-svscan", "daemontools svscan"]
+    floors, ups = [], {label: [] for label in many_labels}
     try:
-        print(f"{N} services: floor...", file=sys.stderr)
-        floor_s = floor(base_root)
-        for label in ["warden svscan", "runit runsvdir", "s6-svscan", "daemontools svscan"]:
-            print(f"{N} services: {label}...", file=sys.stderr)
-            rows[label].update(many(makers[label], base_root))
+        # Rounds interleaved, so that a slow spell of the machine falls on every scanner alike.
+        for round_ in range(ROUNDS):
+            print(f"{N} services, round {round_ + 1}/{ROUNDS}: floor...", file=sys.stderr)
+            floors.append(floor(base_root))
+            for label in many_labels:
+                print(f"{N} services, round {round_ + 1}/{ROUNDS}: {label}...", file=sys.stderr)
+                result = many(makers[label], base_root, measure_idle=round_ == 0)
+                ups[label].append(result.pop("up"))
+                rows[label].update(result)
     finally:
         shutil.rmtree(base_root, ignore_errors=True)
+    floor_s = statistics.median(floors)
+    for label in many_labels:
+        rows[label]["up"] = med(ups[label])
+        rows[label]["ups"] = ups[label]
 
     lines = []
     lines.append(f"svscan benchmark, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
@@ -345,8 +415,9 @@ def main():
         else:
             pick = f"never within {5 if label == 's6-svscan' else 8} s"
         if "up" in r:
+            up = "did not finish" if r["up"] is None else f"{r['up']:.2f} s"
             lines.append(
-                f"| {label} | {pick} | {r['up']:.2f} s | {r['cpu_ms']:.0f} ms | {r['wakeups']} | "
+                f"| {label} | {pick} | {up} | {r['cpu_ms']:.0f} ms | {r['wakeups']} | "
                 f"{r['pss_supervision'] / 1024:.1f} MB ({r['processes']} procs) | "
                 f"{r['pss_tree'] / 1024:.1f} MB |")
         else:
@@ -358,6 +429,8 @@ def main():
     lines.append("")
     lines.append(f"warden {N} up / floor: {w['up'] / floor_s:.2f}x; fastest peer / warden: "
                  f"{min(peers) / w['up']:.2f}x" if peers and w.get("up") else "")
+    lines.append(f"{N} up, every round (s): floor {[round(t, 2) for t in floors]}; " + "; ".join(
+        f"{l}: {[None if t is None else round(t, 2) for t in ups[l]]}" for l in many_labels))
     lines.append(f"raw pickup samples (ms): " + "; ".join(
         f"{l}: {[round(t * 1000, 1) if t else None for t in rows[l]['pickup']]}" for l in order))
     text = "\n".join(lines) + "\n"

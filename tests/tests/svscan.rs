@@ -337,6 +337,37 @@ fn removal_of_a_service_whose_logger_is_down_ends_both_supervisors_and_says_what
 }
 
 #[test]
+fn removal_of_a_service_whose_log_supervisor_cannot_start_drops_the_pipe_and_ends_the_entry() {
+    let mut scan = Scan::new();
+    let dir = service(&scan.dir, "stuck", "echo unread line\nexec sleep 1000");
+    script(&dir.join("log/run"), "exec cat > /dev/null");
+    // The logger's supervisor exits 111 at once, again and again: nobody reads the pipe.
+    std::fs::write(dir.join("log/supervise"), "").unwrap();
+    scan.start(&[]);
+    wait_until("the service", LONG, || running(&dir));
+    wait_until("the log supervisor's failure", LONG, || {
+        scan.stderr()
+            .contains("the supervisor of \"stuck/log\" ended (exit 111)")
+    });
+    let service_sup = supervisors_of(&dir);
+
+    let away = scan.stage().join("stuck");
+    std::fs::rename(&dir, &away).unwrap();
+    // Moved away with its service, the log dir cannot host a logger at its old name: what
+    // the pipe holds is said to be lost, and the entry ends instead of retrying for ever.
+    wait_until("the dropped bytes reported", LONG, || {
+        scan.stderr()
+            .contains("\"stuck/log\" has no directory any more: 12 unread bytes")
+    });
+    wait_until("the service's supervisor to exit", LONG, || {
+        !alive(service_sup[0])
+    });
+    assert!(processes_under(&away).is_empty(), "{}", scan.stderr());
+    scan.control(b"t");
+    assert_eq!(scan.wait_exit(LONG), Some(0), "{}", scan.stderr());
+}
+
+#[test]
 fn a_killed_supervise_is_restarted() {
     let mut scan = Scan::new();
     marker_service(&scan.dir, "victim");
@@ -1122,4 +1153,40 @@ fn an_unreadable_entry_is_reported_once_when_not_root() {
     let stderr = scan.stderr();
     assert_eq!(stderr.matches("\"hidden\"").count(), 1, "{stderr}");
     assert!(stderr.contains("Permission denied"), "{stderr}");
+}
+
+#[test]
+fn a_missing_supervise_is_reported_and_the_services_start_once_it_is_installed() {
+    let mut scan = Scan::new();
+    // Absolute paths only: PATH holds nothing but the directory supervise will appear in.
+    service(&scan.dir, "a", "echo $$ > started\nexec /bin/sleep 1000");
+    service(&scan.dir, "b", "echo $$ > started\nexec /bin/sleep 1000");
+    let alone = scan.root.path().join("bin");
+    let path = scan.root.path().join("path");
+    std::fs::create_dir(&alone).unwrap();
+    std::fs::create_dir(&path).unwrap();
+    std::fs::copy(bin("svscan"), alone.join("svscan")).unwrap();
+    let mut cmd = Command::new(alone.join("svscan"));
+    cmd.arg(&scan.dir).env("PATH", &path);
+    scan.launch(cmd);
+    for name in ["a", "b"] {
+        let said = format!(
+            "unable to start the supervisor of \"{name}\": No such file or directory (os error 2)"
+        );
+        wait_until("the failed exec reported", LONG, || {
+            scan.stderr().contains(&said)
+        });
+    }
+    assert!(
+        scan.stderr()
+            .contains("unable to find supervise next to svscan or on PATH"),
+        "{}",
+        scan.stderr()
+    );
+    assert!(!scan.dir.join("a/started").exists());
+    std::os::unix::fs::symlink(bin("supervise"), path.join("supervise")).unwrap();
+    wait_until("both services started on a retry", LONG, || {
+        scan.dir.join("a/started").exists() && scan.dir.join("b/started").exists()
+    });
+    assert!(alive(scan.pid()));
 }

@@ -3,6 +3,7 @@
 //! them, and tears the tree down in order. Runs as PID 1 (stage 2) or as an ordinary process.
 
 mod controldir;
+mod launch;
 mod options;
 mod scandir;
 mod scanner;

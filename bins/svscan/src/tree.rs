@@ -2,6 +2,7 @@
 //! service, and, when the service has a `log/`, the logger's `supervise` and the pipe between
 //! them, which svscan holds for the life of the entry so that no restart loses a line.
 
+use crate::launch::{Batch, Stdio};
 use crate::scandir::Id;
 use rustix::io::Errno;
 use rustix::process::{Pid, Signal, WaitStatus};
@@ -11,9 +12,7 @@ use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use warden::svdir::{Liveness, ServiceDir};
 
@@ -633,9 +632,9 @@ impl Tree {
             Role::Log => match entry.log.as_mut() {
                 Some(log) => {
                     log.hup_pending = false;
-                    let keep = wanted || !service_gone || log.unread();
+                    let keep = wanted || !service_gone || (log.unread() && can_drain(&name));
                     if !keep {
-                        log.leftover = None;
+                        drop_leftover(&name, &mut log.leftover, LOG_DIR_GONE);
                     }
                     (&mut log.slot, keep)
                 }
@@ -742,81 +741,63 @@ impl Tree {
     }
 
     /// Starts every supervisor whose time has come: loggers before their services, so the
-    /// pipe has a reader first.
+    /// pipe has a reader first. The execs run in parallel, in batches (see `launch`).
     pub fn start_due(&mut self, now: Instant) {
-        let Tree {
-            entries,
-            pids,
-            programs,
-            fd_shortage_reported,
-        } = self;
-        for (id, entry) in entries.iter_mut() {
-            if entry.wanted
-                && entry.service.due(now)
-                && entry.log.is_none()
-                && log_path(&entry.name).is_dir()
-            {
-                // A log/ added to an existing service: it takes effect when the service's
-                // supervisor (re)starts, which is now.
-                entry.log = Some(LogSide::new(Slot::waiting(now), None));
+        let due: Vec<Id> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| e.service.due(now) || e.log.as_ref().is_some_and(|l| l.slot.due(now)))
+            .map(|(id, _)| *id)
+            .collect();
+        let mut batch = Batch::new();
+        for id in due {
+            if batch.is_full() {
+                self.confirm(std::mem::replace(&mut batch, Batch::new()), now);
             }
-            let service_gone = entry.service.is_gone();
-            let pipe_was_open = entry.log.as_ref().is_some_and(|log| log.pipe.is_some());
-            if let Some(log) = entry.log.as_mut() {
-                if log.slot.due(now) && log.needed(entry.wanted, service_gone) {
-                    let draining = !entry.wanted && service_gone;
-                    let result = if draining {
-                        match log.leftover.as_ref() {
-                            Some(read) => spawn(programs, &entry.name, Role::Log, Some(read)),
-                            None => Err(io::Error::from(io::ErrorKind::BrokenPipe)),
-                        }
-                    } else {
-                        ensure_pipe(&mut log.pipe).and_then(|pipe| {
-                            spawn(programs, &entry.name, Role::Log, Some(&pipe.read))
-                        })
-                    };
-                    let started = result.is_ok();
-                    settle(
-                        result,
-                        &mut log.slot,
-                        (*id, Role::Log),
-                        &entry.name,
-                        pids,
-                        fd_shortage_reported,
-                        now,
-                    );
-                    if started && draining {
-                        // Only lines left over: this logger is to exit once they are read.
-                        log.hup_pending = true;
-                    }
+            if let Some(entry) = self.entries.get_mut(&id) {
+                let mut starter = Starter {
+                    batch: &mut batch,
+                    programs: &self.programs,
+                    pids: &mut self.pids,
+                    fd_shortage_reported: &mut self.fd_shortage_reported,
+                    now,
+                };
+                starter.start_entry(id, entry);
+                if entry.finished() {
+                    self.entries.remove(&id);
                 }
             }
-            if entry.wanted && entry.service.due(now) {
-                let result = match entry.log.as_mut() {
-                    Some(log) => ensure_pipe(&mut log.pipe).and_then(|pipe| {
-                        spawn(programs, &entry.name, Role::Service, Some(&pipe.write))
-                    }),
-                    None => spawn(programs, &entry.name, Role::Service, None),
-                };
+        }
+        self.confirm(batch, now);
+    }
+
+    /// Waits for the execs of a batch; a supervisor that could not exec is reported and retried
+    /// like one that could not be forked (the child itself is reaped as any other).
+    fn confirm(&mut self, batch: Batch, now: Instant) {
+        for (pid, error) in batch.finish() {
+            let Some(&(id, role)) = self.pids.get(&pid) else {
+                continue;
+            };
+            let Some(entry) = self.entries.get_mut(&id) else {
+                continue;
+            };
+            let slot = match role {
+                Role::Service => &mut entry.service,
+                Role::Log => match entry.log.as_mut() {
+                    Some(log) => &mut log.slot,
+                    None => continue,
+                },
+            };
+            if matches!(&slot.state, State::Running(r) if r.pid.as_raw_nonzero().get() == pid) {
                 settle(
-                    result,
-                    &mut entry.service,
-                    (*id, Role::Service),
+                    Err(error),
+                    slot,
+                    (id, role),
                     &entry.name,
-                    pids,
-                    fd_shortage_reported,
+                    &mut self.pids,
+                    &mut self.fd_shortage_reported,
                     now,
                 );
-            }
-            if let Some(log) = entry.log.as_mut() {
-                // A pipe made for starts that both failed reached no process: closed, so an
-                // entry that cannot start (out of fds, say) does not hold fds others could use.
-                let unused = !pipe_was_open
-                    && !matches!(log.slot.state, State::Running(_))
-                    && !matches!(entry.service.state, State::Running(_));
-                if unused {
-                    log.pipe = None;
-                }
             }
         }
     }
@@ -894,24 +875,38 @@ fn hup_logger(
     state: Logger,
 ) {
     if state == Logger::Down {
-        if let Some(read) = leftover.take() {
-            match rustix::io::ioctl_fionread(&read) {
-                Ok(0) => {}
-                Ok(n) => eprintln!(
-                    "svscan: warning: {} is down: {n} unread bytes of its pipe are dropped",
-                    shown_as(name, Role::Log)
-                ),
-                Err(e) => eprintln!(
-                    "svscan: warning: {} is down: what is left in its pipe is dropped \
-                     (unable to count it: {e})",
-                    shown_as(name, Role::Log)
-                ),
-            }
-        }
+        drop_leftover(name, leftover, "is down");
     }
     supervisor.stopping();
     signal(supervisor.pid, Signal::HUP, "log supervisor", name);
 }
+
+/// Closes what is left of a removed service's log pipe when no logger will read it, saying
+/// how much is lost (runsv drops it silently).
+fn drop_leftover(name: &OsStr, leftover: &mut Option<OwnedFd>, why: &str) {
+    if let Some(read) = leftover.take() {
+        match rustix::io::ioctl_fionread(&read) {
+            Ok(0) => {}
+            Ok(n) => eprintln!(
+                "svscan: warning: {} {why}: {n} unread bytes of its pipe are dropped",
+                shown_as(name, Role::Log)
+            ),
+            Err(e) => eprintln!(
+                "svscan: warning: {} {why}: what is left in its pipe is dropped (unable to \
+                 count it: {e})",
+                shown_as(name, Role::Log)
+            ),
+        }
+    }
+}
+
+/// Whether a logger can still be started to drain a removed service's pipe: not once its
+/// directory is gone from the scan dir too (moved away with the service, say).
+fn can_drain(name: &OsStr) -> bool {
+    log_path(name).is_dir()
+}
+
+const LOG_DIR_GONE: &str = "has no directory any more";
 
 /// Closes svscan's ends of the log pipe and tells the logger's supervisor to exit once the
 /// logger has drained it (HUP = `e`).
@@ -933,13 +928,13 @@ fn stop_log(entry: &mut Entry) {
             }
         }
         State::Running(_) => {}
-        State::Waiting { .. } if unread => {}
+        State::Waiting { .. } if unread && can_drain(&entry.name) => {}
         State::Waiting { .. } | State::Gone => {
             if !log.slot.is_gone() {
                 remove_cgroup(dead_supervisor_cgroup(&log_path(&entry.name)));
             }
             log.slot.state = State::Gone;
-            log.leftover = None;
+            drop_leftover(&entry.name, &mut log.leftover, LOG_DIR_GONE);
         }
     }
 }
@@ -952,48 +947,117 @@ fn ensure_pipe(pipe: &mut Option<Pipe>) -> io::Result<&Pipe> {
         .ok_or_else(|| io::Error::from(io::ErrorKind::Other))
 }
 
-/// Starts a supervisor: the service's with `pipe_end` (the write end) on stdout and stderr,
-/// the logger's with it (the read end) on stdin.
-fn spawn(
-    programs: &Programs,
-    name: &OsStr,
-    role: Role,
-    pipe_end: Option<&OwnedFd>,
-) -> io::Result<Pid> {
-    with_fds(|| {
-        let mut cmd = match role {
-            Role::Service => {
-                let mut cmd = Command::new(&programs.supervise);
-                cmd.arg(service_path(name));
-                if let Some(write) = pipe_end {
-                    cmd.stdout(Stdio::from(write.try_clone()?));
-                    cmd.stderr(Stdio::from(write.try_clone()?));
+/// What starting the due supervisors of one entry needs from the tree.
+struct Starter<'a> {
+    batch: &'a mut Batch,
+    programs: &'a Programs,
+    pids: &'a mut HashMap<i32, (Id, Role)>,
+    fd_shortage_reported: &'a mut bool,
+    now: Instant,
+}
+
+impl Starter<'_> {
+    fn start_entry(&mut self, id: Id, entry: &mut Entry) {
+        let now = self.now;
+        if entry.wanted
+            && entry.service.due(now)
+            && entry.log.is_none()
+            && log_path(&entry.name).is_dir()
+        {
+            // A log/ added to an existing service: it takes effect when the service's
+            // supervisor (re)starts, which is now.
+            entry.log = Some(LogSide::new(Slot::waiting(now), None));
+        }
+        let service_gone = entry.service.is_gone();
+        let pipe_was_open = entry.log.as_ref().is_some_and(|log| log.pipe.is_some());
+        if let Some(log) = entry.log.as_mut() {
+            if log.slot.due(now) && log.needed(entry.wanted, service_gone) {
+                let draining = !entry.wanted && service_gone;
+                if draining && !can_drain(&entry.name) {
+                    log.slot.state = State::Gone;
+                    drop_leftover(&entry.name, &mut log.leftover, LOG_DIR_GONE);
+                    return;
                 }
-                cmd
+                let result = if draining {
+                    match log.leftover.as_ref() {
+                        Some(read) => self.spawn(&entry.name, Role::Log, Some(read)),
+                        None => Err(io::Error::from(io::ErrorKind::BrokenPipe)),
+                    }
+                } else {
+                    match ensure_pipe(&mut log.pipe) {
+                        Ok(pipe) => self.spawn(&entry.name, Role::Log, Some(&pipe.read)),
+                        Err(e) => Err(e),
+                    }
+                };
+                let started = result.is_ok();
+                settle(
+                    result,
+                    &mut log.slot,
+                    (id, Role::Log),
+                    &entry.name,
+                    self.pids,
+                    self.fd_shortage_reported,
+                    now,
+                );
+                if started && draining {
+                    // Only lines left over: this logger is to exit once they are read.
+                    log.hup_pending = true;
+                }
+            }
+        }
+        if entry.wanted && entry.service.due(now) {
+            let result = match entry.log.as_mut() {
+                Some(log) => match ensure_pipe(&mut log.pipe) {
+                    Ok(pipe) => self.spawn(&entry.name, Role::Service, Some(&pipe.write)),
+                    Err(e) => Err(e),
+                },
+                None => self.spawn(&entry.name, Role::Service, None),
+            };
+            settle(
+                result,
+                &mut entry.service,
+                (id, Role::Service),
+                &entry.name,
+                self.pids,
+                self.fd_shortage_reported,
+                now,
+            );
+        }
+        if let Some(log) = entry.log.as_mut() {
+            // A pipe made for starts that both failed reached no process: closed, so an
+            // entry that cannot start (out of fds, say) does not hold fds others could use.
+            let unused = !pipe_was_open
+                && !matches!(log.slot.state, State::Running(_))
+                && !matches!(entry.service.state, State::Running(_));
+            if unused {
+                log.pipe = None;
+            }
+        }
+    }
+
+    /// Starts a supervisor: the service's with `pipe_end` (the write end) on stdout and
+    /// stderr, the logger's with it (the read end) on stdin.
+    fn spawn(&mut self, name: &OsStr, role: Role, pipe_end: Option<&OwnedFd>) -> io::Result<Pid> {
+        let supervise = self.programs.supervise.as_os_str();
+        match role {
+            Role::Service => {
+                let stdio = pipe_end.map_or(Stdio::Inherit, Stdio::Output);
+                self.batch
+                    .start(supervise, &[service_path(name).as_os_str()], stdio)
             }
             Role::Log => {
                 // Supervised even without a `run`: supervise then runs the built-in default,
                 // `logger ./main`, so its status and control work as for any service.
-                let mut cmd = Command::new(&programs.supervise);
-                cmd.arg("--default-log").arg(log_path(name));
-                if let Some(read) = pipe_end {
-                    cmd.stdin(Stdio::from(read.try_clone()?));
-                }
-                cmd
+                let stdio = pipe_end.map_or(Stdio::Inherit, Stdio::Input);
+                let dir = log_path(name);
+                self.batch.start(
+                    supervise,
+                    &[OsStr::new("--default-log"), dir.as_os_str()],
+                    stdio,
+                )
             }
-        };
-        // A process group of its own: a ctrl-C at the terminal svscan runs in reaches svscan
-        // alone, which then stops the tree in order (runsvdir -P does the same).
-        cmd.process_group(0);
-        let child = cmd.spawn()?;
-        let pid = i32::try_from(child.id())
-            .ok()
-            .and_then(Pid::from_raw)
-            .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidData))?;
-        // The child is reaped by the one wait() loop; dropping the handle neither waits nor kills.
-        drop(child);
-        Ok(pid)
-    })
+        }
+    }
 }
 
 /// Records the outcome of a start: a running supervisor, or a report and a retry deadline.
