@@ -140,15 +140,17 @@ impl SuperviseDir {
         }
     }
 
-    /// Writes what changed of `status`, `stat`, `pid` and the extended status. A failure
-    /// (full disk) is reported and retried at the next change; it never stops the supervisor.
+    /// Writes what changed of `status`, `stat`, `pid` and the extended status, then wakes the
+    /// listeners once. A failure (full disk) is reported and retried at the next change; it
+    /// never stops the supervisor.
     pub fn publish(&mut self, status: &Status, extended: &Extended) {
         let dir = Path::new(SUPERVISE);
+        let mut changed = false;
         // The very first time, the extended status goes before `status`: clients tell warden's
         // supervise from runsv by `supervise/warden` alone, so it must never be missing while
         // a `status` of ours exists.
         if self.last_status.is_none() {
-            self.publish_extended(extended);
+            changed |= self.publish_extended(extended);
         }
         let bytes = status.encode();
         if self.last_status != Some(bytes) {
@@ -157,7 +159,7 @@ impl SuperviseDir {
             match result {
                 Ok(()) => {
                     self.last_status = Some(bytes);
-                    notify_listeners();
+                    changed = true;
                 }
                 Err(e) => self.warn(STATUS, &e),
             }
@@ -168,21 +170,30 @@ impl SuperviseDir {
                 Err(e) => self.warn(PID, &e),
             }
         }
-        // Later, `status` goes first: a client waiting for a state wakes on it at once. The
-        // extended status follows; readers match its `ready_at` against the status stamp.
-        self.publish_extended(extended);
+        // Readiness and the last exit live only in the extended status: listeners hear of
+        // them too. It follows `status`; readers match its `ready_at` against the status
+        // stamp.
+        changed |= self.publish_extended(extended);
+        // Once, after every file is in place: a woken client reads them all consistent.
+        if changed {
+            notify_listeners();
+        }
     }
 
-    fn publish_extended(&mut self, extended: &Extended) {
+    /// Writes the extended status if it changed; true if it did.
+    fn publish_extended(&mut self, extended: &Extended) -> bool {
         let text = extended.encode();
-        if text != self.last_extended {
-            match warden::write::replace(Path::new(SUPERVISE), EXTENDED_FILE, text.as_bytes()) {
-                // Readiness and the last exit live only here: listeners hear of them too.
-                Ok(()) => {
-                    self.last_extended = text;
-                    notify_listeners();
-                }
-                Err(e) => self.warn(EXTENDED_FILE, &e),
+        if text == self.last_extended {
+            return false;
+        }
+        match warden::write::replace(Path::new(SUPERVISE), EXTENDED_FILE, text.as_bytes()) {
+            Ok(()) => {
+                self.last_extended = text;
+                true
+            }
+            Err(e) => {
+                self.warn(EXTENDED_FILE, &e);
+                false
             }
         }
     }

@@ -2,8 +2,9 @@
 //! the supervisor's stdin, stdout and stderr, `env/` applied, the run born inside the service's
 //! cgroup (clone3 with CLONE_INTO_CGROUP; moving a process afterwards costs the kernel an RCU
 //! grace period, milliseconds on every restart) and the write end of the readiness pipe at the
-//! `notification-fd` number. An exec failure comes back through a close-on-exec pipe, so the
-//! caller gets the cause (`No such file or directory`) at once.
+//! `notification-fd` number. The child borrows the supervisor's memory until its exec (as
+//! posix_spawn's does), and an exec failure comes back at once, so the caller gets the cause
+//! (`No such file or directory`) from the start itself.
 
 use rustix::fd::AsRawFd;
 use rustix::pipe::PipeFlags;
@@ -11,6 +12,7 @@ use std::ffi::{CString, OsStr, OsString};
 use std::os::fd::{OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI32, Ordering};
 use warden::service::{read_envdir, EnvVar};
 use warden::status::Exit;
 
@@ -165,30 +167,193 @@ struct CloneArgs {
 
 const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 
-/// Forks, sets the child up and execs `argv[0]`; returns the pid once the exec has happened,
-/// or the exec's error. The child is reaped by the supervisor's one reaper either way.
+/// The child's stack while it borrows the supervisor's memory, until its exec: its setup makes
+/// a handful of syscalls and calls nothing that allocates.
+const CHILD_STACK: usize = 64 * 1024;
+
+/// The signals the supervisor catches: a child that borrows its memory must not run their
+/// handlers (they would set the supervisor's flags), so it sets them to default first.
+const CAUGHT: [libc::c_int; 3] = [libc::SIGCHLD, libc::SIGTERM, libc::SIGHUP];
+
+/// Starts a child that sets itself up and execs `argv[0]`; returns the pid once the exec has
+/// happened, or the exec's error. The child is reaped by the supervisor's one reaper either
+/// way.
+///
+/// The child is cloned with CLONE_VM | CLONE_VFORK, as posix_spawn does: it borrows the
+/// supervisor's memory, which the supervisor does not touch until the child has exec'd or
+/// exited, so no page table is copied, no page is copied on write, and there is no copy to
+/// tear down at the exec. Its errno comes back through that memory. Where clone3 is missing
+/// (Linux before 5.3), a plain fork reports through a close-on-exec pipe instead.
 fn fork_exec(
     argv: &[CString],
     env: &[EnvVar],
     cgroup: Option<(RawFd, RawFd)>,
     notify: Option<(RawFd, i32)>,
 ) -> std::io::Result<u32> {
-    let envp_strings = environment(env);
     let mut argv_ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
     argv_ptrs.push(std::ptr::null());
+    // Without env/ changes the supervisor's own environment is passed as it is.
+    let envp_strings = if env.is_empty() {
+        Vec::new()
+    } else {
+        environment(env)
+    };
     let mut envp_ptrs: Vec<*const libc::c_char> = envp_strings.iter().map(|e| e.as_ptr()).collect();
     envp_ptrs.push(std::ptr::null());
-    let (report_read, report_write) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC)?;
-    let setup = ChildSetup {
+    // SAFETY: environ is libc's, which the single-threaded supervisor does not change while
+    // the child starts.
+    let envp = if env.is_empty() {
+        unsafe { environ.cast::<*const libc::c_char>() }
+    } else {
+        envp_ptrs.as_ptr()
+    };
+    let failure = AtomicI32::new(0);
+    let mut setup = ChildSetup {
         argv: &argv_ptrs,
-        envp: &envp_ptrs,
-        report: report_write.as_raw_fd(),
+        envp,
+        report: Report::Shared(&failure),
         notify,
         join: None,
+        // SAFETY: sigset_t is a plain bit set, filled in before the child reads it.
+        mask: unsafe { std::mem::zeroed() },
     };
-    // SAFETY: the supervisor is single-threaded, so the child (a copy of it, no shared memory)
-    // may run the setup, which makes raw syscalls only and ends in execve or _exit.
-    let pid = unsafe { clone_child(cgroup, setup)? };
+    // SAFETY: the supervisor is single-threaded; the child runs only `child`, which makes
+    // raw syscalls on memory prepared above and ends in execve or _exit.
+    match unsafe { vfork_child(cgroup, &mut setup) } {
+        Ok(pid) => match failure.load(Ordering::SeqCst) {
+            0 => Ok(pid),
+            errno => Err(std::io::Error::from_raw_os_error(errno)),
+        },
+        Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => fork_child(cgroup, &mut setup),
+        Err(e) => Err(e),
+    }
+}
+
+extern "C" {
+    static environ: *const *mut libc::c_char;
+}
+
+/// How a child that failed to exec tells the supervisor its errno.
+enum Report<'a> {
+    /// Stored in the supervisor's memory, which the child shares until it is gone.
+    Shared(&'a AtomicI32),
+    /// Written to the close-on-exec pipe of a forked child.
+    Pipe(RawFd),
+}
+
+struct ChildSetup<'a> {
+    argv: &'a [*const libc::c_char],
+    envp: *const *const libc::c_char,
+    report: Report<'a>,
+    notify: Option<(RawFd, i32)>,
+    /// cgroup.procs to write `0` to, when clone3 could not place the child itself.
+    join: Option<RawFd>,
+    /// The signal mask the exec'd program gets: the supervisor's own.
+    mask: libc::sigset_t,
+}
+
+/// clone3 with CLONE_VM | CLONE_VFORK on a stack of the child's own, into the cgroup (given
+/// as its directory fd and its cgroup.procs fd); where the kernel will not place it there
+/// (EBUSY, say), without, and the child joins by writing `0` to cgroup.procs. Returns once
+/// the child has exec'd or exited.
+///
+/// # Safety
+/// Call only while the process is single-threaded.
+unsafe fn vfork_child(
+    cgroup: Option<(RawFd, RawFd)>,
+    setup: &mut ChildSetup<'_>,
+) -> std::io::Result<u32> {
+    // u128 for the 16-byte alignment the ABI wants of the stack pointer at a call.
+    let mut stack = vec![0u128; CHILD_STACK / 16];
+    // Every signal blocked while a child runs on our memory; it unblocks them only once its
+    // handlers are back to default.
+    let mut all: libc::sigset_t = std::mem::zeroed();
+    libc::sigfillset(&mut all);
+    libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut setup.mask);
+    let mut result = Err(std::io::Error::from_raw_os_error(libc::ENOSYS));
+    let tries = match cgroup {
+        Some((dir, procs)) => [Some((dir, None)), Some((-1, Some(procs)))],
+        None => [Some((-1, None)), None],
+    };
+    for (dir, join) in tries.into_iter().flatten() {
+        setup.join = join;
+        let mut args = CloneArgs {
+            flags: libc::CLONE_VM as u64
+                | libc::CLONE_VFORK as u64
+                | if dir >= 0 { CLONE_INTO_CGROUP } else { 0 },
+            exit_signal: libc::SIGCHLD as u64,
+            stack: stack.as_mut_ptr() as u64,
+            stack_size: (stack.len() * 16) as u64,
+            cgroup: if dir >= 0 { dir as u64 } else { 0 },
+            ..CloneArgs::default()
+        };
+        result = clone3(&mut args, setup);
+        match &result {
+            Ok(_) => break,
+            Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => break,
+            Err(_) => {}
+        }
+    }
+    libc::pthread_sigmask(libc::SIG_SETMASK, &setup.mask, std::ptr::null_mut());
+    drop(stack);
+    result
+}
+
+/// The raw clone3 call: the child starts on the stack given in `args`, with no Rust frame
+/// to return to, so it is sent straight into `child_entry` (x86-64 only, as the image).
+///
+/// # Safety
+/// `args` describes a valid stack; with CLONE_VM the caller must not touch the memory the child
+/// uses until clone3 returns (CLONE_VFORK sees to that).
+unsafe fn clone3(args: &mut CloneArgs, setup: &ChildSetup<'_>) -> std::io::Result<u32> {
+    let ret: isize;
+    std::arch::asm!(
+        "syscall",
+        "test rax, rax",
+        "jnz 2f",
+        // The child, on its own stack (rsp = stack + stack_size, 16-byte aligned).
+        "xor ebp, ebp",
+        "mov rdi, r13",
+        "call r12",
+        "ud2",
+        "2:",
+        inlateout("rax") libc::SYS_clone3 as isize => ret,
+        in("rdi") args as *mut CloneArgs,
+        in("rsi") std::mem::size_of::<CloneArgs>(),
+        in("r12") child_entry as unsafe extern "C" fn(*const ChildSetup<'static>) -> !,
+        in("r13") setup as *const ChildSetup<'_>,
+        lateout("rcx") _,
+        lateout("r11") _,
+        options(nostack),
+    );
+    match ret {
+        pid if pid > 0 => Ok(pid as u32),
+        errno => Err(std::io::Error::from_raw_os_error(-errno as i32)),
+    }
+}
+
+unsafe extern "C" fn child_entry(setup: *const ChildSetup<'static>) -> ! {
+    child(&*setup)
+}
+
+/// The fallback without clone3: fork (the child a copy, sharing no memory), then the child
+/// joins the cgroup by writing `0` to its cgroup.procs; the errno of a failed exec comes back
+/// through a close-on-exec pipe.
+fn fork_child(cgroup: Option<(RawFd, RawFd)>, setup: &mut ChildSetup<'_>) -> std::io::Result<u32> {
+    let (report_read, report_write) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC)?;
+    setup.report = Report::Pipe(report_write.as_raw_fd());
+    setup.join = cgroup.map(|(_, procs)| procs);
+    // SAFETY: the supervisor is single-threaded, so the child, a copy of it, may run the
+    // setup, which makes raw syscalls only and ends in execve or _exit. The mask is read
+    // before the fork so the child restores the supervisor's own.
+    let pid = unsafe {
+        libc::pthread_sigmask(libc::SIG_SETMASK, std::ptr::null(), &mut setup.mask);
+        match libc::fork() {
+            0 => child(setup),
+            p if p > 0 => p as u32,
+            _ => return Err(std::io::Error::last_os_error()),
+        }
+    };
     drop(report_write);
     let mut errno = [0u8; 4];
     let mut got = 0;
@@ -206,59 +371,26 @@ fn fork_exec(
     Ok(pid)
 }
 
-struct ChildSetup<'a> {
-    argv: &'a [*const libc::c_char],
-    envp: &'a [*const libc::c_char],
-    /// Write end of the close-on-exec pipe that carries an errno back to the parent.
-    report: RawFd,
-    notify: Option<(RawFd, i32)>,
-    /// cgroup.procs to write `0` to, when clone3 could not place the child itself.
-    join: Option<RawFd>,
-}
-
-/// clone3 into the cgroup (given as its directory fd and its cgroup.procs fd); where that is unavailable (old kernel, EBUSY), plain fork and the
-/// child joins by writing `0` to cgroup.procs. Returns the child's pid in the parent.
-///
-/// # Safety
-/// Call only while the process is single-threaded; the child never returns.
-unsafe fn clone_child(
-    cgroup: Option<(RawFd, RawFd)>,
-    mut setup: ChildSetup<'_>,
-) -> std::io::Result<u32> {
-    if let Some((dir, procs)) = cgroup {
-        let mut args = CloneArgs {
-            flags: CLONE_INTO_CGROUP,
-            exit_signal: libc::SIGCHLD as u64,
-            cgroup: dir as u64,
-            ..CloneArgs::default()
-        };
-        let pid = libc::syscall(
-            libc::SYS_clone3,
-            &mut args as *mut CloneArgs,
-            std::mem::size_of::<CloneArgs>(),
-        );
-        match pid {
-            0 => child(&setup),
-            p if p > 0 => return Ok(p as u32),
-            _ => setup.join = Some(procs),
-        }
-    }
-    match libc::fork() {
-        0 => child(&setup),
-        p if p > 0 => Ok(p as u32),
-        _ => Err(std::io::Error::last_os_error()),
-    }
-}
-
-/// In the child: new session, cgroup, readiness fd, default SIGPIPE, exec. On failure the errno
-/// goes to the parent and the child exits 127.
+/// In the child: handlers back to default (then the supervisor's mask), new session, cgroup,
+/// readiness fd, exec. On failure the errno goes to the supervisor and the child exits 127.
 unsafe fn child(setup: &ChildSetup<'_>) -> ! {
     let fail = || -> ! {
         let errno = *libc::__errno_location();
-        let bytes = errno.to_ne_bytes();
-        libc::write(setup.report, bytes.as_ptr().cast(), bytes.len());
+        match setup.report {
+            Report::Shared(failure) => failure.store(errno, Ordering::SeqCst),
+            Report::Pipe(fd) => {
+                let bytes = errno.to_ne_bytes();
+                libc::write(fd, bytes.as_ptr().cast(), bytes.len());
+            }
+        }
         libc::_exit(127)
     };
+    for signal in CAUGHT {
+        libc::signal(signal, libc::SIG_DFL);
+    }
+    // Rust's runtime ignores SIGPIPE, and an ignored signal stays ignored across exec.
+    libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    libc::pthread_sigmask(libc::SIG_SETMASK, &setup.mask, std::ptr::null_mut());
     if libc::setsid() < 0 {
         fail();
     }
@@ -276,10 +408,8 @@ unsafe fn child(setup: &ChildSetup<'_>) -> ! {
             fail();
         }
     }
-    // Rust's runtime ignores SIGPIPE, and an ignored signal stays ignored across exec.
-    libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     if let Some(&path) = setup.argv.first() {
-        libc::execve(path, setup.argv.as_ptr(), setup.envp.as_ptr());
+        libc::execve(path, setup.argv.as_ptr(), setup.envp);
     }
     fail()
 }

@@ -27,6 +27,8 @@ struct Cgroup {
     /// `cgroup.events`: poll says POLLPRI when `populated` changes, so the emptying of the
     /// cgroup wakes the loop even when the last process was not our child.
     events: Option<OwnedFd>,
+    /// Made by this supervisor and nothing started in it yet: empty without asking.
+    fresh: bool,
 }
 
 impl Tree {
@@ -64,6 +66,9 @@ impl Tree {
 
     pub fn started(&mut self, pgid: u32) {
         self.pgid = i32::try_from(pgid).ok().and_then(Pid::from_raw);
+        if let Some(cgroup) = self.cgroup.as_mut() {
+            cgroup.fresh = false;
+        }
     }
 
     /// Sends `signal` to every process of the service.
@@ -116,13 +121,17 @@ impl Cgroup {
         let leaf = leaf_name(service);
         let name = format!("{}/{leaf}", own.trim_end_matches('/'));
         let dir = mount.join(name.trim_start_matches('/'));
-        // A left-over empty cgroup is made afresh, so no state of an earlier user sticks.
-        let _ = std::fs::remove_dir(&dir);
-        match std::fs::create_dir(&dir) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        let fresh = match std::fs::create_dir(&dir) {
+            Ok(()) => true,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                // A left-over empty cgroup is made afresh, so no state of an earlier user
+                // sticks; one still populated (EBUSY) is used as it is. Tried only after
+                // mkdir failed: an rmdir takes the parent's lock, which a thousand supervisors
+                // starting at once would queue on.
+                std::fs::remove_dir(&dir).is_ok() && std::fs::create_dir(&dir).is_ok()
+            }
             Err(_) => return None,
-        }
+        };
         let procs = rustix::fs::open(
             dir.join("cgroup.procs"),
             OFlags::WRONLY | OFlags::CLOEXEC,
@@ -147,6 +156,7 @@ impl Cgroup {
             dir_fd,
             procs,
             events,
+            fresh,
         })
     }
 
@@ -171,7 +181,7 @@ impl Cgroup {
     }
 
     fn is_empty(&self) -> bool {
-        self.pids().next().is_none()
+        self.fresh || self.pids().next().is_none()
     }
 }
 

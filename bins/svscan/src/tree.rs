@@ -2,7 +2,7 @@
 //! service, and, when the service has a `log/`, the logger's `supervise` and the pipe between
 //! them, which svscan holds for the life of the entry so that no restart loses a line.
 
-use crate::launch::{Batch, Stdio};
+use crate::launch::{self, Stdio};
 use crate::scandir::Id;
 use rustix::io::Errno;
 use rustix::process::{Pid, Signal, WaitStatus};
@@ -741,65 +741,26 @@ impl Tree {
     }
 
     /// Starts every supervisor whose time has come: loggers before their services, so the
-    /// pipe has a reader first. The execs run in parallel, in batches (see `launch`).
+    /// pipe has a reader first.
     pub fn start_due(&mut self, now: Instant) {
-        let due: Vec<Id> = self
-            .entries
-            .iter()
-            .filter(|(_, e)| e.service.due(now) || e.log.as_ref().is_some_and(|l| l.slot.due(now)))
-            .map(|(id, _)| *id)
-            .collect();
-        let mut batch = Batch::new();
-        for id in due {
-            if batch.is_full() {
-                self.confirm(std::mem::replace(&mut batch, Batch::new()), now);
+        let Tree {
+            entries,
+            pids,
+            programs,
+            fd_shortage_reported,
+        } = self;
+        let mut starter = Starter {
+            programs,
+            pids,
+            fd_shortage_reported,
+            now,
+        };
+        entries.retain(|id, entry| {
+            if entry.service.due(now) || entry.log.as_ref().is_some_and(|l| l.slot.due(now)) {
+                starter.start_entry(*id, entry);
             }
-            if let Some(entry) = self.entries.get_mut(&id) {
-                let mut starter = Starter {
-                    batch: &mut batch,
-                    programs: &self.programs,
-                    pids: &mut self.pids,
-                    fd_shortage_reported: &mut self.fd_shortage_reported,
-                    now,
-                };
-                starter.start_entry(id, entry);
-                if entry.finished() {
-                    self.entries.remove(&id);
-                }
-            }
-        }
-        self.confirm(batch, now);
-    }
-
-    /// Waits for the execs of a batch; a supervisor that could not exec is reported and retried
-    /// like one that could not be forked (the child itself is reaped as any other).
-    fn confirm(&mut self, batch: Batch, now: Instant) {
-        for (pid, error) in batch.finish() {
-            let Some(&(id, role)) = self.pids.get(&pid) else {
-                continue;
-            };
-            let Some(entry) = self.entries.get_mut(&id) else {
-                continue;
-            };
-            let slot = match role {
-                Role::Service => &mut entry.service,
-                Role::Log => match entry.log.as_mut() {
-                    Some(log) => &mut log.slot,
-                    None => continue,
-                },
-            };
-            if matches!(&slot.state, State::Running(r) if r.pid.as_raw_nonzero().get() == pid) {
-                settle(
-                    Err(error),
-                    slot,
-                    (id, role),
-                    &entry.name,
-                    &mut self.pids,
-                    &mut self.fd_shortage_reported,
-                    now,
-                );
-            }
-        }
+            !entry.finished()
+        });
     }
 
     /// The nearest time a supervisor is due to (re)start.
@@ -949,7 +910,6 @@ fn ensure_pipe(pipe: &mut Option<Pipe>) -> io::Result<&Pipe> {
 
 /// What starting the due supervisors of one entry needs from the tree.
 struct Starter<'a> {
-    batch: &'a mut Batch,
     programs: &'a Programs,
     pids: &'a mut HashMap<i32, (Id, Role)>,
     fd_shortage_reported: &'a mut bool,
@@ -1037,20 +997,19 @@ impl Starter<'_> {
 
     /// Starts a supervisor: the service's with `pipe_end` (the write end) on stdout and
     /// stderr, the logger's with it (the read end) on stdin.
-    fn spawn(&mut self, name: &OsStr, role: Role, pipe_end: Option<&OwnedFd>) -> io::Result<Pid> {
+    fn spawn(&self, name: &OsStr, role: Role, pipe_end: Option<&OwnedFd>) -> io::Result<Pid> {
         let supervise = self.programs.supervise.as_os_str();
         match role {
             Role::Service => {
                 let stdio = pipe_end.map_or(Stdio::Inherit, Stdio::Output);
-                self.batch
-                    .start(supervise, &[service_path(name).as_os_str()], stdio)
+                launch::spawn(supervise, &[service_path(name).as_os_str()], stdio)
             }
             Role::Log => {
                 // Supervised even without a `run`: supervise then runs the built-in default,
                 // `logger ./main`, so its status and control work as for any service.
                 let stdio = pipe_end.map_or(Stdio::Inherit, Stdio::Input);
                 let dir = log_path(name);
-                self.batch.start(
+                launch::spawn(
                     supervise,
                     &[OsStr::new("--default-log"), dir.as_os_str()],
                     stdio,
