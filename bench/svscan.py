@@ -11,7 +11,7 @@ Measures, on this machine:
   2. 1000 services up: from the scanner's start until all 1000 `run`s have executed (each
      writes a line to a FIFO the harness reads), against the floor: this harness spawning the
      same 1000 run scripts itself. Each measurement runs on a fresh tmpfs when we are root (as
-     /run, where real trees keep their state), and the scanners take turns over 5 rounds;
+     /run, where real trees keep their state), and the scanners take turns over 7 rounds;
      medians quoted;
   3. idle cost of that tree of 1000 over 10 s: CPU time and wakeups (voluntary + nonvoluntary
      context switches) of the scanner and every supervisor;
@@ -35,7 +35,7 @@ QUICK = "--quick" in sys.argv
 N = 200 if QUICK else 1000
 IDLE_SECONDS = 3 if QUICK else 10
 FAST_SAMPLES = 5 if QUICK else 15
-ROUNDS = 1 if QUICK else 5
+ROUNDS = 1 if QUICK else 7
 SLOW_SAMPLES = 2 if QUICK else 5
 RUSTFLAGS = "-C target-feature=+crt-static -C relocation-model=static"
 

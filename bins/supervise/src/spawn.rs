@@ -182,8 +182,8 @@ const CAUGHT: [libc::c_int; 3] = [libc::SIGCHLD, libc::SIGTERM, libc::SIGHUP];
 /// The child is cloned with CLONE_VM | CLONE_VFORK, as posix_spawn does: it borrows the
 /// supervisor's memory, which the supervisor does not touch until the child has exec'd or
 /// exited, so no page table is copied, no page is copied on write, and there is no copy to
-/// tear down at the exec. Its errno comes back through that memory. Where clone3 is missing
-/// (Linux before 5.3), a plain fork reports through a close-on-exec pipe instead.
+/// tear down at the exec. Its errno comes back through that memory. Where that clone3 fails
+/// (Linux before 5.3, a seccomp filter), a plain fork reports through a close-on-exec pipe.
 fn fork_exec(
     argv: &[CString],
     env: &[EnvVar],
@@ -224,8 +224,9 @@ fn fork_exec(
             0 => Ok(pid),
             errno => Err(std::io::Error::from_raw_os_error(errno)),
         },
-        Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => fork_child(cgroup, &mut setup),
-        Err(e) => Err(e),
+        // No clone3 (Linux before 5.3, or a seccomp filter that says ENOSYS), or one that
+        // refuses these flags: the plain fork still starts the service.
+        Err(_) => fork_child(cgroup, &mut setup),
     }
 }
 
