@@ -1038,7 +1038,16 @@ fn warden_file_is_in_place_before_the_first_status() {
     // Later updates keep `status` first (waiting clients wake on it at once).
     sup.send(b"d");
     sup.wait_down();
-    let later = arrivals(&watcher);
+    // The status says down as soon as it is renamed in; the extended status follows it.
+    let mut later = Vec::new();
+    wait_until(
+        "supervise/warden rewritten",
+        Duration::from_secs(10),
+        || {
+            later.extend(arrivals(&watcher));
+            later.iter().any(|(n, _)| n == "warden")
+        },
+    );
     let status_at = later.iter().position(|(n, _)| n == "status");
     let warden_at = later.iter().position(|(n, _)| n == "warden");
     assert!(
