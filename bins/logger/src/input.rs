@@ -169,7 +169,16 @@ impl Input {
         }
     }
 
-    /// Whether no writer is left, so a partial line in the pipe is the last one.
+    /// Whether stdin holds more than `copied` bytes: more was written after the last copy.
+    pub fn holds_more_than(&self, copied: usize) -> bool {
+        match self {
+            Input::Tee(_) => rustix::io::ioctl_fionread(stdin()).is_ok_and(|n| n as usize > copied),
+            Input::Read => false,
+        }
+    }
+
+    /// Whether no writer is left, so a partial line in the pipe is the last one, once a copy
+    /// holds all of it.
     pub fn writers_gone(&self) -> bool {
         match self {
             Input::Tee(_) => {

@@ -206,6 +206,11 @@ impl Logger {
                 });
                 consumed = self.batch.len();
             } else if self.input.writers_gone() {
+                if self.input.holds_more_than(self.batch.len()) {
+                    // Written after our copy, before the last writer left: copy again now, as
+                    // no new write will wake us. Only a copy of everything is the last line.
+                    return Ok(None);
+                }
                 self.eof = true;
                 consumed = lines::plan(&self.batch, self.max_line, true, &mut self.records);
             } else {
