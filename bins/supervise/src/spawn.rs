@@ -8,6 +8,7 @@
 
 use rustix::fd::AsRawFd;
 use rustix::pipe::PipeFlags;
+use rustix::process::Signal;
 use std::ffi::{CString, OsStr, OsString};
 use std::os::fd::{OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
@@ -171,9 +172,10 @@ const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 /// a handful of syscalls and calls nothing that allocates.
 const CHILD_STACK: usize = 64 * 1024;
 
-/// The signals the supervisor catches: a child that borrows its memory must not run their
-/// handlers (they would set the supervisor's flags), so it sets them to default first.
-const CAUGHT: [libc::c_int; 3] = [libc::SIGCHLD, libc::SIGTERM, libc::SIGHUP];
+/// The signals the supervisor catches (its signal pipe is made of these): a child that
+/// borrows its memory must not run their handlers (they would set the supervisor's flags), so
+/// it sets them to default first.
+pub const CAUGHT: [Signal; 3] = [Signal::CHILD, Signal::TERM, Signal::HUP];
 
 /// Starts a child that sets itself up and execs `argv[0]`; returns the pid once the exec has
 /// happened, or the exec's error. The child is reaped by the supervisor's one reaper either
@@ -387,7 +389,7 @@ unsafe fn child(setup: &ChildSetup<'_>) -> ! {
         libc::_exit(127)
     };
     for signal in CAUGHT {
-        libc::signal(signal, libc::SIG_DFL);
+        libc::signal(signal.as_raw(), libc::SIG_DFL);
     }
     // Rust's runtime ignores SIGPIPE, and an ignored signal stays ignored across exec.
     libc::signal(libc::SIGPIPE, libc::SIG_DFL);

@@ -44,7 +44,7 @@ impl Supervisor {
         let service = absolute(dir);
         std::env::set_current_dir(dir)
             .map_err(|e| Fatal::io("change to directory", &service, &e))?;
-        let signals = SignalPipe::new(&[Signal::CHILD, Signal::TERM, Signal::HUP])
+        let signals = SignalPipe::new(&spawn::CAUGHT)
             .map_err(|e| Fatal::io("catch", Path::new("signals"), &e))?;
         let files = SuperviseDir::open(&service)?;
         // Orphans of the service (daemons that double-forked) come to us, so their exit wakes
