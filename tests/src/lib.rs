@@ -109,6 +109,29 @@ pub fn alive(pid: i32) -> bool {
     }
 }
 
+/// How many fds above 2 a child of this test process inherits: those the test runner (or a
+/// CI harness) left open without close-on-exec. A test that sets a child's fd limit adds them.
+pub fn inherited_fds() -> u64 {
+    const O_CLOEXEC: u32 = 0o2000000;
+    let Ok(entries) = std::fs::read_dir("/proc/self/fdinfo") else {
+        return 0;
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&fd| fd > 2)
+        .filter(|fd| {
+            // `flags:` is octal; an fd closed since the listing (the listing's own) is skipped.
+            let Ok(info) = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")) else {
+                return false;
+            };
+            info.lines()
+                .find_map(|l| l.strip_prefix("flags:"))
+                .and_then(|f| u32::from_str_radix(f.trim(), 8).ok())
+                .is_some_and(|flags| flags & O_CLOEXEC == 0)
+        })
+        .count() as u64
+}
+
 /// Kills a whole process group that a test started (by its pgid), ignoring errors.
 pub fn kill_group(pgid: i32) {
     if pgid > 1 {

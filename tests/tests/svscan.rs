@@ -661,8 +661,11 @@ fn running_out_of_fds_is_reported_once_and_retried() {
         let dir = service(&scan.dir, &format!("s{i:02}"), "exec sleep 1000");
         script(&dir.join("log/run"), "exec cat > /dev/null");
     }
+    // 64 of svscan's own, plus what it inherits from the test runner.
+    let limit = 64 + warden_tests::inherited_fds();
     let mut cmd = Command::new("prlimit");
-    cmd.args(["--nofile=64:64", "--"])
+    cmd.arg(format!("--nofile={limit}:{limit}"))
+        .arg("--")
         .arg(bin("svscan"))
         .arg(&scan.dir);
     scan.launch(cmd);
