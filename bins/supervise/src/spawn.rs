@@ -7,10 +7,11 @@
 //! (`No such file or directory`) from the start itself.
 
 use rustix::fd::AsRawFd;
+use rustix::fs::{Mode, OFlags};
 use rustix::pipe::PipeFlags;
 use rustix::process::Signal;
 use std::ffi::{CString, OsStr, OsString};
-use std::os::fd::{OwnedFd, RawFd};
+use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -48,7 +49,7 @@ pub fn find_logger() -> PathBuf {
 pub fn run(
     service: &Path,
     default_run: Option<&Path>,
-    cgroup: Option<(RawFd, RawFd)>,
+    cgroup: Option<BorrowedFd<'_>>,
     notification_fd: Option<i32>,
 ) -> Result<Started, String> {
     let default_run = default_run.filter(|_| {
@@ -189,7 +190,7 @@ pub const CAUGHT: [Signal; 3] = [Signal::CHILD, Signal::TERM, Signal::HUP];
 fn fork_exec(
     argv: &[CString],
     env: &[EnvVar],
-    cgroup: Option<(RawFd, RawFd)>,
+    cgroup: Option<BorrowedFd<'_>>,
     notify: Option<(RawFd, i32)>,
 ) -> std::io::Result<u32> {
     let mut argv_ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
@@ -256,14 +257,13 @@ struct ChildSetup<'a> {
 }
 
 /// clone3 with CLONE_VM | CLONE_VFORK on a stack of the child's own, into the cgroup (given
-/// as its directory fd and its cgroup.procs fd); where the kernel will not place it there
-/// (EBUSY, say), without, and the child joins by writing `0` to cgroup.procs. Returns once
-/// the child has exec'd or exited.
+/// as its directory fd); where the kernel will not place it there (EBUSY, say), without, and
+/// the child joins by writing `0` to cgroup.procs. Returns once the child has exec'd or exited.
 ///
 /// # Safety
 /// Call only while the process is single-threaded.
 unsafe fn vfork_child(
-    cgroup: Option<(RawFd, RawFd)>,
+    cgroup: Option<BorrowedFd<'_>>,
     setup: &mut ChildSetup<'_>,
 ) -> std::io::Result<u32> {
     // u128 for the 16-byte alignment the ABI wants of the stack pointer at a call.
@@ -274,12 +274,21 @@ unsafe fn vfork_child(
     libc::sigfillset(&mut all);
     libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut setup.mask);
     let mut result = Err(std::io::Error::from_raw_os_error(libc::ENOSYS));
+    // Opened only when the first try fails: kernfs opens are dear, and most starts never
+    // need it.
+    let mut procs = None;
     let tries = match cgroup {
-        Some((dir, procs)) => [Some((dir, None)), Some((-1, Some(procs)))],
-        None => [Some((-1, None)), None],
+        Some(dir) => [Some(Some(dir)), Some(None)],
+        None => [Some(None), None],
     };
-    for (dir, join) in tries.into_iter().flatten() {
-        setup.join = join;
+    for into in tries.into_iter().flatten() {
+        let dir = into.map_or(-1, |dir| dir.as_raw_fd());
+        if into.is_none() {
+            if let Some(dir) = cgroup {
+                procs = open_procs(dir);
+                setup.join = procs.as_ref().map(|fd| fd.as_raw_fd());
+            }
+        }
         let mut args = CloneArgs {
             flags: libc::CLONE_VM as u64
                 | libc::CLONE_VFORK as u64
@@ -299,7 +308,19 @@ unsafe fn vfork_child(
     }
     libc::pthread_sigmask(libc::SIG_SETMASK, &setup.mask, std::ptr::null_mut());
     drop(stack);
+    drop(procs);
     result
+}
+
+/// The cgroup's `cgroup.procs`, for a child that has to move itself there.
+fn open_procs(cgroup: BorrowedFd<'_>) -> Option<OwnedFd> {
+    rustix::fs::openat(
+        cgroup,
+        "cgroup.procs",
+        OFlags::WRONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .ok()
 }
 
 /// The raw clone3 call: the child starts on the stack given in `args`, with no Rust frame
@@ -342,10 +363,11 @@ unsafe extern "C" fn child_entry(setup: *const ChildSetup<'static>) -> ! {
 /// The fallback without clone3: fork (the child a copy, sharing no memory), then the child
 /// joins the cgroup by writing `0` to its cgroup.procs; the errno of a failed exec comes back
 /// through a close-on-exec pipe.
-fn fork_child(cgroup: Option<(RawFd, RawFd)>, setup: &mut ChildSetup<'_>) -> std::io::Result<u32> {
+fn fork_child(cgroup: Option<BorrowedFd<'_>>, setup: &mut ChildSetup<'_>) -> std::io::Result<u32> {
     let (report_read, report_write) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC)?;
     setup.report = Report::Pipe(report_write.as_raw_fd());
-    setup.join = cgroup.map(|(_, procs)| procs);
+    let procs = cgroup.and_then(open_procs);
+    setup.join = procs.as_ref().map(|fd| fd.as_raw_fd());
     // SAFETY: the supervisor is single-threaded, so the child, a copy of it, may run the
     // setup, which makes raw syscalls only and ends in execve or _exit. The mask is read
     // before the fork so the child restores the supervisor's own.
@@ -358,6 +380,7 @@ fn fork_child(cgroup: Option<(RawFd, RawFd)>, setup: &mut ChildSetup<'_>) -> std
         }
     };
     drop(report_write);
+    drop(procs);
     let mut errno = [0u8; 4];
     let mut got = 0;
     while got < errno.len() {

@@ -286,7 +286,7 @@ impl Supervisor {
         match spawn::run(
             &self.service,
             self.default_run.as_deref(),
-            self.tree.join_fds(),
+            self.tree.join_fd(),
             self.notification_fd,
         ) {
             Ok(started) => {

@@ -6,7 +6,7 @@
 use rustix::fs::{Mode, OFlags};
 use rustix::io::Errno;
 use rustix::process::{Pid, Signal};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 pub struct Tree {
@@ -22,10 +22,9 @@ struct Cgroup {
     name: String,
     /// The directory, for clone3(CLONE_INTO_CGROUP).
     dir_fd: OwnedFd,
-    /// `cgroup.procs`, for a child that has to join by writing `0` (no clone3).
-    procs: OwnedFd,
     /// `cgroup.events`: poll says POLLPRI when `populated` changes, so the emptying of the
-    /// cgroup wakes the loop even when the last process was not our child.
+    /// cgroup wakes the loop even when the last process was not our child. Opened the first
+    /// time the tree is found not empty, before that look, so no emptying goes unnoticed.
     events: Option<OwnedFd>,
     /// Made by this supervisor and nothing started in it yet: empty without asking.
     fresh: bool,
@@ -39,12 +38,9 @@ impl Tree {
         }
     }
 
-    /// The cgroup's directory fd (for clone3) and its `cgroup.procs` fd (for a child that
-    /// moves itself by writing `0`).
-    pub fn join_fds(&self) -> Option<(RawFd, RawFd)> {
-        self.cgroup
-            .as_ref()
-            .map(|c| (c.dir_fd.as_raw_fd(), c.procs.as_raw_fd()))
+    /// The cgroup's directory fd, for clone3 (or for a child that moves itself there).
+    pub fn join_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.cgroup.as_ref().map(|c| c.dir_fd.as_fd())
     }
 
     /// The fd to poll (POLLPRI) while waiting for the tree to empty.
@@ -97,7 +93,7 @@ impl Tree {
                 self.pgid = None;
             }
         }
-        let cgroup_empty = match &self.cgroup {
+        let cgroup_empty = match &mut self.cgroup {
             Some(cgroup) => cgroup.is_empty(),
             None => true,
         };
@@ -132,30 +128,17 @@ impl Cgroup {
             }
             Err(_) => return None,
         };
-        let procs = rustix::fs::open(
-            dir.join("cgroup.procs"),
-            OFlags::WRONLY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .ok()?;
         let dir_fd = rustix::fs::open(
             &dir,
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
             Mode::empty(),
         )
         .ok()?;
-        let events = rustix::fs::open(
-            dir.join("cgroup.events"),
-            OFlags::RDONLY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .ok();
         Some(Cgroup {
             dir,
             name,
             dir_fd,
-            procs,
-            events,
+            events: None,
             fresh,
         })
     }
@@ -180,8 +163,20 @@ impl Cgroup {
         }
     }
 
-    fn is_empty(&self) -> bool {
-        self.fresh || self.pids().next().is_none()
+    fn is_empty(&mut self) -> bool {
+        if self.fresh {
+            return true;
+        }
+        if self.events.is_none() {
+            self.events = rustix::fs::openat(
+                &self.dir_fd,
+                "cgroup.events",
+                OFlags::RDONLY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .ok();
+        }
+        self.pids().next().is_none()
     }
 }
 
