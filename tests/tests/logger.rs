@@ -631,6 +631,50 @@ fn crash_between_link_and_unlink_leaves_no_duplicate_current() {
 }
 
 #[test]
+fn crash_before_previous_is_archived_keeps_every_line_in_order() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    std::fs::create_dir(&dir).unwrap();
+    write_log_file(&dir, OLD_ARCHIVE, &["old 1"]);
+    // Rotation moved `current` aside as `previous` and started a new `current`; the crash
+    // came before `previous` was synced and archived.
+    write_log_file(&dir, "previous", &["previous 1", "previous 2"]);
+    write_log_file(&dir, "current", &["current 1"]);
+    log_through_pipe(&dir, &[], b"new 1\n");
+    assert!(!dir.join("previous").exists());
+    assert_eq!(archives(&dir).len(), 2, "{:?}", archives(&dir));
+    assert_eq!(
+        logged_lines(&dir),
+        ["old 1", "previous 1", "previous 2", "current 1", "new 1"]
+            .map(|l| l.as_bytes().to_vec())
+            .to_vec()
+    );
+}
+
+#[test]
+fn crash_between_link_and_unlink_of_previous_leaves_no_duplicate() {
+    for (first, second) in [("current", "previous"), ("previous", OLD_ARCHIVE)] {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("log");
+        std::fs::create_dir(&dir).unwrap();
+        // Where rename cannot refuse to replace, a move is a link then an unlink: `first` is
+        // left as a second name of `second`.
+        write_log_file(&dir, second, &["moved 1", "moved 2"]);
+        std::fs::hard_link(dir.join(second), dir.join(first)).unwrap();
+        log_through_pipe(&dir, &[], b"new 1\n");
+        assert!(!dir.join("previous").exists(), "{first} -> {second}");
+        assert_eq!(archives(&dir).len(), 1, "{first} -> {second}");
+        assert_eq!(
+            logged_lines(&dir),
+            ["moved 1", "moved 2", "new 1"]
+                .map(|l| l.as_bytes().to_vec())
+                .to_vec(),
+            "{first} -> {second}"
+        );
+    }
+}
+
+#[test]
 fn crash_mid_write_leaves_a_torn_line_that_is_ended() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("log");
@@ -809,6 +853,22 @@ fn show(args: &[&str], dir: &Path, tz: &str) -> String {
     );
     assert_eq!(code, Some(0), "{err}");
     out
+}
+
+#[test]
+fn show_prints_a_previous_left_by_a_rotation_between_archives_and_current() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    std::fs::create_dir(&dir).unwrap();
+    write_log_file(&dir, OLD_ARCHIVE, &["archived"]);
+    write_log_file(&dir, "previous", &["previous"]);
+    write_log_file(&dir, "current", &["current"]);
+    let shown = show(&[], &dir, "UTC");
+    let texts: Vec<&str> = shown
+        .lines()
+        .map(|l| l.rsplit(' ').next().unwrap_or_default())
+        .collect();
+    assert_eq!(texts, ["archived", "previous", "current"], "{shown}");
 }
 
 #[test]

@@ -1,13 +1,19 @@
 //! The log directory: `lock`, `current` and the archives `@<tai64n>.s`.
 //!
-//! Rotation is three steps, each leaving a state the next start recovers from:
-//! 1. fdatasync `current` (a crash here: `current` is intact, perhaps with a torn last line,
-//!    which recovery ends with a newline);
-//! 2. rename `current` to `@<label>.s` without replacing anything (renameat2 NOREPLACE; where
-//!    the filesystem lacks it, link then unlink, and recovery drops a `current` that is still
-//!    a second name of an archive); a crash after it leaves no `current`, which recovery creates;
-//! 3. create the new `current`, then delete the oldest archives beyond the count (a crash
-//!    before or during the deletion leaves too many, which recovery deletes).
+//! Rotation is four steps, each leaving a state the next start recovers from:
+//! 1. rename `current` to `previous` (as multilog does) without replacing anything (renameat2
+//!    NOREPLACE; where the filesystem lacks it, link then unlink, and recovery drops a
+//!    `current` that is still a second name of `previous` or of an archive); a crash after it
+//!    leaves no `current`, which recovery creates;
+//! 2. create the new `current` and go on writing there, while a thread of the logger's own
+//!    does the rest, so that waiting for the disk no longer holds up the lines behind it;
+//! 3. fdatasync `previous`, then rename it to `@<label>.s` the same way (a crash before it:
+//!    recovery syncs `previous` and archives it, labelled by its mtime, before `current`);
+//! 4. delete the oldest archives beyond the count (a crash before or during the deletion
+//!    leaves too many, which recovery deletes).
+//!
+//! An archive is thus always synced before it has its name. A rotation waits for the one
+//! before it to be archived, so there is at most one `previous`.
 
 use crate::lines::Record;
 use rustix::fs::{AtFlags, FlockOperation, Mode, OFlags, RenameFlags};
@@ -17,6 +23,8 @@ use std::io::IoSlice;
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::JoinHandle;
 use warden::Tai64N;
 
 /// At most this many buffers per writev (the kernel's IOV_MAX).
@@ -138,7 +146,8 @@ struct Current {
 
 pub struct LogDir {
     path: PathBuf,
-    dir: OwnedFd,
+    /// Shared with the thread that archives `previous`.
+    dir: Arc<OwnedFd>,
     _lock: OwnedFd,
     current: Option<Current>,
     limit: u64,
@@ -147,6 +156,10 @@ pub struct LogDir {
     staging: Vec<u8>,
     /// Recovery ran to its end; until then nothing is written.
     recovered: bool,
+    /// The thread that syncs, archives and prunes; started at the first rotation.
+    archiver: Option<Archiver>,
+    /// A `previous` handed to the archiver whose outcome has not been collected.
+    archiving: bool,
 }
 
 impl LogDir {
@@ -155,7 +168,7 @@ impl LogDir {
         let (dir, lock) = establish(path)?;
         let mut log = LogDir {
             path: path.to_owned(),
-            dir,
+            dir: Arc::new(dir),
             _lock: lock,
             current: None,
             limit,
@@ -163,6 +176,8 @@ impl LogDir {
             newest_archive: None,
             staging: Vec::with_capacity(STAGING + COPY_MAX * 3),
             recovered: false,
+            archiver: None,
+            archiving: false,
         };
         match log.recover() {
             // A full disk must not stop the logger: the repair is retried, with a warning,
@@ -194,17 +209,10 @@ impl LogDir {
             .last()
             .and_then(|n| n.get(..25))
             .and_then(|label| Tai64N::parse_label(label.as_bytes()));
-        if let Ok(current) = rustix::fs::statat(&self.dir, "current", AtFlags::SYMLINK_NOFOLLOW) {
-            let same_inode = |name: &String| {
-                rustix::fs::statat(&self.dir, name.as_str(), AtFlags::SYMLINK_NOFOLLOW)
-                    .is_ok_and(|a| a.st_ino == current.st_ino && a.st_dev == current.st_dev)
-            };
-            if current.st_nlink > 1 && names.iter().rev().any(same_inode) {
-                // Rotation by link and unlink stopped in between: the archive is complete.
-                rustix::fs::unlinkat(&self.dir, "current", AtFlags::empty())
-                    .map_err(|e| Failure::io("remove", self.name("current"), e))?;
-            }
-        }
+        let previous = [String::from("previous")];
+        self.drop_second_name("previous", &names)?;
+        self.drop_second_name("current", &previous)?;
+        self.drop_second_name("current", &names)?;
         self.archive_previous()?;
         self.open_current()?;
         self.end_torn_line()?;
@@ -212,16 +220,41 @@ impl LogDir {
         Ok(())
     }
 
-    /// multilog renames `current` to `previous` while its processor runs; a directory taken
-    /// over from a multilog that died there keeps those lines as an archive.
+    /// A move by link and unlink that stopped in between leaves `file` as a second name of
+    /// one of `names`, which holds the lines: the second name goes.
+    fn drop_second_name(&self, file: &str, names: &[String]) -> Result<(), Failure> {
+        let Ok(st) = rustix::fs::statat(&*self.dir, file, AtFlags::SYMLINK_NOFOLLOW) else {
+            return Ok(());
+        };
+        let same_inode = |name: &String| {
+            rustix::fs::statat(&*self.dir, name.as_str(), AtFlags::SYMLINK_NOFOLLOW)
+                .is_ok_and(|a| a.st_ino == st.st_ino && a.st_dev == st.st_dev)
+        };
+        if st.st_nlink > 1 && names.iter().rev().any(same_inode) {
+            rustix::fs::unlinkat(&*self.dir, file, AtFlags::empty())
+                .map_err(|e| Failure::io("remove", self.name(file), e))?;
+        }
+        Ok(())
+    }
+
+    /// Archives a `previous` that is left: by a crash, by a failed archiving thread, or by a
+    /// multilog that died while its processor ran. It is synced first, like every archive.
     fn archive_previous(&mut self) -> Result<(), Failure> {
-        let Ok(previous) = rustix::fs::statat(&self.dir, "previous", AtFlags::SYMLINK_NOFOLLOW)
+        let Ok(previous) = rustix::fs::statat(&*self.dir, "previous", AtFlags::SYMLINK_NOFOLLOW)
         else {
             return Ok(());
         };
         if !rustix::fs::FileType::from_raw_mode(previous.st_mode).is_file() {
             return Ok(());
         }
+        let fd = rustix::fs::openat(
+            &*self.dir,
+            "previous",
+            OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| Failure::io("open", self.name("previous"), e))?;
+        rustix::fs::fdatasync(&fd).map_err(|e| Failure::io("sync", self.name("previous"), e))?;
         let mtime = std::time::UNIX_EPOCH
             + std::time::Duration::new(
                 u64::try_from(previous.st_mtime).unwrap_or(0),
@@ -231,7 +264,7 @@ impl LogDir {
             Some(newest) if newest >= Tai64N::from_system_time(mtime) => later(newest),
             _ => Tai64N::from_system_time(mtime),
         };
-        self.newest_archive = Some(self.archive("previous", label)?);
+        self.newest_archive = Some(archive(&self.dir, &self.path, "previous", label)?);
         Ok(())
     }
 
@@ -257,7 +290,7 @@ impl LogDir {
 
     fn open_current(&mut self) -> Result<(), Failure> {
         let fd = rustix::fs::openat(
-            &self.dir,
+            &*self.dir,
             "current",
             OFlags::RDWR | OFlags::CREATE | OFlags::APPEND | OFlags::CLOEXEC,
             Mode::from_raw_mode(0o644),
@@ -273,11 +306,11 @@ impl LogDir {
     /// Brings the directory back after a failure: if it was removed, creates and locks it
     /// again; then reopens `current` if it is not open.
     pub fn reestablish(&mut self) -> Result<(), Failure> {
-        let removed = rustix::fs::fstat(&self.dir).map_or(true, |st| st.st_nlink == 0);
+        let removed = rustix::fs::fstat(&*self.dir).map_or(true, |st| st.st_nlink == 0);
         if removed {
             self.current = None;
             let (dir, lock) = establish(&self.path)?;
-            self.dir = dir;
+            self.dir = Arc::new(dir);
             self._lock = lock;
             return self.recover();
         }
@@ -405,7 +438,8 @@ impl LogDir {
         }
     }
 
-    /// Archives `current` (unless empty) and starts a new one.
+    /// Moves `current` (unless empty) aside as `previous`, starts a new one, and leaves the
+    /// syncing, archiving and pruning to the archiver thread.
     pub fn rotate(&mut self) -> Result<(), Failure> {
         let Some(current) = self.current.as_ref() else {
             return self.reestablish();
@@ -413,39 +447,58 @@ impl LogDir {
         if current.size == 0 {
             return Ok(());
         }
-        rustix::fs::fdatasync(&current.fd)
-            .map_err(|e| Failure::io("sync", self.name("current"), e))?;
-        let label = self.archive("current", self.next_label())?;
+        self.settle_previous()?;
+        move_noreplace(&self.dir, "current", "previous")
+            .map_err(|e| Failure::io("rename", self.name("current"), e))?;
+        let Some(previous) = self.current.take() else {
+            return Ok(());
+        };
+        let label = self.next_label();
         self.newest_archive = Some(label);
-        self.current = None;
-        self.open_current()?;
-        self.prune();
-        Ok(())
+        let job = Job {
+            dir: Arc::clone(&self.dir),
+            path: self.path.clone(),
+            keep: self.keep,
+            previous: previous.fd,
+            label,
+        };
+        if self.archiver.is_none() {
+            self.archiver = Archiver::start();
+        }
+        match &self.archiver {
+            Some(archiver) if archiver.jobs.send(job).is_ok() => self.archiving = true,
+            // No thread to be had: archived here, as a crash would leave it to recovery.
+            _ => {
+                self.archive_previous()?;
+                self.prune();
+            }
+        }
+        self.open_current()
     }
 
-    /// Renames `file` to an archive named by `label` or the first later free label.
-    fn archive(&self, file: &str, mut label: Tai64N) -> Result<Tai64N, Failure> {
-        loop {
-            let name = archive_name(label);
-            let renamed = rustix::fs::renameat_with(
-                &self.dir,
-                file,
-                &self.dir,
-                name.as_str(),
-                RenameFlags::NOREPLACE,
-            );
-            let result = match renamed {
-                Err(Errno::INVAL) | Err(Errno::NOSYS) => {
-                    rustix::fs::linkat(&self.dir, file, &self.dir, name.as_str(), AtFlags::empty())
-                        .and_then(|()| rustix::fs::unlinkat(&self.dir, file, AtFlags::empty()))
-                }
-                other => other,
-            };
-            match result {
-                Ok(()) => return Ok(label),
-                Err(Errno::EXIST) => label = later(label),
-                Err(e) => return Err(Failure::io("rename", self.name(file), e)),
+    /// Waits until the file rotated before is archived (its pruning may go on); if that
+    /// failed, or a crash left a `previous`, archives it here, so the name is free and the
+    /// archives keep their order.
+    fn settle_previous(&mut self) -> Result<(), Failure> {
+        if std::mem::take(&mut self.archiving) {
+            match self.archiver.as_ref().map(|a| a.done.recv()) {
+                Some(Ok(Ok(label))) => self.newest_archive = self.newest_archive.max(Some(label)),
+                Some(Ok(Err(e))) => eprintln!("logger: warning: {e}; retrying"),
+                // The thread is gone (it cannot panic, but): what it left is archived here.
+                _ => self.archiver = None,
             }
+        }
+        self.archive_previous()
+    }
+
+    /// Lets the archiver finish (syncing, archiving and pruning), before exit.
+    pub fn finish(&mut self) {
+        if let Err(e) = self.settle_previous() {
+            eprintln!("logger: warning: {e}; the next start archives it");
+        }
+        if let Some(archiver) = self.archiver.take() {
+            drop(archiver.jobs);
+            let _ = archiver.thread.join();
         }
     }
 
@@ -458,28 +511,108 @@ impl LogDir {
         }
     }
 
-    /// Deletes the oldest archives beyond the count; a failure is a warning, retried at the
-    /// next rotation.
-    fn prune(&mut self) {
-        let names = match archives(&self.path) {
-            Ok(names) => names,
-            Err(e) => {
-                eprintln!(
-                    "logger: warning: unable to read {}: {e}",
-                    self.path.display()
-                );
-                return;
-            }
-        };
-        let excess = names.len().saturating_sub(self.keep);
-        for name in names.iter().take(excess) {
-            if let Err(e) = rustix::fs::unlinkat(&self.dir, name.as_str(), AtFlags::empty()) {
-                eprintln!(
-                    "logger: warning: unable to remove {}: {e}",
-                    self.name(name).display()
-                );
-            }
+    fn prune(&self) {
+        prune(&self.dir, &self.path, self.keep);
+    }
+}
+
+/// Renames `from` to `to` without replacing anything: renameat2 NOREPLACE, else (a filesystem
+/// without it) link then unlink, which recovery completes if it stops in between.
+fn move_noreplace(dir: &OwnedFd, from: &str, to: &str) -> Result<(), Errno> {
+    match rustix::fs::renameat_with(dir, from, dir, to, RenameFlags::NOREPLACE) {
+        Err(Errno::INVAL) | Err(Errno::NOSYS) => {
+            rustix::fs::linkat(dir, from, dir, to, AtFlags::empty())?;
+            rustix::fs::unlinkat(dir, from, AtFlags::empty())
         }
+        other => other,
+    }
+}
+
+/// Renames `file` to an archive named by `label` or the first later free label.
+fn archive(dir: &OwnedFd, path: &Path, file: &str, mut label: Tai64N) -> Result<Tai64N, Failure> {
+    loop {
+        match move_noreplace(dir, file, archive_name(label).as_str()) {
+            Ok(()) => return Ok(label),
+            Err(Errno::EXIST) => label = later(label),
+            Err(e) => return Err(Failure::io("rename", path.join(file), e)),
+        }
+    }
+}
+
+/// Deletes the oldest archives beyond the count; a failure is a warning, retried at the next
+/// rotation.
+fn prune(dir: &OwnedFd, path: &Path, keep: usize) {
+    let names = match archives(path) {
+        Ok(names) => names,
+        Err(e) => {
+            eprintln!("logger: warning: unable to read {}: {e}", path.display());
+            return;
+        }
+    };
+    let excess = names.len().saturating_sub(keep);
+    for name in names.iter().take(excess) {
+        if let Err(e) = rustix::fs::unlinkat(dir, name.as_str(), AtFlags::empty()).or_else(|e| {
+            if e == Errno::NOENT {
+                Ok(())
+            } else {
+                Err(e)
+            }
+        }) {
+            eprintln!(
+                "logger: warning: unable to remove {}: {e}",
+                path.join(name).display()
+            );
+        }
+    }
+}
+
+/// One rotated file for the archiver: sync it, name it an archive, prune.
+struct Job {
+    dir: Arc<OwnedFd>,
+    path: PathBuf,
+    keep: usize,
+    previous: OwnedFd,
+    label: Tai64N,
+}
+
+/// The thread that does what a rotation must wait for the disk for, in order, one rotated
+/// file at a time: the logger goes on writing the new `current` meanwhile.
+struct Archiver {
+    jobs: std::sync::mpsc::Sender<Job>,
+    /// For each job, once it is archived (before its pruning): the label, or what failed.
+    done: std::sync::mpsc::Receiver<Result<Tai64N, Failure>>,
+    thread: JoinHandle<()>,
+}
+
+impl Archiver {
+    fn start() -> Option<Archiver> {
+        let (jobs, incoming) = std::sync::mpsc::channel::<Job>();
+        let (report, done) = std::sync::mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("archiver".into())
+            .stack_size(64 * 1024)
+            .spawn(move || {
+                for job in incoming {
+                    let archived = rustix::fs::fdatasync(&job.previous)
+                        .map_err(|e| Failure::io("sync", job.path.join("previous"), e))
+                        .and_then(|()| archive(&job.dir, &job.path, "previous", job.label));
+                    let pruning = archived.is_ok();
+                    if report.send(archived).is_err() {
+                        return;
+                    }
+                    if pruning {
+                        prune(&job.dir, &job.path, job.keep);
+                    }
+                }
+            })
+            .ok()?;
+        Some(Archiver { jobs, done, thread })
+    }
+}
+
+impl Drop for LogDir {
+    fn drop(&mut self) {
+        self.finish();
     }
 }
 
@@ -612,6 +745,9 @@ mod tests {
         log.write_records(batch, b"> ", &records, &mut p).unwrap();
         assert_eq!(p.record, 7);
         assert_eq!(std::fs::read(path.join("current")).unwrap(), b"> gggg\n");
+        // The last rotated file is archived by a thread: wait for it.
+        log.finish();
+        assert!(!path.join("previous").exists());
         let names = archives(&path).unwrap();
         assert_eq!(names.len(), 2, "pruned to the count");
         assert_eq!(

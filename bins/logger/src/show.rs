@@ -174,6 +174,11 @@ fn show_dir(dir: &Path, last: Option<usize>, follow: bool, out: &mut impl Write)
         .into_iter()
         .map(|name| dir.join(name))
         .collect();
+    // A rotation in progress: `previous` is older than `current`, newer than the archives.
+    let previous = dir.join("previous");
+    if previous.is_file() {
+        files.push(previous);
+    }
     let current_path = dir.join("current");
     files.push(current_path.clone());
     let mut converter = Converter::default();
