@@ -445,10 +445,15 @@ fn sigterm_is_x_and_sighup_is_e() {
 fn timeout_kill_kills_a_service_that_ignores_term() {
     let root = tempfile::tempdir().unwrap();
     let svc = root.path().join("svc");
-    script(&svc.join("run"), "trap '' TERM\nexec sleep 1000");
+    script(
+        &svc.join("run"),
+        "trap '' TERM\ntouch ready\nexec sleep 1000",
+    );
     std::fs::write(svc.join("timeout-kill"), "300").unwrap();
     let sup = Sup::start(&svc);
     let pid = sup.wait_run();
+    // A TERM before the trap is set would end it at once.
+    wait_until("the trap", WAIT, || svc.join("ready").exists());
     let asked = Instant::now();
     sup.send(b"d");
     sup.wait("down after KILL", |s, x| {
@@ -464,11 +469,14 @@ fn down_signal_is_used_to_stop() {
     let svc = root.path().join("svc");
     script(
         &svc.join("run"),
-        "trap 'echo INT >> sigs; exit 0' INT\ntrap '' TERM\nwhile :; do sleep 1000 & wait $!; done",
+        "trap 'echo INT >> sigs; exit 0' INT\ntrap '' TERM\ntouch ready\n\
+         while :; do sleep 1000 & wait $!; done",
     );
     std::fs::write(svc.join("down-signal"), "SIGINT\n").unwrap();
     let sup = Sup::start(&svc);
     sup.wait_run();
+    // An INT before the trap is set would end it without a word.
+    wait_until("the traps", WAIT, || svc.join("ready").exists());
     sup.send(b"d");
     sup.wait_down();
     assert_eq!(read_lines(&svc.join("sigs")), ["INT"]);

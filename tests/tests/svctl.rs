@@ -313,9 +313,11 @@ fn wait_times_out_with_code_1() {
     let s = scan.path();
     let unchecked = sleeper(s, "unchecked");
     script(&unchecked.join("check"), "exit 1");
-    let stubborn = service(s, "stubborn", "trap '' TERM\nexec sleep 1000");
+    let stubborn = service(s, "stubborn", "trap '' TERM\ntouch ready\nexec sleep 1000");
     let _a = supervise(Flavour::Warden, &unchecked);
     let _b = supervise(Flavour::Warden, &stubborn);
+    // A TERM before the trap is set would bring it down within the wait.
+    wait_until("the trap", SETTLE, || stubborn.join("ready").exists());
     for (name, command, goal) in [("unchecked", "up", "up"), ("stubborn", "down", "down")] {
         let start = Instant::now();
         let (code, _, err) = svctl(s, &["-w", "700ms", command, name]);
@@ -968,8 +970,13 @@ fn wait_under_warden_listens_on_an_event_fifo_not_inotify_and_removes_it() {
         name.starts_with(&format!("svctl.{}.", waiting.pid())),
         "{name}"
     );
+    // The FIFO is made, then opened: wait for the open.
+    wait_until("svctl to open its event FIFO", SETTLE, || {
+        open_files(waiting.pid() as u32)
+            .iter()
+            .any(|f| f.ends_with(&name))
+    });
     let files = open_files(waiting.pid() as u32);
-    assert!(files.iter().any(|f| f.ends_with(&name)), "{files:?}");
     assert!(
         !files.iter().any(|f| f.contains("inotify")),
         "an inotify fd costs ~15 ms to close: {files:?}"

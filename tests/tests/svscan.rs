@@ -387,9 +387,14 @@ fn a_killed_supervise_is_restarted() {
 fn the_cgroup_of_a_supervisor_killed_while_its_entry_is_removed_is_removed() {
     let mut scan = Scan::new();
     // The service ignores TERM, so its supervisor is still waiting for it when killed.
-    let dir = service(&scan.dir, "stubborn", "trap '' TERM\nexec sleep 1000");
+    let dir = service(
+        &scan.dir,
+        "stubborn",
+        "trap '' TERM\ntouch ready\nexec sleep 1000",
+    );
     scan.start(&[]);
     wait_until("the service", LONG, || running(&dir));
+    wait_until("its trap", LONG, || dir.join("ready").exists());
     let Some(cgroup) = ServiceDir::new(&dir).extended().and_then(|x| x.cgroup) else {
         panic!("cgroup v2 is mounted here, so supervise must use one");
     };
