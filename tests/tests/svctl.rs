@@ -266,6 +266,40 @@ fn exit_waits_until_the_supervisor_is_gone() {
 }
 
 #[test]
+fn wait_on_a_service_whose_supervisor_has_not_started_yet_waits_for_it() {
+    let scan = scandir();
+    let s = scan.path();
+    // Down by default: only svctl's `u` can start it.
+    let dir = sleeper(s, "fresh");
+    fs::write(dir.join("down"), "").unwrap();
+    // svscan starts a new directory's supervisor within milliseconds; a script can be faster.
+    let mut waiting = Spawned::new(
+        Command::new(bin("svctl"))
+            .arg("-d")
+            .arg(s)
+            .args(["-w", "5", "up", "fresh"])
+            .stderr(Stdio::null()),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        waiting.child.try_wait().unwrap().is_none(),
+        "gave up before the supervisor came"
+    );
+    let _sup = supervise(Flavour::Warden, &dir);
+    let status = waiting.wait_exit(SETTLE);
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(lines(&dir.join("runs")).len(), 1);
+
+    // No supervisor coming: -w runs out, and it is still "not supervised".
+    sleeper(s, "lonely");
+    let start = Instant::now();
+    let (code, _, err) = svctl(s, &["-w", "500ms", "up", "lonely"]);
+    assert_eq!(code, Some(4), "{err}");
+    assert!(start.elapsed() >= Duration::from_millis(500), "{err}");
+    assert!(err.contains("supervise not running"), "{err}");
+}
+
+#[test]
 fn wait_returns_as_soon_as_the_service_is_ready() {
     let scan = scandir();
     let dir = service(

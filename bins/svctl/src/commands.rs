@@ -5,11 +5,11 @@ use crate::cli::{Invocation, Verb};
 use crate::goal::Goal;
 use crate::outcome::{report, Outcome};
 use crate::report::Entry;
-use crate::wait::{holds_now, wait_for, Waited};
+use crate::wait::{holds_now, wait_for, wait_supervised, Waited};
 use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
-use warden::svdir::{resolve, ServiceDir};
+use warden::svdir::{resolve, ClientError, ServiceDir};
 use warden::Tai64N;
 
 /// How long a single `./check` may run for `check` without `-w` (sv's default wait).
@@ -25,16 +25,30 @@ fn services(inv: &Invocation) -> impl Iterator<Item = (&str, ServiceDir)> {
 /// one common deadline.
 pub fn control(inv: &Invocation, verb: Verb) -> Outcome {
     let since = Tai64N::now();
+    let deadline = inv.wait.map(|wait| Instant::now() + wait);
     let mut worst = Outcome::Success;
     let mut sent = Vec::new();
     for (name, dir) in services(inv) {
-        match dir.send(verb.bytes) {
+        let result = match (dir.send(verb.bytes), deadline) {
+            // Just dropped into the scan directory: with -w, give its supervisor the time to
+            // start, rather than fail a script that did `cp -r svc /service/ && svctl -w up`.
+            (Err(ClientError::NotSupervised(_)), Some(deadline))
+                if verb.goal.is_some_and(|goal| goal != Goal::Gone) =>
+            {
+                match wait_supervised(&dir, deadline) {
+                    Ok(true) => dir.send(verb.bytes),
+                    Ok(false) => Err(ClientError::NotSupervised(dir.path.clone())),
+                    Err(e) => Err(e),
+                }
+            }
+            (result, _) => result,
+        };
+        match result {
             Ok(()) => sent.push((name, dir)),
             Err(e) => worst = worst.max(report("control", &e)),
         }
     }
-    if let (Some(wait), Some(goal)) = (inv.wait, verb.goal) {
-        let deadline = Instant::now() + wait;
+    if let (Some(wait), Some(goal), Some(deadline)) = (inv.wait, verb.goal, deadline) {
         for (name, dir) in sent {
             worst = worst.max(wait_one(name, &dir, goal, since, deadline, wait));
         }

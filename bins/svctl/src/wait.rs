@@ -292,6 +292,45 @@ pub fn holds_now(
     })
 }
 
+/// `-w` on a directory whose supervisor has not started yet (one just dropped into the scan
+/// directory, which svscan picks up within milliseconds): waits, bounded by `until`, until a
+/// supervisor has opened `supervise/ok`, its last step before it takes commands. Woken by
+/// inotify: `supervise/` being made, then the supervisor's open of `ok` (our own probe of `ok`
+/// fails while nobody reads it, and a failed open makes no event). True once supervised.
+pub fn wait_supervised(dir: &ServiceDir, until: Instant) -> Result<bool, ClientError> {
+    let io = |e: Errno| ClientError::Io(dir.path.clone(), e);
+    let fd = inotify::init(inotify::CreateFlags::CLOEXEC | inotify::CreateFlags::NONBLOCK)
+        .map_err(io)?;
+    inotify::add_watch(
+        &fd,
+        &dir.path,
+        WatchFlags::CREATE | WatchFlags::MOVED_TO | WatchFlags::ONLYDIR,
+    )
+    .map_err(io)?;
+    loop {
+        // Watched before the probe below, so an open in between still wakes us.
+        match inotify::add_watch(&fd, dir.supervise(), WatchFlags::OPEN | WatchFlags::ONLYDIR) {
+            Ok(_) | Err(Errno::NOENT) => {}
+            Err(e) => return Err(io(e)),
+        }
+        if dir.liveness()? == Liveness::Running {
+            return Ok(true);
+        }
+        if !poll_until(&fd, until).map_err(io)? {
+            return Ok(false);
+        }
+        let mut buf = [MaybeUninit::<u8>::uninit(); 4096];
+        let mut reader = inotify::Reader::new(&fd, &mut buf);
+        loop {
+            match reader.next() {
+                Ok(_) | Err(Errno::INTR) => {}
+                Err(Errno::AGAIN) => break,
+                Err(e) => return Err(io(e)),
+            }
+        }
+    }
+}
+
 /// An inotify watch on one `supervise/` directory.
 struct Watch {
     fd: OwnedFd,
