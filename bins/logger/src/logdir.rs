@@ -551,17 +551,13 @@ fn prune(dir: &OwnedFd, path: &Path, keep: usize) {
     };
     let excess = names.len().saturating_sub(keep);
     for name in names.iter().take(excess) {
-        if let Err(e) = rustix::fs::unlinkat(dir, name.as_str(), AtFlags::empty()).or_else(|e| {
-            if e == Errno::NOENT {
-                Ok(())
-            } else {
-                Err(e)
-            }
-        }) {
-            eprintln!(
+        match rustix::fs::unlinkat(dir, name.as_str(), AtFlags::empty()) {
+            // Gone already: recovery and the archiver may both prune.
+            Ok(()) | Err(Errno::NOENT) => {}
+            Err(e) => eprintln!(
                 "logger: warning: unable to remove {}: {e}",
                 path.join(name).display()
-            );
+            ),
         }
     }
 }
