@@ -706,6 +706,73 @@ fn running_out_of_fds_is_reported_once_and_retried() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+    // The scan that sees the removals must not itself need an fd: when it did, a shortage
+    // that held every fd could never end.
+    let stderr = scan.stderr();
+    assert!(
+        !stderr.contains("unable to read the scan directory"),
+        "{stderr}"
+    );
+}
+
+/// The lowest fd numbers `pid` has free, in order (the next ones it would be given).
+fn free_fd_numbers(pid: i32) -> Vec<u32> {
+    let open: std::collections::BTreeSet<u32> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    (0..).filter(|n| !open.contains(n)).take(3).collect()
+}
+
+#[test]
+fn a_shortage_holding_every_fd_ends_when_the_service_holding_them_is_removed() {
+    let mut scan = Scan::new();
+    let stage = scan.stage();
+    for name in ["a", "b"] {
+        let dir = service(&stage, name, "exec sleep 1000");
+        script(&dir.join("log/run"), "exec cat > /dev/null");
+    }
+    scan.start(&[]);
+    // Room for exactly one log pipe: one service gets it, the other waits for fds, and
+    // svscan has no fd number left below its limit.
+    let free_fds = || free_fd_numbers(scan.pid());
+    let limit = free_fds()[2];
+    let (code, _, stderr) = warden_tests::run(
+        Command::new("prlimit")
+            .arg(format!("--pid={}", scan.pid()))
+            .arg(format!("--nofile={limit}:{limit}")),
+        LONG,
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    for name in ["a", "b"] {
+        std::fs::rename(stage.join(name), scan.dir.join(name)).unwrap();
+    }
+    wait_until("one service up, the other short of fds", LONG, || {
+        scan.stderr().contains("Too many open files")
+            && ["a", "b"].iter().any(|name| {
+                running(&scan.dir.join(name)) && running(&scan.dir.join(name).join("log"))
+            })
+    });
+    let (holder, waiter) = if running(&scan.dir.join("a")) {
+        ("a", "b")
+    } else {
+        ("b", "a")
+    };
+    assert!(free_fds()[0] >= limit);
+    // Seeing the removal must not need an fd: it is what frees them.
+    std::fs::rename(scan.dir.join(holder), stage.join(holder)).unwrap();
+    wait_until("the other service and its logger up", LONG, || {
+        running(&scan.dir.join(waiter)) && running(&scan.dir.join(waiter).join("log"))
+    });
+    wait_until("the removed service's supervisors gone", LONG, || {
+        supervisors_of(&stage.join(holder)).is_empty()
+            && supervisors_of(&stage.join(holder).join("log")).is_empty()
+    });
+    let stderr = scan.stderr();
+    assert!(
+        !stderr.contains("unable to read the scan directory"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -2,6 +2,7 @@
 //! them, identified by device and inode), and inotify's word on what changed.
 
 use rustix::fs::inotify::{self, CreateFlags, ReadFlags, WatchFlags};
+use rustix::fs::{Dir, Mode, OFlags};
 use rustix::io::Errno;
 use std::collections::BTreeSet;
 use std::ffi::{OsStr, OsString};
@@ -10,6 +11,7 @@ use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 
 /// A service directory is known by its (device, inode), as in daemontools, runit and s6:
 /// renaming it or reaching it through another symlink does not make it a new service.
@@ -46,23 +48,63 @@ pub fn probe(name: &OsStr) -> Probe {
     }
 }
 
-/// The names in the scan directory, hidden ones left out. Errors on single entries come back
-/// beside the names, so one bad entry never hides the others.
-pub fn list() -> io::Result<(Vec<OsString>, Vec<io::Error>)> {
-    let mut names = Vec::new();
-    let mut errors = Vec::new();
-    for entry in std::fs::read_dir(".")? {
-        match entry {
-            Ok(entry) => {
-                let name = entry.file_name();
-                if !ignored(&name) {
-                    names.push(name);
-                }
-            }
-            Err(e) => errors.push(e),
+/// The scan directory, held open for svscan's life so that reading it never needs a new
+/// fd: when fds run short, the scan that notices removed services (and so frees their
+/// pipes) must still work, or the shortage would never end.
+pub struct Listing {
+    path: PathBuf,
+    held: Option<Dir>,
+}
+
+impl Listing {
+    /// Opens the directory (the scan directory, `.` once svscan is in it). Without an fd for
+    /// it now, each listing opens its own.
+    pub fn open(path: &Path) -> Listing {
+        let opened = rustix::fs::open(
+            path,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        );
+        Listing {
+            path: path.to_owned(),
+            held: opened.and_then(Dir::new).ok(),
         }
     }
-    Ok((names, errors))
+
+    /// The names in the directory, hidden ones left out. Errors on single entries come back
+    /// beside the names, so one bad entry never hides the others.
+    pub fn list(&mut self) -> io::Result<(Vec<OsString>, Vec<io::Error>)> {
+        let mut once;
+        let dir = match self.held.as_mut() {
+            Some(dir) => {
+                dir.rewind();
+                dir
+            }
+            None => {
+                let fd = rustix::fs::open(
+                    &self.path,
+                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )?;
+                once = Dir::new(fd)?;
+                &mut once
+            }
+        };
+        let mut names = Vec::new();
+        let mut errors = Vec::new();
+        while let Some(entry) = dir.read() {
+            match entry {
+                Ok(entry) => {
+                    let name = OsStr::from_bytes(entry.file_name().to_bytes());
+                    if !ignored(name) {
+                        names.push(name.to_owned());
+                    }
+                }
+                Err(e) => errors.push(e.into()),
+            }
+        }
+        Ok((names, errors))
+    }
 }
 
 /// What one wake-up of the inotify fd reported.
@@ -177,5 +219,25 @@ mod tests {
         assert!(ignored(OsStr::new(".x")));
         assert!(!ignored(OsStr::new("x.")));
         assert!(!ignored(OsStr::new("")));
+    }
+
+    #[test]
+    fn a_held_listing_sees_what_changed_since_the_last_one() {
+        let dir = std::env::temp_dir().join(format!("warden-listing-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("a")).unwrap();
+        std::fs::create_dir_all(dir.join(".hidden")).unwrap();
+        let mut listing = Listing::open(&dir);
+        assert!(listing.held.is_some());
+        let names = |listing: &mut Listing| {
+            let (mut names, errors) = listing.list().unwrap();
+            assert!(errors.is_empty(), "{errors:?}");
+            names.sort();
+            names
+        };
+        assert_eq!(names(&mut listing), ["a"]);
+        std::fs::create_dir(dir.join("b")).unwrap();
+        std::fs::remove_dir(dir.join("a")).unwrap();
+        assert_eq!(names(&mut listing), ["b"]);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

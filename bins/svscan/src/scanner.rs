@@ -71,6 +71,7 @@ pub struct Scanner {
     watch: Option<Watch>,
     watch_failures: u32,
     watch_retry: Option<Instant>,
+    listing: scandir::Listing,
     scan_failures: u32,
     rescan_at: Option<Instant>,
     /// Names in the scan directory that cannot be used, with the reason already reported.
@@ -114,6 +115,7 @@ impl Scanner {
             watch: None,
             watch_failures: 0,
             watch_retry: None,
+            listing: scandir::Listing::open(std::path::Path::new(".")),
             scan_failures: 0,
             rescan_at: None,
             broken: HashMap::new(),
@@ -550,7 +552,7 @@ impl Scanner {
             return;
         }
         self.rescan_at = None;
-        let listing = tree::with_fds(scandir::list);
+        let listing = tree::with_fds(|| self.listing.list());
         let (names, errors) = match listing {
             Ok(listing) => {
                 self.scan_failures = 0;
