@@ -1124,7 +1124,24 @@ fn a_log_made_just_after_its_service_is_connected_at_once() {
     scan.start(&[]);
     let dir = scan.dir.join("svc");
     std::fs::create_dir(&dir).unwrap();
-    wait_until("the supervisor", LONG, || running(&dir));
+    add_log_then_run_and_expect_lines(&scan, &dir);
+}
+
+#[test]
+fn a_log_made_just_after_a_service_that_the_first_scan_found_is_connected_too() {
+    // The service is made while svscan starts: its first scan, not inotify, finds it.
+    let _heavy = heavy();
+    let mut scan = Scan::new();
+    let dir = scan.dir.join("svc");
+    std::fs::create_dir(&dir).unwrap();
+    scan.start(&[]);
+    add_log_then_run_and_expect_lines(&scan, &dir);
+}
+
+/// With svscan supervising the service dir `dir` that has no `run` yet: a `log/` is moved
+/// in, then `run` is written; its lines must reach the logger without a restart by hand.
+fn add_log_then_run_and_expect_lines(scan: &Scan, dir: &Path) {
+    wait_until("the supervisor", LONG, || running(dir));
     let staged_log = scan.stage().join("log");
     script(&staged_log.join("run"), "exec cat >> ../lines");
     std::fs::rename(&staged_log, dir.join("log")).unwrap();
@@ -1190,7 +1207,8 @@ fn out_of_inotify_watches_a_new_service_still_runs_and_it_is_said_once() {
     }
     let stderr = scan.stderr();
     assert_eq!(stderr.matches("unable to watch").count(), 1, "{stderr}");
-    assert!(stderr.contains("\"a\""), "the entry is named: {stderr}");
+    // "first" was made just before svscan started, so its first scan watches it too.
+    assert!(stderr.contains("\"first\""), "the entry is named: {stderr}");
 }
 
 #[test]

@@ -48,6 +48,22 @@ pub fn probe(name: &OsStr) -> Probe {
     }
 }
 
+/// Whether the directory `name` was made or changed (an entry added, say) less than `within`
+/// ago: a service being made right now.
+pub fn changed_within(name: &OsStr, within: std::time::Duration) -> bool {
+    let Ok(meta) = std::fs::metadata(name) else {
+        return false;
+    };
+    let changed = std::time::UNIX_EPOCH
+        + std::time::Duration::new(
+            u64::try_from(meta.ctime()).unwrap_or(0),
+            u32::try_from(meta.ctime_nsec()).unwrap_or(0),
+        );
+    std::time::SystemTime::now()
+        .duration_since(changed)
+        .map_or(true, |age| age < within)
+}
+
 /// The scan directory, held open for svscan's life so that reading it never needs a new
 /// fd: when fds run short, the scan that notices removed services (and so frees their
 /// pipes) must still work, or the shortage would never end.
@@ -219,6 +235,22 @@ mod tests {
         assert!(ignored(OsStr::new(".x")));
         assert!(!ignored(OsStr::new("x.")));
         assert!(!ignored(OsStr::new("")));
+    }
+
+    #[test]
+    fn a_directory_just_made_changed_within_a_second_and_not_within_nothing() {
+        let dir = std::env::temp_dir().join(format!("warden-changed-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        assert!(changed_within(
+            dir.as_os_str(),
+            std::time::Duration::from_secs(1)
+        ));
+        assert!(!changed_within(dir.as_os_str(), std::time::Duration::ZERO));
+        assert!(!changed_within(
+            dir.join("missing").as_os_str(),
+            std::time::Duration::from_secs(1)
+        ));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -606,6 +606,11 @@ impl Scanner {
                 self.tree.want(id, now);
             } else {
                 self.tree.add(*id, first, now);
+                // Made while svscan started (or while inotify's events were lost): its log/
+                // may be on its way, as for a service inotify reported.
+                if scandir::changed_within(first, SETTLE) {
+                    self.watch_young(*id, first, now);
+                }
             }
         }
         if complete {
