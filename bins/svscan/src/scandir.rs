@@ -76,14 +76,9 @@ impl Listing {
     /// Opens the directory (the scan directory, `.` once svscan is in it). Without an fd for
     /// it now, each listing opens its own.
     pub fn open(path: &Path) -> Listing {
-        let opened = rustix::fs::open(
-            path,
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        );
         Listing {
             path: path.to_owned(),
-            held: opened.and_then(Dir::new).ok(),
+            held: open_dir(path).ok(),
         }
     }
 
@@ -97,12 +92,7 @@ impl Listing {
                 dir
             }
             None => {
-                let fd = rustix::fs::open(
-                    &self.path,
-                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-                    Mode::empty(),
-                )?;
-                once = Dir::new(fd)?;
+                once = open_dir(&self.path)?;
                 &mut once
             }
         };
@@ -121,6 +111,11 @@ impl Listing {
         }
         Ok((names, errors))
     }
+}
+
+fn open_dir(path: &Path) -> Result<Dir, Errno> {
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    Dir::new(rustix::fs::open(path, flags, Mode::empty())?)
 }
 
 /// What one wake-up of the inotify fd reported.
