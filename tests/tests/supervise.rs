@@ -483,6 +483,34 @@ fn down_signal_is_used_to_stop() {
 }
 
 #[test]
+fn a_service_dir_renamed_while_supervised_reads_its_settings_where_it_now_is() {
+    // svscan keeps a service's supervisor across a rename (it knows services by device and
+    // inode), so a start after the rename must find `down-signal` in the dir's new place.
+    let root = tempfile::tempdir().unwrap();
+    let before = root.path().join("before");
+    script(
+        &before.join("run"),
+        "trap 'echo INT >> sigs; exit 0' INT\ntouch ready\n\
+         while :; do sleep 1000 & wait $!; done",
+    );
+    let mut sup = Sup::start(&before);
+    sup.wait_run();
+    sup.send(b"d");
+    sup.wait_down();
+    let after = root.path().join("after");
+    std::fs::rename(&before, &after).unwrap();
+    sup.svc = after.clone();
+    std::fs::write(after.join("down-signal"), "SIGINT\n").unwrap();
+    std::fs::remove_file(after.join("ready")).unwrap();
+    sup.send(b"u");
+    sup.wait_run();
+    wait_until("the trap", WAIT, || after.join("ready").exists());
+    sup.send(b"d");
+    sup.wait_down();
+    assert_eq!(read_lines(&after.join("sigs")), ["INT"]);
+}
+
+#[test]
 fn forked_child_is_gone_after_down() {
     let root = tempfile::tempdir().unwrap();
     let svc = root.path().join("svc");

@@ -307,10 +307,14 @@ impl Supervisor {
 
     /// Reads the setting files; each bad one is reported, kept at its default and recorded.
     fn read_settings(&mut self) -> (Limits, Vec<Event>) {
-        let (settings, errors) = Settings::read(&self.service);
+        // Read where the dir is now: svscan keeps a supervisor across a rename of its dir.
+        let here = Path::new(".");
+        let (settings, errors) = Settings::read(here);
         let mut warnings = Vec::new();
         for error in errors {
-            let message = format!("unable to use {}: {}", error.file.display(), error.cause);
+            let file = error.file.strip_prefix(here).unwrap_or(&error.file);
+            let shown = self.service.join(file);
+            let message = format!("unable to use {}: {}", shown.display(), error.cause);
             say!("supervise: warning: {message}");
             warnings.push(Event::Warning { error: message });
         }
