@@ -511,6 +511,75 @@ fn a_service_dir_renamed_while_supervised_reads_its_settings_where_it_now_is() {
 }
 
 #[test]
+fn a_supervisor_started_with_stdin_and_stdout_closed_gives_its_run_dev_null() {
+    // supervise opens /dev/null on a closed 0, 1 or 2 before anything else, so no file of its
+    // own (its signal pipe, `supervise/lock`) takes those numbers and reaches the run.
+    let root = tempfile::tempdir().unwrap();
+    let svc = root.path().join("svc");
+    script(
+        &svc.join("run"),
+        "in=$(readlink /proc/$$/fd/0)\nout=$(readlink /proc/$$/fd/1)\n\
+         echo \"$in\" > fd0\necho \"$out\" > fd1\nexec sleep 1000",
+    );
+    let err = svc.with_extension("err");
+    let child = Spawned::new(
+        Command::new("sh")
+            .args(["-c", "exec \"$0\" \"$1\" <&- >&-"])
+            .arg(bin("supervise"))
+            .arg(&svc)
+            .stderr(std::fs::File::create(&err).unwrap()),
+    );
+    let out = svc.with_extension("out");
+    let sup = Sup {
+        svc: svc.clone(),
+        child,
+        out,
+        err,
+    }
+    .ready();
+    sup.wait_run();
+    wait_until("the run to look at its fds", WAIT, || {
+        svc.join("fd1").metadata().is_ok_and(|m| m.len() > 0)
+    });
+    assert_eq!(read_lines(&svc.join("fd0")), ["/dev/null"]);
+    assert_eq!(read_lines(&svc.join("fd1")), ["/dev/null"]);
+}
+
+#[test]
+fn a_supervisor_whose_stderr_nobody_reads_survives_its_warnings() {
+    // A warning written to a pipe without a reader raises SIGPIPE, which must not kill the
+    // supervisor: it is caught, and the write fails instead.
+    let root = tempfile::tempdir().unwrap();
+    let svc = root.path().join("svc");
+    script(&svc.join("run"), "exec sleep 1000");
+    let (read, write) = rustix::pipe::pipe().unwrap();
+    drop(read);
+    let child = Spawned::new(
+        Command::new(bin("supervise"))
+            .arg(&svc)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(write)),
+    );
+    let (out, err) = (svc.with_extension("out"), svc.with_extension("err"));
+    let mut sup = Sup {
+        svc: svc.clone(),
+        child,
+        out,
+        err,
+    }
+    .ready();
+    sup.wait_run();
+    sup.send(b"?");
+    sup.send(b"d");
+    sup.wait_down();
+    assert!(
+        sup.child.child.try_wait().unwrap().is_none(),
+        "supervise died"
+    );
+}
+
+#[test]
 fn forked_child_is_gone_after_down() {
     let root = tempfile::tempdir().unwrap();
     let svc = root.path().join("svc");

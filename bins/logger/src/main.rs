@@ -1,5 +1,6 @@
 //! logger: writes stdin to a rotated log directory without losing a line, even when killed.
 //! See docs/logger.md.
+#![cfg_attr(not(test), no_main)]
 
 mod args;
 mod clock;
@@ -14,34 +15,36 @@ use input::Input;
 use logdir::LogDir;
 use run::{Ending, Logger};
 use rustix::process::Signal;
-use std::process::ExitCode;
 use warden::signal::SignalPipe;
 
 /// Longest line kept whole when nothing else limits it.
 const MAX_LINE: usize = 64 * 1024;
 
-fn main() -> ExitCode {
+// One beside every service, started at once with them: see warden::entry.
+warden::lean_main!(logger);
+
+fn logger() -> u8 {
     match args::parse(std::env::args_os().skip(1)) {
         Ok(Command::Help) => {
             print!("{}", args::USAGE);
-            ExitCode::SUCCESS
+            0
         }
         Ok(Command::Show(options)) => match show::show(&options) {
-            Ok(()) => ExitCode::SUCCESS,
+            Ok(()) => 0,
             Err(e) => {
                 eprintln!("logger: fatal: unable to {e}");
-                ExitCode::from(111)
+                111
             }
         },
         Ok(Command::Write(options)) => write(&options),
         Err(e) => {
             eprintln!("logger: usage: {e}\n{}", args::USAGE);
-            ExitCode::from(100)
+            100
         }
     }
 }
 
-fn write(options: &WriteOptions) -> ExitCode {
+fn write(options: &WriteOptions) -> u8 {
     let signals = match SignalPipe::new(&[Signal::TERM, Signal::INT, Signal::ALARM, Signal::HUP]) {
         Ok(s) => s,
         Err(e) => return fatal(&format!("unable to set up signal handling: {e}")),
@@ -59,18 +62,16 @@ fn write(options: &WriteOptions) -> ExitCode {
     );
     let mut logger = Logger::new(dir, input, options.stamp, max_line);
     match logger.run(&signals) {
-        Ok(Ending::Eof) | Ok(Ending::Signal) | Ok(Ending::SignalWhileFailing(0)) => {
-            ExitCode::SUCCESS
-        }
+        Ok(Ending::Eof) | Ok(Ending::Signal) | Ok(Ending::SignalWhileFailing(0)) => 0,
         Ok(Ending::SignalWhileFailing(lost)) => {
             eprintln!("logger: warning: exiting with {lost} bytes read but not written");
-            ExitCode::from(111)
+            111
         }
         Err(e) => fatal(&format!("unable to read stdin: {e}")),
     }
 }
 
-fn fatal(message: &str) -> ExitCode {
+fn fatal(message: &str) -> u8 {
     eprintln!("logger: fatal: {message}");
-    ExitCode::from(111)
+    111
 }

@@ -1,6 +1,7 @@
 //! `supervise DIR`: runs DIR/run, restarts it when it exits, and serves runit's
 //! `supervise/` protocol (plus warden's extended status) so that `sv`, `svstat`, `svok`, `svc`
 //! and `svctl` can watch and control it.
+#![cfg_attr(not(test), no_main)]
 
 /// A line on stderr. Unlike `eprintln!`, a closed or full stderr is not a reason to die.
 macro_rules! say {
@@ -18,24 +19,26 @@ mod tree;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 
 /// Exit codes: 0 after `x`/`e` once the service is down, 100 usage, 111 a fatal setup error
 /// (as runsv and daemontools' supervise).
 const EXIT_USAGE: u8 = 100;
 const EXIT_FATAL: u8 = 111;
 
-fn main() -> ExitCode {
+// A thousand of us start at once: see warden::entry.
+warden::lean_main!(supervise);
+
+fn supervise() -> u8 {
     let Some((dir, default_log)) = arguments() else {
         say!("usage: supervise [--default-log] DIR");
-        return ExitCode::from(EXIT_USAGE);
+        return EXIT_USAGE;
     };
     let default_run = default_log.then(spawn::find_logger);
     match supervisor::Supervisor::start(&dir, default_run).and_then(supervisor::Supervisor::run) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => 0,
         Err(fatal) => {
             say!("supervise: fatal: {fatal}");
-            ExitCode::from(EXIT_FATAL)
+            EXIT_FATAL
         }
     }
 }

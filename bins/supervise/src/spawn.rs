@@ -414,7 +414,8 @@ unsafe fn child(setup: &ChildSetup<'_>) -> ! {
     for signal in CAUGHT {
         libc::signal(signal.as_raw(), libc::SIG_DFL);
     }
-    // Rust's runtime ignores SIGPIPE, and an ignored signal stays ignored across exec.
+    // SIGPIPE is caught too (warden::entry): its handler must not run in this borrowed
+    // memory either.
     libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     libc::pthread_sigmask(libc::SIG_SETMASK, &setup.mask, std::ptr::null_mut());
     if libc::setsid() < 0 {

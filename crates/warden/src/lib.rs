@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod control;
+pub mod entry;
 pub mod service;
 pub mod signal;
 pub mod status;
