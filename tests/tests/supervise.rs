@@ -39,11 +39,16 @@ impl Sup {
                 .stdout(std::fs::File::create(&out).unwrap())
                 .stderr(std::fs::File::create(&err).unwrap()),
         );
+        Sup::of(svc, child)
+    }
+
+    /// A supervise on `svc` that the test started its own way (`out` and `err` may not exist).
+    fn of(svc: &Path, child: Spawned) -> Sup {
         Sup {
             svc: svc.to_owned(),
             child,
-            out,
-            err,
+            out: svc.with_extension("out"),
+            err: svc.with_extension("err"),
         }
     }
 
@@ -521,22 +526,15 @@ fn a_supervisor_started_with_stdin_and_stdout_closed_gives_its_run_dev_null() {
         "in=$(readlink /proc/$$/fd/0)\nout=$(readlink /proc/$$/fd/1)\n\
          echo \"$in\" > fd0\necho \"$out\" > fd1\nexec sleep 1000",
     );
-    let err = svc.with_extension("err");
+    std::fs::create_dir_all(&svc).unwrap();
     let child = Spawned::new(
         Command::new("sh")
             .args(["-c", "exec \"$0\" \"$1\" <&- >&-"])
             .arg(bin("supervise"))
             .arg(&svc)
-            .stderr(std::fs::File::create(&err).unwrap()),
+            .stderr(std::fs::File::create(svc.with_extension("err")).unwrap()),
     );
-    let out = svc.with_extension("out");
-    let sup = Sup {
-        svc: svc.clone(),
-        child,
-        out,
-        err,
-    }
-    .ready();
+    let sup = Sup::of(&svc, child).ready();
     sup.wait_run();
     wait_until("the run to look at its fds", WAIT, || {
         svc.join("fd1").metadata().is_ok_and(|m| m.len() > 0)
@@ -561,14 +559,7 @@ fn a_supervisor_whose_stderr_nobody_reads_survives_its_warnings() {
             .stdout(Stdio::null())
             .stderr(Stdio::from(write)),
     );
-    let (out, err) = (svc.with_extension("out"), svc.with_extension("err"));
-    let mut sup = Sup {
-        svc: svc.clone(),
-        child,
-        out,
-        err,
-    }
-    .ready();
+    let mut sup = Sup::of(&svc, child).ready();
     sup.wait_run();
     sup.send(b"?");
     sup.send(b"d");
