@@ -500,6 +500,7 @@ fn a_service_dir_renamed_while_supervised_reads_its_settings_where_it_now_is() {
     );
     let mut sup = Sup::start(&before);
     sup.wait_run();
+    wait_until("the first run", WAIT, || before.join("ready").exists());
     sup.send(b"d");
     sup.wait_down();
     let after = root.path().join("after");
