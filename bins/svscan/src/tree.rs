@@ -999,10 +999,11 @@ impl Starter<'_> {
     /// stderr, the logger's with it (the read end) on stdin.
     fn spawn(&self, name: &OsStr, role: Role, pipe_end: Option<&OwnedFd>) -> io::Result<Pid> {
         let supervise = self.programs.supervise.as_os_str();
+        let caught = crate::scanner::Scanner::signals();
         match role {
             Role::Service => {
                 let stdio = pipe_end.map_or(Stdio::Inherit, Stdio::Output);
-                launch::spawn(supervise, &[service_path(name).as_os_str()], stdio)
+                launch::spawn(supervise, &[service_path(name).as_os_str()], stdio, caught)
             }
             Role::Log => {
                 // Supervised even without a `run`: supervise then runs the built-in default,
@@ -1013,6 +1014,7 @@ impl Starter<'_> {
                     supervise,
                     &[OsStr::new("--default-log"), dir.as_os_str()],
                     stdio,
+                    caught,
                 )
             }
         }

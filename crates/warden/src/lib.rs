@@ -1,11 +1,14 @@
 //! What warden's programs share: the on-disk protocol of `supervise/` (runit-compatible),
-//! control bytes, TAI64N timestamps, service-directory settings and the signal pipe.
-#![forbid(unsafe_code)]
+//! control bytes, TAI64N timestamps, service-directory settings, the signal pipe and how
+//! children are started.
+// unsafe only in `spawn`, where clone3 and the child's raw syscalls need it.
+#![deny(unsafe_code)]
 
 pub mod control;
 pub mod entry;
 pub mod service;
 pub mod signal;
+pub mod spawn;
 pub mod status;
 pub mod svdir;
 pub mod tai;
