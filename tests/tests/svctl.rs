@@ -288,6 +288,10 @@ fn wait_on_a_service_whose_supervisor_has_not_started_yet_waits_for_it() {
     let _sup = supervise(Flavour::Warden, &dir);
     let status = waiting.wait_exit(SETTLE);
     assert_eq!(status.code(), Some(0));
+    // Up means `./run` was exec'd; its first line may still be on its way.
+    wait_until("the run to start", SETTLE, || {
+        !lines(&dir.join("runs")).is_empty()
+    });
     assert_eq!(lines(&dir.join("runs")).len(), 1);
 
     // No supervisor coming: -w runs out, and it is still "not supervised".
