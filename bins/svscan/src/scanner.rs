@@ -8,7 +8,7 @@ use crate::tree::{self, shown, Hup, Role, Tree};
 use rustix::event::{PollFd, PollFlags};
 use rustix::io::Errno;
 use rustix::process::{Signal, WaitOptions};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::ffi::OsString;
 use std::time::{Duration, Instant};
 use warden::signal::SignalPipe;
@@ -578,9 +578,22 @@ impl Scanner {
         }
         let known: HashMap<OsString, Id> = self.tree.names().into_iter().collect();
         let mut seen: HashMap<Id, Vec<OsString>> = HashMap::new();
+        let mut added = HashSet::new();
         let mut broken = HashMap::new();
         for name in names {
             match scandir::probe(&name) {
+                Probe::Service(id) if !seen.contains_key(&id) && !self.tree.contains(&id) => {
+                    // Started now, while the scan goes on (at boot, the first supervisors are
+                    // at work while svscan still looks at the rest).
+                    self.tree.add(id, &name, now);
+                    // Made while svscan started (or while inotify's events were lost): its
+                    // log/ may be on its way, as for a service inotify reported.
+                    if scandir::changed_within(&name, SETTLE) {
+                        self.watch_young(id, &name, now);
+                    }
+                    added.insert(id);
+                    seen.insert(id, vec![name]);
+                }
                 Probe::Service(id) => seen.entry(id).or_default().push(name),
                 Probe::NotService | Probe::Gone => {}
                 Probe::Broken(cause) => {
@@ -596,22 +609,13 @@ impl Scanner {
             self.report_broken(&name, cause);
         }
         self.broken.retain(|name, _| broken.contains_key(name));
-        for (id, names) in &seen {
+        for (id, names) in seen.iter().filter(|(id, _)| !added.contains(*id)) {
             let Some(first) = names.first() else { continue };
-            if self.tree.contains(id) {
-                let current = self.tree.name(id).map(|n| n.to_owned());
-                if !current.is_some_and(|c| names.contains(&c)) {
-                    self.tree.rename(id, first);
-                }
-                self.tree.want(id, now);
-            } else {
-                self.tree.add(*id, first, now);
-                // Made while svscan started (or while inotify's events were lost): its log/
-                // may be on its way, as for a service inotify reported.
-                if scandir::changed_within(first, SETTLE) {
-                    self.watch_young(*id, first, now);
-                }
+            let current = self.tree.name(id).map(|n| n.to_owned());
+            if !current.is_some_and(|c| names.contains(&c)) {
+                self.tree.rename(id, first);
             }
+            self.tree.want(id, now);
         }
         if complete {
             for (_, id) in known {

@@ -523,15 +523,16 @@ impl Tree {
                 self.pids.insert(r.pid.as_raw_nonzero().get(), (id, role));
             }
         }
-        self.entries.insert(
-            id,
-            Entry {
-                name: name.to_owned(),
-                wanted: true,
-                service,
-                log,
-            },
-        );
+        let mut entry = Entry {
+            name: name.to_owned(),
+            wanted: true,
+            service,
+            log,
+        };
+        // Started at once, not at the end of the scan that found it: at boot the first
+        // supervisors are then at work while svscan still looks at the rest.
+        self.starter(now).start_entry(id, &mut entry);
+        self.entries.insert(id, entry);
     }
 
     fn adopt_slot(&self, dir: &Path, name: &OsStr, role: Role, slot: &mut Slot) -> Option<Pid> {
@@ -743,24 +744,24 @@ impl Tree {
     /// Starts every supervisor whose time has come: loggers before their services, so the
     /// pipe has a reader first.
     pub fn start_due(&mut self, now: Instant) {
-        let Tree {
-            entries,
-            pids,
-            programs,
-            fd_shortage_reported,
-        } = self;
-        let mut starter = Starter {
-            programs,
-            pids,
-            fd_shortage_reported,
-            now,
-        };
+        let mut entries = std::mem::take(&mut self.entries);
+        let mut starter = self.starter(now);
         entries.retain(|id, entry| {
             if entry.service.due(now) || entry.log.as_ref().is_some_and(|l| l.slot.due(now)) {
                 starter.start_entry(*id, entry);
             }
             !entry.finished()
         });
+        self.entries = entries;
+    }
+
+    fn starter(&mut self, now: Instant) -> Starter<'_> {
+        Starter {
+            programs: &self.programs,
+            pids: &mut self.pids,
+            fd_shortage_reported: &mut self.fd_shortage_reported,
+            now,
+        }
     }
 
     /// The nearest time a supervisor is due to (re)start.
