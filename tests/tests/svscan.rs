@@ -4,6 +4,7 @@
 use std::ffi::OsStr;
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -1213,7 +1214,6 @@ fn out_of_inotify_watches_a_new_service_still_runs_and_it_is_said_once() {
 
 #[test]
 fn an_unreadable_entry_is_reported_once_when_not_root() {
-    use std::os::unix::fs::PermissionsExt;
     let mut scan = Scan::new();
     let mode = |path: &Path, m: u32| {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(m)).unwrap()
@@ -1249,6 +1249,32 @@ fn an_unreadable_entry_is_reported_once_when_not_root() {
     let stderr = scan.stderr();
     assert_eq!(stderr.matches("\"hidden\"").count(), 1, "{stderr}");
     assert!(stderr.contains("Permission denied"), "{stderr}");
+}
+
+#[test]
+fn a_supervise_that_cannot_be_executed_is_reported_and_retried() {
+    let mut scan = Scan::new();
+    service(&scan.dir, "a", "echo $$ > started\nexec /bin/sleep 1000");
+    let alone = scan.root.path().join("bin");
+    std::fs::create_dir(&alone).unwrap();
+    std::fs::copy(bin("svscan"), alone.join("svscan")).unwrap();
+    // Found beside svscan, but its exec fails (EACCES): known only once the child is done.
+    let supervise = alone.join("supervise");
+    std::fs::copy(bin("supervise"), &supervise).unwrap();
+    std::fs::set_permissions(&supervise, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let mut cmd = Command::new(alone.join("svscan"));
+    cmd.arg(&scan.dir);
+    scan.launch(cmd);
+    let said = "unable to start the supervisor of \"a\": Permission denied (os error 13)";
+    wait_until("the failed exec reported", LONG, || {
+        scan.stderr().contains(said)
+    });
+    assert!(!scan.stderr().contains("ended"), "{}", scan.stderr());
+    std::fs::set_permissions(&supervise, std::fs::Permissions::from_mode(0o755)).unwrap();
+    wait_until("the service started on a retry", LONG, || {
+        scan.dir.join("a/started").exists()
+    });
+    assert!(alive(scan.pid()));
 }
 
 #[test]

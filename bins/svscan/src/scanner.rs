@@ -154,6 +154,7 @@ impl Scanner {
             if let Some(ending) = self.shutdown_step(now) {
                 return ending;
             }
+            self.tree.settle_launches();
             let ready = self.wait(self.next_deadline());
             let now = Instant::now();
             if ready.signals {

@@ -2,7 +2,7 @@
 //! service, and, when the service has a `log/`, the logger's `supervise` and the pipe between
 //! them, which svscan holds for the life of the entry so that no restart loses a line.
 
-use crate::launch::{self, Stdio};
+use crate::launch::{self, Launches, Stdio};
 use crate::scandir::Id;
 use rustix::io::Errno;
 use rustix::process::{Pid, Signal, WaitStatus};
@@ -269,6 +269,7 @@ pub struct Tree {
     programs: Programs,
     /// Running out of file descriptors was reported; quiet until a start works again.
     fd_shortage_reported: bool,
+    launches: Launches,
 }
 
 /// The path svscan passes to `supervise`: the name, made unmistakable for an option.
@@ -455,6 +456,7 @@ impl Tree {
             pids: HashMap::new(),
             programs,
             fd_shortage_reported: false,
+            launches: Launches::default(),
         }
     }
 
@@ -619,6 +621,8 @@ impl Tree {
     /// A child was reaped, or an adopted supervisor's pidfd said it exited. Unknown pids are
     /// orphans svscan reaps as PID 1 or subreaper: nothing to do.
     pub fn exited(&mut self, pid: i32, status: Option<WaitStatus>, now: Instant) {
+        // A supervisor whose exec failed exits 127: the exec's error says why.
+        let exec_error = self.launches.exec_error(pid);
         let Some((id, role)) = self.pids.remove(&pid) else {
             return;
         };
@@ -657,12 +661,20 @@ impl Tree {
             let delay = slot.retry(lived, now);
             if !asked_to_stop && !slot.reported {
                 slot.reported = true;
-                eprintln!(
-                    "svscan: warning: the supervisor of {} ended ({}); restarting it in {}",
-                    shown_as(&name, role),
-                    describe(status),
-                    humanize(delay)
-                );
+                match exec_error {
+                    Some(e) => eprintln!(
+                        "svscan: warning: unable to start the supervisor of {}: {e}; retrying \
+                         in {}",
+                        shown_as(&name, role),
+                        humanize(delay)
+                    ),
+                    None => eprintln!(
+                        "svscan: warning: the supervisor of {} ended ({}); restarting it in {}",
+                        shown_as(&name, role),
+                        describe(status),
+                        humanize(delay)
+                    ),
+                }
             }
         } else {
             slot.state = State::Gone;
@@ -741,6 +753,12 @@ impl Tree {
         Hup::Done
     }
 
+    /// Before svscan sleeps: waits until the supervisors still starting are done with its
+    /// memory, so that an idle tree holds nothing for them.
+    pub fn settle_launches(&mut self) {
+        self.launches.settle();
+    }
+
     /// Starts every supervisor whose time has come: loggers before their services, so the
     /// pipe has a reader first.
     pub fn start_due(&mut self, now: Instant) {
@@ -760,6 +778,7 @@ impl Tree {
             programs: &self.programs,
             pids: &mut self.pids,
             fd_shortage_reported: &mut self.fd_shortage_reported,
+            launches: &mut self.launches,
             now,
         }
     }
@@ -914,6 +933,7 @@ struct Starter<'a> {
     programs: &'a Programs,
     pids: &'a mut HashMap<i32, (Id, Role)>,
     fd_shortage_reported: &'a mut bool,
+    launches: &'a mut Launches,
     now: Instant,
 }
 
@@ -998,13 +1018,15 @@ impl Starter<'_> {
 
     /// Starts a supervisor: the service's with `pipe_end` (the write end) on stdout and
     /// stderr, the logger's with it (the read end) on stdin.
-    fn spawn(&self, name: &OsStr, role: Role, pipe_end: Option<&OwnedFd>) -> io::Result<Pid> {
-        let supervise = self.programs.supervise.as_os_str();
+    fn spawn(&mut self, name: &OsStr, role: Role, pipe_end: Option<&OwnedFd>) -> io::Result<Pid> {
+        let programs = self.programs;
+        let supervise = programs.supervise.as_os_str();
         let caught = crate::scanner::Scanner::signals();
         match role {
             Role::Service => {
                 let stdio = pipe_end.map_or(Stdio::Inherit, Stdio::Output);
-                launch::spawn(supervise, &[service_path(name).as_os_str()], stdio, caught)
+                let dir = service_path(name);
+                launch::spawn(supervise, &[dir.as_os_str()], stdio, caught, self.launches)
             }
             Role::Log => {
                 // Supervised even without a `run`: supervise then runs the built-in default,
@@ -1016,6 +1038,7 @@ impl Starter<'_> {
                     &[OsStr::new("--default-log"), dir.as_os_str()],
                     stdio,
                     caught,
+                    self.launches,
                 )
             }
         }

@@ -1,19 +1,26 @@
 //! Starting a program the way svscan starts supervisors and supervise starts `./run`: the
-//! child borrows the parent's memory until its exec (clone3 with CLONE_VM | CLONE_VFORK, as
-//! glibc's posix_spawn does), sets up its fds, process group or session and cgroup, and
-//! execs; the exec's error comes back as the error of the start itself.
+//! child borrows the parent's memory until its exec (clone3 with CLONE_VM, as glibc's
+//! posix_spawn does), sets up its fds, process group or session and cgroup, and execs.
+//!
+//! [`Spawn::start`] waits until the child has exec'd (CLONE_VFORK), so the exec's error is the
+//! error of the start. [`Spawn::start_detached`] does not wait: the parent goes on while the
+//! child execs, and keeps what the child reads (a [`Launching`]) until the kernel says the
+//! child is done with its memory (CLONE_CHILD_CLEARTID, cleared at the exec or the exit).
+//! svscan starts its supervisors so: with a thousand to start at boot, waiting for each exec
+//! left a CPU idle whenever the child waited its turn behind the supervisors already started.
 //!
 //! Why not posix_spawn: before its exec, glibc's child sets every one of the 64 signals it
 //! does not know to be at default, with two sigaction calls each, and the parent waits for
-//! all of them; with a thousand services that was svscan's largest single cost. The child
-//! here resets only the signals the caller says it catches. Why not fork: a fork copies the
-//! page tables of a scanner holding a thousand entries, and every page either side then
-//! writes is copied again. Where clone3 is missing (Linux before 5.3, a seccomp filter), a
-//! plain fork still starts the program and reports a failed exec through a close-on-exec pipe.
+//! all of them. The child here resets only the signals the caller says it catches. Why not
+//! fork: a fork copies the page tables of a scanner holding a thousand entries, and every page
+//! either side then writes is copied again. Where clone3 is missing (Linux before 5.3, a
+//! seccomp filter), a plain fork still starts the program and reports a failed exec through a
+//! close-on-exec pipe.
 //!
-//! The child makes raw system calls only (no allocation, no lock), on memory prepared before
-//! the clone, with every signal blocked until the caught ones are back at default: so, like
-//! posix_spawn, this is sound in a process of several threads too.
+//! The child makes raw system calls only (no allocation, no lock, not even errno, which it
+//! would share with the parent's thread), on memory prepared before the clone, with every
+//! signal blocked until the caught ones are back at default: so, like posix_spawn, this is
+//! sound in a process of several threads too.
 #![allow(unsafe_code)]
 
 use rustix::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
@@ -22,7 +29,8 @@ use rustix::pipe::PipeFlags;
 use rustix::process::Signal;
 use std::ffi::CString;
 use std::io;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::mem::ManuallyDrop;
+use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
 
 /// What the child leads, so that signals meant for the parent's terminal or group stay off it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,7 +52,8 @@ pub struct Spawn<'a> {
     /// are equal, `fd` is only made to survive the exec.
     pub fds: &'a [(RawFd, RawFd)],
     /// A cgroup (its directory) the child is born in; where the kernel will not place it
-    /// there, the child moves itself in, and failing that stays where its parent is.
+    /// there, the child moves itself in, and failing that stays where its parent is. Only
+    /// [`Spawn::start`] places children in a cgroup.
     pub cgroup: Option<BorrowedFd<'a>>,
     /// The signals this process catches: their handlers must not run in the child, which
     /// shares this memory, so it sets them to default first. SIGPIPE is always reset too:
@@ -57,36 +66,199 @@ impl Spawn<'_> {
     /// Starts the child with an empty signal mask; returns its pid once it has exec'd, or the
     /// exec's error (the child, then gone, is reaped by the caller's reaper like any other).
     pub fn start(&self) -> io::Result<u32> {
-        let argv = null_terminated(self.argv);
-        let env = self.env.map(null_terminated);
-        let envp = match &env {
-            Some(env) => env.as_ptr(),
-            // SAFETY: libc's own environment; warden's programs never change it.
-            None => unsafe { environ.cast::<*const libc::c_char>() },
-        };
-        let Some(&program) = argv.first().filter(|p| !p.is_null()) else {
-            return Err(io::Error::from(io::ErrorKind::InvalidInput));
-        };
-        let failure = AtomicI32::new(0);
-        let mut setup = ChildSetup {
-            program,
-            argv: argv.as_ptr(),
-            envp,
-            group: self.group,
-            fds: self.fds,
-            caught: self.caught,
-            report: Report::Shared(&failure),
-            join: None,
-        };
-        match vfork_child(self.cgroup, &mut setup) {
-            Ok(pid) => match failure.load(Ordering::SeqCst) {
+        let memory = ChildMemory::new(self, 64 * 1024)?;
+        match vfork_child(self.cgroup, &memory) {
+            Ok(pid) => match memory.words.failure.load(Ordering::SeqCst) {
                 0 => Ok(pid),
                 errno => Err(io::Error::from_raw_os_error(errno)),
             },
             // No clone3 (Linux before 5.3, or a seccomp filter that says ENOSYS), or one
             // that refuses these flags: the plain fork still starts the program.
-            Err(_) => fork_child(self.cgroup, &mut setup),
+            Err(_) => fork_child(self.cgroup, &memory),
         }
+    }
+
+    /// Starts the child as [`Spawn::start`] does, without waiting for its exec: the returned
+    /// [`Launching`] holds what the child reads until then, and says whether the exec failed.
+    /// `cgroup` must be `None`.
+    pub fn start_detached(&self) -> io::Result<Launching> {
+        if self.cgroup.is_some() {
+            return Err(io::ErrorKind::InvalidInput.into());
+        }
+        let memory = ChildMemory::new(self, 16 * 1024)?;
+        // Set before the child exists; the kernel writes the pid over it (CLONE_PARENT_SETTID)
+        // before the child runs, and zero once the child has exec'd or exited.
+        memory.words.tid.store(u32::MAX, Ordering::SeqCst);
+        let tid = std::ptr::from_ref(&memory.words.tid) as u64;
+        let mut args = CloneArgs {
+            flags: libc::CLONE_VM as u64
+                | libc::CLONE_PARENT_SETTID as u64
+                | libc::CLONE_CHILD_CLEARTID as u64,
+            parent_tid: tid,
+            child_tid: tid,
+            exit_signal: libc::SIGCHLD as u64,
+            stack: memory.stack.0 as u64,
+            stack_size: memory.stack.1 as u64,
+            ..CloneArgs::default()
+        };
+        let blocked = AllBlocked::new();
+        // SAFETY: the stack and everything `setup` points at are heap memory owned by
+        // `memory`, which the Launching keeps (and leaks rather than frees while the child
+        // may still read it); the child makes raw syscalls only (see child()).
+        let cloned = unsafe { clone3(&mut args, &memory.setup) };
+        drop(blocked);
+        match cloned {
+            Ok(pid) => Ok(Launching {
+                pid,
+                memory: ManuallyDrop::new(memory),
+            }),
+            Err(e) if e.raw_os_error() == Some(libc::ENOMEM) => Err(e),
+            Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => Err(e),
+            Err(_) => {
+                // No clone3 here: a fork, which reports its exec before returning.
+                let pid = fork_child(None, &memory)?;
+                memory.words.tid.store(0, Ordering::SeqCst);
+                Ok(Launching {
+                    pid,
+                    memory: ManuallyDrop::new(memory),
+                })
+            }
+        }
+    }
+}
+
+/// A child started by [`Spawn::start_detached`] that may not have exec'd yet. Keep it until
+/// [`Launching::released`]: one dropped before that leaks what the child reads rather than
+/// free it under the child.
+pub struct Launching {
+    pid: u32,
+    memory: ManuallyDrop<ChildMemory>,
+}
+
+impl Launching {
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Whether the child is done with this process's memory: it has exec'd, or exited.
+    pub fn released(&self) -> bool {
+        self.memory.words.tid.load(Ordering::Acquire) == 0
+    }
+
+    /// Blocks until [`Launching::released`].
+    pub fn wait_released(&self) {
+        let tid = &self.memory.words.tid;
+        loop {
+            let seen = tid.load(Ordering::Acquire);
+            if seen == 0 {
+                return;
+            }
+            // Not FUTEX_PRIVATE: the kernel's wake at the child's exec or exit is a shared one.
+            match rustix::thread::futex::wait(
+                tid,
+                rustix::thread::futex::Flags::empty(),
+                seen,
+                None,
+            ) {
+                Ok(()) | Err(rustix::io::Errno::AGAIN) | Err(rustix::io::Errno::INTR) => {}
+                // A futex that cannot wait (a seccomp filter): the kernel clears the word
+                // anyway, so yielding until it does still ends.
+                Err(_) => std::thread::yield_now(),
+            }
+        }
+    }
+
+    /// Once released: the exec's error, when it failed (the child then exited 127).
+    pub fn exec_error(&self) -> Option<io::Error> {
+        if !self.released() {
+            return None;
+        }
+        match self.memory.words.failure.load(Ordering::SeqCst) {
+            0 => None,
+            errno => Some(io::Error::from_raw_os_error(errno)),
+        }
+    }
+}
+
+impl Drop for Launching {
+    fn drop(&mut self) {
+        if self.released() {
+            // SAFETY: the child no longer reads this memory, and it is dropped only here.
+            unsafe { ManuallyDrop::drop(&mut self.memory) };
+        }
+    }
+}
+
+/// What the child reads (and, for its errno, writes), at heap addresses that stay put while
+/// the struct itself moves.
+struct ChildMemory {
+    _argv: Vec<CString>,
+    _argv_ptrs: Vec<*const libc::c_char>,
+    _env: Option<(Vec<CString>, Vec<*const libc::c_char>)>,
+    _fds: Vec<(RawFd, RawFd)>,
+    _caught: Vec<Signal>,
+    /// The child's stack: capacity only (nothing reads it from here), its top and size.
+    _stack_memory: Vec<u128>,
+    stack: (*mut u128, usize),
+    words: Box<Words>,
+    setup: Box<ChildSetup>,
+}
+
+struct Words {
+    /// The child's tid until it is done with this memory (detached starts only).
+    tid: AtomicU32,
+    /// The errno of a failed exec, or 0.
+    failure: AtomicI32,
+}
+
+impl ChildMemory {
+    fn new(spawn: &Spawn<'_>, stack_size: usize) -> io::Result<ChildMemory> {
+        let argv = spawn.argv.to_vec();
+        let argv_ptrs = null_terminated(&argv);
+        let env = spawn.env.map(|env| {
+            let env = env.to_vec();
+            let ptrs = null_terminated(&env);
+            (env, ptrs)
+        });
+        let envp = match &env {
+            Some((_, ptrs)) => ptrs.as_ptr(),
+            // SAFETY: libc's own environment; warden's programs never change it.
+            None => unsafe { environ.cast::<*const libc::c_char>() },
+        };
+        let Some(&program) = argv_ptrs.first().filter(|p| !p.is_null()) else {
+            return Err(io::ErrorKind::InvalidInput.into());
+        };
+        let fds = spawn.fds.to_vec();
+        let caught = spawn.caught.to_vec();
+        // u128 for the 16-byte alignment the ABI wants of the stack pointer at a call; left
+        // uninitialised, so that only what the child touches costs memory.
+        let mut stack_memory: Vec<u128> = Vec::with_capacity(stack_size / 16);
+        let stack = (stack_memory.as_mut_ptr(), stack_memory.capacity() * 16);
+        let words = Box::new(Words {
+            tid: AtomicU32::new(0),
+            failure: AtomicI32::new(0),
+        });
+        let setup = Box::new(ChildSetup {
+            program,
+            argv: argv_ptrs.as_ptr(),
+            envp,
+            group: spawn.group,
+            fds: (fds.as_ptr(), fds.len()),
+            caught: (caught.as_ptr(), caught.len()),
+            report: Report::Shared(std::ptr::from_ref(&words.failure)),
+            join: None,
+        });
+        Ok(ChildMemory {
+            _argv: argv,
+            _argv_ptrs: argv_ptrs,
+            _env: env,
+            _fds: fds,
+            _caught: caught,
+            _stack_memory: stack_memory,
+            stack,
+            words,
+            setup,
+        })
     }
 }
 
@@ -103,22 +275,24 @@ extern "C" {
 }
 
 /// How a child that failed to exec tells its parent the errno.
-enum Report<'a> {
+#[derive(Clone, Copy)]
+enum Report {
     /// Stored in the parent's memory, which the child shares until it is gone.
-    Shared(&'a AtomicI32),
+    Shared(*const AtomicI32),
     /// Written to the close-on-exec pipe of a forked child.
     Pipe(RawFd),
 }
 
-/// Everything the child reads, prepared before the clone.
-struct ChildSetup<'a> {
+/// Everything the child reads, prepared before the clone: raw pointers into a ChildMemory.
+#[derive(Clone, Copy)]
+struct ChildSetup {
     program: *const libc::c_char,
     argv: *const *const libc::c_char,
     envp: *const *const libc::c_char,
     group: Group,
-    fds: &'a [(RawFd, RawFd)],
-    caught: &'a [Signal],
-    report: Report<'a>,
+    fds: (*const (RawFd, RawFd), usize),
+    caught: (*const Signal, usize),
+    report: Report,
     /// cgroup.procs to write `0` to, when clone3 could not place the child itself.
     join: Option<RawFd>,
 }
@@ -142,12 +316,8 @@ struct CloneArgs {
 
 const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 
-/// The child's stack while it borrows the parent's memory, until its exec: its setup makes
-/// a handful of syscalls and calls nothing that allocates.
-const CHILD_STACK: usize = 64 * 1024;
-
-/// Every signal blocked in this thread, for as long as a child may run on its memory;
-/// restored on drop.
+/// Every signal blocked in this thread, for as long as a child may run on its memory with
+/// this thread's handlers; restored on drop.
 struct AllBlocked(libc::sigset_t);
 
 impl AllBlocked {
@@ -170,12 +340,11 @@ impl Drop for AllBlocked {
     }
 }
 
-/// clone3 with CLONE_VM | CLONE_VFORK on a stack of the child's own, into the cgroup; where
-/// the kernel will not place it there (EBUSY, say), without, and the child joins by writing
-/// `0` to cgroup.procs. Returns once the child has exec'd or exited.
-fn vfork_child(cgroup: Option<BorrowedFd<'_>>, setup: &mut ChildSetup<'_>) -> io::Result<u32> {
-    // u128 for the 16-byte alignment the ABI wants of the stack pointer at a call.
-    let mut stack = vec![0u128; CHILD_STACK / 16];
+/// clone3 with CLONE_VM | CLONE_VFORK on the child's own stack, into the cgroup; where the
+/// kernel will not place it there (EBUSY, say), without, and the child joins by writing `0`
+/// to cgroup.procs. Returns once the child has exec'd or exited.
+fn vfork_child(cgroup: Option<BorrowedFd<'_>>, memory: &ChildMemory) -> io::Result<u32> {
+    let mut setup = ChildSetup { ..*memory.setup };
     let _blocked = AllBlocked::new();
     let mut result = Err(io::Error::from_raw_os_error(libc::ENOSYS));
     // Opened only when the first try fails: kernfs opens are dear, and most starts never
@@ -197,15 +366,15 @@ fn vfork_child(cgroup: Option<BorrowedFd<'_>>, setup: &mut ChildSetup<'_>) -> io
                 | libc::CLONE_VFORK as u64
                 | if into.is_some() { CLONE_INTO_CGROUP } else { 0 },
             exit_signal: libc::SIGCHLD as u64,
-            stack: stack.as_mut_ptr() as u64,
-            stack_size: (stack.len() * 16) as u64,
+            stack: memory.stack.0 as u64,
+            stack_size: memory.stack.1 as u64,
             cgroup: into.map_or(0, |dir| dir.as_raw_fd() as u64),
             ..CloneArgs::default()
         };
-        // SAFETY: the stack is ours and outlives the child's use of it (CLONE_VFORK: clone3
-        // returns once the child has exec'd or exited); the child reads only `setup`, which
-        // lives on this frame, and makes raw syscalls (see child()).
-        result = unsafe { clone3(&mut args, setup) };
+        // SAFETY: the stack and what `setup` points at outlive the child's use of them
+        // (CLONE_VFORK: clone3 returns once the child has exec'd or exited); the child makes
+        // raw syscalls only (see child()).
+        result = unsafe { clone3(&mut args, &setup) };
         match &result {
             Ok(_) => break,
             Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => break,
@@ -231,9 +400,9 @@ fn open_procs(cgroup: BorrowedFd<'_>) -> Option<OwnedFd> {
 /// to return to, so it is sent straight into `child_entry` (x86-64 only, as the image).
 ///
 /// # Safety
-/// `args` describes a valid stack; with CLONE_VM the caller must not touch the memory the
-/// child uses until clone3 returns (CLONE_VFORK sees to that).
-unsafe fn clone3(args: &mut CloneArgs, setup: &ChildSetup<'_>) -> io::Result<u32> {
+/// `args` describes a valid stack; with CLONE_VM the caller must keep everything the child
+/// reads alive and unchanged until the child has exec'd or exited.
+unsafe fn clone3(args: &mut CloneArgs, setup: &ChildSetup) -> io::Result<u32> {
     let ret: isize;
     std::arch::asm!(
         "syscall",
@@ -248,8 +417,8 @@ unsafe fn clone3(args: &mut CloneArgs, setup: &ChildSetup<'_>) -> io::Result<u32
         inlateout("rax") libc::SYS_clone3 as isize => ret,
         in("rdi") args as *mut CloneArgs,
         in("rsi") std::mem::size_of::<CloneArgs>(),
-        in("r12") child_entry as unsafe extern "C" fn(*const ChildSetup<'static>) -> !,
-        in("r13") setup as *const ChildSetup<'_>,
+        in("r12") child_entry as unsafe extern "C" fn(*const ChildSetup) -> !,
+        in("r13") setup as *const ChildSetup,
         lateout("rcx") _,
         lateout("r11") _,
         options(nostack),
@@ -260,23 +429,26 @@ unsafe fn clone3(args: &mut CloneArgs, setup: &ChildSetup<'_>) -> io::Result<u32
     }
 }
 
-unsafe extern "C" fn child_entry(setup: *const ChildSetup<'static>) -> ! {
+unsafe extern "C" fn child_entry(setup: *const ChildSetup) -> ! {
     child(&*setup)
 }
 
 /// The fallback without clone3: fork (the child a copy, sharing no memory), then the child
 /// joins the cgroup by writing `0` to its cgroup.procs; the errno of a failed exec comes back
 /// through a close-on-exec pipe.
-fn fork_child(cgroup: Option<BorrowedFd<'_>>, setup: &mut ChildSetup<'_>) -> io::Result<u32> {
+fn fork_child(cgroup: Option<BorrowedFd<'_>>, memory: &ChildMemory) -> io::Result<u32> {
     let (report_read, report_write) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC)?;
-    setup.report = Report::Pipe(report_write.as_raw_fd());
     let procs = cgroup.and_then(open_procs);
-    setup.join = procs.as_ref().map(|fd| fd.as_raw_fd());
+    let setup = ChildSetup {
+        report: Report::Pipe(report_write.as_raw_fd()),
+        join: procs.as_ref().map(|fd| fd.as_raw_fd()),
+        ..*memory.setup
+    };
     let blocked = AllBlocked::new();
     // SAFETY: the child, a copy of this process, runs only `child`, which makes raw syscalls
     // and ends in execve or _exit, as is allowed after a fork even with several threads.
     let pid = match unsafe { libc::fork() } {
-        0 => unsafe { child(setup) },
+        0 => unsafe { child(&setup) },
         p if p > 0 => p as u32,
         _ => return Err(io::Error::last_os_error()),
     };
@@ -299,53 +471,109 @@ fn fork_child(cgroup: Option<BorrowedFd<'_>>, setup: &mut ChildSetup<'_>) -> io:
     Ok(pid)
 }
 
+/// A system call with up to four arguments, without libc: its result, or `-errno`.
+///
+/// # Safety
+/// As for the system call made.
+unsafe fn syscall4(number: libc::c_long, args: [usize; 4]) -> isize {
+    let ret: isize;
+    std::arch::asm!(
+        "syscall",
+        inlateout("rax") number as isize => ret,
+        in("rdi") args[0],
+        in("rsi") args[1],
+        in("rdx") args[2],
+        in("r10") args[3],
+        lateout("rcx") _,
+        lateout("r11") _,
+        options(nostack),
+    );
+    ret
+}
+
+/// The kernel's `struct sigaction` on x86-64.
+#[repr(C)]
+struct KernelSigaction {
+    handler: usize,
+    flags: u64,
+    restorer: usize,
+    mask: u64,
+}
+
 /// In the child: caught signals back to default, then an empty mask; session or process
 /// group, cgroup, fds, exec. On failure the errno goes to the parent and the child exits 127.
 ///
 /// # Safety
-/// Only in a child made by vfork_child or fork_child.
-unsafe fn child(setup: &ChildSetup<'_>) -> ! {
-    let fail = || -> ! {
-        let errno = *libc::__errno_location();
+/// Only in a child made by vfork_child, start_detached or fork_child, with `setup` and all it
+/// points at alive until the exec.
+unsafe fn child(setup: &ChildSetup) -> ! {
+    let fail = |errno: isize| -> ! {
+        let errno = i32::try_from(-errno).unwrap_or(libc::EINVAL);
         match setup.report {
-            Report::Shared(failure) => failure.store(errno, Ordering::SeqCst),
+            Report::Shared(failure) => (*failure).store(errno, Ordering::SeqCst),
             Report::Pipe(fd) => {
                 let bytes = errno.to_ne_bytes();
-                libc::write(fd, bytes.as_ptr().cast(), bytes.len());
+                syscall4(
+                    libc::SYS_write,
+                    [fd as usize, bytes.as_ptr() as usize, 4, 0],
+                );
             }
         }
-        libc::_exit(127)
+        loop {
+            syscall4(libc::SYS_exit_group, [127, 0, 0, 0]);
+        }
     };
-    for signal in setup.caught {
-        libc::signal(signal.as_raw(), libc::SIG_DFL);
+    let default = KernelSigaction {
+        handler: libc::SIG_DFL,
+        flags: 0,
+        restorer: 0,
+        mask: 0,
+    };
+    let caught = std::slice::from_raw_parts(setup.caught.0, setup.caught.1);
+    for signal in caught.iter().chain(&[Signal::PIPE]) {
+        let action = std::ptr::from_ref(&default) as usize;
+        syscall4(
+            libc::SYS_rt_sigaction,
+            [signal.as_raw() as usize, action, 0, 8],
+        );
     }
-    libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    let mut empty: libc::sigset_t = std::mem::zeroed();
-    libc::sigemptyset(&mut empty);
-    libc::pthread_sigmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+    let empty: u64 = 0;
+    let mask = std::ptr::from_ref(&empty) as usize;
+    syscall4(
+        libc::SYS_rt_sigprocmask,
+        [libc::SIG_SETMASK as usize, mask, 0, 8],
+    );
     let grouped = match setup.group {
-        Group::NewSession => libc::setsid(),
-        Group::NewProcessGroup => libc::setpgid(0, 0),
+        Group::NewSession => syscall4(libc::SYS_setsid, [0; 4]),
+        Group::NewProcessGroup => syscall4(libc::SYS_setpgid, [0; 4]),
     };
     if grouped < 0 {
-        fail();
+        fail(grouped);
     }
     if let Some(procs) = setup.join {
         // Failure leaves the child in its process group only, which still works.
-        libc::write(procs, b"0".as_ptr().cast(), 1);
+        syscall4(
+            libc::SYS_write,
+            [procs as usize, b"0".as_ptr() as usize, 1, 0],
+        );
     }
-    for &(fd, target) in setup.fds {
+    for &(fd, target) in std::slice::from_raw_parts(setup.fds.0, setup.fds.1) {
         let placed = if fd == target {
-            libc::fcntl(fd, libc::F_SETFD, 0)
+            syscall4(libc::SYS_fcntl, [fd as usize, libc::F_SETFD as usize, 0, 0])
         } else {
-            libc::dup2(fd, target)
+            syscall4(libc::SYS_dup2, [fd as usize, target as usize, 0, 0])
         };
         if placed < 0 {
-            fail();
+            fail(placed);
         }
     }
-    libc::execve(setup.program, setup.argv, setup.envp);
-    fail()
+    let args = [
+        setup.program as usize,
+        setup.argv as usize,
+        setup.envp as usize,
+        0,
+    ];
+    fail(syscall4(libc::SYS_execve, args))
 }
 
 #[cfg(test)]
@@ -373,20 +601,28 @@ mod tests {
         words.iter().map(|s| CString::new(*s).unwrap()).collect()
     }
 
-    /// Starts `argv` with stdout on a pipe; its pid and all it wrote, once it exited 0.
+    /// Starts `argv` with stdout on a pipe, detached or not; its pid and all it wrote, once
+    /// it exited 0.
     fn output(argv: &[CString], env: Option<&[CString]>, group: Group) -> (u32, String) {
+        let detached = DETACHED.with(|d| d.get());
         let (read, write) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC).unwrap();
         let fds = [(write.as_raw_fd(), 1)];
-        let pid = Spawn {
+        let spawn = Spawn {
             argv,
             env,
             group,
             fds: &fds,
             cgroup: None,
             caught: &[],
-        }
-        .start()
-        .unwrap();
+        };
+        let pid = if detached {
+            let launching = spawn.start_detached().unwrap();
+            launching.wait_released();
+            assert!(launching.exec_error().is_none());
+            launching.pid()
+        } else {
+            spawn.start().unwrap()
+        };
         drop(write);
         let mut out = String::new();
         std::fs::File::from(read).read_to_string(&mut out).unwrap();
@@ -394,9 +630,25 @@ mod tests {
         (pid, out)
     }
 
+    thread_local! {
+        static DETACHED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+
+    /// Runs `test` with `output` starting children with `start`, then with `start_detached`.
+    fn both_ways(test: fn()) {
+        let _serial = ONE_AT_A_TIME.lock();
+        for detached in [false, true] {
+            DETACHED.with(|d| d.set(detached));
+            test();
+        }
+    }
+
     #[test]
     fn the_child_gets_its_environment_fds_and_group() {
-        let _serial = ONE_AT_A_TIME.lock();
+        both_ways(environment_fds_and_group);
+    }
+
+    fn environment_fds_and_group() {
         let env = args(&["GREETING=hello"]);
         let (_, out) = output(&args(&["/usr/bin/env"]), Some(&env), Group::NewProcessGroup);
         assert_eq!(out, "GREETING=hello\n");
@@ -413,7 +665,10 @@ mod tests {
 
     #[test]
     fn the_child_starts_with_nothing_blocked_and_sigpipe_at_default() {
-        let _serial = ONE_AT_A_TIME.lock();
+        both_ways(nothing_blocked_and_sigpipe_at_default);
+    }
+
+    fn nothing_blocked_and_sigpipe_at_default() {
         // Everything blocked here, and SIGPIPE ignored (by the test harness's runtime).
         let _blocked = AllBlocked::new();
         let grep = args(&["/bin/grep", "-E", "^Sig(Blk|Ign):", "/proc/self/status"]);
@@ -471,22 +726,79 @@ mod tests {
     }
 
     #[test]
+    fn a_detached_start_reports_a_failed_exec_once_the_child_is_done() {
+        let _serial = ONE_AT_A_TIME.lock();
+        let argv = args(&["/nonexistent/program"]);
+        let launching = Spawn {
+            argv: &argv,
+            env: None,
+            group: Group::NewProcessGroup,
+            fds: &[],
+            cgroup: None,
+            caught: &[Signal::CHILD, Signal::TERM],
+        }
+        .start_detached()
+        .unwrap();
+        launching.wait_released();
+        assert!(launching.released());
+        let error = launching.exec_error().unwrap();
+        assert_eq!(error.raw_os_error(), Some(libc::ENOENT));
+        let status = wait(launching.pid());
+        assert!(status.is_some_and(|s| s.exit_status() == Some(127)));
+    }
+
+    #[test]
+    fn a_detached_child_still_starting_keeps_what_it_reads() {
+        let _serial = ONE_AT_A_TIME.lock();
+        // Many at once, each dropped at once: those not yet exec'd must keep (leak) their
+        // memory rather than have it freed and reused under them. Every child must still
+        // run its own arguments.
+        let (read, write) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC).unwrap();
+        let fds = [(write.as_raw_fd(), 1)];
+        let mut pids = Vec::new();
+        for i in 0..50 {
+            let argv = sh(&format!("echo {i}"));
+            let launching = Spawn {
+                argv: &argv,
+                env: None,
+                group: Group::NewProcessGroup,
+                fds: &fds,
+                cgroup: None,
+                caught: &[],
+            }
+            .start_detached()
+            .unwrap();
+            pids.push(launching.pid());
+            // Scribbles over freed heap memory, as the rest of a program would.
+            drop(launching);
+            drop(argv);
+            let _noise: Vec<Vec<u8>> = (0..8).map(|n| vec![0xa5; 64 << n]).collect();
+        }
+        drop(write);
+        let mut out = String::new();
+        std::fs::File::from(read).read_to_string(&mut out).unwrap();
+        for pid in pids {
+            assert!(wait(pid).is_some_and(|s| s.exit_status() == Some(0)));
+        }
+        let mut said: Vec<u32> = out.lines().map(|l| l.parse().unwrap()).collect();
+        said.sort_unstable();
+        assert_eq!(said, (0..50).collect::<Vec<u32>>());
+    }
+
+    #[test]
     fn the_fork_fallback_reports_a_failed_exec_too() {
         let _serial = ONE_AT_A_TIME.lock();
-        let argv = [CString::new("/nonexistent/program").unwrap()];
-        let argv_ptrs = null_terminated(&argv);
-        let mut setup = ChildSetup {
-            program: argv_ptrs[0],
-            argv: argv_ptrs.as_ptr(),
-            // SAFETY: libc's environment, unchanged by these tests.
-            envp: unsafe { environ.cast() },
+        let argv = args(&["/nonexistent/program"]);
+        let spawn = Spawn {
+            argv: &argv,
+            env: None,
             group: Group::NewSession,
             fds: &[],
+            cgroup: None,
             caught: &[],
-            report: Report::Pipe(-1),
-            join: None,
         };
-        let error = fork_child(None, &mut setup).unwrap_err();
+        let memory = ChildMemory::new(&spawn, 16 * 1024).unwrap();
+        let error = fork_child(None, &memory).unwrap_err();
         assert_eq!(error.raw_os_error(), Some(libc::ENOENT));
         let status = rustix::process::wait(rustix::process::WaitOptions::empty()).unwrap();
         assert!(status.is_some_and(|(_, s)| s.exit_status() == Some(127)));
