@@ -66,15 +66,21 @@ impl Spawn<'_> {
     /// Starts the child with an empty signal mask; returns its pid once it has exec'd, or the
     /// exec's error (the child, then gone, is reaped by the caller's reaper like any other).
     pub fn start(&self) -> io::Result<u32> {
-        let memory = ChildMemory::new(self, 64 * 1024)?;
-        match vfork_child(self.cgroup, &memory) {
-            Ok(pid) => match memory.words.failure.load(Ordering::SeqCst) {
+        let argv = null_terminated(self.argv);
+        let env = self.env.map(null_terminated);
+        let failure = AtomicI32::new(0);
+        let setup = ChildSetup::new(self, &argv, env.as_deref(), &failure)?;
+        // u128 for the 16-byte alignment the ABI wants of the stack pointer at a call; left
+        // uninitialised, so that only what the child touches costs memory.
+        let mut stack: Vec<u128> = Vec::with_capacity(VFORK_STACK / 16);
+        match vfork_child(self.cgroup, &setup, &mut stack) {
+            Ok(pid) => match failure.load(Ordering::SeqCst) {
                 0 => Ok(pid),
                 errno => Err(io::Error::from_raw_os_error(errno)),
             },
             // No clone3 (Linux before 5.3, or a seccomp filter that says ENOSYS), or one
             // that refuses these flags: the plain fork still starts the program.
-            Err(_) => fork_child(self.cgroup, &memory),
+            Err(_) => fork_child(self.cgroup, &setup),
         }
     }
 
@@ -85,7 +91,7 @@ impl Spawn<'_> {
         if self.cgroup.is_some() {
             return Err(io::ErrorKind::InvalidInput.into());
         }
-        let memory = ChildMemory::new(self, 16 * 1024)?;
+        let mut memory = ChildMemory::new(self)?;
         // Set before the child exists; the kernel writes the pid over it (CLONE_PARENT_SETTID)
         // before the child runs, and zero once the child has exec'd or exited.
         memory.words.tid.store(u32::MAX, Ordering::SeqCst);
@@ -97,8 +103,8 @@ impl Spawn<'_> {
             parent_tid: tid,
             child_tid: tid,
             exit_signal: libc::SIGCHLD as u64,
-            stack: memory.stack.0 as u64,
-            stack_size: memory.stack.1 as u64,
+            stack: memory.stack.as_mut_ptr() as u64,
+            stack_size: (memory.stack.capacity() * 16) as u64,
             ..CloneArgs::default()
         };
         let blocked = AllBlocked::new();
@@ -116,7 +122,7 @@ impl Spawn<'_> {
             Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => Err(e),
             Err(_) => {
                 // No clone3 here: a fork, which reports its exec before returning.
-                let pid = fork_child(None, &memory)?;
+                let pid = fork_child(None, &memory.setup)?;
                 memory.words.tid.store(0, Ordering::SeqCst);
                 Ok(Launching {
                     pid,
@@ -153,17 +159,18 @@ impl Launching {
             if seen == 0 {
                 return;
             }
-            // Not FUTEX_PRIVATE: the kernel's wake at the child's exec or exit is a shared one.
-            match rustix::thread::futex::wait(
-                tid,
-                rustix::thread::futex::Flags::empty(),
-                seen,
-                None,
-            ) {
-                Ok(()) | Err(rustix::io::Errno::AGAIN) | Err(rustix::io::Errno::INTR) => {}
-                // A futex that cannot wait (a seccomp filter): the kernel clears the word
-                // anyway, so yielding until it does still ends.
-                Err(_) => std::thread::yield_now(),
+            // Not FUTEX_PRIVATE: the kernel's wake at the child's exec or exit is a shared
+            // one. The timeout only guards against a wake that never comes: the word is
+            // looked at again every 10 ms whatever happens.
+            let again = rustix::time::Timespec {
+                tv_sec: 0,
+                tv_nsec: 10_000_000,
+            };
+            let flags = rustix::thread::futex::Flags::empty();
+            if rustix::thread::futex::wait(tid, flags, seen, Some(&again)).is_err() {
+                // Changed already, timed out, interrupted, or no futex to wait on (a seccomp
+                // filter): the loop looks again, and the kernel clears the word anyway.
+                std::thread::yield_now();
             }
         }
     }
@@ -189,30 +196,37 @@ impl Drop for Launching {
     }
 }
 
-/// What the child reads (and, for its errno, writes), at heap addresses that stay put while
-/// the struct itself moves.
+/// The stack of a child started by [`Spawn::start`], which waits for the exec; its setup
+/// makes a handful of raw syscalls.
+const VFORK_STACK: usize = 64 * 1024;
+
+/// The stack of a detached child: up to [`Launching`]s' worth of them may be held at once.
+const DETACHED_STACK: usize = 16 * 1024;
+
+/// What a detached child reads (and, for its errno, writes), copied to heap addresses that
+/// stay put while the struct itself moves.
 struct ChildMemory {
     _argv: Vec<CString>,
     _argv_ptrs: Vec<*const libc::c_char>,
     _env: Option<(Vec<CString>, Vec<*const libc::c_char>)>,
     _fds: Vec<(RawFd, RawFd)>,
     _caught: Vec<Signal>,
-    /// The child's stack: capacity only (nothing reads it from here), its top and size.
-    _stack_memory: Vec<u128>,
-    stack: (*mut u128, usize),
+    /// The child's stack: capacity only, uninitialised (nothing reads it from here).
+    stack: Vec<u128>,
     words: Box<Words>,
+    /// Boxed, as all the rest: the child reads it while this struct moves.
     setup: Box<ChildSetup>,
 }
 
 struct Words {
-    /// The child's tid until it is done with this memory (detached starts only).
+    /// The child's tid until it is done with this memory.
     tid: AtomicU32,
     /// The errno of a failed exec, or 0.
     failure: AtomicI32,
 }
 
 impl ChildMemory {
-    fn new(spawn: &Spawn<'_>, stack_size: usize) -> io::Result<ChildMemory> {
+    fn new(spawn: &Spawn<'_>) -> io::Result<ChildMemory> {
         let argv = spawn.argv.to_vec();
         let argv_ptrs = null_terminated(&argv);
         let env = spawn.env.map(|env| {
@@ -220,42 +234,34 @@ impl ChildMemory {
             let ptrs = null_terminated(&env);
             (env, ptrs)
         });
-        let envp = match &env {
-            Some((_, ptrs)) => ptrs.as_ptr(),
-            // SAFETY: libc's own environment; warden's programs never change it.
-            None => unsafe { environ.cast::<*const libc::c_char>() },
-        };
-        let Some(&program) = argv_ptrs.first().filter(|p| !p.is_null()) else {
-            return Err(io::ErrorKind::InvalidInput.into());
-        };
         let fds = spawn.fds.to_vec();
         let caught = spawn.caught.to_vec();
-        // u128 for the 16-byte alignment the ABI wants of the stack pointer at a call; left
-        // uninitialised, so that only what the child touches costs memory.
-        let mut stack_memory: Vec<u128> = Vec::with_capacity(stack_size / 16);
-        let stack = (stack_memory.as_mut_ptr(), stack_memory.capacity() * 16);
         let words = Box::new(Words {
             tid: AtomicU32::new(0),
             failure: AtomicI32::new(0),
         });
-        let setup = Box::new(ChildSetup {
-            program,
-            argv: argv_ptrs.as_ptr(),
-            envp,
+        let copy = Spawn {
+            argv: &argv,
+            env: None,
             group: spawn.group,
-            fds: (fds.as_ptr(), fds.len()),
-            caught: (caught.as_ptr(), caught.len()),
-            report: Report::Shared(std::ptr::from_ref(&words.failure)),
-            join: None,
-        });
+            fds: &fds,
+            cgroup: None,
+            caught: &caught,
+        };
+        let env_ptrs = env.as_ref().map(|(_, ptrs)| ptrs.as_slice());
+        let setup = Box::new(ChildSetup::new(
+            &copy,
+            &argv_ptrs,
+            env_ptrs,
+            &words.failure,
+        )?);
         Ok(ChildMemory {
             _argv: argv,
             _argv_ptrs: argv_ptrs,
             _env: env,
             _fds: fds,
             _caught: caught,
-            _stack_memory: stack_memory,
-            stack,
+            stack: Vec::with_capacity(DETACHED_STACK / 16),
             words,
             setup,
         })
@@ -295,6 +301,36 @@ struct ChildSetup {
     report: Report,
     /// cgroup.procs to write `0` to, when clone3 could not place the child itself.
     join: Option<RawFd>,
+}
+
+impl ChildSetup {
+    /// Points at `spawn`'s fds and caught signals, `argv` and `env` (null-terminated), and
+    /// `failure`: all must stay where they are until the child has exec'd or exited.
+    fn new(
+        spawn: &Spawn<'_>,
+        argv: &[*const libc::c_char],
+        env: Option<&[*const libc::c_char]>,
+        failure: &AtomicI32,
+    ) -> io::Result<ChildSetup> {
+        let Some(&program) = argv.first().filter(|p| !p.is_null()) else {
+            return Err(io::ErrorKind::InvalidInput.into());
+        };
+        let envp = match env {
+            Some(env) => env.as_ptr(),
+            // SAFETY: libc's own environment; warden's programs never change it.
+            None => unsafe { environ.cast::<*const libc::c_char>() },
+        };
+        Ok(ChildSetup {
+            program,
+            argv: argv.as_ptr(),
+            envp,
+            group: spawn.group,
+            fds: (spawn.fds.as_ptr(), spawn.fds.len()),
+            caught: (spawn.caught.as_ptr(), spawn.caught.len()),
+            report: Report::Shared(std::ptr::from_ref(failure)),
+            join: None,
+        })
+    }
 }
 
 /// `struct clone_args` of clone3(2), up to the `cgroup` field (Linux 5.7).
@@ -343,8 +379,12 @@ impl Drop for AllBlocked {
 /// clone3 with CLONE_VM | CLONE_VFORK on the child's own stack, into the cgroup; where the
 /// kernel will not place it there (EBUSY, say), without, and the child joins by writing `0`
 /// to cgroup.procs. Returns once the child has exec'd or exited.
-fn vfork_child(cgroup: Option<BorrowedFd<'_>>, memory: &ChildMemory) -> io::Result<u32> {
-    let mut setup = ChildSetup { ..*memory.setup };
+fn vfork_child(
+    cgroup: Option<BorrowedFd<'_>>,
+    setup: &ChildSetup,
+    stack: &mut Vec<u128>,
+) -> io::Result<u32> {
+    let mut setup = *setup;
     let _blocked = AllBlocked::new();
     let mut result = Err(io::Error::from_raw_os_error(libc::ENOSYS));
     // Opened only when the first try fails: kernfs opens are dear, and most starts never
@@ -366,8 +406,8 @@ fn vfork_child(cgroup: Option<BorrowedFd<'_>>, memory: &ChildMemory) -> io::Resu
                 | libc::CLONE_VFORK as u64
                 | if into.is_some() { CLONE_INTO_CGROUP } else { 0 },
             exit_signal: libc::SIGCHLD as u64,
-            stack: memory.stack.0 as u64,
-            stack_size: memory.stack.1 as u64,
+            stack: stack.as_mut_ptr() as u64,
+            stack_size: (stack.capacity() * 16) as u64,
             cgroup: into.map_or(0, |dir| dir.as_raw_fd() as u64),
             ..CloneArgs::default()
         };
@@ -436,13 +476,13 @@ unsafe extern "C" fn child_entry(setup: *const ChildSetup) -> ! {
 /// The fallback without clone3: fork (the child a copy, sharing no memory), then the child
 /// joins the cgroup by writing `0` to its cgroup.procs; the errno of a failed exec comes back
 /// through a close-on-exec pipe.
-fn fork_child(cgroup: Option<BorrowedFd<'_>>, memory: &ChildMemory) -> io::Result<u32> {
+fn fork_child(cgroup: Option<BorrowedFd<'_>>, setup: &ChildSetup) -> io::Result<u32> {
     let (report_read, report_write) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC)?;
     let procs = cgroup.and_then(open_procs);
     let setup = ChildSetup {
         report: Report::Pipe(report_write.as_raw_fd()),
         join: procs.as_ref().map(|fd| fd.as_raw_fd()),
-        ..*memory.setup
+        ..*setup
     };
     let blocked = AllBlocked::new();
     // SAFETY: the child, a copy of this process, runs only `child`, which makes raw syscalls
@@ -797,8 +837,8 @@ mod tests {
             cgroup: None,
             caught: &[],
         };
-        let memory = ChildMemory::new(&spawn, 16 * 1024).unwrap();
-        let error = fork_child(None, &memory).unwrap_err();
+        let memory = ChildMemory::new(&spawn).unwrap();
+        let error = fork_child(None, &memory.setup).unwrap_err();
         assert_eq!(error.raw_os_error(), Some(libc::ENOENT));
         let status = rustix::process::wait(rustix::process::WaitOptions::empty()).unwrap();
         assert!(status.is_some_and(|(_, s)| s.exit_status() == Some(127)));
