@@ -637,6 +637,18 @@ mod tests {
         args(&["/bin/sh", "-c", script])
     }
 
+    /// A start with nothing but `argv`, `group` and `fds`.
+    fn plain<'a>(argv: &'a [CString], group: Group, fds: &'a [(RawFd, RawFd)]) -> Spawn<'a> {
+        Spawn {
+            argv,
+            env: None,
+            group,
+            fds,
+            cgroup: None,
+            caught: &[],
+        }
+    }
+
     fn args(words: &[&str]) -> Vec<CString> {
         words.iter().map(|s| CString::new(*s).unwrap()).collect()
     }
@@ -648,12 +660,8 @@ mod tests {
         let (read, write) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC).unwrap();
         let fds = [(write.as_raw_fd(), 1)];
         let spawn = Spawn {
-            argv,
             env,
-            group,
-            fds: &fds,
-            cgroup: None,
-            caught: &[],
+            ..plain(argv, group, &fds)
         };
         let pid = if detached {
             let launching = spawn.start_detached().unwrap();
@@ -728,16 +736,7 @@ mod tests {
         let number = write.as_raw_fd();
         let argv = sh(&format!("echo through >&{number}"));
         let fds = [(number, number)];
-        let pid = Spawn {
-            argv: &argv,
-            env: None,
-            group: Group::NewSession,
-            fds: &fds,
-            cgroup: None,
-            caught: &[],
-        }
-        .start()
-        .unwrap();
+        let pid = plain(&argv, Group::NewSession, &fds).start().unwrap();
         drop(write);
         let mut out = String::new();
         std::fs::File::from(read).read_to_string(&mut out).unwrap();
@@ -749,16 +748,7 @@ mod tests {
     fn a_failed_exec_is_the_error_of_the_start() {
         let _serial = ONE_AT_A_TIME.lock();
         let argv = [CString::new("/nonexistent/program").unwrap()];
-        let error = Spawn {
-            argv: &argv,
-            env: None,
-            group: Group::NewSession,
-            fds: &[],
-            cgroup: None,
-            caught: &[],
-        }
-        .start()
-        .unwrap_err();
+        let error = plain(&argv, Group::NewSession, &[]).start().unwrap_err();
         assert_eq!(error.raw_os_error(), Some(libc::ENOENT));
         // The child is gone and left for the caller to reap.
         let status = rustix::process::wait(rustix::process::WaitOptions::empty()).unwrap();
@@ -770,12 +760,8 @@ mod tests {
         let _serial = ONE_AT_A_TIME.lock();
         let argv = args(&["/nonexistent/program"]);
         let launching = Spawn {
-            argv: &argv,
-            env: None,
-            group: Group::NewProcessGroup,
-            fds: &[],
-            cgroup: None,
             caught: &[Signal::CHILD, Signal::TERM],
+            ..plain(&argv, Group::NewProcessGroup, &[])
         }
         .start_detached()
         .unwrap();
@@ -798,16 +784,9 @@ mod tests {
         let mut pids = Vec::new();
         for i in 0..50 {
             let argv = sh(&format!("echo {i}"));
-            let launching = Spawn {
-                argv: &argv,
-                env: None,
-                group: Group::NewProcessGroup,
-                fds: &fds,
-                cgroup: None,
-                caught: &[],
-            }
-            .start_detached()
-            .unwrap();
+            let launching = plain(&argv, Group::NewProcessGroup, &fds)
+                .start_detached()
+                .unwrap();
             pids.push(launching.pid());
             // Scribbles over freed heap memory, as the rest of a program would.
             drop(launching);
@@ -829,14 +808,7 @@ mod tests {
     fn the_fork_fallback_reports_a_failed_exec_too() {
         let _serial = ONE_AT_A_TIME.lock();
         let argv = args(&["/nonexistent/program"]);
-        let spawn = Spawn {
-            argv: &argv,
-            env: None,
-            group: Group::NewSession,
-            fds: &[],
-            cgroup: None,
-            caught: &[],
-        };
+        let spawn = plain(&argv, Group::NewSession, &[]);
         let memory = ChildMemory::new(&spawn).unwrap();
         let error = fork_child(None, &memory.setup).unwrap_err();
         assert_eq!(error.raw_os_error(), Some(libc::ENOENT));
