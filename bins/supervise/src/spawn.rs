@@ -27,20 +27,7 @@ pub struct Started {
 /// `logger` next to supervise's own executable (svscan and the boot image keep them
 /// together), else the first on PATH, else the bare name (its start then fails, reported).
 pub fn find_logger() -> PathBuf {
-    let beside = std::env::current_exe()
-        .ok()
-        .and_then(|exe| exe.parent().map(|dir| dir.join("logger")));
-    let on_path = || {
-        std::env::var_os("PATH").and_then(|paths| {
-            std::env::split_paths(&paths)
-                .map(|dir| dir.join("logger"))
-                .find(|p| p.is_file())
-        })
-    };
-    beside
-        .filter(|p| p.is_file())
-        .or_else(on_path)
-        .unwrap_or_else(|| PathBuf::from("logger"))
+    warden::spawn::companion("logger").unwrap_or_else(|| PathBuf::from("logger"))
 }
 
 /// Starts `./run`, or, when there is none and `default_run` is given (a `log/` dir), the

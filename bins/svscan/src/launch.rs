@@ -12,7 +12,6 @@ use std::collections::HashMap;
 use std::ffi::{CString, OsStr};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
-use std::path::PathBuf;
 use warden::spawn::{Group, Launching, Spawn};
 
 /// Children that may still read svscan's memory, at most: each holds a 16 KiB stack.
@@ -76,7 +75,7 @@ pub fn spawn(
     caught: &[Signal],
     launches: &mut Launches,
 ) -> io::Result<Pid> {
-    let found = on_path(program).ok_or(rustix::io::Errno::NOENT)?;
+    let found = warden::spawn::on_path(program).ok_or(rustix::io::Errno::NOENT)?;
     let argv: Vec<CString> = std::iter::once(found.as_os_str())
         .chain(args.iter().copied())
         .map(|s| CString::new(s.as_bytes()).map_err(|_| io::ErrorKind::InvalidInput.into()))
@@ -109,13 +108,4 @@ pub fn spawn(
     let pid = Pid::from_raw(launching.pid() as i32);
     launches.in_flight.push(launching);
     pid.ok_or_else(|| io::ErrorKind::InvalidData.into())
-}
-
-fn on_path(program: &OsStr) -> Option<PathBuf> {
-    if program.as_bytes().contains(&b'/') {
-        return Some(PathBuf::from(program));
-    }
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|dir| dir.join(program))
-        .find(|path| path.is_file())
 }

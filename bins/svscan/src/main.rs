@@ -110,21 +110,10 @@ fn own_dir() -> Option<PathBuf> {
 
 /// A companion program: next to svscan's own executable, else on PATH.
 fn find_program(name: &str) -> PathBuf {
-    let beside = own_dir().map(|dir| dir.join(name));
-    let on_path = || {
-        std::env::var_os("PATH").and_then(|paths| {
-            std::env::split_paths(&paths)
-                .map(|dir| dir.join(name))
-                .find(|p| p.is_file())
-        })
-    };
-    match beside.filter(|p| p.is_file()).or_else(on_path) {
-        Some(path) => path,
-        None => {
-            eprintln!("svscan: warning: unable to find {name} next to svscan or on PATH");
-            PathBuf::from(name)
-        }
-    }
+    warden::spawn::companion(name).unwrap_or_else(|| {
+        eprintln!("svscan: warning: unable to find {name} next to svscan or on PATH");
+        PathBuf::from(name)
+    })
 }
 
 /// `init` next to svscan (the boot image keeps them together), else /sbin/init.

@@ -27,9 +27,11 @@ use rustix::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use rustix::fs::{Mode, OFlags};
 use rustix::pipe::PipeFlags;
 use rustix::process::Signal;
-use std::ffi::CString;
+use std::ffi::{CString, OsStr};
 use std::io;
 use std::mem::ManuallyDrop;
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
 
 /// What the child leads, so that signals meant for the parent's terminal or group stay off it.
@@ -200,7 +202,7 @@ impl Drop for Launching {
 /// makes a handful of raw syscalls.
 const VFORK_STACK: usize = 64 * 1024;
 
-/// The stack of a detached child: up to [`Launching`]s' worth of them may be held at once.
+/// The stack of a detached child (svscan holds at most 32 at once).
 const DETACHED_STACK: usize = 16 * 1024;
 
 /// What a detached child reads (and, for its errno, writes), copied to heap addresses that
@@ -266,6 +268,27 @@ impl ChildMemory {
             setup,
         })
     }
+}
+
+/// `program` as a path: as given when it has a slash, else the first file of that name in a
+/// directory of PATH.
+pub fn on_path(program: &OsStr) -> Option<PathBuf> {
+    if program.as_bytes().contains(&b'/') {
+        return Some(PathBuf::from(program));
+    }
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join(program))
+        .find(|path| path.is_file())
+}
+
+/// A companion program of this one (svscan's `supervise`, supervise's `logger`): next to this
+/// program's executable, as the boot image and an install keep them, else on PATH.
+pub fn companion(name: &str) -> Option<PathBuf> {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.join(name)))
+        .filter(|path| path.is_file())
+        .or_else(|| on_path(OsStr::new(name)))
 }
 
 fn null_terminated(strings: &[CString]) -> Vec<*const libc::c_char> {
