@@ -257,8 +257,9 @@ impl Extended {
     }
 }
 
+/// A text value on one line: `decode` splits at `\n` and drops a `\r` before it.
 fn one_line(s: &str) -> String {
-    s.replace('\n', " ")
+    s.replace(['\n', '\r'], " ")
 }
 
 #[cfg(test)]
@@ -362,6 +363,15 @@ mod tests {
             last_error: Some("unable to exec ./run: No such file or directory".into()),
         };
         assert_eq!(Extended::decode(&x.encode()), x);
+        // Found by tests/fuzz.rs (fuzz_extended_round_trip): a trailing `\r` was lost.
+        let cr = Extended {
+            last_error: Some("bad\r".into()),
+            ..Extended::default()
+        };
+        assert_eq!(
+            Extended::decode(&cr.encode()).last_error.as_deref(),
+            Some("bad ")
+        );
         let junk = Extended::decode("restarts x\nlast_exit code\nfuture 1\n\n");
         assert_eq!(junk, Extended::default());
         assert_eq!(Exit::Code(3).finish_args(), (3, 0));

@@ -2,7 +2,8 @@
 //!
 //! Labels are 2^62 + 10 + Unix seconds. The `tai64` crate's `Tai64N::now()` adds 37 (leap
 //! seconds, as s6 does), which would make runit's `sv` show uptimes 27 s short, so every
-//! timestamp here is built from Unix time through `Tai64::from_unix` (+10).
+//! timestamp here is built from Unix time with the +10 offset of `Tai64::from_unix`, in
+//! arithmetic of our own that cannot overflow: a label read from a file may hold any 64 bits.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -20,6 +21,12 @@ pub const LABEL_LEN: usize = 25;
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
+/// Label of the Unix epoch: 2^62 + 10 (daemontools' and runit's offset, see above).
+const UNIX_OFFSET: i128 = (1 << 62) + 10;
+
+/// Farthest a `SystemTime` is taken from the epoch, either way (about 1.5e11 years).
+const MAX_SYSTEM_SECS: i64 = 1 << 62;
+
 impl Tai64N {
     pub fn now() -> Self {
         Self::from_system_time(SystemTime::now())
@@ -27,35 +34,43 @@ impl Tai64N {
 
     pub fn from_system_time(t: SystemTime) -> Self {
         let (secs, nanos) = match t.duration_since(UNIX_EPOCH) {
-            Ok(d) => (d.as_secs() as i64, d.subsec_nanos()),
+            Ok(d) => (i128::from(d.as_secs()), d.subsec_nanos()),
             Err(e) => {
                 let d = e.duration();
-                let whole = -(d.as_secs() as i64);
+                let whole = -i128::from(d.as_secs());
                 match d.subsec_nanos() {
                     0 => (whole, 0),
                     n => (whole - 1, 1_000_000_000 - n),
                 }
             }
         };
+        let label = (secs + UNIX_OFFSET).clamp(0, i128::from(u64::MAX));
         Tai64N {
-            secs: tai64::Tai64::from_unix(secs).0,
+            secs: u64::try_from(label).unwrap_or(u64::MAX),
             nanos,
         }
     }
 
+    /// The instant as a `SystemTime`; a label beyond what the system clock can represent
+    /// (a foreign or corrupt record: TAI64 spans 2^63 s each way) is clamped to +-2^62 s.
     pub fn to_system_time(self) -> SystemTime {
-        let unix = tai64::Tai64(self.secs).to_unix();
+        let unix = self.unix_secs().clamp(-MAX_SYSTEM_SECS, MAX_SYSTEM_SECS);
         let nanos = Duration::from_nanos(u64::from(self.nanos));
-        if unix >= 0 {
-            UNIX_EPOCH + Duration::from_secs(unix as u64) + nanos
+        let whole = Duration::from_secs(unix.unsigned_abs());
+        let base = if unix >= 0 {
+            UNIX_EPOCH.checked_add(whole)
         } else {
-            UNIX_EPOCH - Duration::from_secs(unix.unsigned_abs()) + nanos
-        }
+            UNIX_EPOCH.checked_sub(whole)
+        };
+        base.and_then(|b| b.checked_add(nanos))
+            .unwrap_or(UNIX_EPOCH)
     }
 
-    /// Unix seconds of this instant.
+    /// Unix seconds of this instant, saturated at the ends of `i64` (labels are `u64`, so
+    /// the far end of the range does not fit).
     pub fn unix_secs(self) -> i64 {
-        tai64::Tai64(self.secs).to_unix()
+        let unix = i128::from(self.secs) - UNIX_OFFSET;
+        i64::try_from(unix).unwrap_or(if unix < 0 { i64::MIN } else { i64::MAX })
     }
 
     /// The 12-byte external form: seconds and nanoseconds, both big-endian.
@@ -151,6 +166,43 @@ mod tests {
         assert_eq!(
             t.to_system_time(),
             UNIX_EPOCH - Duration::new(1, 250_000_000)
+        );
+    }
+
+    /// Found by `tests/fuzz.rs` (fuzz_tai_round_trips, fuzz_status_decode_never_panics): a
+    /// label of 2^63 or more (a corrupt or foreign `status`, a log line starting with
+    /// `@8...`) made `unix_secs` overflow (a panic in debug builds) and `to_system_time` panic
+    /// in `SystemTime - Duration` (release builds too): `svctl status`, `logger --show`.
+    #[test]
+    fn labels_beyond_the_clock_saturate() {
+        for secs in [1 << 63, u64::MAX, 0, (1 << 62) + 10 + (1 << 62)] {
+            let t = Tai64N {
+                secs,
+                nanos: 999_999_999,
+            };
+            let _ = t.to_system_time();
+            let _ = Tai64N::now().saturating_since(t);
+            let _ = t.saturating_since(Tai64N::now());
+            assert_eq!(Tai64N::parse_label(&t.label()), Some(t));
+        }
+        assert_eq!(
+            Tai64N {
+                secs: u64::MAX,
+                nanos: 0
+            }
+            .unix_secs(),
+            i64::MAX
+        );
+        assert_eq!(Tai64N { secs: 0, nanos: 0 }.unix_secs(), -(1 << 62) - 10);
+        let far = Tai64N {
+            secs: 1 << 63,
+            nanos: 0,
+        };
+        assert!(far.to_system_time() > Tai64N::now().to_system_time());
+        let label = b"@800000000000000000000000";
+        assert_eq!(
+            Tai64N::parse_label(label).map(|t| t.unix_secs()),
+            Some((1 << 62) - 10)
         );
     }
 
