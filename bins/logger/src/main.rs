@@ -4,6 +4,8 @@
 
 mod args;
 mod clock;
+#[cfg(test)]
+mod fuzz;
 mod input;
 mod lines;
 mod logdir;

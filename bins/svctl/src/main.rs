@@ -3,6 +3,8 @@
 
 mod cli;
 mod commands;
+#[cfg(test)]
+mod fuzz;
 mod goal;
 mod interrupts;
 mod locks;

@@ -3,7 +3,8 @@
 //! names, service-dir settings and durations, `env/` files.
 //!
 //! Each property runs 256 cases in `cargo test`; for a long run:
-//! `PROPTEST_CASES=100000 cargo test --release -p warden --test fuzz`.
+//! `PROPTEST_CASES=100000 cargo test -p warden -p logger -p svctl fuzz` (a debug build:
+//! overflow checks on).
 
 use proptest::prelude::*;
 use std::ffi::OsString;
