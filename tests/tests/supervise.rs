@@ -1193,3 +1193,132 @@ fn default_log_runs_logger_until_a_run_appears() {
         .unwrap()
         .contains("last line"));
 }
+
+/// runit's "customize control": `control/t` stops a daemon that ignores TERM (as Debian's
+/// apache2 and postfix dirs do with `apache2ctl stop`), CONT follows, `control/d` runs after
+/// it with the pid, and `control/u` runs before every start whatever its exit. runit's own
+/// `sv -w` sees the hook-driven stop like any other.
+#[test]
+fn control_hooks_t_d_u_stop_a_daemon_that_ignores_term() {
+    warden_tests::require("sv", "runit");
+    let root = tempfile::tempdir().unwrap();
+    let svc = root.path().join("svc");
+    script(
+        &svc.join("run"),
+        "trap '' TERM\ntrap 'exit 7' USR1\necho $$ > runpid\nwhile :; do sleep 1000 & wait $!; done",
+    );
+    script(
+        &svc.join("control/t"),
+        "echo \"t $1 $PWD\" >> hooks\nkill -USR1 \"$1\"\nexit 0",
+    );
+    script(&svc.join("control/d"), "echo \"d $1\" >> hooks\nexit 3");
+    script(&svc.join("control/u"), "echo u >> hooks\nexit 1");
+    let sup = Sup::start(&svc);
+    let pid = sup.wait_run();
+    wait_until("runpid", WAIT, || svc.join("runpid").exists());
+    assert_eq!(read_lines(&svc.join("hooks")), vec!["u"]);
+    let (code, out, err) = run(
+        Command::new("sv").args(["-w", "10", "down"]).arg(&svc),
+        WAIT * 2,
+    );
+    assert_eq!(code, Some(0), "sv down: {out} {err}");
+    assert!(out.starts_with("ok: down: "), "{out}");
+    sup.wait_down();
+    assert!(!alive(pid as i32));
+    assert_eq!(
+        sup.ext().last_exit,
+        Some(Exit::Code(7)),
+        "stopped by the hook's USR1"
+    );
+    wait_until("control/d", WAIT, || {
+        read_lines(&svc.join("hooks")).len() == 3
+    });
+    let here = std::fs::canonicalize(&svc).unwrap();
+    assert_eq!(
+        read_lines(&svc.join("hooks")),
+        vec![
+            "u".to_owned(),
+            format!("t {pid} {}", here.display()),
+            format!("d {pid}")
+        ]
+    );
+    // `u` runs control/u again before starting.
+    sup.send(b"u");
+    let again = sup.wait_run();
+    assert_ne!(again, pid);
+    assert_eq!(
+        read_lines(&svc.join("hooks")).last().map(String::as_str),
+        Some("u")
+    );
+}
+
+/// A signalling command's hook replaces the signal when it exits 0; otherwise the signal is
+/// sent as without it. A hook that is not executable is not there.
+#[test]
+fn control_hook_exit_0_suppresses_the_signal() {
+    let root = tempfile::tempdir().unwrap();
+    let svc = root.path().join("svc");
+    script(&svc.join("run"), TRAPPER);
+    script(
+        &svc.join("control/h"),
+        "echo h >> hooks\nexit \"$(cat hcode)\"",
+    );
+    std::fs::write(svc.join("control/a"), "#!/bin/sh\nexit 0\n").unwrap();
+    std::fs::write(svc.join("hcode"), "0").unwrap();
+    let sup = Sup::start(&svc);
+    sup.wait_run();
+    wait_until("pids", WAIT, || svc.join("pids").exists());
+    let sigs = svc.join("sigs");
+    sup.send(b"h");
+    wait_until("control/h", WAIT, || {
+        read_lines(&svc.join("hooks")).len() == 1
+    });
+    // `a` comes after `h` is done: its ALRM proves the HUP was not sent.
+    sup.send(b"a");
+    wait_until("ALRM", WAIT, || {
+        read_lines(&sigs).contains(&"ALRM".to_owned())
+    });
+    assert_eq!(read_lines(&sigs), vec!["ALRM"], "exit 0: no HUP");
+    std::fs::write(svc.join("hcode"), "1").unwrap();
+    sup.send(b"h");
+    wait_until("HUP", WAIT, || read_lines(&sigs).len() == 2);
+    assert_eq!(read_lines(&sigs), vec!["ALRM", "HUP"]);
+    assert_eq!(read_lines(&svc.join("hooks")).len(), 2);
+}
+
+/// A hook that hangs is killed after `timeout-finish`, and the default action follows.
+#[test]
+fn a_hanging_control_hook_is_killed_after_timeout_finish() {
+    let root = tempfile::tempdir().unwrap();
+    let svc = root.path().join("svc");
+    script(&svc.join("run"), "exec sleep 1000");
+    script(&svc.join("control/t"), "echo $$ > hookpid\nexec sleep 1000");
+    std::fs::write(svc.join("timeout-finish"), "300ms").unwrap();
+    let sup = Sup::start(&svc);
+    let pid = sup.wait_run();
+    let asked = Instant::now();
+    sup.send(b"d");
+    wait_until("hookpid", WAIT, || svc.join("hookpid").exists());
+    let hook = read_pid_wait(&svc.join("hookpid"));
+    sup.wait("down after TERM", |s, x| {
+        s.state == RunState::Down && x.last_exit == Some(Exit::Signal(15))
+    });
+    assert!(asked.elapsed() >= Duration::from_millis(250));
+    assert!(!alive(pid as i32));
+    wait_until("the hook killed", WAIT, || !alive(hook));
+}
+
+/// A log service is not customised (as runsv): its `control/t` is never run.
+#[test]
+fn a_log_service_has_no_control_hooks() {
+    let root = tempfile::tempdir().unwrap();
+    let svc = root.path().join("log");
+    script(&svc.join("run"), "exec sleep 1000");
+    script(&svc.join("control/t"), "touch ran\nexit 0");
+    let sup = Sup::start_with(&svc, &["--default-log"], Stdio::null()).ready();
+    let pid = sup.wait_run();
+    sup.send(b"d");
+    sup.wait_down();
+    assert!(!alive(pid as i32));
+    assert!(!svc.join("ran").exists());
+}

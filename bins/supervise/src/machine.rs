@@ -1,6 +1,12 @@
 //! The supervisor's logic as a pure state machine: `Machine::step(event, now)` changes the state
 //! and returns the actions the I/O layer must carry out. Nothing here forks, signals or touches a
 //! file, so every state × event pair is tested with plain values (dinit style).
+//!
+//! runit's `control/` hooks (runsv(8) "customize control") are actions too: the machine asks
+//! for `control/<c>` (`Action::Hook`), the I/O layer answers that it started
+//! (`Event::HookStarted`) or is not there (`Event::HookAbsent`), and its exit comes as any
+//! child's. While a hook runs, commands wait their turn in order, as in runsv, which runs the
+//! hook to its end before it reads the next byte; the service's own exit is handled meanwhile.
 
 use rustix::process::Signal;
 use std::time::{Duration, Instant};
@@ -17,6 +23,9 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// How long what is left of a stopped service's tree gets after TERM when no `timeout-kill`
 /// is set, before KILL.
 pub const DEFAULT_LEFTOVER_GRACE: Duration = Duration::from_secs(2);
+/// Commands kept while a hook runs; the I/O layer does not read the control FIFO meanwhile,
+/// so only the rest of one read (and SIGTERMs) can come, far fewer than this.
+pub const MAX_DEFERRED: usize = 256;
 
 /// The two clocks a step needs: monotonic for deadlines, wall clock (TAI64N +10) for the status.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,8 +84,19 @@ pub enum Event {
         normally_down: bool,
         leftovers: bool,
         limits: Limits,
+        /// `control/` hooks apply (not for a log service, as runsv).
+        customisable: bool,
     },
     Command(Command),
+    /// The hook asked for (`Action::Hook`) started.
+    HookStarted {
+        pid: u32,
+    },
+    /// The hook asked for is not there, not executable, or could not be started: the default
+    /// action follows, as in runsv.
+    HookAbsent,
+    /// Go on with the commands that waited for a hook (answer to `Action::Resume`).
+    Resume,
     /// `./run` was started (answer to `Action::SpawnRun`).
     RunStarted {
         pid: u32,
@@ -123,6 +143,8 @@ pub enum Target {
     Finish(u32),
     /// Everything of the service: its process group and its cgroup.
     Tree,
+    /// A `control/` hook's process group.
+    Hook(u32),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -134,6 +156,40 @@ pub enum Action {
     Publish,
     /// The supervisor's work is done: exit with status 0.
     Exit,
+    /// Run `control/<letter>` with `pid` (the service's, 0 for none: an empty argument) as its
+    /// argument, if it is executable; answer `HookStarted` or `HookAbsent`.
+    Hook {
+        letter: u8,
+        pid: u32,
+    },
+    /// Feed `Event::Resume`: more commands wait.
+    Resume,
+}
+
+/// What comes after a hook, by its exit (runsv's `custom()`: exit 0 means "done, skip the
+/// default").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Then {
+    /// `control/u` before a start of `./run` (for `u`, `o` and every restart): start, whatever
+    /// its exit.
+    Start,
+    /// The hook of a signalling command: unless it exits 0, `signal` to the run `pid`.
+    Signal { pid: u32, signal: Signal },
+    /// `control/t` of `d`, `x` or `t`: unless it exits 0, `signal` to the run `pid` (and the
+    /// TERM flag); then, if want is down or exit, CONT and `control/d` or `control/x`.
+    Stop { pid: u32, signal: Signal },
+    /// `control/d`, `control/x`: their exit is ignored.
+    Nothing,
+}
+
+/// The hook being run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Hook {
+    pub letter: u8,
+    /// None until the I/O layer says it started.
+    pub pid: Option<u32>,
+    pub kill_at: Option<Instant>,
+    pub then: Then,
 }
 
 /// The actions of one step, in order; a fixed array so the loop does not allocate.
@@ -202,6 +258,14 @@ pub struct Machine {
     started_once: bool,
     pub ext: Extended,
     pub done: bool,
+    /// `control/` hooks apply.
+    pub customisable: bool,
+    /// The hook that runs or was asked for.
+    pub hook: Option<Hook>,
+    /// Commands that came while a hook ran, in order.
+    pub deferred: std::collections::VecDeque<Command>,
+    /// A start was due while a hook ran: it follows the hook.
+    pub start_due: bool,
 }
 
 impl Machine {
@@ -219,12 +283,26 @@ impl Machine {
             started_once: false,
             ext: Extended::default(),
             done: false,
+            customisable: false,
+            hook: None,
+            deferred: std::collections::VecDeque::new(),
+            start_due: false,
         }
+    }
+
+    /// Whether the machine takes commands now; while a hook runs they wait (the I/O layer
+    /// leaves them in the FIFO).
+    pub fn accepts_commands(&self) -> bool {
+        self.hook.is_none() && self.deferred.is_empty()
+    }
+
+    pub fn hook_pid(&self) -> Option<u32> {
+        self.hook.and_then(|hook| hook.pid)
     }
 
     /// The nearest deadline, or none: then the loop sleeps until an event.
     pub fn deadline(&self) -> Option<Instant> {
-        match self.phase {
+        let phase = match self.phase {
             Phase::Down { restart_at } => restart_at,
             Phase::Run { kill_at, .. } => kill_at,
             Phase::Finish {
@@ -235,6 +313,10 @@ impl Machine {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             },
+        };
+        match (phase, self.hook.and_then(|hook| hook.kill_at)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
     }
 
@@ -289,8 +371,32 @@ impl Machine {
                 normally_down,
                 leftovers,
                 limits,
-            } => self.boot(normally_down, leftovers, limits, now, &mut out),
-            Event::Command(command) => self.command(command, now, &mut out),
+                customisable,
+            } => {
+                self.customisable = customisable;
+                self.boot(normally_down, leftovers, limits, now, &mut out)
+            }
+            Event::Command(command) => {
+                if self.accepts_commands() {
+                    self.command(command, now, &mut out);
+                } else if self.deferred.len() < MAX_DEFERRED {
+                    self.deferred.push_back(command);
+                }
+            }
+            Event::HookStarted { pid } => {
+                if let Some(hook) = &mut self.hook {
+                    if hook.pid.is_none() {
+                        hook.pid = Some(pid);
+                        hook.kill_at = now.after(self.limits.timeout_finish);
+                    }
+                }
+            }
+            Event::HookAbsent => {
+                if self.hook.is_some_and(|hook| hook.pid.is_none()) {
+                    self.hook_done(false, now, &mut out);
+                }
+            }
+            Event::Resume => self.resume(now, &mut out),
             Event::RunStarted { pid, limits } => {
                 self.phase = Phase::Run {
                     pid,
@@ -407,7 +513,7 @@ impl Machine {
                     // An explicit request beats the crash-loop throttle.
                     self.not_before = None;
                     self.phase = Phase::Down { restart_at: None };
-                    out.push(Action::SpawnRun);
+                    self.start(out);
                 }
                 out.push(Action::Publish);
             }
@@ -417,7 +523,7 @@ impl Machine {
                     self.not_before = None;
                     self.phase = Phase::Down { restart_at: None };
                     self.ext.next_start_at = None;
-                    out.push(Action::SpawnRun);
+                    self.start(out);
                 }
                 out.push(Action::Publish);
             }
@@ -453,6 +559,15 @@ impl Machine {
             }
             Command::Term => {
                 if let Phase::Run { pid, .. } = self.phase {
+                    if self.customisable {
+                        let then = Then::Stop {
+                            pid,
+                            signal: Signal::TERM,
+                        };
+                        self.ask(b't', pid, then, out);
+                        out.push(Action::Publish);
+                        return;
+                    }
                     out.push(Action::Signal(Target::Main(pid), Signal::TERM));
                     self.term_sent = true;
                     if self.want != Want::Up {
@@ -468,7 +583,7 @@ impl Machine {
                     } else {
                         Signal::CONT
                     };
-                    out.push(Action::Signal(Target::Main(pid), signal));
+                    self.signal_or_hook(command, pid, signal, out);
                 }
                 // As runsv: the flag follows the command even when nothing runs.
                 self.paused = command == Command::Pause;
@@ -482,17 +597,140 @@ impl Machine {
             | Command::Usr2
             | Command::Kill => {
                 if let (Phase::Run { pid, .. }, Some(signal)) = (self.phase, command.signal()) {
-                    out.push(Action::Signal(Target::Main(pid), signal));
+                    self.signal_or_hook(command, pid, signal, out);
                 }
             }
         }
     }
 
-    /// `d` or `x` on a running service: down-signal then CONT to the main process.
+    /// A signalling command on a running service: its hook, or the signal.
+    fn signal_or_hook(&mut self, command: Command, pid: u32, signal: Signal, out: &mut Actions) {
+        if self.customisable {
+            self.ask(command.byte(), pid, Then::Signal { pid, signal }, out);
+        } else {
+            out.push(Action::Signal(Target::Main(pid), signal));
+        }
+    }
+
+    /// Asks for `control/<letter>`; what follows comes with its answer and exit.
+    fn ask(&mut self, letter: u8, pid: u32, then: Then, out: &mut Actions) {
+        self.hook = Some(Hook {
+            letter,
+            pid: None,
+            kill_at: None,
+            then,
+        });
+        out.push(Action::Hook { letter, pid });
+    }
+
+    /// Starts `./run`, after `control/u` where hooks apply (after the running hook, if one
+    /// runs). Returns whether `SpawnRun` was asked for (its answer publishes).
+    fn start(&mut self, out: &mut Actions) -> bool {
+        if !self.customisable {
+            out.push(Action::SpawnRun);
+            return true;
+        }
+        if self.hook.is_some() {
+            self.start_due = true;
+        } else {
+            self.ask(b'u', 0, Then::Start, out);
+        }
+        false
+    }
+
+    /// The hook ended (`ok`: it exited 0) or was not there: what comes after it, then the
+    /// start or commands that waited for it.
+    fn hook_done(&mut self, ok: bool, now: Now, out: &mut Actions) {
+        let Some(hook) = self.hook.take() else { return };
+        let running = |m: &Machine, pid: u32| m.run_pid() == Some(pid);
+        match hook.then {
+            Then::Start => {
+                if matches!(self.phase, Phase::Down { .. }) && !self.done {
+                    out.push(Action::SpawnRun);
+                    // RunStarted or StartFailed publishes; commands go on after it.
+                    if !self.deferred.is_empty() {
+                        out.push(Action::Resume);
+                    }
+                    return;
+                }
+            }
+            Then::Signal { pid, signal } => {
+                if !ok && running(self, pid) {
+                    out.push(Action::Signal(Target::Main(pid), signal));
+                }
+            }
+            Then::Stop { pid, signal } => {
+                let alive = running(self, pid);
+                if !ok && alive {
+                    out.push(Action::Signal(Target::Main(pid), signal));
+                    self.term_sent = true;
+                    out.push(Action::Publish);
+                }
+                let after = match self.want {
+                    Want::Down => Some(b'd'),
+                    Want::Exit => Some(b'x'),
+                    Want::Up => None,
+                };
+                if let Some(letter) = after {
+                    if alive {
+                        out.push(Action::Signal(Target::Main(pid), Signal::CONT));
+                    }
+                    let arg = if alive { pid } else { 0 };
+                    self.ask(letter, arg, Then::Nothing, out);
+                    return;
+                }
+            }
+            Then::Nothing => {}
+        }
+        self.resume(now, out);
+    }
+
+    /// No hook runs: carry out what waited for one (an exit, a start), then the next command.
+    fn resume(&mut self, now: Now, out: &mut Actions) {
+        if self.hook.is_some() || self.done {
+            return;
+        }
+        let down = matches!(self.phase, Phase::Down { .. });
+        if down && (self.want == Want::Exit || self.exit_after) {
+            self.deferred.clear();
+            out.push(Action::Publish);
+            self.done = true;
+            out.push(Action::Exit);
+            return;
+        }
+        if self.start_due {
+            self.start_due = false;
+            if down {
+                if !self.start(out) {
+                    out.push(Action::Publish);
+                }
+                if self.hook.is_some() {
+                    return;
+                }
+            }
+        }
+        if let Some(command) = self.deferred.pop_front() {
+            self.command(command, now, out);
+            if self.hook.is_none() && !self.deferred.is_empty() {
+                out.push(Action::Resume);
+            }
+        }
+    }
+
+    /// `d` or `x` on a running service: down-signal then CONT to the main process (or, where
+    /// hooks apply, `control/t` first, then CONT and `control/d` or `control/x`).
     fn stop(&mut self, pid: u32, now: Now, out: &mut Actions) {
-        out.push(Action::Signal(Target::Main(pid), self.limits.down_signal));
-        out.push(Action::Signal(Target::Main(pid), Signal::CONT));
-        self.term_sent = true;
+        if self.customisable {
+            let then = Then::Stop {
+                pid,
+                signal: self.limits.down_signal,
+            };
+            self.ask(b't', pid, then, out);
+        } else {
+            out.push(Action::Signal(Target::Main(pid), self.limits.down_signal));
+            out.push(Action::Signal(Target::Main(pid), Signal::CONT));
+            self.term_sent = true;
+        }
         if let (Phase::Run { kill_at, .. }, Some(timeout)) =
             (&mut self.phase, self.limits.timeout_kill)
         {
@@ -511,6 +749,10 @@ impl Machine {
         now: Now,
         out: &mut Actions,
     ) {
+        if self.hook_pid() == Some(pid) {
+            self.hook_done(exit == Exit::Code(0), now, out);
+            return;
+        }
         match self.phase {
             Phase::Run {
                 pid: run_pid,
@@ -599,13 +841,20 @@ impl Machine {
 
     fn tick(&mut self, now: Now, out: &mut Actions) {
         let due = |at: Option<Instant>| at.is_some_and(|at| at <= now.mono);
+        if let Some(hook) = &mut self.hook {
+            if let (true, Some(pid)) = (due(hook.kill_at), hook.pid) {
+                // Its exit (by KILL: not 0) brings the default action.
+                hook.kill_at = None;
+                out.push(Action::Signal(Target::Hook(pid), Signal::KILL));
+            }
+        }
         match &mut self.phase {
             Phase::Down { restart_at } => {
                 if due(*restart_at) {
                     *restart_at = None;
                     self.not_before = None;
-                    if self.want == Want::Up && !self.exit_after {
-                        out.push(Action::SpawnRun);
+                    if self.want == Want::Up && !self.exit_after && !self.start(out) {
+                        out.push(Action::Publish);
                     }
                 }
             }
@@ -652,8 +901,11 @@ impl Machine {
         self.ext.next_start_at = None;
         if self.want == Want::Exit || self.exit_after {
             out.push(Action::Publish);
-            self.done = true;
-            out.push(Action::Exit);
+            // With a hook running (`control/x`), the exit follows its end.
+            if self.hook.is_none() {
+                self.done = true;
+                out.push(Action::Exit);
+            }
             return;
         }
         if self.want == Want::Up {
@@ -667,8 +919,9 @@ impl Machine {
                 _ => {
                     // RunStarted or StartFailed publishes what comes of it.
                     self.not_before = None;
-                    out.push(Action::SpawnRun);
-                    return;
+                    if self.start(out) {
+                        return;
+                    }
                 }
             }
         }

@@ -37,6 +37,7 @@ fn boot(clock: &Clock, normally_down: bool) -> Machine {
             normally_down,
             leftovers: false,
             limits: limits(),
+            customisable: false,
         },
         clock.at(0),
     );
@@ -102,6 +103,7 @@ fn boot_starts_the_service_unless_down() {
             normally_down: false,
             leftovers: false,
             limits: limits(),
+            customisable: false,
         },
         clock.at(0),
     );
@@ -114,6 +116,7 @@ fn boot_starts_the_service_unless_down() {
             normally_down: true,
             leftovers: false,
             limits: limits(),
+            customisable: false,
         },
         clock.at(0),
     );
@@ -132,6 +135,7 @@ fn boot_with_leftovers_stops_them_first() {
             normally_down: false,
             leftovers: true,
             limits: limits(),
+            customisable: false,
         },
         clock.at(0),
     );
@@ -779,6 +783,346 @@ fn idle_states_have_no_deadline() {
     assert_eq!(running(&clock, 0).deadline(), None);
 }
 
+/// A service with `control/` hooks (not a log): booted and running as pid 100, `control/u`
+/// absent at its start.
+fn custom_running(clock: &Clock, down_signal: Signal) -> Machine {
+    let mut m = Machine::new(clock.at(0));
+    let a = m.step(
+        Event::Boot {
+            normally_down: false,
+            leftovers: false,
+            limits: limits(),
+            customisable: true,
+        },
+        clock.at(0),
+    );
+    assert_eq!(
+        acts(a),
+        vec![Hook(b'u', 0), Publish],
+        "control/u before ./run"
+    );
+    assert_eq!(acts(m.step(Event::HookAbsent, clock.at(0))), vec![SpawnRun]);
+    m.step(
+        Event::RunStarted {
+            pid: 100,
+            limits: Limits {
+                down_signal,
+                ..limits()
+            },
+        },
+        clock.at(0),
+    );
+    m
+}
+
+#[allow(non_snake_case)]
+fn Hook(letter: u8, pid: u32) -> Action {
+    Action::Hook { letter, pid }
+}
+
+#[test]
+fn control_u_runs_before_every_start_and_its_exit_is_ignored() {
+    let clock = Clock::new();
+    let mut m = custom_running(&clock, Signal::TERM);
+    // A restart after a crash asks for control/u again; it runs, fails, ./run starts anyway.
+    let a = m.step(exited(100, Exit::Code(1), false, false), clock.at(5000));
+    assert_eq!(acts(a), vec![Hook(b'u', 0), Publish]);
+    assert_eq!(m.status().state, RunState::Down);
+    assert_eq!(
+        acts(m.step(Event::HookStarted { pid: 50 }, clock.at(5000))),
+        vec![]
+    );
+    assert_eq!(m.hook_pid(), Some(50));
+    assert_eq!(
+        acts(m.step(exited(50, Exit::Code(1), false, false), clock.at(5001))),
+        vec![SpawnRun]
+    );
+    assert_eq!(m.hook, None);
+    // `o` uses control/u as well.
+    let mut m = custom_running(&clock, Signal::TERM);
+    m.want = Want::Down;
+    m.step(exited(100, Exit::Code(0), false, false), clock.at(5000));
+    assert_eq!(
+        acts(m.step(Event::Command(C::Once), clock.at(5001))),
+        vec![Hook(b'u', 0), Publish]
+    );
+    assert_eq!(
+        acts(m.step(exited(999, Exit::Code(0), false, false), clock.at(5001))),
+        vec![],
+        "not the hook's pid"
+    );
+    assert_eq!(
+        acts(m.step(Event::HookAbsent, clock.at(5002))),
+        vec![SpawnRun]
+    );
+}
+
+#[test]
+fn down_runs_control_t_whose_exit_0_replaces_the_down_signal_then_cont_and_control_d() {
+    let clock = Clock::new();
+    let mut m = custom_running(&clock, Signal::INT);
+    let a = m.step(Event::Command(C::Down), clock.at(100));
+    assert_eq!(acts(a), vec![Hook(b't', 100), Publish]);
+    assert_eq!(m.status().want, Want::Down);
+    m.step(Event::HookStarted { pid: 60 }, clock.at(100));
+    // control/t did the stopping: no signal of ours, no TERM flag.
+    let a = m.step(exited(60, Exit::Code(0), false, false), clock.at(200));
+    assert_eq!(
+        acts(a),
+        vec![Sig(Target::Main(100), Signal::CONT), Hook(b'd', 100)]
+    );
+    assert!(!m.status().term_sent);
+    m.step(Event::HookStarted { pid: 61 }, clock.at(200));
+    // control/d's exit is ignored.
+    assert_eq!(
+        acts(m.step(exited(61, Exit::Code(7), false, false), clock.at(300))),
+        vec![]
+    );
+    assert_eq!(m.hook, None);
+    assert!(m.accepts_commands());
+    // The daemon stopped by the hook goes down like any other.
+    let a = m.step(exited(100, Exit::Code(0), false, false), clock.at(400));
+    assert_eq!(acts(a), vec![Publish]);
+    assert_eq!(m.status().state, RunState::Down);
+}
+
+#[test]
+fn down_with_a_failing_or_absent_control_t_sends_the_down_signal() {
+    let clock = Clock::new();
+    let mut m = custom_running(&clock, Signal::INT);
+    m.step(Event::Command(C::Down), clock.at(100));
+    m.step(Event::HookStarted { pid: 60 }, clock.at(100));
+    let a = m.step(exited(60, Exit::Code(1), false, false), clock.at(200));
+    assert_eq!(
+        acts(a),
+        vec![
+            Sig(Target::Main(100), Signal::INT),
+            Publish,
+            Sig(Target::Main(100), Signal::CONT),
+            Hook(b'd', 100)
+        ]
+    );
+    assert!(m.status().term_sent);
+    assert_eq!(acts(m.step(Event::HookAbsent, clock.at(200))), vec![]);
+
+    let mut m = custom_running(&clock, Signal::TERM);
+    m.step(Event::Command(C::Down), clock.at(100));
+    let a = m.step(Event::HookAbsent, clock.at(100));
+    assert_eq!(
+        acts(a),
+        vec![
+            Sig(Target::Main(100), Signal::TERM),
+            Publish,
+            Sig(Target::Main(100), Signal::CONT),
+            Hook(b'd', 100)
+        ]
+    );
+}
+
+#[test]
+fn exit_runs_control_t_then_control_x_and_exits_after_it() {
+    let clock = Clock::new();
+    let mut m = custom_running(&clock, Signal::TERM);
+    assert_eq!(
+        acts(m.step(Event::Command(C::Exit), clock.at(100))),
+        vec![Hook(b't', 100), Publish]
+    );
+    m.step(Event::HookStarted { pid: 60 }, clock.at(100));
+    assert_eq!(
+        acts(m.step(exited(60, Exit::Code(0), false, false), clock.at(200))),
+        vec![Sig(Target::Main(100), Signal::CONT), Hook(b'x', 100)]
+    );
+    m.step(Event::HookStarted { pid: 61 }, clock.at(200));
+    // The service goes down while control/x runs: the exit waits for the hook.
+    let a = m.step(exited(100, Exit::Code(0), false, false), clock.at(300));
+    assert_eq!(acts(a), vec![Publish]);
+    assert!(!m.done);
+    let a = m.step(exited(61, Exit::Code(0), false, false), clock.at(400));
+    assert_eq!(acts(a), vec![Publish, Action::Exit]);
+    assert!(m.done);
+}
+
+#[test]
+fn t_runs_control_t_without_cont_or_control_d_while_want_up() {
+    let clock = Clock::new();
+    let mut m = custom_running(&clock, Signal::INT);
+    assert_eq!(
+        acts(m.step(Event::Command(C::Term), clock.at(100))),
+        vec![Hook(b't', 100), Publish]
+    );
+    // TERM (not the down-signal) when the hook fails; nothing after it.
+    assert_eq!(
+        acts(m.step(Event::HookAbsent, clock.at(100))),
+        vec![Sig(Target::Main(100), Signal::TERM), Publish]
+    );
+    assert!(m.status().term_sent);
+}
+
+#[test]
+fn signalling_commands_run_their_hook_and_signal_unless_it_exits_0() {
+    let clock = Clock::new();
+    for (command, letter, signal) in [
+        (C::Pause, b'p', Signal::STOP),
+        (C::Cont, b'c', Signal::CONT),
+        (C::Hup, b'h', Signal::HUP),
+        (C::Alarm, b'a', Signal::ALARM),
+        (C::Interrupt, b'i', Signal::INT),
+        (C::Quit, b'q', Signal::QUIT),
+        (C::Usr1, b'1', Signal::USR1),
+        (C::Usr2, b'2', Signal::USR2),
+        (C::Kill, b'k', Signal::KILL),
+    ] {
+        for (answer, exit, signalled) in [
+            (Some(70), Exit::Code(0), false),
+            (Some(70), Exit::Code(2), true),
+            (Some(70), Exit::Signal(9), true),
+            (None, Exit::Code(0), true),
+        ] {
+            let mut m = custom_running(&clock, Signal::TERM);
+            let a = acts(m.step(Event::Command(command), clock.at(10)));
+            assert_eq!(a.first(), Some(&Hook(letter, 100)), "{command:?}");
+            let a = match answer {
+                Some(pid) => {
+                    m.step(Event::HookStarted { pid }, clock.at(10));
+                    m.step(exited(pid, exit, false, false), clock.at(20))
+                }
+                None => m.step(Event::HookAbsent, clock.at(10)),
+            };
+            let want: Vec<Action> = if signalled {
+                vec![Sig(Target::Main(100), signal)]
+            } else {
+                vec![]
+            };
+            assert_eq!(acts(a), want, "{command:?} {answer:?} {exit:?}");
+            if command == C::Pause {
+                assert!(m.status().paused, "the flag follows the command");
+            }
+        }
+    }
+}
+
+#[test]
+fn commands_wait_in_order_while_a_hook_runs() {
+    let clock = Clock::new();
+    let mut m = custom_running(&clock, Signal::TERM);
+    m.step(Event::Command(C::Down), clock.at(100));
+    m.step(Event::HookStarted { pid: 60 }, clock.at(100));
+    assert!(!m.accepts_commands());
+    assert_eq!(acts(m.step(Event::Command(C::Hup), clock.at(110))), vec![]);
+    assert_eq!(acts(m.step(Event::Command(C::Up), clock.at(120))), vec![]);
+    assert_eq!(m.deferred.len(), 2);
+    // control/t stops the daemon before it exits itself.
+    let a = m.step(exited(100, Exit::Code(0), false, false), clock.at(130));
+    assert_eq!(acts(a), vec![Publish]);
+    assert_eq!(m.status().state, RunState::Down);
+    // No signal to a run that is gone, and control/d gets no pid.
+    let a = m.step(exited(60, Exit::Code(0), false, false), clock.at(140));
+    assert_eq!(acts(a), vec![Hook(b'd', 0)]);
+    // control/d is absent: `h` (nothing runs: nothing to do), then `u`, one step each.
+    assert_eq!(
+        acts(m.step(Event::HookAbsent, clock.at(150))),
+        vec![Action::Resume]
+    );
+    let a = m.step(Event::Resume, clock.at(150));
+    assert_eq!(acts(a), vec![Hook(b'u', 0), Publish]);
+    assert_eq!(m.want, Want::Up);
+    assert!(m.deferred.is_empty());
+    assert_eq!(
+        acts(m.step(Event::HookAbsent, clock.at(160))),
+        vec![SpawnRun]
+    );
+}
+
+#[test]
+fn a_restart_due_while_a_hook_runs_follows_it() {
+    let clock = Clock::new();
+    let mut m = custom_running(&clock, Signal::TERM);
+    m.step(Event::Command(C::Hup), clock.at(100));
+    m.step(Event::HookStarted { pid: 60 }, clock.at(100));
+    let a = m.step(exited(100, Exit::Code(0), false, false), clock.at(5000));
+    assert_eq!(acts(a), vec![Publish]);
+    assert!(m.start_due);
+    // The hook failed, but the run it was for is gone: no HUP to a stale pid.
+    let a = m.step(exited(60, Exit::Code(1), false, false), clock.at(5001));
+    assert_eq!(acts(a), vec![Hook(b'u', 0), Publish]);
+    assert!(!m.start_due);
+}
+
+#[test]
+fn a_hook_is_killed_after_timeout_finish_and_then_counts_as_failed() {
+    let clock = Clock::new();
+    let mut m = custom_running(&clock, Signal::TERM);
+    m.step(Event::Command(C::Down), clock.at(100));
+    assert_eq!(m.deadline(), None, "no deadline before the hook runs");
+    m.step(Event::HookStarted { pid: 60 }, clock.at(100));
+    assert_eq!(m.deadline(), Some(clock.at(5100).mono));
+    assert_eq!(acts(m.step(Event::Tick, clock.at(5000))), vec![]);
+    assert_eq!(
+        acts(m.step(Event::Tick, clock.at(5100))),
+        vec![Sig(Target::Hook(60), Signal::KILL)]
+    );
+    assert_eq!(m.deadline(), None);
+    let a = m.step(exited(60, Exit::Signal(9), false, false), clock.at(5101));
+    assert_eq!(
+        acts(a),
+        vec![
+            Sig(Target::Main(100), Signal::TERM),
+            Publish,
+            Sig(Target::Main(100), Signal::CONT),
+            Hook(b'd', 100)
+        ]
+    );
+}
+
+#[test]
+fn timeout_kill_counts_from_the_down_even_with_a_hook() {
+    let clock = Clock::new();
+    let mut m = Machine::new(clock.at(0));
+    m.step(
+        Event::Boot {
+            normally_down: false,
+            leftovers: false,
+            limits: limits(),
+            customisable: true,
+        },
+        clock.at(0),
+    );
+    m.step(Event::HookAbsent, clock.at(0));
+    m.step(
+        Event::RunStarted {
+            pid: 100,
+            limits: Limits {
+                timeout_kill: Some(Duration::from_secs(3)),
+                ..limits()
+            },
+        },
+        clock.at(0),
+    );
+    m.step(Event::Command(C::Down), clock.at(100));
+    m.step(Event::HookStarted { pid: 60 }, clock.at(100));
+    m.step(exited(60, Exit::Code(0), false, false), clock.at(200));
+    m.step(Event::HookAbsent, clock.at(200));
+    assert_eq!(m.deadline(), Some(clock.at(3100).mono));
+    assert_eq!(
+        acts(m.step(Event::Tick, clock.at(3100))),
+        vec![
+            Sig(Target::Main(100), Signal::KILL),
+            Sig(Target::Tree, Signal::KILL)
+        ]
+    );
+}
+
+#[test]
+fn a_log_service_is_not_customised() {
+    let clock = Clock::new();
+    let mut m = running(&clock, 0);
+    assert!(!m.customisable);
+    let a = m.step(Event::Command(C::Down), clock.at(10));
+    assert!(!acts(a).iter().any(|a| matches!(a, Action::Hook { .. })));
+    let a = m.step(exited(100, Exit::Code(0), false, false), clock.at(20));
+    assert!(!acts(a).iter().any(|a| matches!(a, Action::Hook { .. })));
+}
+
 #[test]
 fn actions_never_overflow() {
     let mut a = Actions::new();
@@ -809,6 +1153,32 @@ fn every_state_times_every_event_keeps_the_invariants() {
             m.step(Event::Command(C::Down), clock.at(10));
             m
         }),
+        ("hook asked", {
+            let mut m = custom_running(&clock, Signal::TERM);
+            m.step(Event::Command(C::Down), clock.at(10));
+            m
+        }),
+        ("control/t runs", {
+            let mut m = custom_running(&clock, Signal::TERM);
+            m.step(Event::Command(C::Down), clock.at(10));
+            m.step(Event::HookStarted { pid: 200 }, clock.at(10));
+            m.step(Event::Command(C::Up), clock.at(10));
+            m
+        }),
+        ("control/x runs, service down", {
+            let mut m = custom_running(&clock, Signal::TERM);
+            m.step(Event::Command(C::Exit), clock.at(10));
+            m.step(Event::HookAbsent, clock.at(10));
+            m.step(Event::HookStarted { pid: 200 }, clock.at(10));
+            m.step(exited(100, Exit::Code(0), false, false), clock.at(20));
+            m
+        }),
+        ("control/u runs", {
+            let mut m = custom_running(&clock, Signal::TERM);
+            m.step(exited(100, Exit::Code(0), false, false), clock.at(5000));
+            m.step(Event::HookStarted { pid: 200 }, clock.at(5000));
+            m
+        }),
     ];
     let mut events = vec![
         Event::RunStarted {
@@ -827,6 +1197,9 @@ fn every_state_times_every_event_keeps_the_invariants() {
         Event::Ready,
         Event::Warning { error: "w".into() },
         Event::Tick,
+        Event::HookStarted { pid: 302 },
+        Event::HookAbsent,
+        Event::Resume,
     ];
     for byte in b"udoxpchaiq12tke" {
         events.push(Event::Command(C::from_byte(*byte).unwrap()));
@@ -857,6 +1230,18 @@ fn every_state_times_every_event_keeps_the_invariants() {
                 }
                 if let Some(at) = m.deadline() {
                     assert!(at >= clock.at(0).mono, "{what}");
+                }
+                let hooks = actions
+                    .iter()
+                    .filter(|a| matches!(a, Action::Hook { .. }))
+                    .count();
+                assert!(hooks <= 1, "{what}: one hook at a time");
+                if hooks == 1 {
+                    assert!(m.hook.is_some_and(|h| h.pid.is_none()), "{what}");
+                    assert!(!actions.contains(&SpawnRun), "{what}: spawn beside a hook");
+                }
+                if !m.customisable {
+                    assert_eq!(hooks, 0, "{what}: a log service has no hooks");
                 }
             }
         }

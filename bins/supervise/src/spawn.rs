@@ -1,4 +1,4 @@
-//! Starting `./run` and `./finish`: each in a new session (so a process group of its own), with
+//! Starting `./run`, `./finish` and the `control/` hooks: each in a new session (so a process group of its own), with
 //! the supervisor's stdin, stdout and stderr, `env/` applied, the run born inside the service's
 //! cgroup (clone3 with CLONE_INTO_CGROUP; moving a process afterwards costs the kernel an RCU
 //! grace period, milliseconds on every restart) and the write end of the readiness pipe at the
@@ -105,6 +105,33 @@ pub fn finish(service: &Path, exit: Exit) -> Result<u32, String> {
             crate::cause(&e)
         )
     })
+}
+
+/// Starts `control/<letter>` (runsv's "customize control") with the service's pid as its
+/// argument (empty when none runs), if it is there and executable by its owner: `Ok(None)` when
+/// it is not (the default action follows), as runsv's `stat` and `S_IXUSR` test. Like `finish`:
+/// the service dir as cwd, `env/` applied, a session of its own, outside the service's cgroup.
+pub fn hook(service: &Path, letter: u8, pid: u32) -> Result<Option<u32>, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let name = format!("control/{}", char::from(letter));
+    let shown = || service.join(&name).display().to_string();
+    match std::fs::metadata(&name) {
+        Ok(meta) if meta.permissions().mode() & 0o100 != 0 => {}
+        Ok(_) => return Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => return Ok(None),
+        Err(e) => return Err(format!("unable to stat {}: {}", shown(), crate::cause(&e))),
+    }
+    let env = read_envdir(Path::new(warden::service::ENV)).unwrap_or_default();
+    let arg = if pid == 0 {
+        CString::default()
+    } else {
+        number(pid.into())
+    };
+    let argv = [CString::new(name.as_bytes()).unwrap_or_default(), arg];
+    fork_exec(&argv, &env, None, None)
+        .map(Some)
+        .map_err(|e| format!("unable to start {}: {}", shown(), crate::cause(&e)))
 }
 
 fn number(n: i64) -> CString {

@@ -80,6 +80,7 @@ impl Supervisor {
             normally_down: Path::new(warden::service::DOWN).exists(),
             leftovers,
             limits,
+            customisable: self.default_run.is_none(),
         });
         self.events.extend(warnings);
         self.feed(Event::Tick);
@@ -105,11 +106,14 @@ impl Supervisor {
                     }
                 }
             }
-            if control {
+            if control && self.machine.accepts_commands() {
                 let mut commands = [Command::Up; CHUNK];
                 while let Some(count) = self.files.read_commands(&mut commands) {
                     for &command in commands.iter().take(count) {
                         self.feed(Event::Command(command));
+                    }
+                    if !self.machine.accepts_commands() {
+                        break;
                     }
                 }
             }
@@ -138,7 +142,15 @@ impl Supervisor {
         let filler = PollFd::new(&self.signals, PollFlags::empty());
         let mut fds = [
             PollFd::new(&self.signals, PollFlags::IN),
-            PollFd::from_borrowed_fd(self.files.control(), PollFlags::IN),
+            // While a `control/` hook runs, commands stay in the FIFO until it is over.
+            PollFd::from_borrowed_fd(
+                self.files.control(),
+                if self.machine.accepts_commands() {
+                    PollFlags::IN
+                } else {
+                    PollFlags::empty()
+                },
+            ),
             filler.clone(),
             filler,
         ];
@@ -197,6 +209,18 @@ impl Supervisor {
             };
             let is_run = self.machine.run_pid() == Some(pid);
             let is_finish = self.machine.finish_pid() == Some(pid);
+            if self.machine.hook_pid() == Some(pid) {
+                // What the hook left behind goes with it, as for finish.
+                self.signal(Target::Hook(pid), Signal::TERM);
+                self.signal(Target::Hook(pid), Signal::CONT);
+                self.feed(Event::Exited {
+                    pid,
+                    exit,
+                    leftovers: false,
+                    has_finish: false,
+                });
+                continue;
+            }
             if !is_run && !is_finish {
                 continue;
             }
@@ -271,6 +295,16 @@ impl Supervisor {
                 }
             },
             Action::Signal(target, signal) => self.signal(target, signal),
+            Action::Hook { letter, pid } => match spawn::hook(&self.service, letter, pid) {
+                Ok(Some(pid)) => self.events.push_back(Event::HookStarted { pid }),
+                Ok(None) => self.events.push_back(Event::HookAbsent),
+                Err(error) => {
+                    say!("supervise: warning: {error}");
+                    self.events.push_back(Event::HookAbsent);
+                    self.events.push_back(Event::Warning { error });
+                }
+            },
+            Action::Resume => self.events.push_back(Event::Resume),
             Action::Publish => self.dirty = true,
             // The loop sees `machine.done` and returns after publishing.
             Action::Exit => self.dirty = true,
@@ -334,7 +368,7 @@ impl Supervisor {
                 Some(pid) => rustix::process::kill_process(pid, signal),
                 None => Ok(()),
             },
-            Target::Finish(pid) => match to_pid(pid) {
+            Target::Finish(pid) | Target::Hook(pid) => match to_pid(pid) {
                 Some(pid) => rustix::process::kill_process_group(pid, signal),
                 None => Ok(()),
             },
