@@ -1,7 +1,9 @@
 //! Project tasks: `cargo xtask test` (everything CI checks), `cargo xtask demo` (the example
-//! tree in the foreground), `cargo xtask image|qemu` (the boot image).
+//! tree in the foreground), `cargo xtask image|qemu` (the boot image), `cargo xtask install|deb`
+//! (docs/install.md).
 
 mod boot;
+mod install;
 
 use std::process::{Command, ExitCode};
 
@@ -12,8 +14,13 @@ fn main() -> ExitCode {
         Some("demo") => demo(),
         Some("image") => boot::cli::image_command(&workspace_root(), &args[1..]),
         Some("qemu") => boot::cli::qemu_command(&workspace_root(), &args[1..]),
+        Some("install") => install::install_command(&workspace_root(), &args[1..]),
+        Some("deb") => install::deb_command(&workspace_root(), &args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask test | demo | image [--out DIR] | qemu [KERNEL-ARG...]");
+            eprintln!(
+                "usage: cargo xtask test | demo | image [--out DIR] | qemu [KERNEL-ARG...]\n\
+                 \x20      | install [--prefix P] [--destdir D] [--power] [--svlogd] | deb [--out DIR]"
+            );
             return ExitCode::from(2);
         }
     };
