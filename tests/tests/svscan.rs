@@ -491,6 +491,38 @@ fn a_restarted_svscan_adopts_the_running_supervisors() {
     }
 }
 
+/// Found by the chaos soak (bench/run soak): an adopted supervisor counted as started when
+/// svscan adopted it, so one killed in the first second after svscan's restart was restarted
+/// only after a second of back-off, although it had run far longer.
+#[test]
+fn an_adopted_supervisor_that_had_run_a_second_is_restarted_at_once() {
+    let mut scan = Scan::new();
+    marker_service(&scan.dir, "old");
+    scan.start(&[]);
+    let dir = scan.dir.join("old");
+    wait_until("the supervisor", LONG, || {
+        running(&dir) && supervisors_of(&dir).len() == 1
+    });
+    // The supervisor's age is what is tested: over a second before the restart of svscan.
+    std::thread::sleep(Duration::from_millis(1200));
+    signal(scan.pid(), rustix::process::Signal::KILL);
+    scan.wait_exit(LONG);
+    scan.start(&[]);
+    let adopted = supervisors_of(&dir);
+    assert_eq!(adopted.len(), 1);
+    signal(adopted[0], rustix::process::Signal::KILL);
+    wait_until("a new supervisor", LONG, || {
+        let now = supervisors_of(&dir);
+        now.len() == 1 && now[0] != adopted[0] && running(&dir)
+    });
+    let said = scan.stderr();
+    let line = said
+        .lines()
+        .find(|l| l.contains("the supervisor of \"old\" ended"))
+        .unwrap_or_else(|| panic!("no word of the death: {said}"));
+    assert!(line.ends_with("restarting it in no time"), "{line}");
+}
+
 #[test]
 fn a_killed_logger_loses_no_line() {
     let mut scan = Scan::new();

@@ -416,11 +416,37 @@ fn adopt(dir: &Path) -> Result<Option<Running>, String> {
     }
     Ok(Some(Running {
         pid,
-        since: Instant::now(),
+        since: started_at(pid, Instant::now()),
         pidfd: Some(pidfd),
         stop_sent: false,
         cgroup: None,
     }))
+}
+
+/// When process `pid` started, on the clock of `now`, from its start time in /proc (clock
+/// ticks since boot): an adopted supervisor that had run for minutes before svscan restarted
+/// is restarted at once if it dies, not throttled as one that ran less than a second.
+/// `now` when /proc does not say.
+fn started_at(pid: Pid, now: Instant) -> Instant {
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid.as_raw_nonzero()));
+    let ticks = stat.ok().and_then(|s| {
+        // Field 22, counted after the `(comm)` that may hold blanks.
+        let (_, rest) = s.rsplit_once(") ")?;
+        rest.split(' ').nth(19)?.parse::<u64>().ok()
+    });
+    let per_second = rustix::param::clock_ticks_per_second();
+    let (Some(ticks), true) = (ticks, per_second > 0) else {
+        return now;
+    };
+    let started = Duration::from_secs(ticks / per_second)
+        + Duration::from_nanos((ticks % per_second).saturating_mul(1_000_000_000) / per_second);
+    let boot = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
+    let uptime = Duration::new(
+        u64::try_from(boot.tv_sec).unwrap_or(0),
+        u32::try_from(boot.tv_nsec).unwrap_or(0),
+    );
+    now.checked_sub(uptime.saturating_sub(started))
+        .unwrap_or(now)
 }
 
 fn signal(pid: Pid, sig: Signal, what: &str, name: &OsStr) {
