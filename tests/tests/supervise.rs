@@ -1246,9 +1246,34 @@ fn control_hooks_t_d_u_stop_a_daemon_that_ignores_term() {
     sup.send(b"u");
     let again = sup.wait_run();
     assert_ne!(again, pid);
+    wait_until("control/u again", WAIT, || {
+        read_lines(&svc.join("hooks")).len() == 4
+    });
     assert_eq!(
         read_lines(&svc.join("hooks")).last().map(String::as_str),
         Some("u")
+    );
+    // svctl -w waits through the hook-driven stop as through any other.
+    let (code, out, err) = run(
+        Command::new(bin("svctl"))
+            .args(["-w", "10", "down"])
+            .arg(&svc),
+        WAIT * 2,
+    );
+    assert_eq!(code, Some(0), "svctl -w down: {out} {err}");
+    assert_eq!(sup.status().state, RunState::Down);
+    assert!(!alive(again as i32));
+    wait_until("control/d again", WAIT, || {
+        read_lines(&svc.join("hooks")).len() == 6
+    });
+    assert_eq!(
+        read_lines(&svc.join("hooks")).get(4..),
+        Some(
+            &[
+                format!("t {again} {}", here.display()),
+                format!("d {again}")
+            ][..]
+        )
     );
 }
 

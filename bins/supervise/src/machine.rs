@@ -675,8 +675,9 @@ impl Machine {
                     if alive {
                         out.push(Action::Signal(Target::Main(pid), Signal::CONT));
                     }
-                    let arg = if alive { pid } else { 0 };
-                    self.ask(letter, arg, Then::Nothing, out);
+                    // The pid the stop was for, even if it has exited meanwhile: runsv, which
+                    // waits for control/t before it reaps, passes it too.
+                    self.ask(letter, pid, Then::Nothing, out);
                     return;
                 }
             }

@@ -1015,9 +1015,9 @@ fn commands_wait_in_order_while_a_hook_runs() {
     let a = m.step(exited(100, Exit::Code(0), false, false), clock.at(130));
     assert_eq!(acts(a), vec![Publish]);
     assert_eq!(m.status().state, RunState::Down);
-    // No signal to a run that is gone, and control/d gets no pid.
+    // No signal to a run that is gone; control/d gets the pid the stop was for, as in runsv.
     let a = m.step(exited(60, Exit::Code(0), false, false), clock.at(140));
-    assert_eq!(acts(a), vec![Hook(b'd', 0)]);
+    assert_eq!(acts(a), vec![Hook(b'd', 100)]);
     // control/d is absent: `h` (nothing runs: nothing to do), then `u`, one step each.
     assert_eq!(
         acts(m.step(Event::HookAbsent, clock.at(150))),
