@@ -6,8 +6,9 @@
 # daemons get test configs where theirs would touch the host (rsyslog's kernel log and
 # /dev/log, cron's jobs). The service dirs themselves are Debian's, as shipped: cron, rsyslog
 # (runit-services), dbus (runit-services, its log/run the shared /etc/sv/svlogd/run) and ssh
-# (openssh-server), each with `chpst -u _runit-log svlogd -tt` logging. svlogd is Debian's own
-# unless WARDEN_SVLOGD=1, which puts warden's logger first on PATH as `svlogd`.
+# (openssh-server), each with `chpst -u _runit-log svlogd -tt` logging. `svlogd` is warden's
+# logger (linked under that name, first on PATH) when it takes svlogd's command line, else
+# Debian's; WARDEN_SVLOGD=1 or 0 forces one or the other.
 #
 # usage: services.sh BINDIR WORKDIR   (BINDIR holds svscan, supervise, logger, svctl)
 set -euo pipefail
@@ -92,12 +93,22 @@ services="cron rsyslog dbus ssh hooked nohook"
 mkdir -p "$work/service"
 for name in $services; do ln -s "/etc/sv/$name" "$work/service/$name"; done
 export SVDIR=$work/service
-if [ "${WARDEN_SVLOGD:-}" = 1 ]; then
-  mkdir -p "$work/bin"
-  ln -s "$bins/logger" "$work/bin/svlogd"
-  export PATH=$work/bin:$PATH
-fi
-say "svlogd: $(command -v svlogd)"
+# warden's logger as `svlogd` (a link, as `cargo xtask install --svlogd` makes) when it takes
+# svlogd's command line, as the _runit-log user the log/run scripts drop to; else Debian's.
+mkdir -p "$work/bin" /run/svlogd-probe
+ln -s "$bins/logger" "$work/bin/svlogd"
+chown _runit-log /run/svlogd-probe
+case ${WARDEN_SVLOGD:-auto} in
+  1) use_warden=1 ;;
+  0) use_warden= ;;
+  *) use_warden=
+     if echo probe | chpst -u _runit-log "$work/bin/svlogd" -tt /run/svlogd-probe > /dev/null 2>&1 &&
+       grep -qE '^[0-9]{4}-[0-9]{2}-[0-9]{2}_[0-9:.]+ probe$' /run/svlogd-probe/current 2> /dev/null; then
+       use_warden=1
+     fi ;;
+esac
+if [ -n "$use_warden" ]; then export PATH=$work/bin:$PATH; fi
+say "svlogd: $(readlink -f "$(command -v svlogd)")"
 svctl=$bins/svctl
 
 "$bins/svscan" "$work/service" > "$work/svscan.log" 2>&1 &
