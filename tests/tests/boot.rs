@@ -126,6 +126,7 @@ fn boot_image_runs_services_survives_supervisor_death_reboots_and_powers_off_cle
     let out = tempfile::tempdir().unwrap();
     let paths = Paths {
         workspace: workspace(),
+        examples: workspace().join("example-service-dir"),
         static_target: static_target(),
         out: out.path().to_path_buf(),
     };
@@ -333,6 +334,7 @@ fn boot_with_a_missing_scan_dir_gives_an_emergency_shell_not_a_kernel_panic() {
     let out = tempfile::tempdir().unwrap();
     let paths = Paths {
         workspace: workspace(),
+        examples: workspace().join("example-service-dir"),
         static_target: static_target(),
         out: out.path().to_path_buf(),
     };

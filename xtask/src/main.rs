@@ -72,7 +72,14 @@ fn test(extra: &[String]) -> Result<(), String> {
     cargo(&args)
 }
 
-/// Builds the programs and replaces itself with `svscan example-service-dir`, so ctrl-C reaches
+/// Where the demo runs: a copy of example-service-dir, so that the checkout never collects
+/// `supervise/`, `.svscan/` or logs.
+fn demo_dir(target: &std::path::Path) -> std::path::PathBuf {
+    target.join("demo")
+}
+
+/// Builds the programs, copies example-service-dir to `<target>/demo` (afresh, unless a demo
+/// still runs there) and replaces itself with `svscan <target>/demo`, so ctrl-C reaches
 /// svscan, which stops the services, drains the loggers and exits.
 fn demo() -> Result<(), String> {
     use std::os::unix::process::CommandExt;
@@ -82,16 +89,49 @@ fn demo() -> Result<(), String> {
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| root.join("target"));
     let bin = target.join("debug");
+    let dir = demo_dir(&target);
+    if demo_running(&dir) {
+        return Err(format!(
+            "a demo already runs on {}: stop it with ctrl-C, or `{} -d {} shutdown`",
+            dir.display(),
+            bin.join("svctl").display(),
+            dir.display()
+        ));
+    }
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir)
+            .map_err(|e| format!("unable to remove the old {}: {e}", dir.display()))?;
+    }
+    boot::tree::copy(&root.join("example-service-dir"), &dir)?;
+    let shown = dir
+        .strip_prefix(&root)
+        .unwrap_or(&dir)
+        .display()
+        .to_string();
     let svctl = bin.join("svctl");
-    eprintln!("xtask: svscan example-service-dir; in another terminal:");
-    eprintln!("    {} -d example-service-dir status", svctl.display());
+    let svctl = svctl.strip_prefix(&root).unwrap_or(&svctl).display();
+    eprintln!("xtask: the demo runs on a copy of example-service-dir: {shown}");
+    eprintln!("xtask: svscan {shown}; in another terminal:");
+    eprintln!("    {svctl} -d {shown} status");
     eprintln!("ctrl-C stops the tree");
     let error = Command::new(bin.join("svscan"))
-        .arg("example-service-dir")
+        .arg(&dir)
         .current_dir(&root)
         .exec();
     Err(format!(
         "unable to run {}: {error}",
         bin.join("svscan").display()
     ))
+}
+
+/// Whether an svscan runs on the demo tree: its control FIFO has a reader (an open for
+/// writing that cannot block fails with ENXIO when nobody reads).
+fn demo_running(dir: &std::path::Path) -> bool {
+    use std::os::unix::fs::OpenOptionsExt;
+    const O_NONBLOCK: i32 = 0o4000;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(O_NONBLOCK)
+        .open(dir.join(".svscan/control"))
+        .is_ok()
 }

@@ -12,6 +12,7 @@ pub fn default_paths(workspace: &Path) -> Paths {
         .unwrap_or_else(|| workspace.join("target"));
     Paths {
         workspace: workspace.to_path_buf(),
+        examples: workspace.join("example-service-dir"),
         static_target: target.join("static"),
         out: target.join("image"),
     }
@@ -70,7 +71,7 @@ pub fn qemu_command(workspace: &Path, args: &[String]) -> Result<(), String> {
     image::ensure_tools(true)?;
     let image = build(workspace, &options)?;
     eprintln!(
-        "xtask: booting under qemu (TCG). In the guest: `svctl status`, `svctl down NAME`, \
+        "xtask: waiting for qemu: booting under qemu (TCG). In the guest: `svctl status`, `svctl down NAME`, \
          `poweroff`. ctrl-a x quits qemu."
     );
     let status = super::qemu::command(

@@ -14,6 +14,7 @@
 //! normal debug build.
 
 use super::cpio::Cpio;
+use super::tree::{self, Node};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -41,6 +42,9 @@ pub enum Flavour {
 
 pub struct Paths {
     pub workspace: PathBuf,
+    /// The example services put in the image's scan dir (the workspace's
+    /// `example-service-dir`; a test may pass a copy).
+    pub examples: PathBuf,
     /// The static build's target dir.
     pub static_target: PathBuf,
     pub out: PathBuf,
@@ -175,8 +179,8 @@ pub fn ensure_tools(install: bool) -> Result<(), String> {
             missing.join(", ")
         ));
     }
-    eprintln!("xtask: installing {}", missing.join(" "));
     let ok = |args: &[&str]| {
+        eprintln!("xtask: waiting for apt-get {}", args.join(" "));
         Command::new("apt-get")
             .args(args)
             .env("DEBIAN_FRONTEND", "noninteractive")
@@ -220,7 +224,7 @@ pub fn build_static(paths: &Paths) -> Result<PathBuf, String> {
         .env_remove("CARGO_TARGET_DIR")
         .env_remove("CARGO_BUILD_TARGET");
     eprintln!(
-        "xtask: building static binaries into {}",
+        "xtask: waiting for cargo: building static binaries into {}",
         paths.static_target.display()
     );
     let status = cmd
@@ -236,44 +240,40 @@ fn read(path: &Path) -> Result<Vec<u8>, String> {
     std::fs::read(path).map_err(|e| format!("unable to read {}: {e}", path.display()))
 }
 
-fn mode_of(path: &Path) -> u32 {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(path)
-        .map(|m| m.permissions().mode() & 0o7777)
-        .unwrap_or(0o644)
-}
-
-/// Copies a host directory tree into the archive under `dest`, keeping modes and symlinks.
-fn add_tree(cpio: &mut Cpio, src: &Path, dest: &str) -> Result<(), String> {
-    let mut entries: Vec<_> = std::fs::read_dir(src)
-        .map_err(|e| format!("unable to read {}: {e}", src.display()))?
-        .flatten()
-        .collect();
-    entries.sort_by_key(|e| e.file_name());
-    for entry in entries {
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        // Runtime state of a service dir used on the host is not part of the image.
-        if name == "supervise"
-            || name == "main" && src.file_name().map(|n| n == "log").unwrap_or(false)
-        {
-            continue;
-        }
-        let path = entry.path();
-        let target = format!("{dest}/{name}");
-        let meta = std::fs::symlink_metadata(&path)
-            .map_err(|e| format!("unable to stat {}: {e}", path.display()))?;
-        if meta.file_type().is_symlink() {
-            let link = std::fs::read_link(&path).map_err(|e| e.to_string())?;
-            cpio.symlink(&target, &link.to_string_lossy());
-        } else if meta.is_dir() {
-            cpio.dir(&target, mode_of(&path));
-            add_tree(cpio, &path, &target)?;
+/// Copies a host directory tree into the archive under `dest`, keeping modes and symlinks:
+/// regular files, directories and symlinks only, never runtime state (see `tree`). Says once
+/// what it left out.
+pub fn add_tree(cpio: &mut Cpio, src: &Path, dest: &str) -> Result<(), String> {
+    eprintln!("xtask: packing {}", src.display());
+    let (nodes, skipped) = tree::walk(src)?;
+    let under = |path: &str| {
+        if dest.is_empty() {
+            path.to_owned()
         } else {
-            cpio.file(&target, mode_of(&path), &read(&path)?);
+            format!("{dest}/{path}")
+        }
+    };
+    for node in nodes {
+        match node {
+            Node::Dir { path, mode } => cpio.dir(&under(&path), mode),
+            Node::File { path, mode, data } => cpio.file(&under(&path), mode, &data),
+            Node::Symlink { path, target } => cpio.symlink(&under(&path), &target),
         }
     }
+    if let Some(line) = skipped.report(src) {
+        eprintln!("{line}");
+    }
     Ok(())
+}
+
+/// The image's scan dir, `/etc/service`: `examples` (example-service-dir), then
+/// `image/service` of the workspace.
+pub fn add_scan_dir(cpio: &mut Cpio, examples: &Path, image_service: &Path) -> Result<(), String> {
+    cpio.dir("etc/service", 0o755);
+    if examples.is_dir() {
+        add_tree(cpio, examples, "etc/service")?;
+    }
+    add_tree(cpio, image_service, "etc/service")
 }
 
 /// The modules in `wanted` and everything they need, as paths relative to the modules dir,
@@ -318,6 +318,7 @@ pub fn module_closure(modules_dep: &str, wanted: &[&str]) -> Result<(Vec<String>
 /// The busybox applets as paths (`bin/sh`, `usr/bin/awk`, `sbin/mdev`), from
 /// `busybox --list-full`.
 fn busybox_applets(busybox: &Path) -> Result<Vec<String>, String> {
+    eprintln!("xtask: listing the applets of {}", busybox.display());
     let out = Command::new(busybox)
         .arg("--list-full")
         .output()
@@ -363,12 +364,7 @@ pub fn build(paths: &Paths, flavour: Flavour) -> Result<Image, String> {
     if flavour == Flavour::BusyboxRunit {
         add_tree(&mut cpio, &image_dir.join("busybox-runit"), "")?;
     }
-    cpio.dir("etc/service", 0o755);
-    let examples = paths.workspace.join("example-service-dir");
-    if examples.is_dir() {
-        add_tree(&mut cpio, &examples, "etc/service")?;
-    }
-    add_tree(&mut cpio, &image_dir.join("service"), "etc/service")?;
+    add_scan_dir(&mut cpio, &paths.examples, &image_dir.join("service"))?;
 
     add_script_shell(&mut cpio)?;
     let busybox = which("busybox").ok_or("busybox is not installed")?;
@@ -463,6 +459,7 @@ fn shared_libs(program: &Path) -> Result<Vec<PathBuf>, String> {
 /// A fresh, empty ext4 file system (`mke2fs -d` needs no root), replacing any old one.
 pub fn make_disk(disk: &Path) -> Result<(), String> {
     let _ = std::fs::remove_file(disk);
+    eprintln!("xtask: waiting for mke2fs: making {}", disk.display());
     let root = disk.with_extension("root");
     std::fs::create_dir_all(&root).map_err(|e| e.to_string())?;
     let out = Command::new(which("mke2fs").ok_or("mke2fs is not installed")?)

@@ -9,3 +9,4 @@ pub mod cli;
 pub mod cpio;
 pub mod image;
 pub mod qemu;
+pub mod tree;
