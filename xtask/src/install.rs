@@ -102,6 +102,7 @@ fn binaries(root: &Path, given: Option<&Path>) -> Result<PathBuf, String> {
     }
     build_static(&Paths {
         workspace: root.to_owned(),
+        examples: root.join("example-service-dir"),
         static_target: root.join("target").join("static"),
         out: root.join("target").join("image"),
     })
