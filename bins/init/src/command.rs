@@ -28,7 +28,7 @@ pub fn run(cmd: &[String]) -> ExitCode {
     let is_init = getpid() == Pid::INIT;
     if !is_init {
         if let Err(e) = rustix::process::set_child_subreaper(Some(getpid())) {
-            eprintln!("init: warning: unable to become a child subreaper: {e}; orphans will not be reaped");
+            warden::say!("init: warning: unable to become a child subreaper: {e}; orphans will not be reaped");
         }
     }
     let config = Config::load(None);
@@ -36,7 +36,7 @@ pub fn run(cmd: &[String]) -> ExitCode {
     let child = match Command::new(program).args(args).spawn() {
         Ok(child) => child,
         Err(e) => {
-            eprintln!("init: fatal: unable to run {program}: {e}");
+            warden::say!("init: fatal: unable to run {program}: {e}");
             let code = if e.kind() == std::io::ErrorKind::NotFound {
                 127
             } else {
@@ -57,7 +57,7 @@ pub fn run(cmd: &[String]) -> ExitCode {
         }
         for sig in reaper.wait(None) {
             if let Err(e) = kill_process(main, sig) {
-                eprintln!(
+                warden::say!(
                     "init: warning: unable to forward {} to {program}: {e}",
                     warden::signal::name_or_number(sig.as_raw())
                 );
@@ -67,7 +67,7 @@ pub fn run(cmd: &[String]) -> ExitCode {
     let code = match status {
         Some(status) => {
             if status.exit_status() != Some(0) {
-                eprintln!("init: {program} {}", describe(status));
+                warden::say!("init: {program} {}", describe(status));
             }
             exit_code(status)
         }
@@ -90,13 +90,15 @@ fn stop_the_rest(reaper: &Reaper, is_init: bool, grace: Duration) {
     if reaper.wait_all_gone(Instant::now() + grace) {
         return;
     }
-    eprintln!(
+    warden::say!(
         "init: warning: processes left after {} ms: sending KILL",
         grace.as_millis()
     );
     signal_rest(is_init, Signal::KILL);
     if !reaper.wait_all_gone(Instant::now() + Duration::from_secs(2)) {
-        eprintln!("init: warning: processes survived KILL (stuck in the kernel?): exiting anyway");
+        warden::say!(
+            "init: warning: processes survived KILL (stuck in the kernel?): exiting anyway"
+        );
     }
 }
 
@@ -104,7 +106,7 @@ fn signal_rest(is_init: bool, sig: Signal) {
     let report = |result: rustix::io::Result<()>| match result {
         // ESRCH: it is gone already, which is the point.
         Ok(()) | Err(rustix::io::Errno::SRCH) => {}
-        Err(e) => eprintln!(
+        Err(e) => warden::say!(
             "init: warning: unable to send {} to what is left: {e}",
             warden::signal::name_or_number(sig.as_raw())
         ),

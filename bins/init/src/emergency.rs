@@ -17,7 +17,7 @@ fn may_exit(container: bool) -> bool {
 /// process would otherwise die, and process 1 dying panics the kernel.
 pub fn install_panic_hook(container: bool) {
     std::panic::set_hook(Box::new(move |info| {
-        eprintln!("init: fatal: internal error: {info}");
+        warden::say!("init: fatal: internal error: {info}");
         shell(container, "init panicked")
     }));
 }
@@ -26,10 +26,10 @@ pub fn install_panic_hook(container: bool) {
 /// never returns when process 1 of a machine. Elsewhere it exits 111.
 pub fn shell(container: bool, reason: &str) -> ! {
     if may_exit(container) {
-        eprintln!("init: fatal: {reason}");
+        warden::say!("init: fatal: {reason}");
         std::process::exit(111);
     }
-    eprintln!(
+    warden::say!(
         "init: fatal: {reason}: starting an emergency shell ({SHELL}); \
          leave with `reboot -f` or `poweroff -f`"
     );
@@ -43,16 +43,18 @@ pub fn shell(container: bool, reason: &str) -> ! {
                 drop(child);
                 match reaper.wait_for(pid) {
                     Some(status) => {
-                        eprintln!(
+                        warden::say!(
                             "init: emergency shell {}; starting another",
                             describe(status)
                         )
                     }
-                    None => eprintln!("init: emergency shell vanished; starting another"),
+                    None => warden::say!("init: emergency shell vanished; starting another"),
                 }
             }
             Err(e) => {
-                eprintln!("init: fatal: unable to start {SHELL}: {e}; nothing left to do but reap");
+                warden::say!(
+                    "init: fatal: unable to start {SHELL}: {e}; nothing left to do but reap"
+                );
                 loop {
                     reaper.reap();
                     reaper.wait(None);

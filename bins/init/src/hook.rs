@@ -20,11 +20,11 @@ pub fn run(
         Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
         Err(e) => {
-            eprintln!("init: warning: unable to run {}: {e}", hook.display());
+            warden::say!("init: warning: unable to run {}: {e}", hook.display());
             return;
         }
     }
-    eprintln!("init: running {} {}", hook.display(), args.join(" "));
+    warden::say!("init: running {} {}", hook.display(), args.join(" "));
     let mut command = Command::new(hook);
     command.args(args).current_dir("/");
     if let Some(path) = path_env {
@@ -33,7 +33,7 @@ pub fn run(
     let child = match command.spawn() {
         Ok(child) => child,
         Err(e) => {
-            eprintln!("init: warning: unable to run {}: {e}", hook.display());
+            warden::say!("init: warning: unable to run {}: {e}", hook.display());
             return;
         }
     };
@@ -44,14 +44,14 @@ pub fn run(
     match reaper.wait_for_until(pid, deadline) {
         Waited::Exited(status) if status.exit_status() == Some(0) => {}
         Waited::Exited(status) => {
-            eprintln!(
+            warden::say!(
                 "init: warning: {} {}; going on",
                 hook.display(),
                 describe(status)
             )
         }
-        Waited::Vanished => eprintln!("init: warning: lost track of {}", hook.display()),
-        Waited::TimedOut => eprintln!(
+        Waited::Vanished => warden::say!("init: warning: lost track of {}", hook.display()),
+        Waited::TimedOut => warden::say!(
             "init: warning: {} still running after {:?}: going on",
             hook.display(),
             limit.unwrap_or_default()

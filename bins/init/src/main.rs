@@ -60,13 +60,13 @@ fn main() -> ExitCode {
     let mode = match parse_args(&args) {
         Ok(mode) => mode,
         Err(e) => {
-            eprintln!("init: fatal: {e}\n{USAGE}");
+            warden::say!("init: fatal: {e}\n{USAGE}");
             return ExitCode::from(100);
         }
     };
     match mode {
         Mode::Help => {
-            println!("{USAGE}");
+            warden::diag::out(&format!("{USAGE}\n"));
             ExitCode::SUCCESS
         }
         Mode::Stage1 { ignored } => stage1::run(&ignored),

@@ -155,7 +155,7 @@ pub fn mount_early() {
         }
         if let Err(e) = std::fs::create_dir_all(fs.target) {
             if !Path::new(fs.target).is_dir() {
-                eprintln!("init: warning: unable to create {}: {e}", fs.target);
+                warden::say!("init: warning: unable to create {}: {e}", fs.target);
                 continue;
             }
         }
@@ -169,14 +169,15 @@ pub fn mount_early() {
         ) {
             Ok(()) => {}
             Err(Errno::PERM) | Err(Errno::ACCESS) | Err(Errno::ROFS) => not_allowed.push(fs.target),
-            Err(e) => eprintln!(
+            Err(e) => warden::say!(
                 "init: warning: unable to mount {} on {}: {e}",
-                fs.fstype, fs.target
+                fs.fstype,
+                fs.target
             ),
         }
     }
     if !not_allowed.is_empty() {
-        eprintln!(
+        warden::say!(
             "init: warning: not allowed to mount (a container?): skipping {}",
             not_allowed.join(" ")
         );

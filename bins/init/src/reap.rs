@@ -41,7 +41,7 @@ impl Reaper {
                 signals: Some(pipe),
             },
             Err(e) => {
-                eprintln!("init: warning: unable to set up the signal pipe: {e}");
+                warden::say!("init: warning: unable to set up the signal pipe: {e}");
                 Reaper { signals: None }
             }
         }
@@ -60,7 +60,7 @@ impl Reaper {
                 }
                 Err(Errno::INTR) => continue,
                 Err(e) => {
-                    eprintln!("init: warning: unable to reap children: {e}");
+                    warden::say!("init: warning: unable to reap children: {e}");
                     break;
                 }
             }
@@ -88,7 +88,7 @@ impl Reaper {
         match poll(&mut fds, spec.as_ref()) {
             Ok(_) | Err(Errno::INTR) => {}
             Err(e) => {
-                eprintln!("init: warning: unable to poll the signal pipe: {e}");
+                warden::say!("init: warning: unable to poll the signal pipe: {e}");
                 std::thread::sleep(Duration::from_millis(50));
             }
         }

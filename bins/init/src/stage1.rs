@@ -23,7 +23,7 @@ pub fn probe_container() -> bool {
 
 pub fn run(ignored: &[String]) -> ExitCode {
     if getpid() != Pid::INIT {
-        eprintln!(
+        warden::say!(
             "init: fatal: stage 1 must run as process 1 (to run a command under init: \
              init -- CMD; to supervise without booting: svscan DIR)"
         );
@@ -34,9 +34,9 @@ pub fn run(ignored: &[String]) -> ExitCode {
     let container = probe_container();
     emergency::install_panic_hook(container);
     if container {
-        eprintln!("init: container mode: leaving the console, hostname and reboot to the host");
+        warden::say!("init: container mode: leaving the console, hostname and reboot to the host");
     } else {
-        eprintln!("init: stage 1");
+        warden::say!("init: stage 1");
     }
     mounts::mount_early();
     if !container {
@@ -49,10 +49,10 @@ pub fn run(ignored: &[String]) -> ExitCode {
     };
     let config = Config::load(cmdline.as_deref());
     for problem in &config.problems {
-        eprintln!("init: warning: {problem}");
+        warden::say!("init: warning: {problem}");
     }
     if !ignored.is_empty() {
-        eprintln!("init: warning: ignoring arguments: {}", ignored.join(" "));
+        warden::say!("init: warning: ignoring arguments: {}", ignored.join(" "));
     }
     if !container {
         set_hostname(&config.hostname_file);
@@ -87,7 +87,7 @@ fn console_on_stdio() {
     ) {
         Ok(fd) => fd,
         Err(e) => {
-            eprintln!("init: warning: unable to open /dev/console: {e}");
+            warden::say!("init: warning: unable to open /dev/console: {e}");
             return;
         }
     };
@@ -97,7 +97,7 @@ fn console_on_stdio() {
         rustix::stdio::dup2_stderr(&console),
     ];
     if let Some(Err(e)) = results.iter().find(|r| r.is_err()) {
-        eprintln!("init: warning: unable to put /dev/console on fds 0-2: {e}");
+        warden::say!("init: warning: unable to put /dev/console on fds 0-2: {e}");
     }
 }
 
@@ -106,7 +106,7 @@ fn set_hostname(file: &Path) {
         Ok(text) => text.trim().to_owned(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
         Err(e) => {
-            eprintln!("init: warning: unable to read {}: {e}", file.display());
+            warden::say!("init: warning: unable to read {}: {e}", file.display());
             return;
         }
     };
@@ -114,7 +114,7 @@ fn set_hostname(file: &Path) {
         return;
     }
     if let Err(e) = rustix::system::sethostname(name.as_bytes()) {
-        eprintln!("init: warning: unable to set the hostname to {name}: {e}");
+        warden::say!("init: warning: unable to set the hostname to {name}: {e}");
     }
 }
 
@@ -155,7 +155,7 @@ fn exec_svscan(scandir: &Path, path: &str, container: bool) -> ! {
             "unable to find svscan next to init, in /sbin or in PATH",
         );
     };
-    eprintln!("init: exec {} {}", svscan.display(), scandir.display());
+    warden::say!("init: exec {} {}", svscan.display(), scandir.display());
     let err = Command::new(&svscan)
         .arg(scandir)
         .env("PATH", path)

@@ -49,7 +49,7 @@ const KILL_GRACE: Duration = Duration::from_secs(2);
 
 pub fn run(action: Action) -> ExitCode {
     if getpid() != Pid::INIT {
-        eprintln!(
+        warden::say!(
             "init: fatal: --stage3 must run as process 1 (svscan execs it at shutdown; \
              to shut down use `svctl {}` or `{}`)",
             action.name(),
@@ -67,7 +67,7 @@ pub fn run(action: Action) -> ExitCode {
         std::fs::read_to_string("/proc/cmdline").ok()
     };
     let config = Config::load(cmdline.as_deref());
-    eprintln!("init: stage 3: {}", action.name());
+    warden::say!("init: stage 3: {}", action.name());
     let reaper = Reaper::new(&[]);
     // Bounded by the grace: services are already gone, the machine must go down.
     hook::run(
@@ -80,13 +80,13 @@ pub fn run(action: Action) -> ExitCode {
     let all_stopped = stop_everything(&reaper, config.grace);
     if container {
         // The container's filesystems and its end belong to the runtime: exit and let it see.
-        eprintln!("init: container stopped ({})", action.name());
+        warden::say!("init: container stopped ({})", action.name());
         return ExitCode::from(if all_stopped { 0 } else { 1 });
     }
     rustix::fs::sync();
     unmount_everything();
     rustix::fs::sync();
-    eprintln!("init: {}", action.name());
+    warden::say!("init: {}", action.name());
     let err = match reboot(action.command()) {
         Ok(()) => "reboot(2) returned".to_string(),
         Err(e) => e.to_string(),
@@ -102,19 +102,19 @@ fn stop_everything(reaper: &Reaper, grace: Duration) -> bool {
     signal_all(Signal::TERM);
     signal_all(Signal::CONT);
     if reaper.wait_all_gone(started + grace) {
-        eprintln!(
+        warden::say!(
             "init: every process exited after TERM ({} ms)",
             started.elapsed().as_millis()
         );
         return true;
     }
-    eprintln!(
+    warden::say!(
         "init: warning: processes still alive after {} ms: sending KILL",
         grace.as_millis()
     );
     signal_all(Signal::KILL);
     if !reaper.wait_all_gone(Instant::now() + KILL_GRACE) {
-        eprintln!("init: warning: processes survived KILL (stuck in the kernel?): going on");
+        warden::say!("init: warning: processes survived KILL (stuck in the kernel?): going on");
     }
     false
 }
@@ -126,7 +126,7 @@ fn signal_all(sig: Signal) {
     match kill_process_group(Pid::INIT, sig) {
         // ESRCH: nobody left to signal.
         Ok(()) | Err(rustix::io::Errno::SRCH) => {}
-        Err(e) => eprintln!(
+        Err(e) => warden::say!(
             "init: warning: unable to send {} to every process: {e}",
             warden::signal::name_or_number(sig.as_raw())
         ),
@@ -137,7 +137,7 @@ fn unmount_everything() {
     let table = match mounts::read_mountinfo() {
         Ok(table) => table,
         Err(e) => {
-            eprintln!("init: warning: unable to read /proc/self/mountinfo: {e}; remounting / read-only only");
+            warden::say!("init: warning: unable to read /proc/self/mountinfo: {e}; remounting / read-only only");
             Vec::new()
         }
     };
@@ -148,7 +148,7 @@ fn unmount_everything() {
             Unmounted::Done => unmounted.push(path),
             Unmounted::Detached { read_only } if path != "/" => {
                 trouble += 1;
-                eprintln!(
+                warden::say!(
                     "init: warning: {path} busy: {}detached lazily",
                     if read_only {
                         "remounted read-only, "
@@ -162,12 +162,12 @@ fn unmount_everything() {
             Unmounted::Failed(_) if path == "/" => {}
             Unmounted::Failed(e) => {
                 trouble += 1;
-                eprintln!("init: warning: unable to unmount {path}: {e}")
+                warden::say!("init: warning: unable to unmount {path}: {e}")
             }
         }
     }
-    eprintln!("init: unmounted {}", unmounted.join(" "));
+    warden::say!("init: unmounted {}", unmounted.join(" "));
     if trouble == 0 {
-        eprintln!("init: every filesystem unmounted");
+        warden::say!("init: every filesystem unmounted");
     }
 }

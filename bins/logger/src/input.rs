@@ -62,7 +62,7 @@ impl Input {
         match TeeInput::new() {
             Ok(tee) => Input::Tee(tee),
             Err(e) => {
-                eprintln!("logger: warning: unable to set up lossless reading of stdin: {e}; reading it instead");
+                warden::say!("logger: warning: unable to set up lossless reading of stdin: {e}; reading it instead");
                 Input::Read
             }
         }

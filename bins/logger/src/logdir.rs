@@ -483,7 +483,7 @@ impl LogDir {
         if std::mem::take(&mut self.archiving) {
             match self.archiver.as_ref().map(|a| a.done.recv()) {
                 Some(Ok(Ok(label))) => self.newest_archive = self.newest_archive.max(Some(label)),
-                Some(Ok(Err(e))) => eprintln!("logger: warning: {e}; retrying"),
+                Some(Ok(Err(e))) => warden::say!("logger: warning: {e}; retrying"),
                 // The thread is gone (it cannot panic, but): what it left is archived here.
                 _ => self.archiver = None,
             }
@@ -494,7 +494,7 @@ impl LogDir {
     /// Lets the archiver finish (syncing, archiving and pruning), before exit.
     pub fn finish(&mut self) {
         if let Err(e) = self.settle_previous() {
-            eprintln!("logger: warning: {e}; the next start archives it");
+            warden::say!("logger: warning: {e}; the next start archives it");
         }
         if let Some(archiver) = self.archiver.take() {
             drop(archiver.jobs);
@@ -545,7 +545,7 @@ fn prune(dir: &OwnedFd, path: &Path, keep: usize) {
     let names = match archives(path) {
         Ok(names) => names,
         Err(e) => {
-            eprintln!("logger: warning: unable to read {}: {e}", path.display());
+            warden::say!("logger: warning: unable to read {}: {e}", path.display());
             return;
         }
     };
@@ -554,7 +554,7 @@ fn prune(dir: &OwnedFd, path: &Path, keep: usize) {
         match rustix::fs::unlinkat(dir, name.as_str(), AtFlags::empty()) {
             // Gone already: recovery and the archiver may both prune.
             Ok(()) | Err(Errno::NOENT) => {}
-            Err(e) => eprintln!(
+            Err(e) => warden::say!(
                 "logger: warning: unable to remove {}: {e}",
                 path.join(name).display()
             ),

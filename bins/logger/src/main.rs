@@ -28,19 +28,19 @@ warden::lean_main!(logger);
 fn logger() -> u8 {
     match args::parse(std::env::args_os().skip(1)) {
         Ok(Command::Help) => {
-            print!("{}", args::USAGE);
+            warden::diag::out(args::USAGE);
             0
         }
         Ok(Command::Show(options)) => match show::show(&options) {
             Ok(()) => 0,
             Err(e) => {
-                eprintln!("logger: fatal: unable to {e}");
+                warden::say!("logger: fatal: unable to {e}");
                 111
             }
         },
         Ok(Command::Write(options)) => write(&options),
         Err(e) => {
-            eprintln!("logger: usage: {e}\n{}", args::USAGE);
+            warden::say!("logger: usage: {e}\n{}", args::USAGE);
             100
         }
     }
@@ -66,7 +66,7 @@ fn write(options: &WriteOptions) -> u8 {
     match logger.run(&signals) {
         Ok(Ending::Eof) | Ok(Ending::Signal) | Ok(Ending::SignalWhileFailing(0)) => 0,
         Ok(Ending::SignalWhileFailing(lost)) => {
-            eprintln!("logger: warning: exiting with {lost} bytes read but not written");
+            warden::say!("logger: warning: exiting with {lost} bytes read but not written");
             111
         }
         Err(e) => fatal(&format!("unable to read stdin: {e}")),
@@ -74,6 +74,6 @@ fn write(options: &WriteOptions) -> u8 {
 }
 
 fn fatal(message: &str) -> u8 {
-    eprintln!("logger: fatal: {message}");
+    warden::say!("logger: fatal: {message}");
     111
 }

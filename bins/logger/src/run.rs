@@ -137,7 +137,7 @@ impl Logger {
             if rotate_wanted {
                 rotate_wanted = false;
                 if let Err(e) = self.dir.rotate() {
-                    eprintln!("logger: warning: {e}");
+                    warden::say!("logger: warning: {e}");
                 }
             }
             if self.input_ready {
@@ -260,7 +260,7 @@ impl Logger {
     fn stalled(&mut self, failure: Failure) {
         let delay = match &self.stall {
             None => {
-                eprintln!("logger: warning: {failure}; retrying until it works");
+                warden::say!("logger: warning: {failure}; retrying until it works");
                 FIRST_RETRY
             }
             Some(stall) => (stall.delay * 2).min(LAST_RETRY),

@@ -3,12 +3,12 @@
 //! and `svctl` can watch and control it.
 #![cfg_attr(not(test), no_main)]
 
-/// A line on stderr. Unlike `eprintln!`, a closed or full stderr is not a reason to die.
+/// A line on stderr that a closed, full or broken stderr cannot turn into a panic: see
+/// warden::diag.
 macro_rules! say {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stderr(), $($arg)*);
-    }};
+    ($($arg:tt)*) => {
+        warden::say!($($arg)*)
+    };
 }
 
 mod files;

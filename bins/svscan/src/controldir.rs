@@ -108,7 +108,7 @@ impl ControlDir {
                 Err(Errno::INTR) => continue,
                 Err(Errno::AGAIN) => break,
                 Err(e) => {
-                    eprintln!("svscan: warning: unable to read {SVSCAN_DIR}/{CONTROL}: {e}");
+                    warden::say!("svscan: warning: unable to read {SVSCAN_DIR}/{CONTROL}: {e}");
                     break;
                 }
             }

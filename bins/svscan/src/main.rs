@@ -26,11 +26,11 @@ fn main() -> ExitCode {
     let options = match options::parse(std::env::args_os().skip(1)) {
         Ok(Parsed::Run(options)) => options,
         Ok(Parsed::Help) => {
-            println!("{USAGE}");
+            warden::diag::out(&format!("{USAGE}\n"));
             return ExitCode::SUCCESS;
         }
         Err(e) => {
-            eprintln!("svscan: fatal: {e}\n{USAGE}");
+            warden::say!("svscan: fatal: {e}\n{USAGE}");
             if pid1 {
                 last_resort();
             }
@@ -40,7 +40,7 @@ fn main() -> ExitCode {
     let mut scanner = match set_up(&options, pid1) {
         Ok(scanner) => scanner,
         Err(e) => {
-            eprintln!("svscan: fatal: {e}");
+            warden::say!("svscan: fatal: {e}");
             if pid1 {
                 last_resort();
             }
@@ -59,7 +59,7 @@ fn main() -> ExitCode {
             .arg(ending.stage3_action())
             .exec();
         // PID 1 must not exit: report, and go back to supervising.
-        eprintln!(
+        warden::say!(
             "svscan: warning: unable to exec {} --stage3 {}: {error}; supervising again",
             init.display(),
             ending.stage3_action()
@@ -88,7 +88,7 @@ fn set_up(options: &Options, pid1: bool) -> Result<Scanner, String> {
             return Err(controldir::ControlDirError::Locked.to_string())
         }
         Err(e) if pid1 => {
-            eprintln!("svscan: warning: {e}: svctl rescan and shutdown commands will not work");
+            warden::say!("svscan: warning: {e}: svctl rescan and shutdown commands will not work");
             None
         }
         Err(e) => return Err(e.to_string()),
@@ -111,7 +111,7 @@ fn own_dir() -> Option<PathBuf> {
 /// A companion program: next to svscan's own executable, else on PATH.
 fn find_program(name: &str) -> PathBuf {
     warden::spawn::companion(name).unwrap_or_else(|| {
-        eprintln!("svscan: warning: unable to find {name} next to svscan or on PATH");
+        warden::say!("svscan: warning: unable to find {name} next to svscan or on PATH");
         PathBuf::from(name)
     })
 }
@@ -128,7 +128,7 @@ fn next_stage() -> PathBuf {
 /// forever.
 fn last_resort() -> ! {
     let error = Command::new("/bin/sh").exec();
-    eprintln!("svscan: warning: unable to exec /bin/sh: {error}; only reaping children now");
+    warden::say!("svscan: warning: unable to exec /bin/sh: {error}; only reaping children now");
     loop {
         if rustix::process::wait(rustix::process::WaitOptions::empty()).is_err() {
             // No child left: block until a signal (SIGCHLD of a new orphan) interrupts.

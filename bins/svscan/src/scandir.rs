@@ -204,7 +204,7 @@ impl Watch {
                 Err(Errno::AGAIN) => break,
                 Err(Errno::INTR) => continue,
                 Err(e) => {
-                    eprintln!("svscan: warning: unable to read inotify events: {e}");
+                    warden::say!("svscan: warning: unable to read inotify events: {e}");
                     changes.overflow = true;
                     break;
                 }

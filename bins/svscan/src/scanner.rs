@@ -233,7 +233,7 @@ impl Scanner {
             Ok(_) => {}
             Err(Errno::INTR) => return ready,
             Err(e) => {
-                eprintln!("svscan: warning: unable to poll: {e}");
+                warden::say!("svscan: warning: unable to poll: {e}");
                 return ready;
             }
         }
@@ -287,7 +287,7 @@ impl Scanner {
                 Ok(None) | Err(Errno::CHILD) => break,
                 Err(Errno::INTR) => continue,
                 Err(e) => {
-                    eprintln!("svscan: warning: unable to reap children: {e}");
+                    warden::say!("svscan: warning: unable to reap children: {e}");
                     break;
                 }
             }
@@ -333,7 +333,7 @@ impl Scanner {
             self.tree.kill_stragglers(Role::Log);
         }
         if s.give_up.is_some_and(|d| now >= d) {
-            eprintln!(
+            warden::say!(
                 "svscan: warning: {} supervisors did not exit even after KILL: going on without them",
                 self.tree.len()
             );
@@ -398,7 +398,7 @@ impl Scanner {
 
     fn report_watch_shortage(&mut self, what: &std::ffi::OsStr, e: Errno) {
         if !std::mem::replace(&mut self.watch_shortage_reported, true) {
-            eprintln!(
+            warden::say!(
                 "svscan: warning: unable to watch {} with inotify: {e}; going on without",
                 shown(what)
             );
@@ -446,7 +446,7 @@ impl Scanner {
                 self.watch_failures = self.watch_failures.saturating_add(1);
                 let delay = tree::restart_delay(self.watch_failures);
                 if self.watch_failures == 1 {
-                    eprintln!(
+                    warden::say!(
                         "svscan: warning: unable to watch the scan directory with inotify: {e}; \
                          new services are seen on svctl rescan or SIGHUP until a retry works"
                     );
@@ -488,7 +488,7 @@ impl Scanner {
             }
         }
         if changes.watch_lost {
-            eprintln!(
+            warden::say!(
                 "svscan: warning: the scan directory was removed or unmounted: no longer watching it"
             );
             self.watch = None;
@@ -541,7 +541,7 @@ impl Scanner {
 
     fn report_broken(&mut self, name: &OsString, cause: String) {
         if self.broken.get(name) != Some(&cause) {
-            eprintln!("svscan: warning: unable to use {}: {cause}", shown(name));
+            warden::say!("svscan: warning: unable to use {}: {cause}", shown(name));
             self.broken.insert(name.clone(), cause);
         }
     }
@@ -563,7 +563,7 @@ impl Scanner {
                 self.scan_failures = self.scan_failures.saturating_add(1);
                 let delay = tree::restart_delay(self.scan_failures);
                 if self.scan_failures == 1 {
-                    eprintln!(
+                    warden::say!(
                         "svscan: warning: unable to read the scan directory: {e}; retrying in {}",
                         tree::humanize(delay)
                     );
@@ -575,7 +575,7 @@ impl Scanner {
         let mut complete = true;
         for e in errors {
             complete = false;
-            eprintln!("svscan: warning: unable to read an entry of the scan directory: {e}");
+            warden::say!("svscan: warning: unable to read an entry of the scan directory: {e}");
         }
         let known: HashMap<OsString, Id> = self.tree.names().into_iter().collect();
         let mut seen: HashMap<Id, Vec<OsString>> = HashMap::new();

@@ -452,7 +452,7 @@ fn started_at(pid: Pid, now: Instant) -> Instant {
 fn signal(pid: Pid, sig: Signal, what: &str, name: &OsStr) {
     match rustix::process::kill_process(pid, sig) {
         Ok(()) | Err(Errno::SRCH) => {}
-        Err(e) => eprintln!(
+        Err(e) => warden::say!(
             "svscan: warning: unable to signal the {what} of {}: {e}",
             shown(name)
         ),
@@ -529,7 +529,7 @@ impl Tree {
                 .and_then(|pid| reopen_pipe(pid, 1))
                 .or_else(|| log_adopted.and_then(|pid| reopen_pipe(pid, 0)));
             if (adopted.is_some() || log_adopted.is_some()) && pipe.is_none() {
-                eprintln!(
+                warden::say!(
                     "svscan: warning: unable to take over the log pipe of {}: a restarted side \
                      gets a new pipe",
                     shown(name)
@@ -572,7 +572,7 @@ impl Tree {
             }
             Ok(None) => None,
             Err(cause) => {
-                eprintln!(
+                warden::say!(
                     "svscan: warning: unable to adopt the running supervisor of {}: {cause}",
                     shown_as(name, role)
                 );
@@ -688,13 +688,13 @@ impl Tree {
             if !asked_to_stop && !slot.reported {
                 slot.reported = true;
                 match exec_error {
-                    Some(e) => eprintln!(
+                    Some(e) => warden::say!(
                         "svscan: warning: unable to start the supervisor of {}: {e}; retrying \
                          in {}",
                         shown_as(&name, role),
                         humanize(delay)
                     ),
-                    None => eprintln!(
+                    None => warden::say!(
                         "svscan: warning: the supervisor of {} ended ({}); restarting it in {}",
                         shown_as(&name, role),
                         describe(status),
@@ -861,7 +861,7 @@ impl Tree {
                 },
             };
             if let State::Running(r) = &slot.state {
-                eprintln!(
+                warden::say!(
                     "svscan: warning: {} did not stop in time: sending KILL",
                     shown_as(&e.name, role)
                 );
@@ -894,11 +894,11 @@ fn drop_leftover(name: &OsStr, leftover: &mut Option<OwnedFd>, why: &str) {
     if let Some(read) = leftover.take() {
         match rustix::io::ioctl_fionread(&read) {
             Ok(0) => {}
-            Ok(n) => eprintln!(
+            Ok(n) => warden::say!(
                 "svscan: warning: {} {why}: {n} unread bytes of its pipe are dropped",
                 shown_as(name, Role::Log)
             ),
-            Err(e) => eprintln!(
+            Err(e) => warden::say!(
                 "svscan: warning: {} {why}: what is left in its pipe is dropped (unable to \
                  count it: {e})",
                 shown_as(name, Role::Log)
@@ -1100,7 +1100,7 @@ fn settle(
                 at: now + FD_SHORTAGE_RETRY,
             };
             if !std::mem::replace(fd_shortage_reported, true) {
-                eprintln!(
+                warden::say!(
                     "svscan: warning: unable to start the supervisor of {}: {e}; retrying \
                      every {} while file descriptors are short",
                     shown_as(name, key.1),
@@ -1112,7 +1112,7 @@ fn settle(
             let delay = slot.retry(Duration::ZERO, now);
             let quiet = std::mem::replace(&mut slot.reported, true);
             if !quiet {
-                eprintln!(
+                warden::say!(
                     "svscan: warning: unable to start the supervisor of {}: {e}; retrying in {}",
                     shown_as(name, key.1),
                     humanize(delay)

@@ -5,6 +5,7 @@
 #![deny(unsafe_code)]
 
 pub mod control;
+pub mod diag;
 pub mod entry;
 pub mod service;
 pub mod signal;

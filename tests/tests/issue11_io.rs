@@ -1,0 +1,125 @@
+//! Issue 11, items 4-6: the daemons survive a broken stderr, init reaches its own code with
+//! fds 0-2 closed and no /dev/null or with a non-UTF-8 argument, and huge durations from the
+//! environment, setting files and the command line do not overflow a deadline.
+
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use warden_tests::{alive, bin, service, wait_until, Spawned};
+
+const LONG: Duration = Duration::from_secs(20);
+
+/// The write end of a pipe whose read end is already closed: every write fails with EPIPE.
+fn broken_pipe() -> OwnedFd {
+    let (reader, writer) = rustix::pipe::pipe().unwrap();
+    drop(reader);
+    writer
+}
+
+/// A child that is TERMed (then KILLed) with everything whose cwd is under `root` at the end.
+struct Cleanup<'a> {
+    root: &'a Path,
+    child: Option<Spawned>,
+}
+
+impl Drop for Cleanup<'_> {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.take() {
+            let _ = rustix::process::kill_process(
+                rustix::process::Pid::from_raw(child.pid()).unwrap(),
+                rustix::process::Signal::TERM,
+            );
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let mut child = child;
+            while Instant::now() < deadline && child.child.try_wait().ok().flatten().is_none() {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        for pid in pids_under(self.root) {
+            if let Some(pid) = rustix::process::Pid::from_raw(pid) {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+            }
+        }
+        warden_tests::remove_cgroups_under(self.root, Duration::from_secs(5));
+    }
+}
+
+fn pids_under(root: &Path) -> Vec<i32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| {
+        let e = e.ok()?;
+        let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+        let cwd = std::fs::read_link(e.path().join("cwd")).ok()?;
+        cwd.starts_with(root).then_some(pid)
+    })
+    .collect()
+}
+
+fn marker(root: &Path, name: &str) -> PathBuf {
+    service(root, name, "echo $$ > started\nexec sleep 1000")
+}
+
+#[test]
+fn issue_11_4_svscan_survives_a_broken_stderr() {
+    let root = tempfile::tempdir().unwrap();
+    let scan = root.path().join("service");
+    std::fs::create_dir(&scan).unwrap();
+    let stderr = broken_pipe();
+    let mut cmd = Command::new(bin("svscan"));
+    cmd.arg(&scan)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(stderr.try_clone().unwrap()))
+        .stderr(Stdio::from(stderr));
+    let mut guard = Cleanup {
+        root: root.path(),
+        child: Some(Spawned::new(&mut cmd)),
+    };
+    let pid = guard.child.as_ref().unwrap().pid();
+    let first = marker(&scan, "first");
+    wait_until("the first service", LONG, || first.join("started").exists());
+    // A broken symlink is worth a warning, which svscan cannot write.
+    std::os::unix::fs::symlink("/nonexistent/warden", scan.join("dangling")).unwrap();
+    // A service added after it shows the warning's scan is done.
+    let stage = root.path().join("stage");
+    let late = marker(&stage, "late");
+    std::fs::rename(&late, scan.join("late")).unwrap();
+    wait_until("the late service", LONG, || {
+        scan.join("late/started").exists() || !alive(pid)
+    });
+    let status = guard.child.as_mut().unwrap().child.try_wait().unwrap();
+    assert!(status.is_none(), "svscan died: {status:?}");
+    assert!(alive(pid));
+    drop(guard);
+}
+
+#[test]
+fn issue_11_4_supervise_survives_a_broken_stderr() {
+    let root = tempfile::tempdir().unwrap();
+    // A bad setting is reported at each start; each run exits, so there are several.
+    let svc = service(root.path(), "svc", "echo x >> starts\nexit 0");
+    std::fs::write(svc.join("timeout-kill"), "ten\n").unwrap();
+    let stderr = broken_pipe();
+    let mut cmd = Command::new(bin("supervise"));
+    cmd.arg(&svc)
+        .current_dir(root.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(stderr.try_clone().unwrap()))
+        .stderr(Stdio::from(stderr));
+    let mut guard = Cleanup {
+        root: root.path(),
+        child: Some(Spawned::new(&mut cmd)),
+    };
+    let pid = guard.child.as_ref().unwrap().pid();
+    let starts = || {
+        std::fs::read_to_string(svc.join("starts"))
+            .map(|s| s.lines().count())
+            .unwrap_or(0)
+    };
+    wait_until("two starts", LONG, || starts() >= 2 || !alive(pid));
+    let status = guard.child.as_mut().unwrap().child.try_wait().unwrap();
+    assert!(status.is_none(), "supervise died: {status:?}");
+    drop(guard);
+}
