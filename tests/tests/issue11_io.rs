@@ -6,7 +6,7 @@ use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use warden_tests::{alive, bin, service, wait_until, Spawned};
+use warden_tests::{alive, bin, run, service, wait_until, Spawned};
 
 const LONG: Duration = Duration::from_secs(20);
 
@@ -122,4 +122,52 @@ fn issue_11_4_supervise_survives_a_broken_stderr() {
     let status = guard.child.as_mut().unwrap().child.try_wait().unwrap();
     assert!(status.is_none(), "supervise died: {status:?}");
     drop(guard);
+}
+
+/// `init -- CMD` in a mount namespace whose /dev is an empty tmpfs (no /dev/null), started
+/// with fds 0-2 closed: CMD runs, and sees fds 0-2 as closed (writes fail) rather than init
+/// aborting before its main. `unshare` gives the namespace (a user one too when not root).
+#[test]
+fn issue_11_5_init_runs_cmd_with_fds_0_to_2_closed_and_no_dev_null() {
+    warden_tests::require("unshare", "util-linux");
+    let root = tempfile::tempdir().unwrap();
+    let out = root.path().join("out");
+    let mut cmd = Command::new("unshare");
+    if !rustix::process::geteuid().is_root() {
+        cmd.args(["--user", "--map-root-user"]);
+    }
+    cmd.args(["--mount", "--propagation", "private", "/bin/sh", "-c"])
+        .arg(
+            "mount -t tmpfs none /dev || exit 90
+             exec \"$0\" -- /bin/sh -c 'if echo x >&2; then r=open; else r=closed; fi
+                 test -e /dev/null && r=\"$r null\"; echo \"ran $r\" > \"$OUT\"; exit 7' \
+                 0<&- 1>&- 2>&-",
+        )
+        .arg(bin("init"))
+        .env("OUT", &out);
+    let (code, stdout, stderr) = run(&mut cmd, LONG);
+    assert_eq!(code, Some(7), "init: {stdout} {stderr}");
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap_or_default(),
+        "ran closed\n"
+    );
+}
+
+/// A word that is not UTF-8 is passed to CMD byte for byte, and stage 1 is not reached
+/// through a panic in std::env::args.
+#[test]
+fn issue_11_5_init_passes_a_non_utf8_argument_to_cmd() {
+    use std::os::unix::ffi::OsStrExt;
+    let root = tempfile::tempdir().unwrap();
+    let out = root.path().join("out");
+    let odd = std::ffi::OsStr::from_bytes(b"a\xff\xfeb");
+    let (code, stdout, stderr) = run(
+        Command::new(bin("init"))
+            .args(["--", "/bin/sh", "-c", "printf %s \"$1\" > \"$OUT\"", "sh"])
+            .arg(odd)
+            .env("OUT", &out),
+        LONG,
+    );
+    assert_eq!(code, Some(0), "init: {stdout} {stderr}");
+    assert_eq!(std::fs::read(&out).unwrap_or_default(), b"a\xff\xfeb");
 }

@@ -6,7 +6,8 @@
 use crate::config::Config;
 use crate::reap::{describe, exit_code, Reaper};
 use rustix::process::{getpid, kill_process, kill_process_group, Pid, Signal};
-use std::process::{Command, ExitCode};
+use std::ffi::OsString;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// Forwarded to CMD, as tini does; CHLD is init's own.
@@ -21,10 +22,11 @@ const FORWARDED: &[Signal] = &[
     Signal::ALARM,
 ];
 
-pub fn run(cmd: &[String]) -> ExitCode {
-    let Some((program, args)) = cmd.split_first() else {
-        return ExitCode::from(100);
+pub fn run(cmd: &[OsString]) -> u8 {
+    let Some((program_word, args)) = cmd.split_first() else {
+        return 100;
     };
+    let program = crate::shown(program_word);
     let is_init = getpid() == Pid::INIT;
     if !is_init {
         if let Err(e) = rustix::process::set_child_subreaper(Some(getpid())) {
@@ -33,7 +35,7 @@ pub fn run(cmd: &[String]) -> ExitCode {
     }
     let config = Config::load(None);
     let reaper = Reaper::new(FORWARDED);
-    let child = match Command::new(program).args(args).spawn() {
+    let child = match Command::new(program_word).args(args).spawn() {
         Ok(child) => child,
         Err(e) => {
             warden::say!("init: fatal: unable to run {program}: {e}");
@@ -42,7 +44,7 @@ pub fn run(cmd: &[String]) -> ExitCode {
             } else {
                 126
             };
-            return ExitCode::from(code);
+            return code;
         }
     };
     let main = Pid::from_child(&child);
@@ -74,7 +76,7 @@ pub fn run(cmd: &[String]) -> ExitCode {
         None => 111,
     };
     stop_the_rest(&reaper, is_init, config.grace);
-    ExitCode::from(code)
+    code
 }
 
 /// TERM + CONT to what CMD left behind, KILL after the grace. As process 1 that is every

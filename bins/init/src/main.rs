@@ -9,6 +9,11 @@
 //!
 //! Exit codes: 0 done; 100 usage or not process 1; 111 a system call failed; 126/127 CMD could
 //! not be run; otherwise CMD's own status (128 + signal when it was killed).
+//!
+//! init has a C `main` (see [`main`]): Rust's own start would abort before any of this runs
+//! when fds 0-2 are closed and there is no /dev/null, and would fill them from /dev/null
+//! otherwise, hiding from stage 1 that the kernel found no console.
+#![cfg_attr(not(test), no_main)]
 
 mod command;
 mod config;
@@ -18,8 +23,9 @@ mod mounts;
 mod reap;
 mod stage1;
 mod stage3;
+mod stdio;
 
-use std::process::ExitCode;
+use std::ffi::{OsStr, OsString};
 
 const USAGE: &str = "usage: init                            (stage 1, as process 1)
        init --stage3 poweroff|reboot|halt (stage 3, as process 1)
@@ -28,18 +34,22 @@ const USAGE: &str = "usage: init                            (stage 1, as process
 /// What the command line asks for.
 #[derive(Debug, PartialEq, Eq)]
 enum Mode {
-    Stage1 { ignored: Vec<String> },
+    Stage1 { ignored: Vec<OsString> },
     Stage3(stage3::Action),
-    Command(Vec<String>),
+    Command(Vec<OsString>),
     Help,
 }
 
-fn parse_args(args: &[String]) -> Result<Mode, String> {
-    match args.first().map(String::as_str) {
-        Some("--stage3") => match args.get(1).map(String::as_str) {
-            Some(word) => stage3::Action::parse(word)
+/// Words are taken as the OS gives them: a word of the kernel's command line need not be
+/// UTF-8, and CMD's arguments are passed on byte for byte.
+fn parse_args(args: &[OsString]) -> Result<Mode, String> {
+    match args.first().and_then(|a| a.to_str()) {
+        Some("--stage3") => match args.get(1) {
+            Some(word) => word
+                .to_str()
+                .and_then(stage3::Action::parse)
                 .map(Mode::Stage3)
-                .ok_or_else(|| format!("unknown stage 3 action '{word}'")),
+                .ok_or_else(|| format!("unknown stage 3 action '{}'", word.to_string_lossy())),
             None => Err("--stage3 needs poweroff, reboot or halt".into()),
         },
         Some("--") => match args.get(1..) {
@@ -55,19 +65,42 @@ fn parse_args(args: &[String]) -> Result<Mode, String> {
     }
 }
 
-fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let mode = match parse_args(&args) {
+/// The C entry point. Rust's start is skipped: see the top of this file. What init needs of
+/// it is done here: fds 0-2 held (see [`stdio::hold`]) before anything else is opened, and
+/// SIGPIPE made harmless (Rust's start ignores it).
+#[cfg(not(test))]
+#[no_mangle]
+pub extern "C" fn main(
+    _argc: core::ffi::c_int,
+    _argv: *const *const core::ffi::c_char,
+) -> core::ffi::c_int {
+    core::ffi::c_int::from(init())
+}
+
+// The unit tests keep the harness's entry; this keeps init's code in use there.
+#[cfg(test)]
+fn main() {
+    let _ = init;
+}
+
+fn init() -> u8 {
+    let args: Vec<OsString> = std::env::args_os().skip(1).collect();
+    let parsed = parse_args(&args);
+    // Stage 1 puts the console there itself once /dev is mounted; the others take /dev/null.
+    let stage1 = matches!(parsed, Ok(Mode::Stage1 { .. }));
+    stdio::hold(!stage1);
+    warden::entry::sigpipe_harmless();
+    let mode = match parsed {
         Ok(mode) => mode,
         Err(e) => {
             warden::say!("init: fatal: {e}\n{USAGE}");
-            return ExitCode::from(100);
+            return 100;
         }
     };
     match mode {
         Mode::Help => {
             warden::diag::out(&format!("{USAGE}\n"));
-            ExitCode::SUCCESS
+            0
         }
         Mode::Stage1 { ignored } => stage1::run(&ignored),
         Mode::Stage3(action) => stage3::run(action),
@@ -75,12 +108,35 @@ fn main() -> ExitCode {
     }
 }
 
+/// A word for a message: lossy where it is not UTF-8.
+fn shown(word: &OsStr) -> std::borrow::Cow<'_, str> {
+    word.to_string_lossy()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn strings(words: &[&str]) -> Vec<String> {
-        words.iter().map(|w| w.to_string()).collect()
+    fn strings(words: &[&str]) -> Vec<OsString> {
+        words.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn issue_11_5_words_need_not_be_utf8() {
+        use std::os::unix::ffi::OsStringExt;
+        let odd = OsString::from_vec(b"\xff\xfe".to_vec());
+        assert_eq!(
+            parse_args(std::slice::from_ref(&odd)),
+            Ok(Mode::Stage1 {
+                ignored: vec![odd.clone()]
+            })
+        );
+        let cmd = vec![OsString::from("--"), OsString::from("echo"), odd.clone()];
+        assert_eq!(
+            parse_args(&cmd),
+            Ok(Mode::Command(vec![OsString::from("echo"), odd.clone()]))
+        );
+        assert!(parse_args(&[OsString::from("--stage3"), odd]).is_err());
     }
 
     #[test]

@@ -6,9 +6,10 @@ use rustix::fs::{open, Mode, OFlags};
 use rustix::io::Errno;
 use rustix::process::{getpid, Pid};
 use rustix::system::{reboot, RebootCommand};
+use std::ffi::OsString;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode};
+use std::process::Command;
 
 /// Whether this process 1 runs a container rather than a machine. Disabling ctrl-alt-del is
 /// refused in a PID namespace other than the first (EINVAL) or without CAP_SYS_BOOT (EPERM),
@@ -21,13 +22,13 @@ pub fn probe_container() -> bool {
     reboot(RebootCommand::CadOff).is_err()
 }
 
-pub fn run(ignored: &[String]) -> ExitCode {
+pub fn run(ignored: &[OsString]) -> u8 {
     if getpid() != Pid::INIT {
         warden::say!(
             "init: fatal: stage 1 must run as process 1 (to run a command under init: \
              init -- CMD; to supervise without booting: svscan DIR)"
         );
-        return ExitCode::from(100);
+        return 100;
     }
     // Point of no return: process 1 may not exit, so from here on every error is a warning,
     // and one that leaves nothing to do starts an emergency shell.
@@ -52,7 +53,14 @@ pub fn run(ignored: &[String]) -> ExitCode {
         warden::say!("init: warning: {problem}");
     }
     if !ignored.is_empty() {
-        warden::say!("init: warning: ignoring arguments: {}", ignored.join(" "));
+        warden::say!(
+            "init: warning: ignoring arguments: {}",
+            ignored
+                .iter()
+                .map(|w| crate::shown(w))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
     }
     if !container {
         set_hostname(&config.hostname_file);
@@ -72,11 +80,13 @@ pub fn run(ignored: &[String]) -> ExitCode {
 /// The kernel opens /dev/console for process 1 as fds 0–2 when the root (the initramfs) has
 /// the node. Those fds are kept: they refer to the node on the root, so they do not pin the
 /// devtmpfs /dev, which stage 3 can then unmount. Only when the kernel found no console are
-/// they opened here, from devtmpfs.
+/// they opened here, from devtmpfs (over the placeholders of [`crate::stdio::hold`]).
 fn console_on_stdio() {
-    let stdio_open = rustix::io::fcntl_getfd(std::io::stdin()).is_ok()
-        && rustix::io::fcntl_getfd(std::io::stdout()).is_ok()
-        && rustix::io::fcntl_getfd(std::io::stderr()).is_ok();
+    use crate::stdio::is_placeholder;
+    use std::os::fd::AsFd;
+    let stdio_open = !is_placeholder(std::io::stdin().as_fd())
+        && !is_placeholder(std::io::stdout().as_fd())
+        && !is_placeholder(std::io::stderr().as_fd());
     if stdio_open {
         return;
     }

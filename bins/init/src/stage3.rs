@@ -7,7 +7,6 @@ use crate::reap::Reaper;
 use crate::{emergency, hook, stage1};
 use rustix::process::{getpid, kill_process_group, Pid, Signal};
 use rustix::system::{reboot, RebootCommand};
-use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,7 +46,7 @@ impl Action {
 /// How long the KILLed may take to be reaped (a process in D state may never go).
 const KILL_GRACE: Duration = Duration::from_secs(2);
 
-pub fn run(action: Action) -> ExitCode {
+pub fn run(action: Action) -> u8 {
     if getpid() != Pid::INIT {
         warden::say!(
             "init: fatal: --stage3 must run as process 1 (svscan execs it at shutdown; \
@@ -55,7 +54,7 @@ pub fn run(action: Action) -> ExitCode {
             action.name(),
             action.name()
         );
-        return ExitCode::from(100);
+        return 100;
     }
     // Point of no return: from here every error is a warning and the machine goes down
     // whatever happens on the way.
@@ -81,7 +80,7 @@ pub fn run(action: Action) -> ExitCode {
     if container {
         // The container's filesystems and its end belong to the runtime: exit and let it see.
         warden::say!("init: container stopped ({})", action.name());
-        return ExitCode::from(if all_stopped { 0 } else { 1 });
+        return if all_stopped { 0 } else { 1 };
     }
     rustix::fs::sync();
     unmount_everything();

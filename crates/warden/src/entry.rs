@@ -68,6 +68,13 @@ pub fn prepare() {
             }
         }
     }
+    sigpipe_harmless();
+}
+
+/// Catches SIGPIPE with a handler that does nothing, so that a write to a pipe nobody reads
+/// fails with EPIPE (to handle or drop) rather than killing the writer; being caught, not
+/// ignored, it is back at its default in the programs exec'd after.
+pub fn sigpipe_harmless() {
     let _ = signal_hook::flag::register(
         rustix::process::Signal::PIPE.as_raw(),
         Arc::new(AtomicBool::new(false)),
