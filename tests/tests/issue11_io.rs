@@ -6,7 +6,7 @@ use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use warden_tests::{alive, bin, run, service, wait_until, Spawned};
+use warden_tests::{alive, bin, run, script, service, wait_until, Spawned};
 
 const LONG: Duration = Duration::from_secs(20);
 
@@ -170,4 +170,58 @@ fn issue_11_5_init_passes_a_non_utf8_argument_to_cmd() {
     );
     assert_eq!(code, Some(0), "init: {stdout} {stderr}");
     assert_eq!(std::fs::read(&out).unwrap_or_default(), b"a\xff\xfeb");
+}
+
+/// More seconds than an Instant can be ahead by, but within what a Duration holds.
+const HUGE: &str = "10000000000000000000s";
+
+/// `init -- CMD` whose CMD leaves a process behind: init TERMs it and waits up to the grace,
+/// which is as good as forever rather than a panic.
+#[test]
+fn issue_11_6_init_takes_a_huge_grace() {
+    let (code, stdout, stderr) = run(
+        Command::new(bin("init"))
+            .args(["--", "/bin/sh", "-c", "sleep 1000 & exit 3"])
+            .env("WARDEN_GRACE", HUGE),
+        LONG,
+    );
+    assert_eq!(code, Some(3), "init: {stdout} {stderr}");
+}
+
+/// A supervised service whose `timeout-kill` is huge: `svctl -w HUGE down` (a huge wait too)
+/// stops it, the supervisor lives on, and `svctl -w HUGE up` starts it again.
+#[test]
+fn issue_11_6_huge_timeout_kill_and_svctl_wait() {
+    let root = tempfile::tempdir().unwrap();
+    let svc = marker(root.path(), "svc");
+    std::fs::write(svc.join("timeout-kill"), format!("{HUGE}\n")).unwrap();
+    std::fs::write(svc.join("timeout-finish"), format!("{HUGE}\n")).unwrap();
+    script(&svc.join("finish"), "exit 0");
+    let mut cmd = Command::new(bin("supervise"));
+    cmd.arg(&svc).stdin(Stdio::null());
+    let mut guard = Cleanup {
+        root: root.path(),
+        child: Some(Spawned::new(&mut cmd)),
+    };
+    let pid = guard.child.as_ref().unwrap().pid();
+    wait_until("the service", LONG, || svc.join("started").exists());
+    let svctl = |verb: &str| {
+        run(
+            Command::new(bin("svctl"))
+                .args(["-w", HUGE, verb])
+                .arg(&svc),
+            LONG,
+        )
+    };
+    let (code, stdout, stderr) = svctl("down");
+    assert_eq!(code, Some(0), "svctl down: {stdout} {stderr}");
+    std::fs::remove_file(svc.join("started")).unwrap();
+    let (code, stdout, stderr) = svctl("up");
+    assert_eq!(code, Some(0), "svctl up: {stdout} {stderr}");
+    wait_until("the service again", LONG, || {
+        svc.join("started").exists() || !alive(pid)
+    });
+    let status = guard.child.as_mut().unwrap().child.try_wait().unwrap();
+    assert!(status.is_none(), "supervise died: {status:?}");
+    drop(guard);
 }

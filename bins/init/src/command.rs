@@ -89,7 +89,7 @@ fn stop_the_rest(reaper: &Reaper, is_init: bool, grace: Duration) {
     for sig in [Signal::TERM, Signal::CONT] {
         signal_rest(is_init, sig);
     }
-    if reaper.wait_all_gone(Instant::now() + grace) {
+    if reaper.wait_all_gone(warden::service::deadline(Instant::now(), grace)) {
         return;
     }
     warden::say!(

@@ -40,7 +40,7 @@ pub fn run(
     // The reaper, not Child::wait, collects it: init reaps in one place.
     let pid = Pid::from_child(&child);
     drop(child);
-    let deadline = limit.map(|limit| Instant::now() + limit);
+    let deadline = limit.map(|limit| warden::service::deadline(Instant::now(), limit));
     match reaper.wait_for_until(pid, deadline) {
         Waited::Exited(status) if status.exit_status() == Some(0) => {}
         Waited::Exited(status) => {

@@ -100,7 +100,7 @@ fn stop_everything(reaper: &Reaper, grace: Duration) -> bool {
     let started = Instant::now();
     signal_all(Signal::TERM);
     signal_all(Signal::CONT);
-    if reaper.wait_all_gone(started + grace) {
+    if reaper.wait_all_gone(warden::service::deadline(started, grace)) {
         warden::say!(
             "init: every process exited after TERM ({} ms)",
             started.elapsed().as_millis()

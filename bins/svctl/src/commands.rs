@@ -25,7 +25,9 @@ fn services(inv: &Invocation) -> impl Iterator<Item = (&str, ServiceDir)> {
 /// one common deadline.
 pub fn control(inv: &Invocation, verb: Verb) -> Outcome {
     let since = Tai64N::now();
-    let deadline = inv.wait.map(|wait| Instant::now() + wait);
+    let deadline = inv
+        .wait
+        .map(|wait| warden::service::deadline(Instant::now(), wait));
     let mut worst = Outcome::Success;
     let mut sent = Vec::new();
     for (name, dir) in services(inv) {

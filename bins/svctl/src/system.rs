@@ -64,7 +64,7 @@ pub fn tell_svscan(scandir: &Path, byte: u8, wait: Option<Duration>) -> Outcome 
     // Taken before the byte is sent, so the pid cannot be reused under us.
     let svscan = match wait.filter(|_| tears_down) {
         Some(wait) => {
-            let deadline = Instant::now() + wait;
+            let deadline = warden::service::deadline(Instant::now(), wait);
             let pidfd = crate::locks::flock_holder(&svscan_dir.join(LOCK))
                 .and_then(|pid| Pid::from_raw(i32::try_from(pid).ok()?))
                 .and_then(|pid| rustix::process::pidfd_open(pid, PidfdFlags::empty()).ok());

@@ -8,7 +8,7 @@ use std::fmt;
 use std::io;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub const RUN: &str = "run";
 pub const FINISH: &str = "finish";
@@ -116,6 +116,16 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         return Ok(Duration::from_millis(ms));
     }
     humantime::parse_duration(text).map_err(|e| format!("{text:?} is not a duration: {e}"))
+}
+
+/// The longest a deadline is set for. A longer duration (`timeout-kill`, `WARDEN_GRACE`,
+/// `svctl -w`: parsed as given, up to u64 seconds) is as good as forever, and capped at this
+/// one `Instant + Duration` cannot overflow (which panics).
+pub const FOREVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// The deadline `d` after `at`, with `d` capped at [`FOREVER`]: never panics.
+pub fn deadline(at: Instant, d: Duration) -> Instant {
+    at.checked_add(d.min(FOREVER)).unwrap_or(at)
 }
 
 /// The first line of a setting file, without its newline and surrounding blanks; `None` if
@@ -253,6 +263,18 @@ mod tests {
         assert_eq!(parse_duration("1500ms"), Ok(Duration::from_millis(1500)));
         assert_eq!(parse_duration(" 10s\n"), Ok(Duration::from_secs(10)));
         assert!(parse_duration("ten").is_err());
+    }
+
+    #[test]
+    fn issue_11_6_deadlines_of_huge_durations_saturate() {
+        let now = Instant::now();
+        let huge = parse_duration("10000000000000000000s").unwrap();
+        assert_eq!(deadline(now, huge), now + FOREVER);
+        assert_eq!(deadline(now, Duration::MAX), now + FOREVER);
+        assert_eq!(
+            deadline(now, Duration::from_secs(3)),
+            now + Duration::from_secs(3)
+        );
     }
 
     #[test]
