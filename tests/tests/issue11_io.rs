@@ -225,3 +225,88 @@ fn issue_11_6_huge_timeout_kill_and_svctl_wait() {
     assert!(status.is_none(), "supervise died: {status:?}");
     drop(guard);
 }
+
+/// Runs `program args` on a pseudo-terminal (util-linux's `script`), returning what it wrote.
+fn on_a_terminal(program: &Path, args: &[&std::ffi::OsStr]) -> Vec<u8> {
+    warden_tests::require("script", "util-linux");
+    // script runs a shell command line: each word single-quoted.
+    let quote = |w: &std::ffi::OsStr| {
+        let mut q = b"'".to_vec();
+        for &b in w.as_encoded_bytes() {
+            if b == b'\'' {
+                q.extend_from_slice(b"'\\''");
+            } else {
+                q.push(b);
+            }
+        }
+        q.push(b'\'');
+        q
+    };
+    let mut line = quote(program.as_os_str());
+    for a in args {
+        line.push(b' ');
+        line.extend(quote(a));
+    }
+    use std::os::unix::ffi::OsStrExt;
+    let out = Command::new("script")
+        .args(["-q", "-e", "-c"])
+        .arg(std::ffi::OsStr::from_bytes(&line))
+        .arg("/dev/null")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    out.stdout
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// `svctl status` of a service named with an escape sequence: escaped on a terminal, the
+/// name's bytes as they are into a pipe.
+#[test]
+fn issue_11_3_svctl_status_escapes_control_characters_on_a_terminal() {
+    let root = tempfile::tempdir().unwrap();
+    let scan = root.path().join("service");
+    let name = "evil\x1b]0;owned\x07";
+    let svc = marker(&scan, name);
+    let mut cmd = Command::new(bin("supervise"));
+    cmd.arg(&svc).stdin(Stdio::null());
+    let _guard = Cleanup {
+        root: root.path(),
+        child: Some(Spawned::new(&mut cmd)),
+    };
+    wait_until("the service", LONG, || svc.join("started").exists());
+    let svctl = bin("svctl");
+    let args = [scan.as_os_str(), "status".as_ref()];
+    let mut with_d = vec![std::ffi::OsStr::new("-d")];
+    with_d.extend(args);
+    let shown = on_a_terminal(&svctl, &with_d);
+    assert!(
+        contains(&shown, b"evil\\x1b]0;owned\\x07: up"),
+        "{}",
+        String::from_utf8_lossy(&shown)
+    );
+    assert!(!contains(&shown, b"\x1b]0"), "{shown:?}");
+    let (_, piped, _) = run(Command::new(&svctl).args(with_d), LONG);
+    assert!(piped.starts_with(&format!("{name}: up")), "{piped:?}");
+}
+
+/// `svctl log` (logger --show) of a log line with escape sequences and a stray C1 byte.
+#[test]
+fn issue_11_3_svctl_log_escapes_control_characters_on_a_terminal() {
+    let root = tempfile::tempdir().unwrap();
+    let svc = root.path().join("svc");
+    let main = svc.join("log/main");
+    std::fs::create_dir_all(&main).unwrap();
+    std::fs::write(main.join("current"), b"clear \x1b[2J\x9b2J tab\tend\n").unwrap();
+    let svctl = bin("svctl");
+    let shown = on_a_terminal(&svctl, &["log".as_ref(), svc.as_os_str()]);
+    assert!(
+        contains(&shown, b"clear \\x1b[2J\\x9b2J tab\tend"),
+        "{}",
+        String::from_utf8_lossy(&shown)
+    );
+    let out = Command::new(&svctl).arg("log").arg(&svc).output().unwrap();
+    assert_eq!(out.stdout, b"clear \x1b[2J\x9b2J tab\tend\n");
+}

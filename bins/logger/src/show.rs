@@ -25,6 +25,9 @@ pub struct ShowOptions {
 pub struct Converter {
     partial: Vec<u8>,
     text: String,
+    /// Output to a terminal: control characters in lines are shown escaped (warden::diag),
+    /// so that a logged escape sequence cannot drive the terminal.
+    pub terminal: bool,
 }
 
 impl Converter {
@@ -53,6 +56,10 @@ impl Converter {
         Ok(())
     }
 
+    fn shown<'a>(&self, line: &'a [u8]) -> std::borrow::Cow<'a, [u8]> {
+        warden::diag::bytes_for_terminal(line, self.terminal, warden::diag::Newlines::Keep)
+    }
+
     fn line(&mut self, line: &[u8], out: &mut impl Write) -> io::Result<()> {
         let label = line.get(..warden::tai::LABEL_LEN);
         match label.and_then(Tai64N::parse_label) {
@@ -60,9 +67,10 @@ impl Converter {
                 self.text.clear();
                 crate::clock::format_local(&mut self.text, t.unix_secs(), t.nanos);
                 out.write_all(self.text.as_bytes())?;
-                out.write_all(line.get(warden::tai::LABEL_LEN..).unwrap_or_default())
+                let rest = line.get(warden::tai::LABEL_LEN..).unwrap_or_default();
+                out.write_all(&self.shown(rest))
             }
-            None => out.write_all(line),
+            None => out.write_all(&self.shown(line)),
         }
     }
 }
@@ -101,7 +109,10 @@ pub fn show(options: &ShowOptions) -> io::Result<()> {
 }
 
 fn show_stdin(last: Option<usize>, out: &mut impl Write) -> io::Result<()> {
-    let mut converter = Converter::default();
+    let mut converter = Converter {
+        terminal: warden::diag::is_terminal(io::stdout()),
+        ..Converter::default()
+    };
     let mut stdin = io::stdin().lock();
     match last {
         Some(n) => {
@@ -181,7 +192,10 @@ fn show_dir(dir: &Path, last: Option<usize>, follow: bool, out: &mut impl Write)
     }
     let current_path = dir.join("current");
     files.push(current_path.clone());
-    let mut converter = Converter::default();
+    let mut converter = Converter {
+        terminal: warden::diag::is_terminal(io::stdout()),
+        ..Converter::default()
+    };
 
     // With -n, find the newest files that hold enough lines, reading from the end.
     let mut first = 0;

@@ -69,7 +69,7 @@ pub fn check(inv: &Invocation) -> Outcome {
             None => match holds_now(&dir, Goal::Wanted, since, Instant::now() + CHECK_ALONE) {
                 Ok(true) => Outcome::Success,
                 Ok(false) => {
-                    eprintln!(
+                    warden::say!(
                         "svctl: warning: {name} is not {}: {}",
                         Goal::Wanted.describe(),
                         status_text(name, &dir)
@@ -95,7 +95,7 @@ fn wait_one(
     match wait_for(dir, goal, since, deadline) {
         Ok(Waited::Reached) => Outcome::Success,
         Ok(Waited::TimedOut) => {
-            eprintln!(
+            warden::say!(
                 "svctl: fatal: timed out after {} waiting for {name} to be {}: {}",
                 humantime::format_duration(wait),
                 goal.describe(),
@@ -126,6 +126,9 @@ pub fn status(inv: &Invocation, json: bool) -> Outcome {
     };
     let now = SystemTime::now();
     let mut values = Vec::new();
+    // Names and last_error are anyone's text: on a terminal their control characters are
+    // shown escaped, and a newline in them cannot start a line of its own.
+    let terminal = warden::diag::is_terminal(std::io::stdout());
     let mut out = std::io::stdout().lock();
     for (name, dir) in &targets {
         let entry = Entry::read(name, dir);
@@ -137,7 +140,9 @@ pub fn status(inv: &Invocation, json: bool) -> Outcome {
         if json {
             values.push(crate::report::json(&entry, now));
         } else if entry.state.is_ok() {
-            if let Err(stop) = emit(&mut out, &crate::report::line(&entry, now)) {
+            let line = crate::report::line(&entry, now);
+            let line = warden::diag::for_terminal(&line, terminal, warden::diag::Newlines::Escape);
+            if let Err(stop) = emit(&mut out, &line) {
                 return worst.max(stop);
             }
         }
@@ -157,7 +162,7 @@ fn emit(out: &mut impl Write, line: &str) -> Result<(), Outcome> {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(Outcome::Success),
         Err(e) => {
-            eprintln!("svctl: fatal: unable to write to standard output: {e}");
+            warden::say!("svctl: fatal: unable to write to standard output: {e}");
             Err(Outcome::System)
         }
     }
@@ -166,7 +171,7 @@ fn emit(out: &mut impl Write, line: &str) -> Result<(), Outcome> {
 /// Every service of the scan directory, sorted: dot-names and non-directories skipped.
 fn scan(scandir: &Path) -> Result<Vec<(String, ServiceDir)>, Outcome> {
     let fail = |e: std::io::Error| {
-        eprintln!("svctl: fatal: unable to read {}: {e}", scandir.display());
+        warden::say!("svctl: fatal: unable to read {}: {e}", scandir.display());
         match e.kind() {
             std::io::ErrorKind::NotFound => Outcome::NoSuchService,
             std::io::ErrorKind::PermissionDenied => Outcome::PermissionDenied,

@@ -23,7 +23,7 @@ pub fn exec_logger(dir: &ServiceDir, view: &LogView) -> Outcome {
         } else {
             "no such service"
         };
-        eprintln!(
+        warden::say!(
             "svctl: fatal: unable to show the log of {}: {cause}",
             dir.path.display()
         );
@@ -40,7 +40,7 @@ pub fn exec_logger(dir: &ServiceDir, view: &LogView) -> Outcome {
     }
     cmd.arg(&main);
     let error = cmd.exec();
-    eprintln!("svctl: fatal: unable to run {}: {error}", logger.display());
+    warden::say!("svctl: fatal: unable to run {}: {error}", logger.display());
     Outcome::System
 }
 

@@ -32,7 +32,7 @@ fn main() -> ExitCode {
     let outcome = match cli::parse(&program, args.collect()) {
         Ok(invocation) => run(&invocation),
         Err(message) => {
-            eprintln!("svctl: fatal: {message}\n{}", cli::USAGE);
+            warden::say!("svctl: fatal: {message}\n{}", cli::USAGE);
             Outcome::Usage
         }
     };

@@ -75,7 +75,7 @@ pub fn report(verb: &str, error: &ClientError) -> Outcome {
         ClientError::Io(p, e) => (p.clone(), e.to_string()),
         ClientError::BadStatus(p, e) => (p.clone(), format!("unreadable status: {e}")),
     };
-    eprintln!(
+    warden::say!(
         "svctl: fatal: unable to {verb} {}: {cause}",
         object.display()
     );

@@ -54,7 +54,7 @@ pub fn tell_svscan(scandir: &Path, byte: u8, wait: Option<Duration>) -> Outcome 
     let svscan_dir = scandir.join(SVSCAN_DIR);
     let fifo = svscan_dir.join(CONTROL);
     let fail = |cause: &str, outcome: Outcome| {
-        eprintln!(
+        warden::say!(
             "svctl: fatal: unable to control {}: {cause}",
             fifo.display()
         );
@@ -100,7 +100,7 @@ pub fn tell_svscan(scandir: &Path, byte: u8, wait: Option<Duration>) -> Outcome 
         Some((Some(pidfd), deadline, wait)) => match crate::wait::poll_until(&pidfd, deadline) {
             Ok(true) => Outcome::Success,
             Ok(false) => {
-                eprintln!(
+                warden::say!(
                     "svctl: fatal: timed out after {} waiting for svscan on {} to exit",
                     humantime::format_duration(wait),
                     scandir.display()
@@ -118,7 +118,7 @@ pub fn tell_init(power: Power) -> Outcome {
     match rustix::process::kill_process(Pid::INIT, power.init_signal()) {
         Ok(()) => Outcome::Success,
         Err(e) => {
-            eprintln!("svctl: fatal: unable to signal PID 1: {e}");
+            warden::say!("svctl: fatal: unable to signal PID 1: {e}");
             match e {
                 Errno::PERM => Outcome::PermissionDenied,
                 _ => Outcome::System,

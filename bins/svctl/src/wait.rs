@@ -429,7 +429,7 @@ fn run_check(dir: &Path, deadline: Instant) -> Result<CheckResult, ClientError> 
     {
         Ok(child) => child,
         Err(e) => {
-            eprintln!("svctl: warning: unable to run {}: {e}", check.display());
+            warden::say!("svctl: warning: unable to run {}: {e}", check.display());
             return Ok(CheckResult::Failed);
         }
     };

@@ -82,6 +82,33 @@ pub fn escape(text: &str, newlines: Newlines) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// [`escape`] for bytes that need not be UTF-8 (log lines): the UTF-8 parts as [`escape`]
+/// does, and each byte that is not part of a character as `\xNN` too, since a terminal not in
+/// UTF-8 mode reads 0x9b alone as an escape sequence.
+pub fn escape_bytes(bytes: &[u8], newlines: Newlines) -> Cow<'_, [u8]> {
+    let plain = |b: &u8| (0x20..0x7f).contains(b) || *b == b'\t' || *b == b'\n';
+    if bytes.iter().all(plain) {
+        return Cow::Borrowed(bytes);
+    }
+    let mut out = String::with_capacity(bytes.len() + 8);
+    for chunk in bytes.utf8_chunks() {
+        out.push_str(&escape(chunk.valid(), newlines));
+        for b in chunk.invalid() {
+            let _ = write!(out, "\\x{b:02x}");
+        }
+    }
+    Cow::Owned(out.into_bytes())
+}
+
+/// [`escape_bytes`] if `terminal`, else `bytes` themselves.
+pub fn bytes_for_terminal(bytes: &[u8], terminal: bool, newlines: Newlines) -> Cow<'_, [u8]> {
+    if terminal {
+        escape_bytes(bytes, newlines)
+    } else {
+        Cow::Borrowed(bytes)
+    }
+}
+
 /// A line on stderr, like `eprintln!`, but a closed, full or broken stderr is no reason to die
 /// (the line is dropped), and control characters are escaped when stderr is a terminal.
 #[macro_export]
@@ -110,6 +137,22 @@ mod tests {
             escape("plain é\n", Newlines::Keep),
             Cow::Borrowed(_)
         ));
+    }
+
+    #[test]
+    fn escapes_bytes_that_are_not_characters() {
+        assert_eq!(
+            &*escape_bytes(b"ok \xc3\xa9 \x9b2J \x1b[1m\xff\n", Newlines::Keep),
+            "ok é \\x9b2J \\x1b[1m\\xff\n".as_bytes()
+        );
+        assert!(matches!(
+            escape_bytes(b"plain\tline\n", Newlines::Keep),
+            Cow::Borrowed(_)
+        ));
+        assert_eq!(
+            &*bytes_for_terminal(b"\x1b", false, Newlines::Keep),
+            b"\x1b"
+        );
     }
 
     #[test]
