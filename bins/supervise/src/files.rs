@@ -3,11 +3,12 @@
 //! atomically. Paths are relative: the supervisor runs with the service dir as cwd.
 
 use crate::Fatal;
-use rustix::fs::{FileType, FlockOperation, Mode, OFlags};
+use rustix::fs::{AtFlags, Dir, FileType, FlockOperation, Mode, OFlags, ResolveFlags, CWD};
 use rustix::io::Errno;
-use std::fs::File;
+use rustix::process::Pid;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::ffi::OsStringExt;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use warden::control::Command;
 use warden::status::{Extended, Status, EXTENDED_FILE};
@@ -23,7 +24,11 @@ pub const CHUNK: usize = 64;
 pub struct SuperviseDir {
     /// The service dir as the user named it, made absolute, for messages.
     service: PathBuf,
-    _lock: File,
+    /// `supervise/` itself, checked to be ours: every file in it is opened relative to this.
+    dir: OwnedFd,
+    /// `supervise/event/`, opened without following a symlink.
+    events: OwnedFd,
+    _lock: OwnedFd,
     control: OwnedFd,
     /// Held so that reading `control` never sees EOF when a client closes.
     _control_write: OwnedFd,
@@ -36,18 +41,33 @@ pub struct SuperviseDir {
 }
 
 impl SuperviseDir {
-    /// Creates and opens `supervise/`; fails if another supervisor holds the lock.
+    /// Creates and opens `supervise/`; fails if another supervisor holds the lock, or if the
+    /// directory is not ours alone (see `open_dir`).
     pub fn open(service: &Path) -> Result<SuperviseDir, Fatal> {
-        let dir = Path::new(SUPERVISE);
-        make_dir(service, dir)?;
+        let dir = open_dir(service)?;
         let name = |file: &str| service.join(SUPERVISE).join(file);
-        let lock_path = dir.join(LOCK);
-        let lock = std::fs::OpenOptions::new()
-            .append(true)
-            .create(true)
-            .mode(0o600)
-            .open(&lock_path)
-            .map_err(|e| Fatal::io("open", &name(LOCK), &e))?;
+        // NONBLOCK: a FIFO planted as `lock` fails with ENXIO instead of hanging us.
+        let lock = rustix::fs::openat(
+            &dir,
+            LOCK,
+            OFlags::WRONLY
+                | OFlags::APPEND
+                | OFlags::CREATE
+                | OFlags::NOFOLLOW
+                | OFlags::NONBLOCK
+                | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )
+        .map_err(|e| Fatal::errno("open", &name(LOCK), e))?;
+        let is_file = rustix::fs::fstat(&lock)
+            .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::RegularFile);
+        if !is_file {
+            return Err(Fatal::new(
+                "use",
+                &name(LOCK),
+                "it exists but is not a regular file".into(),
+            ));
+        }
         match rustix::fs::flock(&lock, FlockOperation::NonBlockingLockExclusive) {
             Ok(()) => {}
             Err(Errno::WOULDBLOCK) => {
@@ -59,20 +79,25 @@ impl SuperviseDir {
             }
             Err(e) => return Err(Fatal::errno("lock", &name(LOCK), e)),
         }
-        let control_path = dir.join(CONTROL);
-        make_fifo(&control_path, &name(CONTROL))?;
-        let control = open_fifo(&control_path, OFlags::RDONLY, &name(CONTROL))?;
-        let control_write = open_fifo(&control_path, OFlags::WRONLY, &name(CONTROL))?;
-        make_fifo(&dir.join(OK), &name(OK))?;
-        let mut events = std::fs::DirBuilder::new();
-        events.mode(0o700);
-        match events.create(dir.join(EVENT)) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(Fatal::io("create", &name(EVENT), &e)),
+        make_fifo(&dir, CONTROL, &name(CONTROL))?;
+        let control = open_fifo(&dir, CONTROL, OFlags::RDONLY, &name(CONTROL))?;
+        let control_write = open_fifo(&dir, CONTROL, OFlags::WRONLY, &name(CONTROL))?;
+        make_fifo(&dir, OK, &name(OK))?;
+        match rustix::fs::mkdirat(&dir, EVENT, Mode::from_raw_mode(0o700)) {
+            Ok(()) | Err(Errno::EXIST) => {}
+            Err(e) => return Err(Fatal::errno("create", &name(EVENT), e)),
         }
+        let events = rustix::fs::openat(
+            &dir,
+            EVENT,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| Fatal::errno("open", &name(EVENT), e))?;
         Ok(SuperviseDir {
             service: service.to_owned(),
+            dir,
+            events,
             _lock: lock,
             control,
             _control_write: control_write,
@@ -87,11 +112,7 @@ impl SuperviseDir {
     pub fn announce(&mut self) -> Result<(), Fatal> {
         if self.ok.is_none() {
             let shown = self.service.join(SUPERVISE).join(OK);
-            self.ok = Some(open_fifo(
-                &Path::new(SUPERVISE).join(OK),
-                OFlags::RDONLY,
-                &shown,
-            )?);
+            self.ok = Some(open_fifo(&self.dir, OK, OFlags::RDONLY, &shown)?);
         }
         Ok(())
     }
@@ -144,7 +165,6 @@ impl SuperviseDir {
     /// listeners once. A failure (full disk) is reported and retried at the next change; it
     /// never stops the supervisor.
     pub fn publish(&mut self, status: &Status, extended: &Extended) {
-        let dir = Path::new(SUPERVISE);
         let mut changed = false;
         // The very first time, the extended status goes before `status`: clients tell warden's
         // supervise from runsv by `supervise/warden` alone, so it must never be missing while
@@ -154,8 +174,9 @@ impl SuperviseDir {
         }
         let bytes = status.encode();
         if self.last_status != Some(bytes) {
-            let result = warden::write::replace(dir, STATUS, &bytes)
-                .and_then(|()| warden::write::replace(dir, STAT, status.stat_text().as_bytes()));
+            let result = warden::write::replace_at(&self.dir, STATUS, &bytes).and_then(|()| {
+                warden::write::replace_at(&self.dir, STAT, status.stat_text().as_bytes())
+            });
             match result {
                 Ok(()) => {
                     self.last_status = Some(bytes);
@@ -165,7 +186,7 @@ impl SuperviseDir {
             }
         }
         if self.last_pid != Some(status.pid) {
-            match warden::write::replace(dir, PID, status.pid_text().as_bytes()) {
+            match warden::write::replace_at(&self.dir, PID, status.pid_text().as_bytes()) {
                 Ok(()) => self.last_pid = Some(status.pid),
                 Err(e) => self.warn(PID, &e),
             }
@@ -176,7 +197,7 @@ impl SuperviseDir {
         changed |= self.publish_extended(extended);
         // Once, after every file is in place: a woken client reads them all consistent.
         if changed {
-            notify_listeners();
+            notify_listeners(&self.events);
         }
     }
 
@@ -186,7 +207,7 @@ impl SuperviseDir {
         if text == self.last_extended {
             return false;
         }
-        match warden::write::replace(Path::new(SUPERVISE), EXTENDED_FILE, text.as_bytes()) {
+        match warden::write::replace_at(&self.dir, EXTENDED_FILE, text.as_bytes()) {
             Ok(()) => {
                 self.last_extended = text;
                 true
@@ -207,57 +228,176 @@ impl SuperviseDir {
     }
 }
 
-/// Writes one byte to every FIFO in `supervise/event/` that has a reader. A FIFO without one
-/// (ENXIO) belongs to a client that has gone or not yet opened it; its owner removes it.
-fn notify_listeners() {
-    let Ok(entries) = std::fs::read_dir(Path::new(SUPERVISE).join(EVENT)) else {
+/// Writes one byte to every FIFO in `supervise/event/` that has a reader. Each is opened
+/// relative to the dir fd without following a symlink and checked to be a FIFO before the
+/// write, so nothing planted there gets written.
+///
+/// A FIFO without a reader (ENXIO) is a client's that has gone, or one caught between making
+/// its FIFO and opening it. Those named `svctl.PID.N` whose PID no longer exists are removed
+/// here: an `svctl -w` killed with SIGKILL never removes its own (issue 11, item 14).
+fn notify_listeners(events: &OwnedFd) {
+    let Ok(mut entries) = Dir::read_from(events) else {
         return;
     };
-    for entry in entries.flatten() {
-        if !entry.file_type().is_ok_and(|t| {
-            use std::os::unix::fs::FileTypeExt;
-            t.is_fifo()
-        }) {
+    while let Some(entry) = entries.read() {
+        let Ok(entry) = entry else {
+            return;
+        };
+        let name = entry.file_name();
+        let kind = match entry.file_type() {
+            FileType::Unknown => {
+                match rustix::fs::statat(events, name, AtFlags::SYMLINK_NOFOLLOW) {
+                    Ok(st) => FileType::from_raw_mode(st.st_mode),
+                    Err(_) => continue,
+                }
+            }
+            kind => kind,
+        };
+        if kind != FileType::Fifo {
             continue;
         }
-        if let Ok(fifo) = rustix::fs::open(
-            entry.path(),
-            OFlags::WRONLY | OFlags::NONBLOCK | OFlags::CLOEXEC,
+        match rustix::fs::openat(
+            events,
+            name,
+            OFlags::WRONLY | OFlags::NONBLOCK | OFlags::NOFOLLOW | OFlags::NOCTTY | OFlags::CLOEXEC,
             Mode::empty(),
         ) {
-            let _ = rustix::io::write(&fifo, b"s");
+            Ok(fifo) => {
+                let is_fifo = rustix::fs::fstat(&fifo)
+                    .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Fifo);
+                if is_fifo {
+                    let _ = rustix::io::write(&fifo, b"s");
+                }
+            }
+            Err(Errno::NXIO) if client_gone(name.to_bytes()) => {
+                let _ = rustix::fs::unlinkat(events, name, AtFlags::empty());
+            }
+            Err(_) => {}
         }
     }
 }
 
-/// `mkdir supervise 0700`; if `supervise` is a symlink to a missing dir, makes its target
-/// (runit's way of keeping the state on a tmpfs).
-fn make_dir(service: &Path, dir: &Path) -> Result<(), Fatal> {
-    let shown = service.join(dir);
-    let mut builder = std::fs::DirBuilder::new();
-    builder.mode(0o700);
-    match builder.create(dir) {
-        Ok(()) => return Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(Fatal::io("create", &shown, &e)),
-    }
-    let meta = std::fs::symlink_metadata(dir).map_err(|e| Fatal::io("stat", &shown, &e))?;
-    if meta.file_type().is_symlink() && std::fs::metadata(dir).is_err() {
-        let target = std::fs::read_link(dir).map_err(|e| Fatal::io("read", &shown, &e))?;
-        builder.recursive(true);
-        builder
-            .create(&target)
-            .map_err(|e| Fatal::io("create", &service.join(&target), &e))?;
-    }
-    Ok(())
+/// Whether `name` is an `svctl -w` FIFO (`svctl.PID.N`) whose PID no longer exists. A live
+/// PID (possibly reused) keeps it: it is removed once that process is gone too.
+fn client_gone(name: &[u8]) -> bool {
+    let Some(rest) = name.strip_prefix(b"svctl.") else {
+        return false;
+    };
+    let Some(pid) = rest.split(|&b| b == b'.').next() else {
+        return false;
+    };
+    let Some(pid) = std::str::from_utf8(pid)
+        .ok()
+        .and_then(|pid| pid.parse::<i32>().ok())
+        .and_then(Pid::from_raw)
+    else {
+        return false;
+    };
+    rustix::process::test_kill_process(pid) == Err(Errno::SRCH)
 }
 
-fn make_fifo(path: &Path, shown: &Path) -> Result<(), Fatal> {
-    match rustix::fs::mkfifoat(rustix::fs::CWD, path, Mode::from_raw_mode(0o600)) {
+/// Opens `supervise/` (making it, mode 0700, if missing) and checks that it is ours alone:
+/// owned by our euid and not writable by group or others. Otherwise someone else could plant
+/// files there that we would trust, so it is refused with a message naming it.
+///
+/// A `supervise` symlink (runit packaging keeps the state on a tmpfs:
+/// `supervise -> /run/runit/supervise.NAME`) is followed for the directory itself: its target
+/// is made if missing, then opened refusing any further symlink on the way
+/// (`RESOLVE_NO_SYMLINKS`), and checked like a plain `supervise/`. A dangling link into `/tmp`
+/// therefore cannot be raced into pointing at someone else's directory.
+fn open_dir(service: &Path) -> Result<OwnedFd, Fatal> {
+    let shown = service.join(SUPERVISE);
+    match rustix::fs::mkdirat(CWD, SUPERVISE, Mode::from_raw_mode(0o700)) {
+        Ok(()) | Err(Errno::EXIST) => {}
+        Err(e) => return Err(Fatal::errno("create", &shown, e)),
+    }
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    let (fd, shown) =
+        match rustix::fs::openat(CWD, SUPERVISE, flags | OFlags::NOFOLLOW, Mode::empty()) {
+            Ok(fd) => (fd, shown),
+            Err(Errno::LOOP) | Err(Errno::NOTDIR) => {
+                let is_link = rustix::fs::statat(CWD, SUPERVISE, AtFlags::SYMLINK_NOFOLLOW)
+                    .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Symlink);
+                if !is_link {
+                    return Err(Fatal::new("use", &shown, "it is not a directory".into()));
+                }
+                let target = rustix::fs::readlinkat(CWD, SUPERVISE, Vec::new())
+                    .map_err(|e| Fatal::errno("read", &shown, e))?;
+                let target = PathBuf::from(std::ffi::OsString::from_vec(target.into_bytes()));
+                let shown = PathBuf::from(format!("{} -> {}", shown.display(), target.display()));
+                (open_target(&target, flags, &shown)?, shown)
+            }
+            Err(e) => return Err(Fatal::errno("open", &shown, e)),
+        };
+    let st = rustix::fs::fstat(&fd).map_err(|e| Fatal::errno("stat", &shown, e))?;
+    let euid = rustix::process::geteuid().as_raw();
+    if st.st_uid != euid {
+        return Err(Fatal::new(
+            "use",
+            &shown,
+            format!(
+                "it is owned by uid {}, not by uid {euid} that supervise runs as; \
+                 refusing a supervise/ someone else controls (chown it, or remove it)",
+                st.st_uid
+            ),
+        ));
+    }
+    let mode = st.st_mode & 0o7777;
+    if mode & 0o022 != 0 {
+        return Err(Fatal::new(
+            "use",
+            &shown,
+            format!(
+                "its mode {mode:04o} lets group or others write into it; refusing it \
+                 (chmod go-w it; runit makes it 0700)"
+            ),
+        ));
+    }
+    Ok(fd)
+}
+
+/// Opens the target of the `supervise` symlink (relative to the service dir, as the kernel
+/// would resolve it), making it first if it does not exist.
+fn open_target(target: &Path, flags: OFlags, shown: &Path) -> Result<OwnedFd, Fatal> {
+    let open = || {
+        match rustix::fs::openat2(CWD, target, flags, Mode::empty(), ResolveFlags::NO_SYMLINKS) {
+            // Kernels before 5.6: at least the last component must not be a symlink.
+            Err(Errno::NOSYS) => {
+                rustix::fs::openat(CWD, target, flags | OFlags::NOFOLLOW, Mode::empty())
+            }
+            other => other,
+        }
+    };
+    match open() {
+        Err(Errno::NOENT) => {
+            let mut builder = std::fs::DirBuilder::new();
+            builder.mode(0o700).recursive(true);
+            builder
+                .create(target)
+                .map_err(|e| Fatal::io("create", shown, &e))?;
+            open()
+        }
+        other => other,
+    }
+    .map_err(|e| match e {
+        Errno::LOOP | Errno::XDEV => Fatal::new(
+            "use",
+            shown,
+            "its target is reached through a further symlink; refusing it (name the real \
+             directory in the link)"
+                .into(),
+        ),
+        e => Fatal::errno("open", shown, e),
+    })
+}
+
+fn make_fifo(dir: &OwnedFd, name: &str, shown: &Path) -> Result<(), Fatal> {
+    match rustix::fs::mkfifoat(dir, name, Mode::from_raw_mode(0o600)) {
         Ok(()) | Err(Errno::EXIST) => {}
         Err(e) => return Err(Fatal::errno("create", shown, e)),
     }
-    let stat = rustix::fs::stat(path).map_err(|e| Fatal::errno("stat", shown, e))?;
+    let stat = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)
+        .map_err(|e| Fatal::errno("stat", shown, e))?;
     if FileType::from_raw_mode(stat.st_mode) != FileType::Fifo {
         return Err(Fatal::new(
             "use",
@@ -268,10 +408,11 @@ fn make_fifo(path: &Path, shown: &Path) -> Result<(), Fatal> {
     Ok(())
 }
 
-fn open_fifo(path: &Path, access: OFlags, shown: &Path) -> Result<OwnedFd, Fatal> {
-    rustix::fs::open(
-        path,
-        access | OFlags::NONBLOCK | OFlags::CLOEXEC,
+fn open_fifo(dir: &OwnedFd, name: &str, access: OFlags, shown: &Path) -> Result<OwnedFd, Fatal> {
+    rustix::fs::openat(
+        dir,
+        name,
+        access | OFlags::NONBLOCK | OFlags::NOFOLLOW | OFlags::CLOEXEC,
         Mode::empty(),
     )
     .map_err(|e| Fatal::errno("open", shown, e))

@@ -24,7 +24,7 @@ use crate::goal::{has_check, judge, Goal, Snapshot, Verdict, EVENT_DIR};
 use crate::interrupts::{die_of, Interrupts};
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use rustix::fs::inotify::{self, ReadFlags, WatchFlags};
-use rustix::fs::{chmod, mknodat, FileType, Mode, OFlags, CWD};
+use rustix::fs::{mknodat, AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
 use rustix::process::{pidfd_open, Pid, PidfdFlags, Signal};
 use std::mem::MaybeUninit;
@@ -139,7 +139,12 @@ impl Waker {
 
 /// Our FIFO in warden's `supervise/event/`, removed when dropped.
 struct Listener {
+    /// For messages.
     path: PathBuf,
+    /// `event/`, opened without following a symlink: the FIFO is made, opened and removed
+    /// relative to it.
+    events: OwnedFd,
+    name: String,
     fifo: OwnedFd,
     /// A pidfd on the supervisor, from `supervisor_pid` in `supervise/warden`: it exiting
     /// writes no event. Dropped once it has fired.
@@ -152,15 +157,27 @@ impl Listener {
     /// None when `supervise/event/` is missing (runsv) or we cannot use it; inotify then
     /// takes over, and its probes say what is wrong.
     fn new(dir: &ServiceDir) -> Option<Listener> {
-        let events = dir.file(EVENT_DIR);
-        if !std::fs::metadata(&events).is_ok_and(|m| m.is_dir()) {
-            return None;
-        }
+        let events_path = dir.file(EVENT_DIR);
+        // `supervise` may be a symlink (runit packaging); `event` in it may not.
+        let events = rustix::fs::open(
+            dir.supervise(),
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .and_then(|supervise| {
+            rustix::fs::openat(
+                &supervise,
+                EVENT_DIR,
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+        })
+        .ok()?;
         let signals = Interrupts::get();
         if let Some(signals) = signals {
             signals.arm();
         }
-        let Some((path, fifo)) = make_fifo(&events) else {
+        let Some((name, fifo)) = make_fifo(&events) else {
             if let Some(signals) = signals {
                 signals.disarm();
             }
@@ -172,7 +189,9 @@ impl Listener {
             .and_then(|pid| Pid::from_raw(i32::try_from(pid).ok()?))
             .and_then(|pid| pidfd_open(pid, PidfdFlags::empty()).ok());
         Some(Listener {
-            path,
+            path: events_path.join(&name),
+            events,
+            name,
             fifo,
             supervisor,
             signals,
@@ -227,36 +246,51 @@ impl Drop for Listener {
     fn drop(&mut self) {
         // Ours alone to remove (supervise skips a FIFO without a reader); nothing to do if
         // it is gone already.
-        let _ = std::fs::remove_file(&self.path);
+        let _ = rustix::fs::unlinkat(&self.events, &self.name, AtFlags::empty());
         if let Some(signals) = self.signals {
             signals.disarm();
         }
     }
 }
 
-/// Makes and opens `events/svctl.PID.N`. Read-write, so the FIFO never reads as hung up
-/// between two of the supervisor's writes; mode 0622, so a supervisor running as another
-/// user than ours can still write to it (`event/` itself is the supervisor's, mode 0700).
-fn make_fifo(events: &Path) -> Option<(PathBuf, OwnedFd)> {
+/// Makes and opens `event/svctl.PID.N` (supervise removes those whose PID is gone, so a
+/// SIGKILLed svctl leaves nothing behind for long). Read-write, so the FIFO never reads as
+/// hung up between two of the supervisor's writes; mode 0622, so a supervisor running as
+/// another user than ours can still write to it (`event/` itself is the supervisor's, mode
+/// 0700).
+///
+/// `event/` may be writable by someone else (a user's own supervise, watched by root): the
+/// name is opened relative to the dir fd with `O_NOFOLLOW`, checked to be the FIFO we just made
+/// (a FIFO owned by us), and only that fd is `fchmod`ed past the umask, so no symlink or
+/// other file swapped in between ever has its mode changed (issue 11, item 1).
+fn make_fifo(events: &OwnedFd) -> Option<(String, OwnedFd)> {
+    let euid = rustix::process::geteuid().as_raw();
     for attempt in 0..100u32 {
-        let path = events.join(format!("svctl.{}.{attempt}", std::process::id()));
-        match mknodat(CWD, &path, FileType::Fifo, Mode::from_raw_mode(0o622), 0) {
+        let name = format!("svctl.{}.{attempt}", std::process::id());
+        match mknodat(events, &name, FileType::Fifo, Mode::from_raw_mode(0o600), 0) {
             Ok(()) => {}
             Err(Errno::EXIST) => continue,
             Err(_) => return None,
         }
-        // Past the umask.
-        let opened = chmod(&path, Mode::from_raw_mode(0o622)).and_then(|()| {
-            rustix::fs::open(
-                &path,
-                OFlags::RDWR | OFlags::NONBLOCK | OFlags::CLOEXEC,
-                Mode::empty(),
-            )
+        let opened = rustix::fs::openat(
+            events,
+            &name,
+            OFlags::RDWR | OFlags::NONBLOCK | OFlags::NOFOLLOW | OFlags::NOCTTY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .and_then(|fifo| {
+            let st = rustix::fs::fstat(&fifo)?;
+            if FileType::from_raw_mode(st.st_mode) != FileType::Fifo || st.st_uid != euid {
+                return Err(Errno::PERM);
+            }
+            // Past the umask, on the fd: never on a path.
+            rustix::fs::fchmod(&fifo, Mode::from_raw_mode(0o622))?;
+            Ok(fifo)
         });
         return match opened {
-            Ok(fifo) => Some((path, fifo)),
+            Ok(fifo) => Some((name, fifo)),
             Err(_) => {
-                let _ = std::fs::remove_file(&path);
+                let _ = rustix::fs::unlinkat(events, &name, AtFlags::empty());
                 None
             }
         };

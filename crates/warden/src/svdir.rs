@@ -2,7 +2,7 @@
 //! running?" through the `ok` FIFO, control bytes through the `control` FIFO, and the status.
 
 use crate::status::{Extended, Status, StatusError, EXTENDED_FILE};
-use rustix::fs::{Mode, OFlags};
+use rustix::fs::{FileType, Mode, OFlags};
 use rustix::io::Errno;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -99,11 +99,7 @@ impl ServiceDir {
     /// Asks the `ok` FIFO whether a supervisor holds it open, without blocking.
     pub fn liveness(&self) -> Result<Liveness, ClientError> {
         let ok = self.file(OK);
-        match rustix::fs::open(
-            &ok,
-            OFlags::WRONLY | OFlags::NONBLOCK | OFlags::CLOEXEC,
-            Mode::empty(),
-        ) {
+        match open_fifo_for_writing(&ok) {
             Ok(_) => Ok(Liveness::Running),
             Err(Errno::NXIO) => Ok(Liveness::NotRunning),
             Err(Errno::NOENT) if self.path.is_dir() => Ok(Liveness::NeverSupervised),
@@ -117,11 +113,7 @@ impl ServiceDir {
     /// Writes control bytes to the supervisor; fails at once if none runs.
     pub fn send(&self, bytes: &[u8]) -> Result<(), ClientError> {
         let control = self.file(CONTROL);
-        let fd = match rustix::fs::open(
-            &control,
-            OFlags::WRONLY | OFlags::NONBLOCK | OFlags::CLOEXEC,
-            Mode::empty(),
-        ) {
+        let fd = match open_fifo_for_writing(&control) {
             Ok(fd) => fd,
             Err(Errno::NXIO) => return Err(ClientError::NotSupervised(self.path.clone())),
             Err(Errno::NOENT) if self.path.is_dir() => {
@@ -146,27 +138,23 @@ impl ServiceDir {
     /// Reads `supervise/status` (runit or daemontools layout).
     pub fn status(&self) -> Result<Status, ClientError> {
         let file = self.file(STATUS);
-        match std::fs::read(&file) {
+        match read_state(&file) {
             Ok(bytes) => Status::decode(&bytes).map_err(|e| ClientError::BadStatus(file, e)),
-            Err(e) => {
-                let errno = Errno::from_io_error(&e).unwrap_or(Errno::IO);
-                match errno {
-                    Errno::NOENT if self.path.is_dir() => {
-                        Err(ClientError::NotSupervised(self.path.clone()))
-                    }
-                    Errno::NOENT | Errno::NOTDIR => {
-                        Err(ClientError::NoSuchService(self.path.clone()))
-                    }
-                    e => Err(self.io_error(file, e)),
+            Err(errno) => match errno {
+                Errno::NOENT if self.path.is_dir() => {
+                    Err(ClientError::NotSupervised(self.path.clone()))
                 }
-            }
+                Errno::NOENT | Errno::NOTDIR => Err(ClientError::NoSuchService(self.path.clone())),
+                e => Err(self.io_error(file, e)),
+            },
         }
     }
 
     /// warden's extended status, if the supervisor is warden's (absent for runsv).
     pub fn extended(&self) -> Option<Extended> {
-        std::fs::read_to_string(self.file(EXTENDED_FILE))
+        read_state(&self.file(EXTENDED_FILE))
             .ok()
+            .and_then(|bytes| String::from_utf8(bytes).ok())
             .map(|text| Extended::decode(&text))
     }
 
@@ -177,6 +165,47 @@ impl ServiceDir {
             ClientError::Io(file, e)
         }
     }
+}
+
+/// Opens `control` or `ok` for writing without blocking. `supervise/` may belong to another
+/// user than ours (root's svctl on a user's own tree): a symlink there is not followed
+/// (ELOOP), and anything but a FIFO is refused (EINVAL), so no control byte is ever written
+/// into a file planted in its place.
+fn open_fifo_for_writing(path: &Path) -> Result<rustix::fd::OwnedFd, Errno> {
+    let fd = rustix::fs::open(
+        path,
+        OFlags::WRONLY | OFlags::NONBLOCK | OFlags::NOFOLLOW | OFlags::NOCTTY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let st = rustix::fs::fstat(&fd)?;
+    if FileType::from_raw_mode(st.st_mode) != FileType::Fifo {
+        return Err(Errno::INVAL);
+    }
+    Ok(fd)
+}
+
+/// The most read of a status file: far more than any record, little enough to never matter.
+const STATE_CAP: u64 = 64 * 1024;
+
+/// Reads a small state file (`status`, `warden`) without following a symlink and without
+/// blocking on a FIFO planted in its place; only a regular file is read, up to `STATE_CAP`.
+fn read_state(path: &Path) -> Result<Vec<u8>, Errno> {
+    use std::io::Read;
+    let fd = rustix::fs::open(
+        path,
+        OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOFOLLOW | OFlags::NOCTTY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let st = rustix::fs::fstat(&fd)?;
+    if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
+        return Err(Errno::INVAL);
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::from(fd)
+        .take(STATE_CAP)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Errno::from_io_error(&e).unwrap_or(Errno::IO))?;
+    Ok(bytes)
 }
 
 /// Resolves a service argument as runit's `sv` does: a path if it starts with `/` or `.` or
@@ -229,6 +258,17 @@ mod tests {
         .unwrap();
         assert_eq!(svc.liveness(), Ok(Liveness::Running));
         let missing = ServiceDir::new(dir.path().join("nope"));
+        drop(_reader);
+        // A regular file in place of `control` (or a symlink to one) is never written.
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, b"precious").unwrap();
+        std::os::unix::fs::symlink(&victim, svc.file(CONTROL)).unwrap();
+        assert!(svc.send(b"d").is_err());
+        std::fs::remove_file(svc.file(CONTROL)).unwrap();
+        std::fs::write(svc.file(CONTROL), b"").unwrap();
+        assert!(svc.send(b"d").is_err());
+        assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+        assert_eq!(std::fs::read(svc.file(CONTROL)).unwrap(), b"");
         assert_eq!(
             missing.liveness(),
             Err(ClientError::NoSuchService(missing.path.clone()))

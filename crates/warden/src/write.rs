@@ -1,23 +1,47 @@
 //! Replacing a state file atomically: write `NAME.new`, then rename over `NAME`, so a reader
 //! never sees a torn record.
+//!
+//! Relative to a directory fd, and `NAME.new` made afresh with `O_EXCL|O_NOFOLLOW`: whoever
+//! planted a symlink or a hard link there cannot make us write through it (issue 11, item 2).
 
+use rustix::fs::{AtFlags, Mode, OFlags};
+use rustix::io::Errno;
 use std::io::{self, Write};
+use std::os::fd::AsFd;
 use std::path::Path;
 
+/// `replace_at` on `dir` opened by path (tests and one-off tools; daemons hold a dir fd).
 pub fn replace(dir: &Path, name: &str, contents: &[u8]) -> io::Result<()> {
-    let tmp = dir.join(format!("{name}.new"));
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o644)
-        .open(&tmp)?;
-    file.write_all(contents)?;
-    drop(file);
-    std::fs::rename(&tmp, dir.join(name))
+    let fd = rustix::fs::open(
+        dir,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    replace_at(&fd, name, contents)
 }
 
-use std::os::unix::fs::OpenOptionsExt;
+/// Writes `contents` to `dir/NAME.new` and renames it over `dir/NAME`. A stale `NAME.new`
+/// (ours from a crash, or anything planted there) is unlinked first: unlinking a symlink or a
+/// hard link never touches what it points at.
+pub fn replace_at(dir: impl AsFd, name: &str, contents: &[u8]) -> io::Result<()> {
+    let dir = dir.as_fd();
+    let tmp = format!("{name}.new");
+    match rustix::fs::unlinkat(dir, &tmp, AtFlags::empty()) {
+        Ok(()) | Err(Errno::NOENT) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let fd = rustix::fs::openat(
+        dir,
+        &tmp,
+        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o644),
+    )?;
+    let mut file = std::fs::File::from(fd);
+    file.write_all(contents)?;
+    drop(file);
+    rustix::fs::renameat(dir, &tmp, dir, name)?;
+    Ok(())
+}
 
 #[cfg(test)]
 mod tests {
@@ -28,5 +52,16 @@ mod tests {
         super::replace(dir.path(), "status", b"short").unwrap();
         assert_eq!(std::fs::read(dir.path().join("status")).unwrap(), b"short");
         assert!(!dir.path().join("status.new").exists());
+    }
+
+    #[test]
+    fn never_writes_through_a_planted_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, b"precious").unwrap();
+        std::os::unix::fs::symlink(&victim, dir.path().join("status.new")).unwrap();
+        super::replace(dir.path(), "status", b"record").unwrap();
+        assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+        assert_eq!(std::fs::read(dir.path().join("status")).unwrap(), b"record");
     }
 }
