@@ -1347,3 +1347,63 @@ fn a_log_service_has_no_control_hooks() {
     assert!(!alive(pid as i32));
     assert!(!svc.join("ran").exists());
 }
+
+/// Issue 11 item 7: a FIFO in `env/` must not block supervise in its open, and a symlink to
+/// `/dev/zero` must not be read without bound: both are skipped with a message naming the
+/// file, the other variables apply and the service starts.
+#[test]
+fn env_fifo_and_dev_zero_are_skipped_and_the_service_starts() {
+    let root = tempfile::tempdir().unwrap();
+    let svc = root.path().join("svc");
+    script(&svc.join("run"), "echo \"$GOOD\" > seen\nexec sleep 1000");
+    std::fs::create_dir(svc.join("env")).unwrap();
+    std::fs::write(svc.join("env/GOOD"), "yes\n").unwrap();
+    rustix::fs::mkfifoat(
+        rustix::fs::CWD,
+        svc.join("env/FIFO"),
+        rustix::fs::Mode::from_raw_mode(0o600),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("/dev/zero", svc.join("env/ZERO")).unwrap();
+    let sup = Sup::start(&svc);
+    sup.wait_run();
+    sup.wait_stderr(&format!(
+        "unable to use {}/env/FIFO: not a regular file (a FIFO): ignored",
+        svc.display()
+    ));
+    sup.wait_stderr(&format!(
+        "unable to use {}/env/ZERO: not a regular file (a character device): ignored",
+        svc.display()
+    ));
+    wait_until("run to see GOOD", WAIT, || {
+        std::fs::read_to_string(svc.join("seen")).is_ok_and(|s| s == "yes\n")
+    });
+    // Status and control still work.
+    sup.send(b"d");
+    sup.wait_down();
+    sup.send(b"u");
+    sup.wait_run();
+}
+
+/// Issue 11 item 7: an `env/` file whose first line is longer than the cap is skipped with a
+/// message, not read to its end.
+#[test]
+fn env_file_with_an_overlong_first_line_is_skipped() {
+    let root = tempfile::tempdir().unwrap();
+    let svc = root.path().join("svc");
+    script(
+        &svc.join("run"),
+        "echo \"${BIG-unset}\" > seen\nexec sleep 1000",
+    );
+    std::fs::create_dir(svc.join("env")).unwrap();
+    std::fs::write(svc.join("env/BIG"), vec![b'x'; 200 * 1024]).unwrap();
+    let sup = Sup::start(&svc);
+    sup.wait_run();
+    sup.wait_stderr(&format!(
+        "unable to use {}/env/BIG: its first line is longer than 65536 bytes: ignored",
+        svc.display()
+    ));
+    wait_until("run to start without BIG", WAIT, || {
+        std::fs::read_to_string(svc.join("seen")).is_ok_and(|s| s == "unset\n")
+    });
+}

@@ -331,6 +331,10 @@ impl Supervisor {
                     limits,
                 });
                 self.events.extend(warnings);
+                for error in started.warnings {
+                    say!("supervise: warning: {error}");
+                    self.events.push_back(Event::Warning { error });
+                }
             }
             Err(error) => {
                 say!("supervise: warning: {error}");
