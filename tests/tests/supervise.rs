@@ -1407,3 +1407,57 @@ fn env_file_with_an_overlong_first_line_is_skipped() {
         std::fs::read_to_string(svc.join("seen")).is_ok_and(|s| s == "unset\n")
     });
 }
+
+/// utime + stime of a process, in clock ticks, from /proc/PID/stat.
+fn cpu_ticks(pid: i32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let (_, rest) = stat.rsplit_once(") ").unwrap();
+    let fields: Vec<&str> = rest.split(' ').collect();
+    // Fields 14 and 15 of stat(5), counted from the state, which is field 3.
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+/// Issue 11 item 10: a service that floods its notification-fd with bytes and no newline
+/// must not keep supervise busy: the pipe is closed with a message after a small limit. A
+/// proper ready line after a few bytes still makes the service ready.
+#[test]
+fn a_flooded_notification_fd_is_closed_and_costs_little_cpu() {
+    let root = tempfile::tempdir().unwrap();
+    let svc = root.path().join("svc");
+    // One byte per write, without end and without a newline, until the pipe is closed (the
+    // subshell then dies of SIGPIPE): each write wakes supervise.
+    script(
+        &svc.join("run"),
+        "(while :; do printf x; done) >&3 2>/dev/null\nexec sleep 1000 3>&-",
+    );
+    std::fs::write(svc.join("notification-fd"), "3\n").unwrap();
+    let sup = Sup::start(&svc);
+    sup.wait_run();
+    let before = cpu_ticks(sup.child.pid());
+    std::thread::sleep(Duration::from_millis(1500));
+    let used = cpu_ticks(sup.child.pid()) - before;
+    assert!(
+        used < 30,
+        "supervise used {used} clock ticks in 1.5 s on a flooded notification-fd"
+    );
+    sup.wait_stderr(&format!(
+        "closing the notification-fd pipe of {}: 512 bytes or more without a newline",
+        svc.display()
+    ));
+    assert_eq!(sup.ext().ready_at, None, "garbage is not readiness");
+    sup.wait("last_error", |_, x| {
+        x.last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("notification-fd"))
+    });
+
+    let good = root.path().join("good");
+    script(
+        &good.join("run"),
+        "printf 'starting ' >&3\nsleep 0.1\nprintf 'ready\\n' >&3\nexec sleep 1000",
+    );
+    std::fs::write(good.join("notification-fd"), "3\n").unwrap();
+    let sup = Sup::start(&good);
+    sup.wait_run();
+    sup.wait("ready", |_, x| x.ready_at.is_some());
+}

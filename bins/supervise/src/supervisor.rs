@@ -18,6 +18,10 @@ use warden::service::Settings;
 use warden::signal::SignalPipe;
 use warden::status::Exit;
 
+/// Bytes a readiness pipe may carry without a newline before it is closed: a ready line is
+/// a newline, perhaps after a few bytes (s6-notifyoncheck writes one byte).
+const NOTIFY_LIMIT: usize = 512;
+
 pub struct Supervisor {
     /// The service dir, absolute, for messages and the cgroup's name.
     service: PathBuf,
@@ -28,6 +32,8 @@ pub struct Supervisor {
     /// Read end of the current run's readiness pipe.
     notify: Option<OwnedFd>,
     notification_fd: Option<i32>,
+    /// Bytes read from the current readiness pipe without a newline.
+    notify_garbage: usize,
     events: VecDeque<Event>,
     dirty: bool,
     pid: u32,
@@ -63,6 +69,7 @@ impl Supervisor {
             machine,
             notify: None,
             notification_fd: None,
+            notify_garbage: 0,
             events: VecDeque::with_capacity(8),
             dirty: true,
             pid,
@@ -243,24 +250,43 @@ impl Supervisor {
     }
 
     /// A newline on the readiness pipe means ready; EOF means the service gave up the fd.
+    /// One read per wake-up, so a service that writes without end cannot keep the loop busy,
+    /// and more than [`NOTIFY_LIMIT`] bytes without a newline close the pipe with a message
+    /// (s6 reads a line of at most a few bytes here too): the service never becomes ready
+    /// through it, and its writes get EPIPE.
     fn read_notification(&mut self) {
         let Some(fd) = &self.notify else { return };
-        let mut buf = [0u8; 64];
-        loop {
-            match rustix::io::read(fd, &mut buf) {
-                Ok(0) => {
+        let mut buf = [0u8; NOTIFY_LIMIT];
+        match rustix::io::read(fd, &mut buf) {
+            Ok(0) => self.notify = None,
+            Ok(n) => {
+                if buf.iter().take(n).any(|&b| b == b'\n') {
                     self.notify = None;
+                    self.notify_garbage = 0;
+                    self.feed(Event::Ready);
                     return;
                 }
-                Ok(n) => {
-                    if buf.iter().take(n).any(|&b| b == b'\n') {
-                        self.notify = None;
-                        self.feed(Event::Ready);
-                        return;
-                    }
+                self.notify_garbage = self.notify_garbage.saturating_add(n);
+                if self.notify_garbage >= NOTIFY_LIMIT {
+                    self.notify = None;
+                    self.notify_garbage = 0;
+                    let error = format!(
+                        "closing the notification-fd pipe of {}: {NOTIFY_LIMIT} bytes or more without a newline",
+                        self.service.display()
+                    );
+                    say!("supervise: warning: {error}");
+                    self.feed(Event::Warning { error });
                 }
-                Err(Errno::INTR) => {}
-                Err(_) => return,
+            }
+            // The next wake-up tries again (EINTR), or there was nothing after all (EAGAIN).
+            Err(Errno::INTR) | Err(Errno::AGAIN) => {}
+            Err(e) => {
+                self.notify = None;
+                say!(
+                    "supervise: warning: unable to read the notification-fd pipe of {}: {}",
+                    self.service.display(),
+                    crate::cause_errno(e)
+                );
             }
         }
     }
@@ -326,6 +352,7 @@ impl Supervisor {
             Ok(started) => {
                 self.tree.started(started.pid);
                 self.notify = started.notify;
+                self.notify_garbage = 0;
                 self.events.push_back(Event::RunStarted {
                     pid: started.pid,
                     limits,
