@@ -1461,3 +1461,61 @@ fn a_flooded_notification_fd_is_closed_and_costs_little_cpu() {
     sup.wait_run();
     sup.wait("ready", |_, x| x.ready_at.is_some());
 }
+
+/// Issue 11 item 9: once the service runs, supervise must not exit and leave it unsupervised
+/// when it cannot open `supervise/ok`: it says so, keeps the service supervised and tries
+/// again with a back-off until it can. The fault is real: the run replaces `ok` by a
+/// dangling symlink before supervise gets to open it (the many event FIFOs that supervise wakes
+/// first give the run that time).
+#[test]
+fn a_failure_to_open_ok_after_the_first_start_is_retried_not_fatal() {
+    let root = tempfile::tempdir().unwrap();
+    let svc = root.path().join("svc");
+    script(
+        &svc.join("run"),
+        "rm -f supervise/ok && ln -s /nonexistent supervise/ok\necho $$ > pid\nexec sleep 1000",
+    );
+    let event = svc.join("supervise/event");
+    std::fs::create_dir_all(&event).unwrap();
+    for i in 0..50_000 {
+        rustix::fs::mkfifoat(
+            rustix::fs::CWD,
+            event.join(i.to_string()),
+            rustix::fs::Mode::from_raw_mode(0o600),
+        )
+        .unwrap();
+    }
+    let mut sup = Sup::start_nowait(&svc);
+    let ok = svc.join("supervise/ok");
+    let pid = read_pid_wait(&svc.join("pid"));
+    // Without the fix the run is orphaned: the test stops it, pass or fail.
+    struct KillOnDrop(i32);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            warden_tests::kill_group(self.0);
+        }
+    }
+    let _run = KillOnDrop(pid);
+    sup.wait_stderr(&ok.display().to_string());
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        sup.child.child.try_wait().unwrap().is_none(),
+        "supervise exited with its service running: {}",
+        sup.stderr()
+    );
+    assert!(alive(pid));
+    sup.wait_stderr(&format!(
+        "unable to stat {}: No such file or directory; trying again in",
+        ok.display()
+    ));
+    std::fs::remove_file(&ok).unwrap();
+    let sup = sup.ready();
+    assert_eq!(
+        sup.status().pid,
+        pid as u32,
+        "the same run, still supervised"
+    );
+    sup.send(b"d");
+    sup.wait_down();
+    assert!(!alive(pid));
+}

@@ -87,6 +87,8 @@ impl SuperviseDir {
     pub fn announce(&mut self) -> Result<(), Fatal> {
         if self.ok.is_none() {
             let shown = self.service.join(SUPERVISE).join(OK);
+            // Made again if it went away since startup (this is also the retry after a failure).
+            make_fifo(&Path::new(SUPERVISE).join(OK), &shown)?;
             self.ok = Some(open_fifo(
                 &Path::new(SUPERVISE).join(OK),
                 OFlags::RDONLY,

@@ -12,7 +12,7 @@ use rustix::process::{Pid, Signal, WaitOptions};
 use std::collections::VecDeque;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use warden::control::Command;
 use warden::service::Settings;
 use warden::signal::SignalPipe;
@@ -21,6 +21,11 @@ use warden::status::Exit;
 /// Bytes a readiness pipe may carry without a newline before it is closed: a ready line is
 /// a newline, perhaps after a few bytes (s6-notifyoncheck writes one byte).
 const NOTIFY_LIMIT: usize = 512;
+
+const ANNOUNCE_RETRY_FIRST: Duration = Duration::from_millis(100);
+const ANNOUNCE_RETRY_MAX: Duration = Duration::from_secs(5);
+const POLL_RETRY_FIRST: Duration = Duration::from_millis(10);
+const POLL_RETRY_MAX: Duration = Duration::from_secs(1);
 
 pub struct Supervisor {
     /// The service dir, absolute, for messages and the cgroup's name.
@@ -32,6 +37,11 @@ pub struct Supervisor {
     /// Read end of the current run's readiness pipe.
     notify: Option<OwnedFd>,
     notification_fd: Option<i32>,
+    /// When `ok` could not be opened (see `announce`): the next try and the wait before the
+    /// one after it.
+    announce_retry: Option<(Instant, Duration)>,
+    /// The wait before the next try after a failed poll; zero while poll works.
+    poll_backoff: Duration,
     /// Bytes read from the current readiness pipe without a newline.
     notify_garbage: usize,
     events: VecDeque<Event>,
@@ -70,6 +80,8 @@ impl Supervisor {
             notify: None,
             notification_fd: None,
             notify_garbage: 0,
+            announce_retry: None,
+            poll_backoff: Duration::ZERO,
             events: VecDeque::with_capacity(8),
             dirty: true,
             pid,
@@ -94,15 +106,23 @@ impl Supervisor {
         // A start later than this one (down file, leftovers, back-off) reads them afresh.
         self.boot_settings = None;
         self.flush();
-        self.files.announce()?;
+        // The service may be running already: from here on nothing makes supervise leave it
+        // unsupervised. A failure to announce or to wait is reported and retried.
+        self.announce();
         loop {
             self.flush();
+            if self
+                .announce_retry
+                .is_some_and(|(at, _)| at <= Instant::now())
+            {
+                self.announce();
+            }
             if self.machine.done {
                 self.tree.remove();
                 return Ok(());
             }
             give_back_free_memory();
-            let (signalled, control, notify) = self.wait()?;
+            let (signalled, control, notify) = self.wait();
             if signalled {
                 for signal in self.signals.take() {
                     match signal {
@@ -136,13 +156,44 @@ impl Supervisor {
         }
     }
 
+    /// Opens `ok`, so that clients see a running supervisor; on failure (a removed `ok`, no
+    /// fd left) says so and tries again later, with a back-off doubling from 100 ms to 5 s.
+    fn announce(&mut self) {
+        match self.files.announce() {
+            Ok(()) => self.announce_retry = None,
+            Err(fatal) => {
+                let wait = match self.announce_retry {
+                    Some((_, wait)) => wait,
+                    None => ANNOUNCE_RETRY_FIRST,
+                };
+                say!("supervise: warning: {fatal}; trying again in {wait:?}");
+                let next = wait.saturating_mul(2).min(ANNOUNCE_RETRY_MAX);
+                self.announce_retry = Instant::now().checked_add(wait).map(|at| (at, next));
+            }
+        }
+    }
+
+    /// The nearest of the machine's deadline and the next try to announce.
+    fn deadline(&self) -> Option<Instant> {
+        match (
+            self.machine.deadline(),
+            self.announce_retry.map(|(at, _)| at),
+        ) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
     /// Blocks until a signal, a control byte, readiness, the cgroup emptying (while waiting for
-    /// that) or the nearest deadline. Returns which of the first three woke it.
-    fn wait(&mut self) -> Result<(bool, bool, bool), Fatal> {
-        let timeout = self.machine.deadline().map(|at| {
+    /// that) or the nearest deadline. Returns which of the first three woke it. A failed poll
+    /// is reported and, after a back-off (10 ms doubling to 1 s: poll itself cannot be the
+    /// way to wait then), reported as a wake-up of everything, so each source is read without
+    /// blocking and the loop goes on.
+    fn wait(&mut self) -> (bool, bool, bool) {
+        let timeout = self.deadline().map(|at| {
             let left = at.saturating_duration_since(Instant::now());
             rustix::time::Timespec {
-                tv_sec: left.as_secs() as i64,
+                tv_sec: i64::try_from(left.as_secs()).unwrap_or(i64::MAX),
                 tv_nsec: i64::from(left.subsec_nanos()),
             }
         });
@@ -178,8 +229,18 @@ impl Supervisor {
         }
         let fds = fds.get_mut(..used).unwrap_or_default();
         match rustix::event::poll(fds, timeout.as_ref()) {
-            Ok(_) | Err(Errno::INTR) => {}
-            Err(e) => return Err(Fatal::errno("poll", Path::new("the event loop"), e)),
+            Ok(_) | Err(Errno::INTR) => self.poll_backoff = Duration::ZERO,
+            Err(e) => {
+                let wait = self.poll_backoff.max(POLL_RETRY_FIRST);
+                say!(
+                    "supervise: warning: unable to poll in {}: {}; trying again in {wait:?}",
+                    self.service.display(),
+                    crate::cause_errno(e)
+                );
+                std::thread::sleep(wait);
+                self.poll_backoff = wait.saturating_mul(2).min(POLL_RETRY_MAX);
+                return (true, true, self.notify.is_some());
+            }
         }
         let woke = |at: Option<usize>| {
             at.and_then(|i| fds.get(i))
@@ -191,7 +252,7 @@ impl Supervisor {
         if woke(events_at) {
             self.tree.events_seen();
         }
-        Ok((signalled, control, notify))
+        (signalled, control, notify)
     }
 
     /// Reaps every child that exited: the run, the finish, or an orphan of the service.
