@@ -1347,3 +1347,175 @@ fn a_log_service_has_no_control_hooks() {
     assert!(!alive(pid as i32));
     assert!(!svc.join("ran").exists());
 }
+
+/// Issue 11 item 7: a FIFO in `env/` must not block supervise in its open, and a symlink to
+/// `/dev/zero` must not be read without bound: both are skipped with a message naming the
+/// file, the other variables apply and the service starts.
+#[test]
+fn env_fifo_and_dev_zero_are_skipped_and_the_service_starts() {
+    let root = tempfile::tempdir().unwrap();
+    let svc = root.path().join("svc");
+    script(&svc.join("run"), "echo \"$GOOD\" > seen\nexec sleep 1000");
+    std::fs::create_dir(svc.join("env")).unwrap();
+    std::fs::write(svc.join("env/GOOD"), "yes\n").unwrap();
+    rustix::fs::mkfifoat(
+        rustix::fs::CWD,
+        svc.join("env/FIFO"),
+        rustix::fs::Mode::from_raw_mode(0o600),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("/dev/zero", svc.join("env/ZERO")).unwrap();
+    let sup = Sup::start(&svc);
+    sup.wait_run();
+    sup.wait_stderr(&format!(
+        "unable to use {}/env/FIFO: not a regular file (a FIFO): ignored",
+        svc.display()
+    ));
+    sup.wait_stderr(&format!(
+        "unable to use {}/env/ZERO: not a regular file (a character device): ignored",
+        svc.display()
+    ));
+    wait_until("run to see GOOD", WAIT, || {
+        std::fs::read_to_string(svc.join("seen")).is_ok_and(|s| s == "yes\n")
+    });
+    // Status and control still work.
+    sup.send(b"d");
+    sup.wait_down();
+    sup.send(b"u");
+    sup.wait_run();
+}
+
+/// Issue 11 item 7: an `env/` file whose first line is longer than the cap is skipped with a
+/// message, not read to its end.
+#[test]
+fn env_file_with_an_overlong_first_line_is_skipped() {
+    let root = tempfile::tempdir().unwrap();
+    let svc = root.path().join("svc");
+    script(
+        &svc.join("run"),
+        "echo \"${BIG-unset}\" > seen\nexec sleep 1000",
+    );
+    std::fs::create_dir(svc.join("env")).unwrap();
+    std::fs::write(svc.join("env/BIG"), vec![b'x'; 200 * 1024]).unwrap();
+    let sup = Sup::start(&svc);
+    sup.wait_run();
+    sup.wait_stderr(&format!(
+        "unable to use {}/env/BIG: its first line is longer than 65536 bytes: ignored",
+        svc.display()
+    ));
+    wait_until("run to start without BIG", WAIT, || {
+        std::fs::read_to_string(svc.join("seen")).is_ok_and(|s| s == "unset\n")
+    });
+}
+
+/// utime + stime of a process, in clock ticks, from /proc/PID/stat.
+fn cpu_ticks(pid: i32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let (_, rest) = stat.rsplit_once(") ").unwrap();
+    let fields: Vec<&str> = rest.split(' ').collect();
+    // Fields 14 and 15 of stat(5), counted from the state, which is field 3.
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+/// Issue 11 item 10: a service that floods its notification-fd with bytes and no newline
+/// must not keep supervise busy: the pipe is closed with a message after a small limit. A
+/// proper ready line after a few bytes still makes the service ready.
+#[test]
+fn a_flooded_notification_fd_is_closed_and_costs_little_cpu() {
+    let root = tempfile::tempdir().unwrap();
+    let svc = root.path().join("svc");
+    // One byte per write, without end and without a newline, until the pipe is closed (the
+    // subshell then dies of SIGPIPE): each write wakes supervise.
+    script(
+        &svc.join("run"),
+        "(while :; do printf x; done) >&3 2>/dev/null\nexec sleep 1000 3>&-",
+    );
+    std::fs::write(svc.join("notification-fd"), "3\n").unwrap();
+    let sup = Sup::start(&svc);
+    sup.wait_run();
+    let before = cpu_ticks(sup.child.pid());
+    std::thread::sleep(Duration::from_millis(1500));
+    let used = cpu_ticks(sup.child.pid()) - before;
+    assert!(
+        used < 30,
+        "supervise used {used} clock ticks in 1.5 s on a flooded notification-fd"
+    );
+    sup.wait_stderr(&format!(
+        "closing the notification-fd pipe of {}: 512 bytes or more without a newline",
+        svc.display()
+    ));
+    assert_eq!(sup.ext().ready_at, None, "garbage is not readiness");
+    sup.wait("last_error", |_, x| {
+        x.last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("notification-fd"))
+    });
+
+    let good = root.path().join("good");
+    script(
+        &good.join("run"),
+        "printf 'starting ' >&3\nsleep 0.1\nprintf 'ready\\n' >&3\nexec sleep 1000",
+    );
+    std::fs::write(good.join("notification-fd"), "3\n").unwrap();
+    let sup = Sup::start(&good);
+    sup.wait_run();
+    sup.wait("ready", |_, x| x.ready_at.is_some());
+}
+
+/// Issue 11 item 9: once the service runs, supervise must not exit and leave it unsupervised
+/// when it cannot open `supervise/ok`: it says so, keeps the service supervised and tries
+/// again with a back-off until it can. The fault is real: the run replaces `ok` by a
+/// dangling symlink before supervise gets to open it (the many event FIFOs that supervise wakes
+/// first give the run that time).
+#[test]
+fn a_failure_to_open_ok_after_the_first_start_is_retried_not_fatal() {
+    let root = tempfile::tempdir().unwrap();
+    let svc = root.path().join("svc");
+    script(
+        &svc.join("run"),
+        "rm -f supervise/ok && ln -s /nonexistent supervise/ok\necho $$ > pid\nexec sleep 1000",
+    );
+    let event = svc.join("supervise/event");
+    std::fs::create_dir_all(&event).unwrap();
+    for i in 0..50_000 {
+        rustix::fs::mkfifoat(
+            rustix::fs::CWD,
+            event.join(i.to_string()),
+            rustix::fs::Mode::from_raw_mode(0o600),
+        )
+        .unwrap();
+    }
+    let mut sup = Sup::start_nowait(&svc);
+    let ok = svc.join("supervise/ok");
+    let pid = read_pid_wait(&svc.join("pid"));
+    // Without the fix the run is orphaned: the test stops it, pass or fail.
+    struct KillOnDrop(i32);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            warden_tests::kill_group(self.0);
+        }
+    }
+    let _run = KillOnDrop(pid);
+    sup.wait_stderr(&ok.display().to_string());
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        sup.child.child.try_wait().unwrap().is_none(),
+        "supervise exited with its service running: {}",
+        sup.stderr()
+    );
+    assert!(alive(pid));
+    sup.wait_stderr(&format!(
+        "unable to stat {}: No such file or directory; trying again in",
+        ok.display()
+    ));
+    std::fs::remove_file(&ok).unwrap();
+    let sup = sup.ready();
+    assert_eq!(
+        sup.status().pid,
+        pid as u32,
+        "the same run, still supervised"
+    );
+    sup.send(b"d");
+    sup.wait_down();
+    assert!(!alive(pid));
+}

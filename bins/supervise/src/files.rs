@@ -112,6 +112,8 @@ impl SuperviseDir {
     pub fn announce(&mut self) -> Result<(), Fatal> {
         if self.ok.is_none() {
             let shown = self.service.join(SUPERVISE).join(OK);
+            // Made again if it went away since startup (this is also the retry after a failure).
+            make_fifo(&self.dir, OK, &shown)?;
             self.ok = Some(open_fifo(&self.dir, OK, OFlags::RDONLY, &shown)?);
         }
         Ok(())

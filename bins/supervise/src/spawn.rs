@@ -13,7 +13,7 @@ use std::ffi::{CString, OsStr, OsString};
 use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use warden::service::{read_envdir, EnvVar};
+use warden::service::{read_envdir, read_envdir_reporting, EnvVar};
 use warden::spawn::{Group, Spawn};
 use warden::status::Exit;
 
@@ -22,6 +22,9 @@ pub struct Started {
     pub pid: u32,
     /// Read end of the readiness pipe, when the service has a `notification-fd`.
     pub notify: Option<OwnedFd>,
+    /// `env/` entries that were skipped (a FIFO, a device, an overlong line), each naming
+    /// its file: the run started without them.
+    pub warnings: Vec<String>,
 }
 
 /// `logger` next to supervise's own executable (svscan and the boot image keep them
@@ -56,13 +59,23 @@ pub fn run(
     if default_run.is_none() && std::fs::metadata("run").is_ok_and(|meta| meta.is_dir()) {
         return Err(format!("unable to start {}: it is a directory", shown()));
     }
-    let env = read_envdir(Path::new(warden::service::ENV)).map_err(|e| {
+    let (env, skipped) = read_envdir_reporting(Path::new(warden::service::ENV)).map_err(|e| {
         format!(
             "unable to read {}: {}",
             service.join(&e.file).display(),
             e.cause
         )
     })?;
+    let warnings = skipped
+        .iter()
+        .map(|e| {
+            format!(
+                "unable to use {}: {}",
+                service.join(&e.file).display(),
+                e.cause
+            )
+        })
+        .collect();
     let notify = match notification_fd {
         Some(target) => {
             let (read, write) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK)
@@ -86,6 +99,7 @@ pub fn run(
     Ok(Started {
         pid,
         notify: notify.map(|(read, _, _)| read),
+        warnings,
     })
 }
 

@@ -12,11 +12,20 @@ use rustix::process::{Pid, Signal, WaitOptions};
 use std::collections::VecDeque;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use warden::control::Command;
 use warden::service::Settings;
 use warden::signal::SignalPipe;
 use warden::status::Exit;
+
+/// Bytes a readiness pipe may carry without a newline before it is closed: a ready line is
+/// a newline, perhaps after a few bytes (s6-notifyoncheck writes one byte).
+const NOTIFY_LIMIT: usize = 512;
+
+const ANNOUNCE_RETRY_FIRST: Duration = Duration::from_millis(100);
+const ANNOUNCE_RETRY_MAX: Duration = Duration::from_secs(5);
+const POLL_RETRY_FIRST: Duration = Duration::from_millis(10);
+const POLL_RETRY_MAX: Duration = Duration::from_secs(1);
 
 pub struct Supervisor {
     /// The service dir, absolute, for messages and the cgroup's name.
@@ -28,6 +37,13 @@ pub struct Supervisor {
     /// Read end of the current run's readiness pipe.
     notify: Option<OwnedFd>,
     notification_fd: Option<i32>,
+    /// When `ok` could not be opened (see `announce`): the next try and the wait before the
+    /// one after it.
+    announce_retry: Option<(Instant, Duration)>,
+    /// The wait before the next try after a failed poll; zero while poll works.
+    poll_backoff: Duration,
+    /// Bytes read from the current readiness pipe without a newline.
+    notify_garbage: usize,
     events: VecDeque<Event>,
     dirty: bool,
     pid: u32,
@@ -63,6 +79,9 @@ impl Supervisor {
             machine,
             notify: None,
             notification_fd: None,
+            notify_garbage: 0,
+            announce_retry: None,
+            poll_backoff: Duration::ZERO,
             events: VecDeque::with_capacity(8),
             dirty: true,
             pid,
@@ -87,15 +106,23 @@ impl Supervisor {
         // A start later than this one (down file, leftovers, back-off) reads them afresh.
         self.boot_settings = None;
         self.flush();
-        self.files.announce()?;
+        // The service may be running already: from here on nothing makes supervise leave it
+        // unsupervised. A failure to announce or to wait is reported and retried.
+        self.announce();
         loop {
             self.flush();
+            if self
+                .announce_retry
+                .is_some_and(|(at, _)| at <= Instant::now())
+            {
+                self.announce();
+            }
             if self.machine.done {
                 self.tree.remove();
                 return Ok(());
             }
             give_back_free_memory();
-            let (signalled, control, notify) = self.wait()?;
+            let (signalled, control, notify) = self.wait();
             if signalled {
                 for signal in self.signals.take() {
                     match signal {
@@ -129,13 +156,44 @@ impl Supervisor {
         }
     }
 
+    /// Opens `ok`, so that clients see a running supervisor; on failure (a removed `ok`, no
+    /// fd left) says so and tries again later, with a back-off doubling from 100 ms to 5 s.
+    fn announce(&mut self) {
+        match self.files.announce() {
+            Ok(()) => self.announce_retry = None,
+            Err(fatal) => {
+                let wait = match self.announce_retry {
+                    Some((_, wait)) => wait,
+                    None => ANNOUNCE_RETRY_FIRST,
+                };
+                say!("supervise: warning: {fatal}; trying again in {wait:?}");
+                let next = wait.saturating_mul(2).min(ANNOUNCE_RETRY_MAX);
+                self.announce_retry = Instant::now().checked_add(wait).map(|at| (at, next));
+            }
+        }
+    }
+
+    /// The nearest of the machine's deadline and the next try to announce.
+    fn deadline(&self) -> Option<Instant> {
+        match (
+            self.machine.deadline(),
+            self.announce_retry.map(|(at, _)| at),
+        ) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
     /// Blocks until a signal, a control byte, readiness, the cgroup emptying (while waiting for
-    /// that) or the nearest deadline. Returns which of the first three woke it.
-    fn wait(&mut self) -> Result<(bool, bool, bool), Fatal> {
-        let timeout = self.machine.deadline().map(|at| {
+    /// that) or the nearest deadline. Returns which of the first three woke it. A failed poll
+    /// is reported and, after a back-off (10 ms doubling to 1 s: poll itself cannot be the
+    /// way to wait then), reported as a wake-up of everything, so each source is read without
+    /// blocking and the loop goes on.
+    fn wait(&mut self) -> (bool, bool, bool) {
+        let timeout = self.deadline().map(|at| {
             let left = at.saturating_duration_since(Instant::now());
             rustix::time::Timespec {
-                tv_sec: left.as_secs() as i64,
+                tv_sec: i64::try_from(left.as_secs()).unwrap_or(i64::MAX),
                 tv_nsec: i64::from(left.subsec_nanos()),
             }
         });
@@ -171,8 +229,18 @@ impl Supervisor {
         }
         let fds = fds.get_mut(..used).unwrap_or_default();
         match rustix::event::poll(fds, timeout.as_ref()) {
-            Ok(_) | Err(Errno::INTR) => {}
-            Err(e) => return Err(Fatal::errno("poll", Path::new("the event loop"), e)),
+            Ok(_) | Err(Errno::INTR) => self.poll_backoff = Duration::ZERO,
+            Err(e) => {
+                let wait = self.poll_backoff.max(POLL_RETRY_FIRST);
+                say!(
+                    "supervise: warning: unable to poll in {}: {}; trying again in {wait:?}",
+                    self.service.display(),
+                    crate::cause_errno(e)
+                );
+                std::thread::sleep(wait);
+                self.poll_backoff = wait.saturating_mul(2).min(POLL_RETRY_MAX);
+                return (true, true, self.notify.is_some());
+            }
         }
         let woke = |at: Option<usize>| {
             at.and_then(|i| fds.get(i))
@@ -184,7 +252,7 @@ impl Supervisor {
         if woke(events_at) {
             self.tree.events_seen();
         }
-        Ok((signalled, control, notify))
+        (signalled, control, notify)
     }
 
     /// Reaps every child that exited: the run, the finish, or an orphan of the service.
@@ -243,24 +311,43 @@ impl Supervisor {
     }
 
     /// A newline on the readiness pipe means ready; EOF means the service gave up the fd.
+    /// One read per wake-up, so a service that writes without end cannot keep the loop busy,
+    /// and more than [`NOTIFY_LIMIT`] bytes without a newline close the pipe with a message
+    /// (s6 reads a line of at most a few bytes here too): the service never becomes ready
+    /// through it, and its writes get EPIPE.
     fn read_notification(&mut self) {
         let Some(fd) = &self.notify else { return };
-        let mut buf = [0u8; 64];
-        loop {
-            match rustix::io::read(fd, &mut buf) {
-                Ok(0) => {
+        let mut buf = [0u8; NOTIFY_LIMIT];
+        match rustix::io::read(fd, &mut buf) {
+            Ok(0) => self.notify = None,
+            Ok(n) => {
+                if buf.iter().take(n).any(|&b| b == b'\n') {
                     self.notify = None;
+                    self.notify_garbage = 0;
+                    self.feed(Event::Ready);
                     return;
                 }
-                Ok(n) => {
-                    if buf.iter().take(n).any(|&b| b == b'\n') {
-                        self.notify = None;
-                        self.feed(Event::Ready);
-                        return;
-                    }
+                self.notify_garbage = self.notify_garbage.saturating_add(n);
+                if self.notify_garbage >= NOTIFY_LIMIT {
+                    self.notify = None;
+                    self.notify_garbage = 0;
+                    let error = format!(
+                        "closing the notification-fd pipe of {}: {NOTIFY_LIMIT} bytes or more without a newline",
+                        self.service.display()
+                    );
+                    say!("supervise: warning: {error}");
+                    self.feed(Event::Warning { error });
                 }
-                Err(Errno::INTR) => {}
-                Err(_) => return,
+            }
+            // The next wake-up tries again (EINTR), or there was nothing after all (EAGAIN).
+            Err(Errno::INTR) | Err(Errno::AGAIN) => {}
+            Err(e) => {
+                self.notify = None;
+                say!(
+                    "supervise: warning: unable to read the notification-fd pipe of {}: {}",
+                    self.service.display(),
+                    crate::cause_errno(e)
+                );
             }
         }
     }
@@ -326,11 +413,16 @@ impl Supervisor {
             Ok(started) => {
                 self.tree.started(started.pid);
                 self.notify = started.notify;
+                self.notify_garbage = 0;
                 self.events.push_back(Event::RunStarted {
                     pid: started.pid,
                     limits,
                 });
                 self.events.extend(warnings);
+                for error in started.warnings {
+                    say!("supervise: warning: {error}");
+                    self.events.push_back(Event::Warning { error });
+                }
             }
             Err(error) => {
                 say!("supervise: warning: {error}");

@@ -148,45 +148,113 @@ pub enum EnvVar {
     Unset(OsString),
 }
 
+/// The most of an `env/` file that is read: its value is the first line, and a line longer
+/// than this is refused rather than read without bound (a symlink to `/dev/zero`).
+pub const ENV_FILE_CAP: usize = 64 * 1024;
+
 /// Reads an envdir as daemontools' `envdir` does: each file NAME sets NAME to its first line
 /// with trailing blanks removed and NULs turned into newlines; an empty file unsets NAME.
-/// `Ok(vec![])` if there is no `env/`. Names with `=` and dot-files are skipped.
+/// `Ok(vec![])` if there is no `env/`. Names with `=` and dot-files are skipped; so are, with
+/// a warning, entries that are not regular files (see [`read_envdir_reporting`]).
 pub fn read_envdir(dir: &Path) -> Result<Vec<EnvVar>, SettingError> {
+    read_envdir_reporting(dir).map(|(vars, _)| vars)
+}
+
+/// [`read_envdir`], with the entries it skipped: a FIFO, a device, a socket (each of which
+/// could block the reader or feed it without end) or a file whose first line is longer than
+/// [`ENV_FILE_CAP`]. Each is named in its error; the other variables still apply. An entry
+/// that cannot be read at all (a dangling symlink, EACCES) is an error, as for `envdir`.
+/// Symlinks are followed (a shared env file is a common setup); what counts is the file they
+/// lead to, checked with `fstat` on the opened fd, which is opened `O_NONBLOCK` so a FIFO
+/// cannot block the open.
+pub fn read_envdir_reporting(dir: &Path) -> Result<(Vec<EnvVar>, Vec<SettingError>), SettingError> {
+    use rustix::fs::{FileType, Mode, OFlags};
     let err = |file: &Path, e: io::Error| SettingError {
         file: file.to_owned(),
         cause: e.to_string(),
     };
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(err(dir, e)),
+    let dir_fd = match rustix::fs::open(
+        dir,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(fd) => fd,
+        Err(rustix::io::Errno::NOENT) => return Ok((Vec::new(), Vec::new())),
+        Err(e) => return Err(err(dir, e.into())),
     };
+    let entries = rustix::fs::Dir::read_from(&dir_fd).map_err(|e| err(dir, e.into()))?;
     let mut names: Vec<OsString> = Vec::new();
     for entry in entries {
-        let name = entry.map_err(|e| err(dir, e))?.file_name();
-        let bytes = name.as_bytes();
+        let entry = entry.map_err(|e| err(dir, e.into()))?;
+        let bytes = entry.file_name().to_bytes();
         if bytes.starts_with(b".") || bytes.contains(&b'=') {
             continue;
         }
-        names.push(name);
+        names.push(OsString::from_vec(bytes.to_vec()));
     }
     names.sort();
     let mut vars = Vec::with_capacity(names.len());
+    let mut skipped = Vec::new();
     for name in names {
         let file = dir.join(&name);
-        if file.is_dir() {
+        let refuse = |skipped: &mut Vec<SettingError>, what: &str| {
+            skipped.push(SettingError {
+                file: file.clone(),
+                cause: what.to_owned(),
+            })
+        };
+        // Looked at before the open too, so that a device node is never opened at all.
+        let kind = match rustix::fs::statat(&dir_fd, name.as_os_str(), rustix::fs::AtFlags::empty())
+        {
+            Ok(stat) => FileType::from_raw_mode(stat.st_mode),
+            Err(e) => return Err(err(&file, e.into())),
+        };
+        if kind == FileType::Directory {
             continue;
         }
-        let content = std::fs::read(&file).map_err(|e| err(&file, e))?;
+        if kind != FileType::RegularFile {
+            refuse(
+                &mut skipped,
+                &format!("not a regular file ({}): ignored", kind_name(kind)),
+            );
+            continue;
+        }
+        let fd = rustix::fs::openat(
+            &dir_fd,
+            name.as_os_str(),
+            OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| err(&file, e.into()))?;
+        // The entry may have been swapped between the look and the open.
+        let kind = rustix::fs::fstat(&fd)
+            .map(|stat| FileType::from_raw_mode(stat.st_mode))
+            .map_err(|e| err(&file, e.into()))?;
+        if kind != FileType::RegularFile {
+            refuse(
+                &mut skipped,
+                &format!("not a regular file ({}): ignored", kind_name(kind)),
+            );
+            continue;
+        }
+        let mut content = Vec::new();
+        let mut reader = io::Read::take(std::fs::File::from(fd), ENV_FILE_CAP as u64 + 1);
+        io::Read::read_to_end(&mut reader, &mut content).map_err(|e| err(&file, e))?;
         if content.is_empty() {
             vars.push(EnvVar::Unset(name));
             continue;
         }
-        let mut line = content
-            .split(|&b| b == b'\n')
-            .next()
-            .unwrap_or_default()
-            .to_vec();
+        let mut line = match content.iter().position(|&b| b == b'\n') {
+            Some(end) => content.get(..end).unwrap_or_default().to_vec(),
+            None if content.len() > ENV_FILE_CAP => {
+                refuse(
+                    &mut skipped,
+                    &format!("its first line is longer than {ENV_FILE_CAP} bytes: ignored"),
+                );
+                continue;
+            }
+            None => content,
+        };
         while line.last().is_some_and(|b| *b == b' ' || *b == b'\t') {
             line.pop();
         }
@@ -197,7 +265,19 @@ pub fn read_envdir(dir: &Path) -> Result<Vec<EnvVar>, SettingError> {
         }
         vars.push(EnvVar::Set(name, OsString::from_vec(line)));
     }
-    Ok(vars)
+    Ok((vars, skipped))
+}
+
+fn kind_name(kind: rustix::fs::FileType) -> &'static str {
+    use rustix::fs::FileType;
+    match kind {
+        FileType::Fifo => "a FIFO",
+        FileType::CharacterDevice => "a character device",
+        FileType::BlockDevice => "a block device",
+        FileType::Socket => "a socket",
+        FileType::Symlink => "a symlink",
+        _ => "not a file",
+    }
 }
 
 /// Whether a scan-directory entry name is a service: not a dot-name.
