@@ -1081,3 +1081,94 @@ fn full_disk_at_start_delays_the_repair_instead_of_exiting() {
     drop(read);
     assert!(child.wait_exit(DEADLINE).success());
 }
+
+/// A numbered line of exactly `FIXED_LINE` bytes, so that the duplicate bound is in lines.
+const FIXED_LINE: usize = 100;
+
+fn fixed_numbered(n: u64) -> Vec<u8> {
+    let mut line = format!("line {n:09} ").into_bytes();
+    line.resize(FIXED_LINE - 1, b'x');
+    line.push(b'\n');
+    line
+}
+
+#[test]
+fn issue_11_item_15_sigkilled_loggers_write_at_most_one_pipe_buffer_twice_per_kill() {
+    const LINES: u64 = 100_000;
+    const KILLS: usize = 40;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    let (read, write) = pipe();
+    let mut out = File::from(write.try_clone().unwrap());
+    let done = Arc::new(AtomicBool::new(false));
+    let writer_done = Arc::clone(&done);
+    // Numbered lines at full speed, cut mid-line, until all are written.
+    let writer = std::thread::spawn(move || {
+        let mut chunk = Vec::with_capacity(8192);
+        let mut n = 0;
+        while n < LINES {
+            chunk.clear();
+            while chunk.len() < 7000 && n < LINES {
+                chunk.extend_from_slice(&fixed_numbered(n));
+                n += 1;
+            }
+            let (a, b) = chunk.split_at(chunk.len() / 2 + 1);
+            out.write_all(a).unwrap();
+            out.write_all(b).unwrap();
+        }
+        writer_done.store(true, Ordering::Relaxed);
+    });
+    let args = ["-s", "1M", "-n", "100000"];
+    for round in 0..KILLS {
+        // Each logger starts on a full pipe (raised to 1 MiB by the first), so its first
+        // batch is as large as a batch gets (written lines do not fill every page of a pipe,
+        // hence 70 %), and is killed as soon as it has written a line.
+        wait_until(
+            &format!("the pipe to fill before logger {round}"),
+            DEADLINE,
+            || {
+                let size = rustix::pipe::fcntl_getpipe_size(&read).unwrap();
+                let queued = rustix::io::ioctl_fionread(&read).unwrap() as usize;
+                queued * 10 >= size * 7 || done.load(Ordering::Relaxed)
+            },
+        );
+        let before = total_size(&dir);
+        let mut victim = logger(on_pipe(&read), &dir, &args);
+        wait_until(&format!("logger {round} to write"), DEADLINE, || {
+            total_size(&dir) > before || done.load(Ordering::Relaxed)
+        });
+        kill(&victim, rustix::process::Signal::KILL);
+        victim.wait_exit(DEADLINE);
+    }
+    let mut last = logger(on_pipe(&read), &dir, &args);
+    writer.join().unwrap();
+    drop(write);
+    drop(read);
+    assert!(last.wait_exit(DEADLINE).success(), "{}", stderr_of(&dir));
+
+    let mut seen = vec![0u32; LINES as usize];
+    for content in logged_lines_lenient(&dir) {
+        let text = String::from_utf8_lossy(&content);
+        let number = text
+            .strip_prefix("line ")
+            .and_then(|rest| rest.get(..9))
+            .and_then(|digits| digits.parse::<usize>().ok());
+        if let (Some(n), true) = (number, content.len() == FIXED_LINE - 1) {
+            if let Some(count) = seen.get_mut(n) {
+                *count += 1;
+            }
+        }
+    }
+    let missing: Vec<usize> = (0..seen.len()).filter(|&i| seen[i] == 0).take(10).collect();
+    assert!(
+        missing.is_empty(),
+        "lines missing after SIGKILLs: {missing:?}"
+    );
+    let duplicates: u64 = seen.iter().map(|&c| u64::from(c.saturating_sub(1))).sum();
+    let bound = (KILLS * (64 * 1024 / FIXED_LINE)) as u64;
+    eprintln!("{duplicates} duplicate lines after {KILLS} SIGKILLs (bound {bound})");
+    assert!(
+        duplicates <= bound,
+        "{duplicates} duplicate lines after {KILLS} SIGKILLs, more than {bound}"
+    );
+}

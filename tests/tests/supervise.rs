@@ -1519,3 +1519,47 @@ fn a_failure_to_open_ok_after_the_first_start_is_retried_not_fatal() {
     sup.wait_down();
     assert!(!alive(pid));
 }
+
+#[test]
+fn issue_11_item_12_a_dead_run_pid_is_never_published_while_leftovers_are_stopped() {
+    let root = tempfile::tempdir().unwrap();
+    let svc = root.path().join("svc");
+    // The run leaves a child that ignores TERM and exits: its leftovers keep the service in
+    // state finish until the KILL, 3 s later.
+    script(
+        &svc.join("run"),
+        "if [ -e ran ]; then exec sleep 1000; fi\n: > ran\n\
+         trap '' TERM\nsleep 1000 &\necho $! > leftover\nexit 0",
+    );
+    std::fs::write(svc.join("timeout-kill"), "3s\n").unwrap();
+    let sup = Sup::start_nowait(&svc);
+    let leftover = read_pid_wait(&svc.join("leftover"));
+    sup.wait("finish", |s, _| s.state == RunState::Finish);
+    assert!(alive(leftover), "the leftover is still being stopped");
+    let status = sup.status();
+    assert_eq!(status.pid, 0, "a dead run's pid is published: {status:?}");
+    assert_eq!(
+        std::fs::read_to_string(svc.join("supervise/pid")).unwrap(),
+        ""
+    );
+    if warden_tests::have("svstat") {
+        let (_, out, _) = run(Command::new("svstat").arg(&svc), WAIT);
+        assert!(!out.contains(": up"), "svstat says {out:?}");
+    }
+    sup.wait_run();
+    wait_until("the leftover to be KILLed", WAIT, || !alive(leftover));
+}
+
+#[test]
+fn issue_11_item_12_the_recorded_process_group_is_cleared_once_the_service_is_down() {
+    let root = tempfile::tempdir().unwrap();
+    let svc = root.path().join("svc");
+    script(&svc.join("run"), "exec sleep 1000");
+    let sup = Sup::start(&svc);
+    let pid = sup.wait_run();
+    assert_eq!(sup.ext().pgid, Some(pid));
+    sup.send(b"d");
+    sup.wait_down();
+    // svscan KILLs this group at shutdown: a down service must not name one.
+    assert_eq!(sup.ext().pgid, None);
+}

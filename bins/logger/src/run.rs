@@ -49,6 +49,16 @@ impl StampStyle {
     }
 }
 
+/// The end (exclusive) of the next piece of `records` to write from record `from` on: as many
+/// records as end within `PIECE` bytes past `done` (what is consumed), at least one.
+fn piece_end(records: &[Record], from: usize, done: usize) -> usize {
+    let limit = done.saturating_add(PIECE);
+    records
+        .partition_point(|r| r.end <= limit)
+        .max(from.saturating_add(1))
+        .min(records.len())
+}
+
 /// Why the loop ended.
 pub enum Ending {
     /// End of input, everything written.
@@ -63,10 +73,17 @@ pub enum Ending {
 const FIRST_RETRY: Duration = Duration::from_millis(20);
 const LAST_RETRY: Duration = Duration::from_secs(1);
 
+/// The most input written before it is consumed (tee mode): a logger killed between a write
+/// and its consume makes the next one write those bytes again, so this bounds the duplicates
+/// per kill to one default pipe buffer, whatever the batch size.
+pub const PIECE: usize = 64 * 1024;
+
 /// A batch read and planned, not yet all written.
 struct Pending {
     stamp: Vec<u8>,
     consumed: usize,
+    /// Bytes of the batch already consumed from the pipe (tee mode), piece by piece.
+    done: usize,
     progress: Progress,
 }
 
@@ -227,6 +244,7 @@ impl Logger {
         self.pending = Some(Pending {
             stamp: self.stamp.now(),
             consumed,
+            done: 0,
             progress: Progress::default(),
         });
         self.write_pending()?;
@@ -234,26 +252,45 @@ impl Logger {
     }
 
     /// Writes the pending batch and then consumes its input; false if writing failed (the
-    /// batch stays pending and a retry is scheduled).
+    /// batch stays pending and a retry is scheduled). In tee mode the batch goes out in pieces
+    /// of at most `PIECE` bytes of input, each consumed as soon as it is written.
     fn write_pending(&mut self) -> std::io::Result<bool> {
-        let Some(pending) = self.pending.as_mut() else {
+        let tee = matches!(self.input, Input::Tee(_));
+        loop {
+            let Some(pending) = self.pending.as_mut() else {
+                return Ok(true);
+            };
+            let end = if tee {
+                piece_end(&self.records, pending.progress.record, pending.done)
+            } else {
+                self.records.len()
+            };
+            let written = self.dir.write_records(
+                &self.batch,
+                &pending.stamp,
+                self.records.get(..end).unwrap_or(&self.records),
+                &mut pending.progress,
+            );
+            if let Err(e) = written {
+                self.stalled(e);
+                return Ok(false);
+            }
+            if end < self.records.len() {
+                let upto = self
+                    .records
+                    .get(end.wrapping_sub(1))
+                    .map_or(pending.done, |r| r.end);
+                let n = upto.saturating_sub(pending.done);
+                pending.done = pending.done.max(upto);
+                self.input.consume(&mut self.batch, n)?;
+                continue;
+            }
+            let consumed = pending.consumed.saturating_sub(pending.done);
+            self.pending = None;
+            self.stall = None;
+            self.input.consume(&mut self.batch, consumed)?;
             return Ok(true);
-        };
-        let written = self.dir.write_records(
-            &self.batch,
-            &pending.stamp,
-            &self.records,
-            &mut pending.progress,
-        );
-        if let Err(e) = written {
-            self.stalled(e);
-            return Ok(false);
         }
-        let consumed = pending.consumed;
-        self.pending = None;
-        self.stall = None;
-        self.input.consume(&mut self.batch, consumed)?;
-        Ok(true)
     }
 
     /// Schedules a retry, warning at the first failure of a series.
@@ -282,6 +319,7 @@ impl Logger {
                     self.pending = Some(Pending {
                         stamp: self.stamp.now(),
                         consumed,
+                        done: 0,
                         progress: Progress::default(),
                     });
                     let _ = self.write_pending();

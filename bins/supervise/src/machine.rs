@@ -230,9 +230,9 @@ pub enum Phase {
         kill_at: Option<Instant>,
     },
     /// The run is over: `./finish` runs, and/or what is left of the tree is being stopped.
+    /// The run's pid is dead, so it is never published (issue 11 item 12): `status` and `pid`
+    /// name the finish script while it runs, and no process (0) while leftovers are stopped.
     Finish {
-        /// Pid of the run that ended (its process group id), shown while no finish runs.
-        run_pid: u32,
         finish: Option<u32>,
         finish_kill_at: Option<Instant>,
         leftovers: bool,
@@ -350,9 +350,7 @@ impl Machine {
         let (pid, state) = match self.phase {
             Phase::Down { .. } => (0, RunState::Down),
             Phase::Run { pid, .. } => (pid, RunState::Run),
-            Phase::Finish {
-                run_pid, finish, ..
-            } => (finish.unwrap_or(run_pid), RunState::Finish),
+            Phase::Finish { finish, .. } => (finish.unwrap_or(0), RunState::Finish),
         };
         Status {
             stamp: self.stamp,
@@ -491,7 +489,6 @@ impl Machine {
         if leftovers {
             // An earlier instance's processes: stop them before starting a new one.
             self.phase = Phase::Finish {
-                run_pid: 0,
                 finish: None,
                 finish_kill_at: None,
                 leftovers: true,
@@ -779,9 +776,13 @@ impl Machine {
                 } else {
                     None
                 };
+                if !leftovers {
+                    // Nothing of the run is left: its process group must not be KILLed later
+                    // (svscan does at shutdown), as a new process may take its id.
+                    self.ext.pgid = None;
+                }
                 if has_finish || leftovers {
                     self.phase = Phase::Finish {
-                        run_pid: pid,
                         finish: None,
                         finish_kill_at: None,
                         leftovers,
@@ -900,6 +901,8 @@ impl Machine {
         self.phase = Phase::Down { restart_at: None };
         self.term_sent = false;
         self.ext.next_start_at = None;
+        // The run is gone: no group of it is left to signal.
+        self.ext.pgid = None;
         if self.want == Want::Exit || self.exit_after {
             out.push(Action::Publish);
             // With a hook running (`control/x`), the exit follows its end.

@@ -633,8 +633,10 @@ fn leftovers_get_term_cont_then_kill_after_the_grace() {
         ]
     );
     assert!(m.awaiting_tree());
+    // The run's pid is dead: not published (issue 11 item 12).
     let s = m.status();
-    assert_eq!((s.state, s.pid), (RunState::Finish, 100));
+    assert_eq!((s.state, s.pid), (RunState::Finish, 0));
+    assert_eq!(m.ext.pgid, Some(100), "leftovers may still be in the group");
     assert_eq!(m.deadline(), Some(clock.at(7000).mono));
     let a = m.step(Event::Tick, clock.at(7000));
     assert_eq!(acts(a), vec![Sig(Target::Tree, Signal::KILL), SpawnRun]);
@@ -1246,4 +1248,23 @@ fn every_state_times_every_event_keeps_the_invariants() {
             }
         }
     }
+}
+
+#[test]
+fn issue_11_item_12_the_recorded_group_is_cleared_when_the_run_is_gone() {
+    let clock = Clock::new();
+    // Exited with nothing left: cleared at once, even while ./finish runs.
+    let mut m = running(&clock, 0);
+    m.step(exited(100, Exit::Code(0), false, true), clock.at(5000));
+    m.step(Event::FinishStarted { pid: 200 }, clock.at(5000));
+    assert_eq!(m.ext.pgid, None);
+    assert_eq!(m.status().pid, 200, "the finish script is alive: shown");
+    // Leftovers: kept while they are stopped, cleared once the tree is empty.
+    let mut m = running(&clock, 0);
+    m.step(Event::Command(C::Down), clock.at(5000));
+    m.step(exited(100, Exit::Code(0), true, false), clock.at(5000));
+    assert_eq!(m.ext.pgid, Some(100));
+    m.step(Event::TreeEmpty, clock.at(5100));
+    assert_eq!((m.status().state, m.status().pid), (RunState::Down, 0));
+    assert_eq!(m.ext.pgid, None);
 }

@@ -449,8 +449,15 @@ fn started_at(pid: Pid, now: Instant) -> Instant {
         .unwrap_or(now)
 }
 
-fn signal(pid: Pid, sig: Signal, what: &str, name: &OsStr) {
-    match rustix::process::kill_process(pid, sig) {
+/// Signals a supervisor: an adopted one through its pidfd, which cannot reach another process
+/// that took its pid once it has exited (issue 11 item 12); our own child by pid, which stays
+/// ours (a zombie at worst) until svscan reaps it.
+fn signal(supervisor: &Running, sig: Signal, what: &str, name: &OsStr) {
+    let sent = match &supervisor.pidfd {
+        Some(pidfd) => rustix::process::pidfd_send_signal(pidfd, sig),
+        None => rustix::process::kill_process(supervisor.pid, sig),
+    };
+    match sent {
         Ok(()) | Err(Errno::SRCH) => {}
         Err(e) => warden::say!(
             "svscan: warning: unable to signal the {what} of {}: {e}",
@@ -619,7 +626,7 @@ impl Tree {
         match &mut entry.service.state {
             State::Running(r) if !r.stop_sent => {
                 r.stopping();
-                signal(r.pid, Signal::TERM, "supervisor", &entry.name);
+                signal(r, Signal::TERM, "supervisor", &entry.name);
             }
             State::Running(_) => {}
             State::Waiting { .. } => {
@@ -731,7 +738,7 @@ impl Tree {
             if !r.stop_sent {
                 r.stop_sent = true;
                 entry.service.restart_now = true;
-                signal(r.pid, Signal::TERM, "supervisor", &entry.name);
+                signal(r, Signal::TERM, "supervisor", &entry.name);
             }
         }
         true
@@ -866,7 +873,7 @@ impl Tree {
                     shown_as(&e.name, role)
                 );
                 kill_group_of(&supervisor_dir(r.pid));
-                signal(r.pid, Signal::KILL, "supervisor", &e.name);
+                signal(r, Signal::KILL, "supervisor", &e.name);
             }
         }
     }
@@ -885,7 +892,7 @@ fn hup_logger(
         drop_leftover(name, leftover, "is down");
     }
     supervisor.stopping();
-    signal(supervisor.pid, Signal::HUP, "log supervisor", name);
+    signal(supervisor, Signal::HUP, "log supervisor", name);
 }
 
 /// Closes what is left of a removed service's log pipe when no logger will read it, saying
