@@ -280,7 +280,10 @@ fn notify_listeners(events: &OwnedFd) {
 }
 
 /// Whether `name` is an `svctl -w` FIFO (`svctl.PID.N`) whose PID no longer exists. A live
-/// PID (possibly reused) keeps it: it is removed once that process is gone too.
+/// PID (possibly reused) keeps it: it is removed once that process is gone too. Only asked
+/// after ENXIO, and svctl holds its FIFO open from just after making it, so the PID of an
+/// svctl in another pid namespace can at worst cost that svctl its FIFO in that instant
+/// (it then waits with inotify).
 fn client_gone(name: &[u8]) -> bool {
     let Some(rest) = name.strip_prefix(b"svctl.") else {
         return false;

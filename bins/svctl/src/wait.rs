@@ -244,8 +244,8 @@ impl Listener {
 
 impl Drop for Listener {
     fn drop(&mut self) {
-        // Ours alone to remove (supervise skips a FIFO without a reader); nothing to do if
-        // it is gone already.
+        // Ours to remove (supervise removes one only once it has no reader and the PID in
+        // its name is gone); nothing to do if it is gone already.
         let _ = rustix::fs::unlinkat(&self.events, &self.name, AtFlags::empty());
         if let Some(signals) = self.signals {
             signals.disarm();
