@@ -310,3 +310,18 @@ fn issue_11_3_svctl_log_escapes_control_characters_on_a_terminal() {
     let out = Command::new(&svctl).arg("log").arg(&svc).output().unwrap();
     assert_eq!(out.stdout, b"clear \x1b[2J\x9b2J tab\tend\n");
 }
+
+/// A daemon's message naming a path with an escape sequence (supervise's fatal one, for a dir
+/// that does not exist), on a terminal: escaped by warden::say!.
+#[test]
+fn issue_11_3_daemon_messages_escape_control_characters_on_a_terminal() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("no\x1b]0;owned\x07such");
+    let shown = on_a_terminal(&bin("supervise"), &[dir.as_os_str()]);
+    assert!(
+        contains(&shown, b"no\\x1b]0;owned\\x07such"),
+        "{}",
+        String::from_utf8_lossy(&shown)
+    );
+    assert!(!contains(&shown, b"\x1b]0"), "{shown:?}");
+}
