@@ -1563,3 +1563,84 @@ fn issue_11_item_12_the_recorded_process_group_is_cleared_once_the_service_is_do
     // svscan KILLs this group at shutdown: a down service must not name one.
     assert_eq!(sup.ext().pgid, None);
 }
+
+/// A process the test keeps in a cgroup below a service's: its Drop KILLs it and removes that
+/// cgroup, before the supervisor's own cgroup is removed.
+struct Remnant {
+    pid_file: PathBuf,
+    cgroup_file: PathBuf,
+}
+
+impl Drop for Remnant {
+    fn drop(&mut self) {
+        if let Some(pid) = read_pid(&self.pid_file) {
+            warden_tests::kill_group(pid);
+            if let Some(pid) = rustix::process::Pid::from_raw(pid) {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+            }
+            wait_until("the remnant to die", WAIT, || !alive(pid));
+        }
+        if let Ok(dir) = std::fs::read_to_string(&self.cgroup_file) {
+            let dir = PathBuf::from(dir.trim());
+            wait_until("the remnant's cgroup to go", WAIT, || {
+                std::fs::remove_dir(&dir).is_ok() || !dir.exists()
+            });
+        }
+    }
+}
+
+#[test]
+fn issue_11_item_13_no_new_run_until_the_cgroup_reports_empty() {
+    let Some(mount) = cgroup2_mount() else {
+        panic!("cgroup v2 is mounted here (/sys/fs/cgroup/unified), so this test needs it");
+    };
+    let root = tempfile::tempdir().unwrap();
+    let svc = root.path().join("svc");
+    // The first run leaves a process that its KILL sweep does not reach (it sits in a cgroup
+    // below the service's and in a session of its own), as one in D state outlives KILL:
+    // the service's cgroup stays populated.
+    script(
+        &svc.join("run"),
+        &format!(
+            "if [ -e ran ]; then : > second; exec sleep 1000; fi\n: > ran\n\
+             cg={}$(sed -n 's/^0:://p' /proc/self/cgroup)/remnant\nmkdir \"$cg\"\n\
+             echo \"$cg\" > remnant_cg\nsetsid sleep 1000 &\necho $! > \"$cg/cgroup.procs\"\n\
+             echo $! > remnant\nexit 0",
+            mount.display()
+        ),
+    );
+    std::fs::write(svc.join("timeout-kill"), "200ms\n").unwrap();
+    let sup = Sup::start_nowait(&svc);
+    let _remnant = Remnant {
+        pid_file: svc.join("remnant"),
+        cgroup_file: svc.join("remnant_cg"),
+    };
+    let remnant = read_pid_wait(&svc.join("remnant"));
+    assert!(sup.ext().cgroup.is_some(), "cgroup v2 is mounted here");
+    // TERM, then KILL 200 ms later; the remnant survives both. For 3 s (the 1 s restart
+    // back-off and the KILL long past) no new run may start beside it.
+    let until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < until {
+        assert!(alive(remnant));
+        assert!(
+            !svc.join("second").exists(),
+            "a new run started beside a process of the old one: {:?}",
+            sup.status()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(sup.status().state, RunState::Finish);
+    // Once the cgroup reports empty, the new run starts at once (cgroup.events woke it).
+    let killed = Instant::now();
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(remnant).unwrap(),
+        rustix::process::Signal::KILL,
+    )
+    .unwrap();
+    wait_until("the second run", WAIT, || svc.join("second").exists());
+    assert!(
+        killed.elapsed() < Duration::from_secs(2),
+        "the new run came {:?} after the cgroup emptied",
+        killed.elapsed()
+    );
+}

@@ -23,6 +23,9 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// How long what is left of a stopped service's tree gets after TERM when no `timeout-kill`
 /// is set, before KILL.
 pub const DEFAULT_LEFTOVER_GRACE: Duration = Duration::from_secs(2);
+/// How long the tree gets to empty after KILL (processes in uninterruptible sleep die only
+/// when their I/O ends) before a new run starts anyway, with a warning.
+pub const KILLED_TREE_WAIT: Duration = Duration::from_secs(10);
 /// Commands kept while a hook runs; the I/O layer does not read the control FIFO meanwhile,
 /// so only the rest of one read (and SIGTERMs) can come, far fewer than this.
 pub const MAX_DEFERRED: usize = 256;
@@ -236,6 +239,9 @@ pub enum Phase {
         finish: Option<u32>,
         finish_kill_at: Option<Instant>,
         leftovers: bool,
+        /// TERM's grace is over: KILL was sent, and `tree_kill_at` is now the end of the wait
+        /// for the tree to empty.
+        tree_killed: bool,
         tree_kill_at: Option<Instant>,
     },
 }
@@ -492,6 +498,7 @@ impl Machine {
                 finish: None,
                 finish_kill_at: None,
                 leftovers: true,
+                tree_killed: false,
                 tree_kill_at: now.after(self.leftover_grace()),
             };
             out.push(Action::Signal(Target::Tree, Signal::TERM));
@@ -786,6 +793,7 @@ impl Machine {
                         finish: None,
                         finish_kill_at: None,
                         leftovers,
+                        tree_killed: false,
                         tree_kill_at,
                     };
                     if has_finish {
@@ -804,12 +812,14 @@ impl Machine {
                     let grace = self.leftover_grace();
                     if let Phase::Finish {
                         leftovers: left,
+                        tree_killed,
                         tree_kill_at,
                         ..
                     } = &mut self.phase
                     {
                         if !*left {
                             *left = true;
+                            *tree_killed = false;
                             *tree_kill_at = now.after(grace);
                             out.push(Action::Signal(Target::Tree, Signal::TERM));
                             out.push(Action::Signal(Target::Tree, Signal::CONT));
@@ -871,8 +881,8 @@ impl Machine {
                 finish,
                 finish_kill_at,
                 leftovers,
+                tree_killed,
                 tree_kill_at,
-                ..
             } => {
                 if due(*finish_kill_at) {
                     *finish_kill_at = None;
@@ -880,12 +890,24 @@ impl Machine {
                         out.push(Action::Signal(Target::Finish(*pid), Signal::KILL));
                     }
                 }
-                if due(*tree_kill_at) {
-                    // KILL cannot be refused: count the tree as gone rather than wait on it.
+                if due(*tree_kill_at) && !*tree_killed {
+                    // KILL cannot be refused, but dying takes a while (a process in D state
+                    // dies when its I/O ends): the tree is gone only when it says so (the
+                    // cgroup's `populated 0`, the process group's last exit), bounded.
+                    *tree_killed = true;
+                    *tree_kill_at = now.after(KILLED_TREE_WAIT);
+                    out.push(Action::Signal(Target::Tree, Signal::KILL));
+                } else if due(*tree_kill_at) {
                     *tree_kill_at = None;
                     *leftovers = false;
-                    out.push(Action::Signal(Target::Tree, Signal::KILL));
-                    if finish.is_none() {
+                    let finishing = finish.is_some();
+                    self.ext.last_error = Some(format!(
+                        "processes of the service outlived KILL by {} s; starting anyway",
+                        KILLED_TREE_WAIT.as_secs()
+                    ));
+                    if finishing {
+                        out.push(Action::Publish);
+                    } else {
                         self.settle(now, out);
                     }
                 }

@@ -639,7 +639,47 @@ fn leftovers_get_term_cont_then_kill_after_the_grace() {
     assert_eq!(m.ext.pgid, Some(100), "leftovers may still be in the group");
     assert_eq!(m.deadline(), Some(clock.at(7000).mono));
     let a = m.step(Event::Tick, clock.at(7000));
-    assert_eq!(acts(a), vec![Sig(Target::Tree, Signal::KILL), SpawnRun]);
+    assert_eq!(acts(a), vec![Sig(Target::Tree, Signal::KILL)]);
+    // Issue 11 item 13: the tree is gone when it says so, not when KILL was sent.
+    assert!(m.awaiting_tree());
+    assert_eq!(m.status().state, RunState::Finish);
+    assert_eq!(
+        acts(m.step(Event::TreeEmpty, clock.at(7050))),
+        vec![SpawnRun]
+    );
+}
+
+#[test]
+fn issue_11_item_13_a_tree_that_outlives_kill_is_waited_for_then_given_up_on() {
+    let clock = Clock::new();
+    let mut m = running(&clock, 0);
+    m.step(exited(100, Exit::Code(0), true, false), clock.at(5000));
+    let a = m.step(Event::Tick, clock.at(7000));
+    assert_eq!(acts(a), vec![Sig(Target::Tree, Signal::KILL)]);
+    let end = 7000 + KILLED_TREE_WAIT.as_millis() as u64;
+    assert_eq!(m.deadline(), Some(clock.at(end).mono));
+    assert!(acts(m.step(Event::Tick, clock.at(end - 1))).is_empty());
+    assert!(m.awaiting_tree());
+    // The bound: a new run after all, and the reason in the extended status.
+    let a = m.step(Event::Tick, clock.at(end));
+    assert_eq!(acts(a), vec![SpawnRun]);
+    assert!(m
+        .ext
+        .last_error
+        .as_deref()
+        .unwrap()
+        .contains("outlived KILL"));
+    // A finish still running when the wait ends: the start waits for it.
+    let mut m = running(&clock, 0);
+    m.step(exited(100, Exit::Code(0), true, true), clock.at(5000));
+    m.step(Event::FinishStarted { pid: 200 }, clock.at(5000));
+    m.step(Event::Tick, clock.at(7000));
+    m.step(Event::Tick, clock.at(end));
+    assert!(!m.awaiting_tree());
+    assert_eq!(
+        acts(m.step(exited(200, Exit::Code(0), false, false), clock.at(end + 1))),
+        vec![SpawnRun]
+    );
 }
 
 #[test]

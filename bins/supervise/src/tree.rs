@@ -163,6 +163,10 @@ impl Cgroup {
         }
     }
 
+    /// Empty once the kernel says `populated 0` in `cgroup.events`: that counts the cgroups
+    /// below it too, and a process killed but not yet dead (D state) until it is gone, where
+    /// `cgroup.procs` may already leave it out (issue 11 item 13). `cgroup.procs` only where
+    /// `cgroup.events` cannot be read.
     fn is_empty(&mut self) -> bool {
         if self.fresh {
             return true;
@@ -176,8 +180,28 @@ impl Cgroup {
             )
             .ok();
         }
-        self.pids().next().is_none()
+        match self.events.as_ref().and_then(populated) {
+            Some(populated) => !populated,
+            None => self.pids().next().is_none(),
+        }
     }
+}
+
+/// The `populated` key of a `cgroup.events` file (`populated 1\nfrozen 0\n`).
+fn populated(events: &OwnedFd) -> Option<bool> {
+    let mut buf = [0u8; 128];
+    let n = rustix::io::pread(events, &mut buf, 0).ok()?;
+    parse_populated(buf.get(..n)?)
+}
+
+fn parse_populated(text: &[u8]) -> Option<bool> {
+    let text = std::str::from_utf8(text).ok()?;
+    text.lines()
+        .find_map(|line| match line.strip_prefix("populated ")? {
+            "0" => Some(false),
+            "1" => Some(true),
+            _ => None,
+        })
 }
 
 /// statfs(2)'s f_type of a cgroup2 file system.
@@ -262,6 +286,14 @@ mod tests {
             "warden:etc:sv:foo:log"
         );
         assert!(leaf_name(Path::new(&"/x".repeat(300))).len() <= 255);
+    }
+
+    #[test]
+    fn populated_is_read_from_cgroup_events() {
+        assert_eq!(parse_populated(b"populated 1\nfrozen 0\n"), Some(true));
+        assert_eq!(parse_populated(b"populated 0\nfrozen 0\n"), Some(false));
+        assert_eq!(parse_populated(b"frozen 0\n"), None);
+        assert_eq!(parse_populated(b"populated x\n"), None);
     }
 
     #[test]
