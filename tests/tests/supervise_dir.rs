@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use warden::svdir::{Liveness, ServiceDir};
-use warden_tests::{bin, remove_cgroups_under, script, service, wait_until, Spawned};
+use warden_tests::{bin, remove_cgroups_under, service, wait_until, Spawned};
 
 const WAIT: Duration = Duration::from_secs(10);
 
