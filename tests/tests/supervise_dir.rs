@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use warden::svdir::{Liveness, ServiceDir};
-use warden_tests::{bin, remove_cgroups_under, script, service, wait_until, Spawned};
+use warden_tests::{bin, remove_cgroups_under, service, wait_until, Spawned};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -288,9 +288,11 @@ fn svctl_never_changes_the_mode_of_a_file_swapped_into_event() {
 #[test]
 fn the_fifo_of_a_sigkilled_svctl_goes_at_the_next_status_change() {
     let root = tempfile::tempdir().unwrap();
-    let svc = service(root.path(), "checked", "exec sleep 100");
-    // A check that never passes keeps `svctl -w up` waiting on its FIFO.
-    script(&svc.join("check"), "exit 1");
+    // A service that ignores TERM (the ignored disposition survives exec), with a long
+    // timeout-kill, keeps `svctl -w down` waiting on its FIFO without svctl running anything
+    // that could inherit the FIFO (as a `./check` child might, for an instant).
+    let svc = service(root.path(), "stubborn", "trap '' TERM\nexec sleep 100");
+    fs::write(svc.join("timeout-kill"), "60s").unwrap();
     let sup = Sup::start(&svc).ready();
     let event = svc.join("supervise/event");
     let fifos = || {
@@ -300,13 +302,16 @@ fn the_fifo_of_a_sigkilled_svctl_goes_at_the_next_status_change() {
             .filter(|e| e.file_name().to_string_lossy().starts_with("svctl."))
             .count()
     };
-    let mut client = Spawned::new(
-        Command::new(bin("svctl"))
-            .args(["-w", "60", "up"])
-            .arg(arg(&svc))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null()),
-    );
+    let waiter = || {
+        Spawned::new(
+            Command::new(bin("svctl"))
+                .args(["-w", "60", "down"])
+                .arg(arg(&svc))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+        )
+    };
+    let mut client = waiter();
     wait_until("svctl to make its FIFO", WAIT, || fifos() == 1);
     client.child.kill().unwrap();
     client.child.wait().unwrap();
@@ -314,21 +319,17 @@ fn the_fifo_of_a_sigkilled_svctl_goes_at_the_next_status_change() {
     sup.dir().send(b"p").unwrap();
     wait_until("the stale FIFO to be removed", WAIT, || fifos() == 0);
     // A live client's FIFO stays.
-    let mut live = Spawned::new(
-        Command::new(bin("svctl"))
-            .args(["-w", "60", "up"])
-            .arg(arg(&svc))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null()),
-    );
+    let mut live = waiter();
     wait_until("the second svctl to make its FIFO", WAIT, || fifos() == 1);
     sup.dir().send(b"c").unwrap();
     wait_until("the cont to be published", WAIT, || {
         sup.dir().status().is_ok_and(|s| !s.paused)
     });
     assert_eq!(fifos(), 1);
-    live.child.kill().unwrap();
-    live.child.wait().unwrap();
+    // KILL ends the run: the live svctl sees down and removes its own FIFO.
+    sup.dir().send(b"k").unwrap();
+    assert!(live.wait_exit(WAIT).success());
+    assert_eq!(fifos(), 0);
     drop(sup);
     remove_cgroups_under(root.path(), WAIT);
 }
