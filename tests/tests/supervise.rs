@@ -1644,3 +1644,69 @@ fn issue_11_item_13_no_new_run_until_the_cgroup_reports_empty() {
         killed.elapsed()
     );
 }
+
+/// Issue 11 item 8: a supervise whose directory has no warden `logger` never runs one from
+/// PATH (util-linux's `logger ./main` would exit at once and drop the log) nor a `logger`
+/// beside it that is not warden's: it says so, keeps the log pipe (its data waits) and
+/// retries; once warden's logger is installed beside it, the data written meanwhile is logged.
+#[test]
+fn default_log_runs_only_warden_s_logger_from_its_own_directory() {
+    let root = tempfile::tempdir().unwrap();
+    let alone = root.path().join("bin");
+    std::fs::create_dir(&alone).unwrap();
+    std::fs::copy(bin("supervise"), alone.join("supervise")).unwrap();
+    let path = root.path().join("path");
+    let fake_ran = root.path().join("fake-ran");
+    script(
+        &path.join("logger"),
+        &format!("touch {}\nexit 0", fake_ran.display()),
+    );
+    let svc = root.path().join("log");
+    std::fs::create_dir(&svc).unwrap();
+    let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).unwrap();
+    let err = svc.with_extension("err");
+    let child = Spawned::new(
+        Command::new(alone.join("supervise"))
+            .arg("--default-log")
+            .arg(&svc)
+            .env("PATH", &path)
+            .stdin(Stdio::from(read))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&err).unwrap()),
+    );
+    let sup = Sup::of(&svc, child);
+    sup.wait_stderr(&format!(
+        "unable to start the default logger ./main in {}: unable to find warden's logger at {}: \
+         No such file or directory; PATH is not searched",
+        svc.display(),
+        alone.join("logger").display()
+    ));
+    rustix::io::write(&write, b"kept line\n").unwrap();
+    // A `logger` beside it that is not warden's is not run either.
+    script(
+        &alone.join("logger"),
+        &format!("touch {}\nexit 0", fake_ran.display()),
+    );
+    sup.wait_stderr(&format!(
+        "unable to use {}: it is not warden's logger",
+        alone.join("logger").display()
+    ));
+    assert!(!fake_ran.exists(), "a logger that is not warden's ran");
+    assert!(
+        !svc.join("main").exists(),
+        "nothing may have consumed the pipe"
+    );
+    std::fs::remove_file(alone.join("logger")).unwrap();
+    std::fs::copy(bin("logger"), alone.join("logger")).unwrap();
+    wait_until("the kept line in main/current", WAIT * 3, || {
+        std::fs::read_to_string(svc.join("main/current")).is_ok_and(|t| t.contains("kept line"))
+    });
+    assert!(!fake_ran.exists());
+    let pid = sup.wait_run();
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+    assert!(
+        cmdline.starts_with(alone.join("logger").as_os_str().as_encoded_bytes()),
+        "{}",
+        String::from_utf8_lossy(&cmdline)
+    );
+}

@@ -1309,38 +1309,50 @@ fn a_supervise_that_cannot_be_executed_is_reported_and_retried() {
     assert!(alive(scan.pid()));
 }
 
+/// Issue 11 item 8: svscan runs only warden's supervise from its own directory, never one
+/// from PATH (daemontools' would fail and orphan the service); once warden's is installed
+/// beside svscan, the services start.
 #[test]
 fn a_missing_supervise_is_reported_and_the_services_start_once_it_is_installed() {
     let mut scan = Scan::new();
-    // Absolute paths only: PATH holds nothing but the directory supervise will appear in.
+    // Absolute paths only: PATH holds nothing but a supervise that is not warden's.
     service(&scan.dir, "a", "echo $$ > started\nexec /bin/sleep 1000");
     service(&scan.dir, "b", "echo $$ > started\nexec /bin/sleep 1000");
     let alone = scan.root.path().join("bin");
     let path = scan.root.path().join("path");
     std::fs::create_dir(&alone).unwrap();
     std::fs::create_dir(&path).unwrap();
+    let fake_ran = scan.root.path().join("fake-ran");
+    warden_tests::script(
+        &path.join("supervise"),
+        &format!("touch {}\nexit 111", fake_ran.display()),
+    );
     std::fs::copy(bin("svscan"), alone.join("svscan")).unwrap();
     let mut cmd = Command::new(alone.join("svscan"));
     cmd.arg(&scan.dir).env("PATH", &path);
     scan.launch(cmd);
+    let missing = format!(
+        "unable to find warden's supervise at {}: No such file or directory; PATH is not searched",
+        alone.join("supervise").display()
+    );
     for name in ["a", "b"] {
-        let said = format!(
-            "unable to start the supervisor of \"{name}\": No such file or directory (os error 2)"
-        );
-        wait_until("the failed exec reported", LONG, || {
+        let said = format!("unable to start the supervisor of \"{name}\": {missing}");
+        wait_until("the failed start reported", LONG, || {
             scan.stderr().contains(&said)
         });
     }
     assert!(
         scan.stderr()
-            .contains("unable to find supervise next to svscan or on PATH"),
+            .contains(&format!("svscan: warning: {missing}")),
         "{}",
         scan.stderr()
     );
     assert!(!scan.dir.join("a/started").exists());
-    std::os::unix::fs::symlink(bin("supervise"), path.join("supervise")).unwrap();
+    assert!(!fake_ran.exists(), "svscan ran the supervise from PATH");
+    std::fs::copy(bin("supervise"), alone.join("supervise")).unwrap();
     wait_until("both services started on a retry", LONG, || {
         scan.dir.join("a/started").exists() && scan.dir.join("b/started").exists()
     });
+    assert!(!fake_ran.exists(), "svscan ran the supervise from PATH");
     assert!(alive(scan.pid()));
 }

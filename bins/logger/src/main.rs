@@ -24,6 +24,8 @@ const MAX_LINE: usize = 64 * 1024;
 
 // One beside every service, started at once with them: see warden::entry.
 warden::lean_main!(logger);
+// svscan and supervise run only a companion with this mark (warden::companion).
+warden::companion_mark!();
 
 fn logger() -> u8 {
     match args::parse(std::env::args_os().skip(1)) {

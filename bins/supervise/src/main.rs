@@ -27,6 +27,8 @@ const EXIT_FATAL: u8 = 111;
 
 // A thousand of us start at once: see warden::entry.
 warden::lean_main!(supervise);
+// svscan and supervise run only a companion with this mark (warden::companion).
+warden::companion_mark!();
 
 fn supervise() -> u8 {
     let Some((dir, default_log)) = arguments() else {

@@ -27,23 +27,36 @@ pub struct Started {
     pub warnings: Vec<String>,
 }
 
-/// `logger` next to supervise's own executable (svscan and the boot image keep them
-/// together), else the first on PATH, else the bare name (its start then fails, reported).
-pub fn find_logger() -> PathBuf {
-    warden::spawn::companion("logger").unwrap_or_else(|| PathBuf::from("logger"))
+/// Warden's `logger` next to supervise's own executable (svscan, the boot image and an
+/// install keep them together), never one from PATH (util-linux's `logger ./main` would exit
+/// at once and drop the log); the error says why there is none.
+pub fn find_logger() -> Result<PathBuf, String> {
+    warden::companion::find("logger")
 }
 
 /// Starts `./run`, or, when there is none and `default_run` is given (a `log/` dir), the
 /// built-in default `logger ./main`; the error names the file and the cause.
 pub fn run(
     service: &Path,
-    default_run: Option<&Path>,
+    default_run: Option<Result<&Path, &str>>,
     cgroup: Option<BorrowedFd<'_>>,
     notification_fd: Option<i32>,
 ) -> Result<Started, String> {
     let default_run = default_run.filter(|_| {
         std::fs::symlink_metadata("run").is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
     });
+    // Nothing else is started in its place: the log pipe stays held, its data waiting for a
+    // logger (or a `run`), and the start is retried with the back-off.
+    let default_run = match default_run {
+        Some(Err(why)) => {
+            return Err(format!(
+                "unable to start the default logger ./main in {}: {why}",
+                service.display()
+            ))
+        }
+        Some(Ok(logger)) => Some(logger),
+        None => None,
+    };
     let argv = match default_run {
         Some(logger) => vec![
             CString::new(logger.as_os_str().as_bytes())

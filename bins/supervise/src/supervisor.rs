@@ -48,7 +48,8 @@ pub struct Supervisor {
     dirty: bool,
     pid: u32,
     /// The `logger` to run as `logger ./main` while the dir has no `run` (`--default-log`).
-    default_run: Option<PathBuf>,
+    /// An error when warden's logger was not found (the start then fails and is retried).
+    default_run: Option<Result<PathBuf, String>>,
     /// The settings (and their warnings) read at startup, used by the first start instead of
     /// reading them again.
     boot_settings: Option<(Limits, Vec<Event>)>,
@@ -56,7 +57,10 @@ pub struct Supervisor {
 
 impl Supervisor {
     /// Enters the service dir and takes it over: lock, FIFOs, signals, cgroup.
-    pub fn start(dir: &Path, default_run: Option<PathBuf>) -> Result<Supervisor, Fatal> {
+    pub fn start(
+        dir: &Path,
+        default_run: Option<Result<PathBuf, String>>,
+    ) -> Result<Supervisor, Fatal> {
         let service = absolute(dir);
         std::env::set_current_dir(dir)
             .map_err(|e| Fatal::io("change to directory", &service, &e))?;
@@ -404,9 +408,15 @@ impl Supervisor {
             Some(settings) => settings,
             None => self.read_settings(),
         };
+        // Looked for again after a failure: it may have been installed since.
+        if let Some(Err(_)) = self.default_run {
+            self.default_run = Some(spawn::find_logger());
+        }
         match spawn::run(
             &self.service,
-            self.default_run.as_deref(),
+            self.default_run
+                .as_ref()
+                .map(|found| found.as_deref().map_err(String::as_str)),
             self.tree.join_fd(),
             self.notification_fd,
         ) {

@@ -108,12 +108,14 @@ fn own_dir() -> Option<PathBuf> {
         .and_then(|exe| exe.parent().map(Path::to_path_buf))
 }
 
-/// A companion program: next to svscan's own executable, else on PATH.
-fn find_program(name: &str) -> PathBuf {
-    warden::spawn::companion(name).unwrap_or_else(|| {
-        warden::say!("svscan: warning: unable to find {name} next to svscan or on PATH");
-        PathBuf::from(name)
-    })
+/// Warden's companion `name` beside svscan's own executable (never one from PATH, where
+/// `supervise` is daemontools'); said once here when there is none.
+fn find_program(name: &str) -> Result<PathBuf, String> {
+    let found = warden::companion::find(name);
+    if let Err(why) = &found {
+        warden::say!("svscan: warning: {why}");
+    }
+    found
 }
 
 /// `init` next to svscan (the boot image keeps them together), else /sbin/init.

@@ -39,7 +39,9 @@ pub enum Role {
 
 /// Where svscan finds the programs it starts.
 pub struct Programs {
-    pub supervise: PathBuf,
+    /// Warden's `supervise` beside svscan, or why there is none (each start then fails with
+    /// that, and is retried with the back-off; nothing from PATH is started in its place).
+    pub supervise: Result<PathBuf, String>,
 }
 
 struct Running {
@@ -1053,7 +1055,16 @@ impl Starter<'_> {
     /// stderr, the logger's with it (the read end) on stdin.
     fn spawn(&mut self, name: &OsStr, role: Role, pipe_end: Option<&OwnedFd>) -> io::Result<Pid> {
         let programs = self.programs;
-        let supervise = programs.supervise.as_os_str();
+        // Looked for again while it is missing: it may have been installed since.
+        let found;
+        let supervise = match &programs.supervise {
+            Ok(path) => path.as_os_str(),
+            Err(_) => {
+                found = warden::companion::find("supervise")
+                    .map_err(|why| io::Error::new(io::ErrorKind::NotFound, why))?;
+                found.as_os_str()
+            }
+        };
         let caught = crate::scanner::Scanner::signals();
         match role {
             Role::Service => {

@@ -379,6 +379,40 @@ mod tests {
     }
 
     #[test]
+    fn envdir_skips_what_is_not_a_regular_file_and_overlong_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path();
+        fs::write(p.join("GOOD"), "yes\n").unwrap();
+        rustix::fs::mkfifoat(rustix::fs::CWD, p.join("FIFO"), rustix::fs::Mode::RUSR).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", p.join("ZERO")).unwrap();
+        fs::write(p.join("LONG"), vec![b'x'; ENV_FILE_CAP + 1]).unwrap();
+        let mut exact = vec![b'y'; ENV_FILE_CAP];
+        exact.extend_from_slice(b"\nrest");
+        fs::write(p.join("EXACT"), &exact).unwrap();
+        fs::write(p.join("REAL"), "shared\n").unwrap();
+        std::os::unix::fs::symlink("REAL", p.join("LINKED")).unwrap();
+        let (vars, skipped) = read_envdir_reporting(p).unwrap();
+        let names: Vec<_> = vars
+            .iter()
+            .map(|v| match v {
+                EnvVar::Set(n, _) | EnvVar::Unset(n) => n.clone(),
+            })
+            .collect();
+        // A first line of exactly the cap is whole, so it is used.
+        assert_eq!(names, ["EXACT", "GOOD", "LINKED", "REAL"]);
+        assert_eq!(
+            vars[0],
+            EnvVar::Set("EXACT".into(), OsString::from_vec(vec![b'y'; ENV_FILE_CAP]))
+        );
+        assert_eq!(vars[2], EnvVar::Set("LINKED".into(), "shared".into()));
+        let text: Vec<String> = skipped.iter().map(|e| e.to_string()).collect();
+        assert_eq!(text.len(), 3, "{text:?}");
+        assert!(text[0].ends_with("FIFO: not a regular file (a FIFO): ignored"));
+        assert!(text[1].ends_with("LONG: its first line is longer than 65536 bytes: ignored"));
+        assert!(text[2].ends_with("ZERO: not a regular file (a character device): ignored"));
+    }
+
+    #[test]
     fn service_names() {
         assert!(is_service_name(OsStr::new("getty")));
         assert!(!is_service_name(OsStr::new(".svscan")));

@@ -281,16 +281,6 @@ pub fn on_path(program: &OsStr) -> Option<PathBuf> {
         .find(|path| path.is_file())
 }
 
-/// A companion program of this one (svscan's `supervise`, supervise's `logger`): next to this
-/// program's executable, as the boot image and an install keep them, else on PATH.
-pub fn companion(name: &str) -> Option<PathBuf> {
-    std::env::current_exe()
-        .ok()
-        .and_then(|exe| exe.parent().map(|dir| dir.join(name)))
-        .filter(|path| path.is_file())
-        .or_else(|| on_path(OsStr::new(name)))
-}
-
 fn null_terminated(strings: &[CString]) -> Vec<*const libc::c_char> {
     strings
         .iter()
