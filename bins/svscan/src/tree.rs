@@ -468,9 +468,18 @@ fn signal(supervisor: &Running, sig: Signal, what: &str, name: &OsStr) {
     }
 }
 
-/// KILLs a service's (or logger's) process group, as recorded by its supervisor.
+/// KILLs a service's (or logger's) process group, as recorded by its supervisor, unless the
+/// service is down: then nothing of it runs, and the id may be another group's by now (a
+/// record from a supervise that did not yet remove `pgid` once the run was gone).
 fn kill_group_of(dir: &Path) {
-    let Some(pgid) = ServiceDir::new(dir)
+    let service = ServiceDir::new(dir);
+    if service
+        .status()
+        .is_ok_and(|s| s.state == warden::status::RunState::Down)
+    {
+        return;
+    }
+    let Some(pgid) = service
         .extended()
         .and_then(|x| x.pgid)
         .and_then(|p| i32::try_from(p).ok())
