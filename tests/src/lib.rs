@@ -188,7 +188,8 @@ pub fn have(tool: impl AsRef<OsStr>) -> bool {
         .unwrap_or(false)
 }
 
-/// Removes the cgroups `supervise` made (`warden:<path with / as :>`, children of this test's
+/// Removes the cgroups `supervise` made (`warden:<path with / as :>@<dev>:<ino>`, see
+/// `warden::svdir::cgroup_leaf`; children of this test's
 /// own cgroup v2) for service dirs under `root`, once they are empty: a supervisor killed with
 /// SIGKILL cannot remove its own. Waits up to `timeout` for killed processes to leave them.
 /// Returns the ones that could not be removed.
@@ -219,7 +220,7 @@ pub fn remove_cgroups_under(root: &Path, timeout: Duration) -> Vec<PathBuf> {
     }
 }
 
-/// `/tmp/x` as it appears in a supervise cgroup's name: `:tmp:x`.
+/// `/tmp/x` as it appears in a supervise cgroup's name (`warden:tmp:x...`): `:tmp:x`.
 fn cgroup_leaf_text(path: &Path) -> String {
     path.to_string_lossy().replace('/', ":")
 }

@@ -1710,3 +1710,59 @@ fn default_log_runs_only_warden_s_logger_from_its_own_directory() {
         String::from_utf8_lossy(&cmdline)
     );
 }
+
+#[test]
+fn issue_11_item_11_foo_log_and_foo_colon_log_get_cgroups_of_their_own() {
+    let root = tempfile::tempdir().unwrap();
+    let nested = root.path().join("foo/log");
+    let colon = root.path().join("foo:log");
+    script(&nested.join("run"), "exec sleep 1000");
+    script(&colon.join("run"), "exec sleep 1000");
+    let first = Sup::start(&nested);
+    let pid = first.wait_run();
+    assert!(first.ext().cgroup.is_some(), "cgroup v2 is mounted here");
+    let second = Sup::start(&colon);
+    second.wait_run();
+    second.sync();
+    first.sync();
+    assert!(
+        alive(pid as i32),
+        "the other service's process was stopped as a leftover"
+    );
+    assert_eq!(first.status().pid, pid);
+    assert_eq!(first.ext().restarts, 0);
+    assert_ne!(first.ext().cgroup, second.ext().cgroup);
+}
+
+#[test]
+fn issue_11_item_11_a_new_dir_under_an_old_name_never_adopts_the_old_cgroup() {
+    let root = tempfile::tempdir().unwrap();
+    let svc = root.path().join("a");
+    script(&svc.join("run"), "exec sleep 1000");
+    let mut sup = Sup::start(&svc);
+    let old = sup.wait_run() as i32;
+    let old_cgroup = sup.ext().cgroup;
+    assert!(old_cgroup.is_some(), "cgroup v2 is mounted here");
+    // The supervisor dies hard, its service lives on; the dir is moved away (`mv a a.old`)
+    // and a new service dir takes the name.
+    let _ = sup.child.child.kill();
+    let _ = sup.child.child.wait();
+    std::mem::forget(sup);
+    std::fs::rename(&svc, root.path().join("a.old")).unwrap();
+    script(&svc.join("run"), "exec sleep 1000");
+    let sup = Sup::start(&svc);
+    sup.wait_run();
+    sup.sync();
+    assert!(
+        alive(old),
+        "the old dir's service was taken for a leftover of the new one"
+    );
+    assert_ne!(sup.ext().cgroup, old_cgroup);
+    assert_eq!(sup.ext().restarts, 0);
+    warden_tests::kill_group(old);
+    wait_until("the old service to die", WAIT, || !alive(old));
+    // The supervisor killed hard could not remove its cgroup: the test does.
+    drop(sup);
+    let left = warden_tests::remove_cgroups_under(root.path(), WAIT);
+    assert!(left.is_empty(), "cgroups left: {left:?}");
+}

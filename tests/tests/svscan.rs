@@ -229,8 +229,8 @@ fn picks_up_a_new_dir_a_renamed_dir_and_a_symlink_within_milliseconds() {
     std::os::unix::fs::symlink(&other, &tmp).unwrap();
     std::fs::rename(&tmp, &link).unwrap();
     let replaced = time_until("a supervisor for the replacement", LONG, || running(&other));
-    // Not svscan's part, so only printed: supervise names its cgroup after the service's
-    // path, finds the old service's processes there, and waits for them before the new run.
+    // Not svscan's part, so only printed: the replacement is another directory, so its
+    // cgroup is its own (named after the dir's device and inode), never the old service's.
     let replaced_run = time_until("the replacement's run", LONG, || {
         other.join("started").exists()
     });

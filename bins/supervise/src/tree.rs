@@ -109,12 +109,17 @@ impl Tree {
 }
 
 impl Cgroup {
-    /// A child of the supervisor's own cgroup, named after the service's path so that a
-    /// restarted supervisor finds the same one. `None` wherever that is not possible.
+    /// A child of the supervisor's own cgroup, named after the service's path and its
+    /// directory's device and inode (`warden::svdir::cgroup_leaf`), so that a restarted
+    /// supervisor finds the same one and no other service dir ever does: one found populated
+    /// holds that very directory's processes. `None` wherever that is not possible.
     fn create(service: &Path) -> Option<Cgroup> {
         let mount = cgroup2_mount()?;
         let own = own_cgroup()?;
-        let leaf = leaf_name(service);
+        // The supervisor runs in the service dir: "." is that directory, whatever its path
+        // resolves to by now.
+        let dir = rustix::fs::stat(".").ok()?;
+        let leaf = warden::svdir::cgroup_leaf(service, dir.st_dev, dir.st_ino);
         let name = format!("{}/{leaf}", own.trim_end_matches('/'));
         let dir = mount.join(name.trim_start_matches('/'));
         let fresh = match std::fs::create_dir(&dir) {
@@ -240,19 +245,6 @@ fn own_cgroup() -> Option<String> {
         .map(str::to_owned)
 }
 
-/// `warden:` and the service's path with `/` turned into `:`, cut to a file name's length.
-fn leaf_name(service: &Path) -> String {
-    let path = service.to_string_lossy();
-    let mut name = String::from("warden");
-    for c in path.trim_end_matches('/').chars() {
-        name.push(if c == '/' || c == '\n' { ':' } else { c });
-    }
-    while name.len() > 255 {
-        name.pop();
-    }
-    name
-}
-
 /// mountinfo escapes blanks as `\040` and the like.
 fn unescape_octal(text: &str) -> String {
     let bytes = text.as_bytes();
@@ -278,15 +270,6 @@ fn unescape_octal(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn cgroup_leaf_names_are_single_components() {
-        assert_eq!(
-            leaf_name(Path::new("/etc/sv/foo/log")),
-            "warden:etc:sv:foo:log"
-        );
-        assert!(leaf_name(Path::new(&"/x".repeat(300))).len() <= 255);
-    }
 
     #[test]
     fn populated_is_read_from_cgroup_events() {

@@ -70,17 +70,19 @@ impl Running {
 }
 
 /// The cgroup directory that the supervisor of `dir` names in its extended status, if it is
-/// one of supervise's own (`warden:...`) in the cgroup2 mount.
+/// one of supervise's own in the cgroup2 mount and made for this very directory (its name
+/// ends in the dir's device and inode): a stale or foreign status never names another's.
 fn cgroup_of(dir: &Path) -> Option<PathBuf> {
     static MOUNT: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
     let mount = MOUNT.get_or_init(cgroup2_mount).as_ref()?;
     let name = ServiceDir::new(dir).extended()?.cgroup?;
     let relative = Path::new(name.trim_start_matches('/'));
-    let leaf = relative.file_name()?.as_bytes();
+    let leaf = relative.file_name()?.to_str()?;
     let plain = relative
         .components()
         .all(|c| matches!(c, std::path::Component::Normal(_)));
-    (plain && leaf.starts_with(b"warden:")).then(|| mount.join(relative))
+    let st = rustix::fs::stat(dir).ok()?;
+    (plain && warden::svdir::cgroup_is_of(leaf, st.st_dev, st.st_ino)).then(|| mount.join(relative))
 }
 
 /// The cgroup of the supervisor of `dir` that died without being restarted, unless some
@@ -468,9 +470,18 @@ fn signal(supervisor: &Running, sig: Signal, what: &str, name: &OsStr) {
     }
 }
 
-/// KILLs a service's (or logger's) process group, as recorded by its supervisor.
+/// KILLs a service's (or logger's) process group, as recorded by its supervisor, unless the
+/// service is down: then nothing of it runs, and the id may be another group's by now (a
+/// record from a supervise that did not yet remove `pgid` once the run was gone).
 fn kill_group_of(dir: &Path) {
-    let Some(pgid) = ServiceDir::new(dir)
+    let service = ServiceDir::new(dir);
+    if service
+        .status()
+        .is_ok_and(|s| s.state == warden::status::RunState::Down)
+    {
+        return;
+    }
+    let Some(pgid) = service
         .extended()
         .and_then(|x| x.pgid)
         .and_then(|p| i32::try_from(p).ok())

@@ -39,6 +39,43 @@ pub struct ServiceDir {
     pub path: PathBuf,
 }
 
+/// How every cgroup supervise makes for a service begins.
+pub const CGROUP_PREFIX: &str = "warden:";
+
+/// The longest file name cgroupfs takes.
+const NAME_MAX: usize = 255;
+
+/// The end of the cgroup name of the service dir whose `stat` says `dev` and `ino`: what makes
+/// the name unique per directory (issue 11 item 11).
+pub fn cgroup_id(dev: u64, ino: u64) -> String {
+    format!("@{dev}:{ino}")
+}
+
+/// The name of the cgroup supervise makes for the service dir at `path` (absolute) whose
+/// `stat` says `dev` and `ino`: `warden:`, the path with `/` (and newlines) as `:`, cut to fit a
+/// file name, then [`cgroup_id`]. The path is there for people; the device and inode make it
+/// one directory's: `foo:log` and `foo/log`, two long paths that share their first 230 bytes,
+/// or a new `a` after `mv a a.old` each get a cgroup of their own.
+pub fn cgroup_leaf(path: &Path, dev: u64, ino: u64) -> String {
+    let id = cgroup_id(dev, ino);
+    let text = path.to_string_lossy();
+    let mut name = String::from(CGROUP_PREFIX);
+    for c in text.trim_matches('/').chars() {
+        let c = if c == '/' || c == '\n' { ':' } else { c };
+        if name.len() + c.len_utf8() + id.len() > NAME_MAX {
+            break;
+        }
+        name.push(c);
+    }
+    name.push_str(&id);
+    name
+}
+
+/// Whether the cgroup named `leaf` was made for the dir whose `stat` says `dev` and `ino`.
+pub fn cgroup_is_of(leaf: &str, dev: u64, ino: u64) -> bool {
+    leaf.starts_with(CGROUP_PREFIX) && leaf.ends_with(&cgroup_id(dev, ino))
+}
+
 /// Whether a supervisor runs for a service.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Liveness {
@@ -221,6 +258,33 @@ pub fn resolve(scandir: &Path, arg: &str) -> ServiceDir {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn issue_11_item_11_cgroup_names_are_one_directorys() {
+        let name = cgroup_leaf(Path::new("/etc/sv/foo/log"), 2049, 77);
+        assert_eq!(name, "warden:etc:sv:foo:log@2049:77");
+        assert!(cgroup_is_of(&name, 2049, 77));
+        assert!(!cgroup_is_of(&name, 2049, 78));
+        assert!(!cgroup_is_of(&name, 20, 4977));
+        // Paths that read the same as names differ by their directories.
+        assert_ne!(
+            cgroup_leaf(Path::new("/sv/foo/log"), 1, 10),
+            cgroup_leaf(Path::new("/sv/foo:log"), 1, 11)
+        );
+        // A long path is cut, never its end.
+        let long = format!("/{}", "é".repeat(300));
+        for (a, b) in [(1, 2), (u64::MAX, u64::MAX)] {
+            let name = cgroup_leaf(Path::new(&long), a, b);
+            assert!(name.len() <= NAME_MAX, "{}", name.len());
+            assert!(name.ends_with(&cgroup_id(a, b)));
+            assert!(!name.contains('/'));
+        }
+        assert_ne!(
+            cgroup_leaf(Path::new(&format!("{long}/a")), 1, 2),
+            cgroup_leaf(Path::new(&format!("{long}/b")), 1, 3)
+        );
+        assert!(!cgroup_leaf(Path::new("/a\nb/"), 1, 2).contains('\n'));
+    }
 
     #[test]
     fn resolves_like_sv() {
