@@ -199,3 +199,69 @@ fn without_u_and_not_pid_1_services_without_a_log_write_where_svscan_does() {
     kill(svscan.pid(), rustix::process::Signal::TERM);
     assert_eq!(svscan.wait_exit(LONG).code(), Some(0));
 }
+
+#[test]
+fn as_pid_1_the_catch_all_log_is_on_by_default_in_run_warden_uncaught() {
+    let root = tempfile::tempdir().unwrap();
+    let root_path = root.path().canonicalize().unwrap();
+    let _cleanup = Cleanup(&root_path);
+    let scandir = root_path.join("service");
+    std::fs::create_dir(&scandir).unwrap();
+    // svscan finds supervise and init next to its own executable; this init only records.
+    let bindir = root_path.join("bin");
+    std::fs::create_dir(&bindir).unwrap();
+    std::fs::copy(bin("svscan"), bindir.join("svscan")).unwrap();
+    std::os::unix::fs::symlink(bin("supervise"), bindir.join("supervise")).unwrap();
+    let marker = root_path.join("stage3");
+    warden_tests::script(
+        &bindir.join("init"),
+        &format!("echo \"$*\" > {}", marker.display()),
+    );
+    service(
+        &scandir,
+        "talker",
+        "echo talker-line-$$ >&2\nexec sleep 1000",
+    );
+    let stderr_path = root_path.join("svscan.stderr");
+    let stderr = std::fs::File::create(&stderr_path).unwrap();
+    // A /run of its own (a tmpfs in the namespace's private mounts), then svscan as PID 1.
+    let mut cmd = warden_tests::unshare_pid_and_mount();
+    cmd.args([
+        "sh",
+        "-c",
+        "mount -t tmpfs tmpfs /run && exec \"$0\" \"$1\"",
+    ])
+    .arg(bindir.join("svscan"))
+    .arg(&scandir)
+    .stdin(Stdio::null())
+    .stdout(stderr.try_clone().unwrap())
+    .stderr(stderr);
+    let mut unshare = Spawned::new(&mut cmd);
+    let mut init = None;
+    wait_until("svscan as process 1", LONG, || {
+        init = warden_tests::children_of(unshare.pid())
+            .first()
+            .map(|(pid, _)| *pid);
+        init.is_some_and(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "svscan")
+        })
+    });
+    let init = init.unwrap();
+    // That namespace's /run, seen from here.
+    let main = PathBuf::from(format!("/proc/{init}/root/run/warden/uncaught/main"));
+    wait_until("the talker's line in /run/warden/uncaught", LONG, || {
+        logged(&main).iter().any(|l| l.starts_with("talker-line-"))
+    });
+    assert_eq!(
+        std::fs::read_link(scandir.join(".svscan/uncaught")).unwrap(),
+        PathBuf::from("/run/warden/uncaught")
+    );
+    kill(init, rustix::process::Signal::TERM);
+    wait_until("init --stage3", LONG, || marker.exists());
+    assert_eq!(unshare.wait_exit(LONG).code(), Some(0));
+    let own = std::fs::read_to_string(&stderr_path).unwrap();
+    assert!(
+        !own.contains("talker-line-"),
+        "the talker's line on the console:\n{own}"
+    );
+}
