@@ -265,3 +265,90 @@ fn as_pid_1_the_catch_all_log_is_on_by_default_in_run_warden_uncaught() {
         "the talker's line on the console:\n{own}"
     );
 }
+
+#[test]
+fn a_restarted_svscan_adopts_the_catch_all_logger_and_its_pipe() {
+    let root = tempfile::tempdir().unwrap();
+    let root_path = root.path().canonicalize().unwrap();
+    let _cleanup = Cleanup(&root_path);
+    let scandir = root_path.join("service");
+    let uncaught = root_path.join("uncaught");
+    std::fs::create_dir(&scandir).unwrap();
+    service(
+        &scandir,
+        "counter",
+        "i=0\ntrap 'echo last $i; exit 0' TERM\nwhile :; do echo $((i+1)); i=$((i+1)); \
+         [ $((i % 20)) -eq 0 ] && sleep 0.01; done",
+    );
+    let stderr_path = root_path.join("svscan.stderr");
+    let start = || {
+        let stderr = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&stderr_path)
+            .unwrap();
+        Spawned::new(
+            Command::new(bin("svscan"))
+                .arg("-u")
+                .arg(&uncaught)
+                .arg(&scandir)
+                .stdin(Stdio::null())
+                .stdout(stderr.try_clone().unwrap())
+                .stderr(stderr),
+        )
+    };
+    let main = uncaught.join("main");
+    let mut first = start();
+    wait_until("the counter's lines", LONG, || {
+        logged(&main).iter().any(|l| l == "100")
+    });
+    let supervisor = warden_tests::warden::svdir::ServiceDir::new(&uncaught)
+        .extended()
+        .and_then(|x| x.supervisor_pid)
+        .expect("the catch-all supervisor's pid in supervise/warden") as i32;
+    // svscan dies hard; the supervisors (process groups of their own) live on.
+    kill(first.pid(), rustix::process::Signal::KILL);
+    first.wait_exit(LONG);
+    let mut second = start();
+    std::thread::sleep(Duration::from_millis(500));
+    let lines_now = logged(&main).len();
+    wait_until(
+        "more lines through the adopted catch-all logger",
+        LONG,
+        || logged(&main).len() > lines_now + 100,
+    );
+    // The same supervisor still runs: adopted, not replaced.
+    assert!(
+        alive(supervisor),
+        "the catch-all supervisor was not adopted"
+    );
+    assert_eq!(
+        warden_tests::warden::svdir::ServiceDir::new(&uncaught)
+            .extended()
+            .and_then(|x| x.supervisor_pid),
+        Some(supervisor as u32)
+    );
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(scandir.join(".svscan/control"))
+        .unwrap()
+        .write_all(b"t")
+        .unwrap();
+    assert_eq!(second.wait_exit(LONG).code(), Some(0));
+    // Told to exit by the new svscan, once drained: it was adopted.
+    wait_until("the adopted catch-all supervisor to exit", LONG, || {
+        !alive(supervisor)
+    });
+    let lines = logged(&main);
+    let last = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("last ").and_then(|n| n.parse::<u64>().ok()))
+        .expect("the counter's last line reached the catch-all log");
+    let seen: std::collections::BTreeSet<u64> =
+        lines.iter().filter_map(|l| l.parse().ok()).collect();
+    for n in 1..=last {
+        assert!(seen.contains(&n), "line {n} of {last} lost");
+    }
+    let own = std::fs::read_to_string(&stderr_path).unwrap();
+    assert!(!own.contains("unable to"), "{own}");
+}

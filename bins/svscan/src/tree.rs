@@ -538,7 +538,16 @@ impl Tree {
         };
         let pipe = match adopted.and_then(|pid| reopen_pipe(pid, 0)) {
             Some(pipe) => pipe,
-            None => new_pipe()?,
+            None => {
+                if adopted.is_some() {
+                    eprintln!(
+                        "svscan: warning: unable to take over the pipe of the catch-all logger \
+                         {}: its next start gets a new one",
+                        shown(&name)
+                    );
+                }
+                new_pipe()?
+            }
         };
         if let Some(pid) = adopted {
             self.pids
@@ -549,6 +558,8 @@ impl Tree {
             dir,
             log: LogSide::new(slot, Some(pipe)),
         });
+        // Now, before the first scan starts any service: the pipe has its reader first.
+        self.start_uncaught(now);
         Ok(())
     }
 
