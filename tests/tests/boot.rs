@@ -166,6 +166,34 @@ fn boot_image_runs_services_survives_supervisor_death_reboots_and_powers_off_cle
         );
     }
 
+    // The catch-all logger: what the examples without a log/ print (with-finish on stdout,
+    // crashy on stderr) is in /run/warden/uncaught, and none of it on the console. The
+    // patterns are bracketed so that the echo of the typed command does not match.
+    until(
+        &mut guest,
+        "f=/run/warden/uncaught/main/current; grep -q 'with-finish: wor[k]ing' $f && \
+         grep -q 'crashy: startin[g]' $f && echo both-logged-$((1+1))",
+        "both-logged-2",
+        Duration::from_secs(60),
+    );
+    let before_log = guest.transcript();
+    for line in [
+        "with-finish: working",
+        "with-finish: finish called",
+        "crashy: starting",
+    ] {
+        assert!(
+            !before_log.contains(line),
+            "{line:?} reached the console:\n{before_log}"
+        );
+    }
+    let shown = run(&mut guest, "svctl log .uncaught -n 200");
+    assert!(
+        shown.contains("with-finish: working") && shown.contains("crashy: starting, and failing"),
+        "svctl log .uncaught:\n{shown}"
+    );
+    let after_log = guest.transcript().len();
+
     // Stage 1 mounted the early file systems, the hook mounted the disk, the hostname is set,
     // and ctrl-alt-del now sends SIGINT to process 1 (kernel.ctrl-alt-del = 0).
     let mounts = run(&mut guest, "cat /proc/mounts");
@@ -291,6 +319,14 @@ fn boot_image_runs_services_survives_supervisor_death_reboots_and_powers_off_cle
         "exactly two boots expected"
     );
     assert!(!transcript.contains(qemu::PANIC));
+    // Later, and through the second boot, the console stays free of the services' lines.
+    let rest = transcript.get(after_log..).unwrap_or("");
+    for line in ["with-finish: working", "crashy: starting"] {
+        assert!(
+            !rest.contains(line),
+            "{line:?} reached the console:\n{rest}"
+        );
+    }
     drop(guest);
 
     // 8. The disk is clean and holds what the ticker logged last, during the shutdown.

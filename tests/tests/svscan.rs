@@ -910,9 +910,11 @@ fn as_pid_1_it_reaps_orphans_and_term_leads_to_init_stage3_reboot() {
          while :; do sh -c 'sleep 0.2 & exit 0'; sleep 0.05; done",
     );
     let victim = service(&scan.dir, "victim", "exec sleep 1000");
+    // As PID 1, svscan's catch-all logger would run in this machine's /run: a temp dir instead.
+    let uncaught = scan.root.path().join("uncaught");
     scan.launch(in_namespace(
         &bindir.join("svscan"),
-        &[scan.dir.as_os_str()],
+        &[OsStr::new("-u"), uncaught.as_os_str(), scan.dir.as_os_str()],
     ));
     let unshare = scan.pid();
     let mut init = None;
@@ -1095,9 +1097,11 @@ fn as_pid_1_a_failed_exec_of_init_is_reported_and_supervision_goes_on() {
     // An `init` that cannot be executed (never fall back to this machine's /sbin/init).
     std::fs::write(bindir.join("init"), "not a program").unwrap();
     let svc = marker_service(&scan.dir, "svc");
+    // As PID 1, svscan's catch-all logger would run in this machine's /run: a temp dir instead.
+    let uncaught = scan.root.path().join("uncaught");
     scan.launch(in_namespace(
         &bindir.join("svscan"),
-        &[scan.dir.as_os_str()],
+        &[OsStr::new("-u"), uncaught.as_os_str(), scan.dir.as_os_str()],
     ));
     let unshare = scan.pid();
     let mut init = None;

@@ -97,6 +97,7 @@ Service commands (several services may be given; each is processed):
   check          no command; is the service in the state it wants (up, or down)?
   status         one line per service (all of SCANDIR without SERVICE); --json for machines
   log SERVICE [-n N] [-f]   show SERVICE/log/main through `logger --show`
+  log .uncaught  the catch-all log: services without a log/ (svscan as PID 1, or svscan -u)
 
 svscan commands (to SCANDIR/.svscan/control):
   rescan         scan SCANDIR now

@@ -14,6 +14,10 @@ pub struct LogView {
     pub follow: bool,
 }
 
+/// The name `svctl log` takes for the catch-all log: what services without a `log/` write,
+/// kept by the logger svscan runs for them (as PID 1, or with `svscan -u DIR`).
+pub const UNCAUGHT: &str = ".uncaught";
+
 /// Replaces svctl by `logger --show [-n N] [-f] DIR`; returns only on failure.
 pub fn exec_logger(dir: &ServiceDir, view: &LogView) -> Outcome {
     let main = dir.path.join(warden::service::LOG).join("main");
@@ -29,6 +33,28 @@ pub fn exec_logger(dir: &ServiceDir, view: &LogView) -> Outcome {
         );
         return Outcome::NoSuchService;
     }
+    show(main, view)
+}
+
+/// `svctl log .uncaught`: the catch-all logger's `main`, found through the symlink svscan
+/// keeps at `SCANDIR/.svscan/uncaught`.
+pub fn exec_uncaught(scandir: &std::path::Path, view: &LogView) -> Outcome {
+    let main = scandir
+        .join(warden::svdir::SVSCAN_DIR)
+        .join("uncaught")
+        .join("main");
+    if !main.is_dir() {
+        eprintln!(
+            "svctl: fatal: unable to show the catch-all log: no {} (svscan runs the catch-all \
+             logger as PID 1, or with -u DIR)",
+            main.display()
+        );
+        return Outcome::NoSuchService;
+    }
+    show(main, view)
+}
+
+fn show(main: PathBuf, view: &LogView) -> Outcome {
     let logger = logger_program();
     let mut cmd = Command::new(&logger);
     cmd.arg("--show");

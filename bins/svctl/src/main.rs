@@ -47,6 +47,7 @@ fn run(inv: &cli::Invocation) -> Outcome {
         Action::Check => commands::check(inv),
         Action::Status { json } => commands::status(inv, *json),
         Action::Log(view) => match inv.services.first() {
+            Some(name) if name == logview::UNCAUGHT => logview::exec_uncaught(&inv.scandir, view),
             Some(name) => logview::exec_logger(&warden::svdir::resolve(&inv.scandir, name), view),
             None => Outcome::Usage,
         },

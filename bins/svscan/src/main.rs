@@ -9,7 +9,7 @@ mod scandir;
 mod scanner;
 mod tree;
 
-use options::{Options, Parsed, USAGE};
+use options::{Options, Parsed, Uncaught, DEFAULT_UNCAUGHT, USAGE};
 use scanner::Scanner;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -72,6 +72,7 @@ fn set_up(options: &Options, pid1: bool) -> Result<Scanner, String> {
     // Before anything can start a child, so no SIGCHLD is missed.
     let signals = warden::signal::SignalPipe::new(Scanner::signals())
         .map_err(|e| format!("unable to set up signal handling: {e}"))?;
+    let uncaught = uncaught_dir(options, pid1);
     // Found before the chdir, while a relative PATH entry still means what it meant.
     let programs = Programs {
         supervise: find_program("supervise"),
@@ -93,14 +94,68 @@ fn set_up(options: &Options, pid1: bool) -> Result<Scanner, String> {
         }
         Err(e) => return Err(e.to_string()),
     };
-    Ok(Scanner::new(
-        options.grace,
-        pid1,
-        signals,
-        control,
-        Tree::new(programs),
-    ))
+    let mut tree = Tree::new(programs);
+    if let Some(dir) = uncaught {
+        set_up_uncaught(&mut tree, dir, control.is_some());
+    }
+    Ok(Scanner::new(options.grace, pid1, signals, control, tree))
 }
+
+/// The catch-all logger's directory, absolute (it is resolved before svscan's chdir).
+fn uncaught_dir(options: &Options, pid1: bool) -> Option<PathBuf> {
+    let dir = match &options.uncaught {
+        Uncaught::Dir(dir) => dir.clone(),
+        Uncaught::Default if pid1 => PathBuf::from(DEFAULT_UNCAUGHT),
+        Uncaught::Default | Uncaught::Off => return None,
+    };
+    match std::path::absolute(&dir) {
+        Ok(dir) => Some(dir),
+        Err(e) => {
+            eprintln!(
+                "svscan: warning: unable to use {} for the catch-all logger: {e}; services \
+                 without a log/ write where svscan does",
+                dir.display()
+            );
+            None
+        }
+    }
+}
+
+/// Makes the catch-all logger's directory and names it `.svscan/uncaught` for `svctl log
+/// .uncaught`. Failing, services without a `log/` write where svscan does, as without it:
+/// svscan, maybe PID 1, goes on.
+fn set_up_uncaught(tree: &mut Tree, dir: PathBuf, have_control_dir: bool) {
+    use std::os::unix::fs::DirBuilderExt;
+    let made = std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(&dir)
+        .and_then(|()| tree.set_uncaught(dir.clone(), std::time::Instant::now()));
+    if let Err(e) = made {
+        eprintln!(
+            "svscan: warning: unable to set up the catch-all logger in {}: {e}; services \
+             without a log/ write where svscan does",
+            dir.display()
+        );
+        return;
+    }
+    if !have_control_dir {
+        return;
+    }
+    // A new symlink under a temporary name, renamed over the old one: never a moment
+    // without a link, and nothing followed on the way.
+    let link = format!("{}/{}", warden::svdir::SVSCAN_DIR, UNCAUGHT_LINK);
+    let temporary = format!("{link}.new");
+    let _ = rustix::fs::unlinkat(rustix::fs::CWD, &temporary, rustix::fs::AtFlags::empty());
+    let linked = rustix::fs::symlinkat(&dir, rustix::fs::CWD, &temporary)
+        .and_then(|()| rustix::fs::renameat(rustix::fs::CWD, &temporary, rustix::fs::CWD, &link));
+    if let Err(e) = linked {
+        eprintln!("svscan: warning: unable to make {link}: {e}: svctl log .uncaught will not find the catch-all log");
+    }
+}
+
+/// The name, in `.svscan/`, of the symlink to the catch-all logger's directory.
+const UNCAUGHT_LINK: &str = "uncaught";
 
 fn own_dir() -> Option<PathBuf> {
     std::env::current_exe()

@@ -143,6 +143,7 @@ impl Scanner {
     /// After a failed exec of the next stage (PID 1): back to supervising everything.
     pub fn resume(&mut self) {
         self.shutdown = None;
+        self.tree.resume(Instant::now());
         self.rescan(Instant::now());
     }
 

@@ -267,8 +267,21 @@ impl Entry {
     }
 }
 
+/// The catch-all logger (s6-linux-init's uncaught-logs logger): one pipe, held by svscan like
+/// every log pipe, that the supervisors of services without a `log/` get as stdout and
+/// stderr, read by a logger supervised in `dir` (`supervise --default-log`: `logger ./main`
+/// unless `dir` has a `run`). It is stopped last, once every entry is gone, to drain it all.
+struct Uncaught {
+    id: Id,
+    dir: PathBuf,
+    log: LogSide,
+}
+
 pub struct Tree {
     entries: HashMap<Id, Entry>,
+    uncaught: Option<Uncaught>,
+    /// `unwant_all` was called: the catch-all logger is to stop once the entries are gone.
+    shutting_down: bool,
     pids: HashMap<i32, (Id, Role)>,
     programs: Programs,
     /// Running out of file descriptors was reported; quiet until a start works again.
@@ -499,6 +512,8 @@ impl Tree {
     pub fn new(programs: Programs) -> Tree {
         Tree {
             entries: HashMap::new(),
+            uncaught: None,
+            shutting_down: false,
             pids: HashMap::new(),
             programs,
             fd_shortage_reported: false,
@@ -510,8 +525,204 @@ impl Tree {
         self.entries.contains_key(id)
     }
 
+    /// No entry is left, nor the catch-all logger.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
+            && self
+                .uncaught
+                .as_ref()
+                .map_or(true, |u| u.log.slot.is_gone())
+    }
+
+    /// Sends the output of every service without a `log/` to a logger supervised in `dir`
+    /// (absolute), adopting the one an earlier svscan left running there, and its pipe.
+    pub fn set_uncaught(&mut self, dir: PathBuf, now: Instant) -> io::Result<()> {
+        let meta = std::fs::metadata(&dir)?;
+        let id = (meta.dev(), meta.ino());
+        let mut slot = Slot::waiting(now);
+        let name = dir.clone().into_os_string();
+        let adopted = match adopt(&dir) {
+            Ok(Some(running)) => {
+                let pid = running.pid;
+                slot.state = State::Running(running);
+                Some(pid)
+            }
+            Ok(None) => None,
+            Err(cause) => {
+                eprintln!(
+                    "svscan: warning: unable to adopt the running supervisor of {}: {cause}",
+                    shown(&name)
+                );
+                None
+            }
+        };
+        let pipe = match adopted.and_then(|pid| reopen_pipe(pid, 0)) {
+            Some(pipe) => pipe,
+            None => {
+                if adopted.is_some() {
+                    eprintln!(
+                        "svscan: warning: unable to take over the pipe of the catch-all logger \
+                         {}: its next start gets a new one",
+                        shown(&name)
+                    );
+                }
+                new_pipe()?
+            }
+        };
+        if let Some(pid) = adopted {
+            self.pids
+                .insert(pid.as_raw_nonzero().get(), (id, Role::Log));
+        }
+        self.uncaught = Some(Uncaught {
+            id,
+            dir,
+            log: LogSide::new(slot, Some(pipe)),
+        });
+        // Now, before the first scan starts any service: the pipe has its reader first.
+        self.start_uncaught(now);
+        Ok(())
+    }
+
+    /// After a failed exec of the next stage (PID 1): the catch-all logger is wanted again,
+    /// with a new pipe if the old one was let go.
+    pub fn resume(&mut self, now: Instant) {
+        self.shutting_down = false;
+        let Some(u) = self.uncaught.as_mut() else {
+            return;
+        };
+        if u.log.pipe.is_none() {
+            match new_pipe() {
+                Ok(pipe) => u.log.pipe = Some(pipe),
+                Err(e) => eprintln!(
+                    "svscan: warning: unable to make the pipe of the catch-all logger: {e}; \
+                     services without a log/ now write where svscan does"
+                ),
+            }
+            u.log.leftover = None;
+        }
+        if u.log.slot.is_gone() {
+            u.log.slot = Slot::waiting(now);
+        }
+    }
+
+    /// Once every entry is gone in a shutdown: svscan lets go of the catch-all pipe's write
+    /// end and tells the logger's supervisor to exit once the logger has read it all.
+    fn stop_uncaught(&mut self) {
+        let Some(u) = self.uncaught.as_mut() else {
+            return;
+        };
+        if !self.shutting_down || !self.entries.is_empty() {
+            return;
+        }
+        let log = &mut u.log;
+        if let Some(pipe) = log.pipe.take() {
+            log.leftover = Some(pipe.read);
+        }
+        let unread = log.unread();
+        match &mut log.slot.state {
+            State::Running(r) if !r.stop_sent && !log.hup_pending => {
+                match logger_state(&supervisor_dir(r.pid)) {
+                    Some(state @ (Logger::Running | Logger::Down)) => {
+                        hup_uncaught(&u.dir, r, &mut log.leftover, state);
+                    }
+                    Some(Logger::Coming) | None => log.hup_pending = true,
+                }
+            }
+            State::Running(_) | State::Gone => {}
+            State::Waiting { .. } if unread => {}
+            State::Waiting { .. } => {
+                log.slot.state = State::Gone;
+                log.leftover = None;
+            }
+        }
+    }
+
+    /// Starts the catch-all logger's supervisor when it is due: on the pipe, or, in a
+    /// shutdown, on what is left of it (and then to exit once that is read).
+    fn start_uncaught(&mut self, now: Instant) {
+        let Some(u) = self.uncaught.as_mut() else {
+            return;
+        };
+        if !u.log.slot.due(now) {
+            return;
+        }
+        let draining = u.log.pipe.is_none();
+        let read = match (&u.log.pipe, &u.log.leftover) {
+            (Some(pipe), _) => &pipe.read,
+            (None, Some(read)) if u.log.unread() => read,
+            (None, _) => {
+                u.log.slot.state = State::Gone;
+                u.log.leftover = None;
+                return;
+            }
+        };
+        let supervise = self.programs.supervise.as_os_str();
+        let result = launch::spawn(
+            supervise,
+            &[OsStr::new("--default-log"), u.dir.as_os_str()],
+            Stdio::Input(read),
+            crate::scanner::Scanner::signals(),
+            &mut self.launches,
+        );
+        match result {
+            Ok(pid) => {
+                self.pids
+                    .insert(pid.as_raw_nonzero().get(), (u.id, Role::Log));
+                u.log.slot.state = State::Running(Running {
+                    pid,
+                    since: now,
+                    pidfd: None,
+                    stop_sent: false,
+                    cgroup: None,
+                });
+                u.log.hup_pending = draining;
+            }
+            Err(e) => {
+                let delay = u.log.slot.retry(Duration::ZERO, now);
+                if !std::mem::replace(&mut u.log.slot.reported, true) {
+                    eprintln!(
+                        "svscan: warning: unable to start the supervisor of the catch-all \
+                         logger {}: {e}; retrying in {}",
+                        u.dir.display(),
+                        humanize(delay)
+                    );
+                }
+            }
+        }
+    }
+
+    /// The catch-all logger's supervisor exited: restarted on the same pipe, so that no line
+    /// is lost, unless the shutdown is over for it.
+    fn uncaught_exited(&mut self, pid: i32, status: Option<WaitStatus>, now: Instant) {
+        let Some(u) = self.uncaught.as_mut() else {
+            return;
+        };
+        let State::Running(running) = &u.log.slot.state else {
+            return;
+        };
+        if running.pid.as_raw_nonzero().get() != pid {
+            return;
+        }
+        let lived = now.saturating_duration_since(running.since);
+        let asked_to_stop = running.stop_sent;
+        let cgroup = running.cgroup.clone();
+        u.log.hup_pending = false;
+        if u.log.pipe.is_some() || u.log.unread() {
+            let delay = u.log.slot.retry(lived, now);
+            if !asked_to_stop && !std::mem::replace(&mut u.log.slot.reported, true) {
+                eprintln!(
+                    "svscan: warning: the supervisor of the catch-all logger {} ended ({}); \
+                     restarting it in {}",
+                    u.dir.display(),
+                    describe(status),
+                    humanize(delay)
+                );
+            }
+        } else {
+            u.log.slot.state = State::Gone;
+            u.log.leftover = None;
+            remove_cgroup(cgroup);
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -658,6 +869,7 @@ impl Tree {
     }
 
     pub fn unwant_all(&mut self) {
+        self.shutting_down = true;
         let ids: Vec<Id> = self.entries.keys().copied().collect();
         for id in ids {
             self.unwant(&id);
@@ -672,6 +884,10 @@ impl Tree {
         let Some((id, role)) = self.pids.remove(&pid) else {
             return;
         };
+        if self.uncaught.as_ref().is_some_and(|u| u.id == id) {
+            self.uncaught_exited(pid, status, now);
+            return;
+        }
         let Some(entry) = self.entries.get_mut(&id) else {
             return;
         };
@@ -759,6 +975,15 @@ impl Tree {
 
     /// Entries whose logger supervisor waits for its HUP, with the logger's directory.
     pub fn pending_hups(&self) -> Vec<(Id, PathBuf, OsString)> {
+        let uncaught = self
+            .uncaught
+            .as_ref()
+            .and_then(|u| match &u.log.slot.state {
+                State::Running(r) if u.log.hup_pending => {
+                    Some((u.id, supervisor_dir(r.pid), u.dir.clone().into_os_string()))
+                }
+                _ => None,
+            });
         self.entries
             .iter()
             .filter_map(|(id, e)| {
@@ -772,11 +997,29 @@ impl Tree {
                     _ => None,
                 }
             })
+            .chain(uncaught)
             .collect()
     }
 
     /// Sends the pending HUP if the logger now runs.
     pub fn try_hup(&mut self, id: &Id) -> Hup {
+        if let Some(u) = self.uncaught.as_mut().filter(|u| u.id == *id) {
+            let log = &mut u.log;
+            if !log.hup_pending {
+                return Hup::Done;
+            }
+            let State::Running(r) = &mut log.slot.state else {
+                return Hup::Pending;
+            };
+            let state = match logger_state(&supervisor_dir(r.pid)) {
+                Some(Logger::Coming) => return Hup::Pending,
+                None => return Hup::Recheck,
+                Some(state) => state,
+            };
+            log.hup_pending = false;
+            hup_uncaught(&u.dir, r, &mut log.leftover, state);
+            return Hup::Done;
+        }
         let Some(entry) = self.entries.get_mut(id) else {
             return Hup::Done;
         };
@@ -808,6 +1051,7 @@ impl Tree {
     /// Starts every supervisor whose time has come: loggers before their services, so the
     /// pipe has a reader first.
     pub fn start_due(&mut self, now: Instant) {
+        self.start_uncaught(now);
         let mut entries = std::mem::take(&mut self.entries);
         let mut starter = self.starter(now);
         entries.retain(|id, entry| {
@@ -817,6 +1061,7 @@ impl Tree {
             !entry.finished()
         });
         self.entries = entries;
+        self.stop_uncaught();
     }
 
     fn starter(&mut self, now: Instant) -> Starter<'_> {
@@ -825,12 +1070,18 @@ impl Tree {
             pids: &mut self.pids,
             fd_shortage_reported: &mut self.fd_shortage_reported,
             launches: &mut self.launches,
+            uncaught: self
+                .uncaught
+                .as_ref()
+                .and_then(|u| u.log.pipe.as_ref())
+                .map(|pipe| &pipe.write),
             now,
         }
     }
 
     /// The nearest time a supervisor is due to (re)start.
     pub fn next_deadline(&self) -> Option<Instant> {
+        let uncaught = self.uncaught.as_ref().and_then(|u| u.log.slot.deadline());
         self.entries
             .values()
             .flat_map(|e| {
@@ -843,12 +1094,14 @@ impl Tree {
                 [service, log]
             })
             .flatten()
+            .chain(uncaught)
             .min()
     }
 
     /// pidfds of adopted supervisors, with their pids.
     pub fn pidfds(&self) -> Vec<(i32, BorrowedFd<'_>)> {
         let mut out = Vec::new();
+        let uncaught = self.uncaught.as_ref().map(|u| &u.log.slot);
         for e in self.entries.values() {
             for slot in std::iter::once(&e.service).chain(e.log.as_ref().map(|l| &l.slot)) {
                 if let State::Running(Running {
@@ -861,6 +1114,14 @@ impl Tree {
                 }
             }
         }
+        if let Some(State::Running(Running {
+            pid,
+            pidfd: Some(fd),
+            ..
+        })) = uncaught.map(|slot| &slot.state)
+        {
+            out.push((pid.as_raw_nonzero().get(), fd.as_fd()));
+        }
         out
     }
 
@@ -872,6 +1133,16 @@ impl Tree {
     /// The shutdown grace is over: KILL what is left of the services (or of the loggers), the
     /// supervisor and the process group it recorded.
     pub fn kill_stragglers(&mut self, role: Role) {
+        if let (Role::Log, Some(u)) = (role, self.uncaught.as_ref()) {
+            if let State::Running(r) = &u.log.slot.state {
+                eprintln!(
+                    "svscan: warning: the catch-all logger {} did not stop in time: sending KILL",
+                    u.dir.display()
+                );
+                kill_group_of(&supervisor_dir(r.pid));
+                signal(r.pid, Signal::KILL, "supervisor", u.dir.as_os_str());
+            }
+        }
         for e in self.entries.values_mut() {
             let slot = match role {
                 Role::Service => &mut e.service,
@@ -906,6 +1177,33 @@ fn hup_logger(
     }
     supervisor.stopping();
     signal(supervisor, Signal::HUP, "log supervisor", name);
+}
+
+/// [`hup_logger`] for the catch-all logger, whose messages name its directory.
+fn hup_uncaught(
+    dir: &Path,
+    supervisor: &mut Running,
+    leftover: &mut Option<OwnedFd>,
+    state: Logger,
+) {
+    if state == Logger::Down {
+        if let Some(read) = leftover.take() {
+            if let Ok(n @ 1..) = rustix::io::ioctl_fionread(&read) {
+                eprintln!(
+                    "svscan: warning: the catch-all logger {} is down: {n} unread bytes of its \
+                     pipe are dropped",
+                    dir.display()
+                );
+            }
+        }
+    }
+    supervisor.stopping();
+    signal(
+        supervisor.pid,
+        Signal::HUP,
+        "log supervisor",
+        dir.as_os_str(),
+    );
 }
 
 /// Closes what is left of a removed service's log pipe when no logger will read it, saying
@@ -980,6 +1278,8 @@ struct Starter<'a> {
     pids: &'a mut HashMap<i32, (Id, Role)>,
     fd_shortage_reported: &'a mut bool,
     launches: &'a mut Launches,
+    /// The catch-all pipe's write end: stdout and stderr of services without a `log/`.
+    uncaught: Option<&'a OwnedFd>,
     now: Instant,
 }
 
@@ -1038,7 +1338,10 @@ impl Starter<'_> {
                     Ok(pipe) => self.spawn(&entry.name, Role::Service, Some(&pipe.write)),
                     Err(e) => Err(e),
                 },
-                None => self.spawn(&entry.name, Role::Service, None),
+                None => {
+                    let uncaught = self.uncaught;
+                    self.spawn(&entry.name, Role::Service, uncaught)
+                }
             };
             settle(
                 result,
