@@ -44,7 +44,7 @@ pub fn exec_uncaught(scandir: &std::path::Path, view: &LogView) -> Outcome {
         .join("uncaught")
         .join("main");
     if !main.is_dir() {
-        eprintln!(
+        warden::say!(
             "svctl: fatal: unable to show the catch-all log: no {} (svscan runs the catch-all \
              logger as PID 1, or with -u DIR)",
             main.display()

@@ -111,7 +111,7 @@ fn uncaught_dir(options: &Options, pid1: bool) -> Option<PathBuf> {
     match std::path::absolute(&dir) {
         Ok(dir) => Some(dir),
         Err(e) => {
-            eprintln!(
+            warden::say!(
                 "svscan: warning: unable to use {} for the catch-all logger: {e}; services \
                  without a log/ write where svscan does",
                 dir.display()
@@ -132,7 +132,7 @@ fn set_up_uncaught(tree: &mut Tree, dir: PathBuf, have_control_dir: bool) {
         .create(&dir)
         .and_then(|()| tree.set_uncaught(dir.clone(), std::time::Instant::now()));
     if let Err(e) = made {
-        eprintln!(
+        warden::say!(
             "svscan: warning: unable to set up the catch-all logger in {}: {e}; services \
              without a log/ write where svscan does",
             dir.display()
@@ -150,7 +150,7 @@ fn set_up_uncaught(tree: &mut Tree, dir: PathBuf, have_control_dir: bool) {
     let linked = rustix::fs::symlinkat(&dir, rustix::fs::CWD, &temporary)
         .and_then(|()| rustix::fs::renameat(rustix::fs::CWD, &temporary, rustix::fs::CWD, &link));
     if let Err(e) = linked {
-        eprintln!("svscan: warning: unable to make {link}: {e}: svctl log .uncaught will not find the catch-all log");
+        warden::say!("svscan: warning: unable to make {link}: {e}: svctl log .uncaught will not find the catch-all log");
     }
 }
 

@@ -549,7 +549,7 @@ impl Tree {
             }
             Ok(None) => None,
             Err(cause) => {
-                eprintln!(
+                warden::say!(
                     "svscan: warning: unable to adopt the running supervisor of {}: {cause}",
                     shown(&name)
                 );
@@ -560,7 +560,7 @@ impl Tree {
             Some(pipe) => pipe,
             None => {
                 if adopted.is_some() {
-                    eprintln!(
+                    warden::say!(
                         "svscan: warning: unable to take over the pipe of the catch-all logger \
                          {}: its next start gets a new one",
                         shown(&name)
@@ -593,7 +593,7 @@ impl Tree {
         if u.log.pipe.is_none() {
             match new_pipe() {
                 Ok(pipe) => u.log.pipe = Some(pipe),
-                Err(e) => eprintln!(
+                Err(e) => warden::say!(
                     "svscan: warning: unable to make the pipe of the catch-all logger: {e}; \
                      services without a log/ now write where svscan does"
                 ),
@@ -656,9 +656,12 @@ impl Tree {
                 return;
             }
         };
-        let supervise = self.programs.supervise.as_os_str();
+        let Ok(supervise) = &self.programs.supervise else {
+            // Said once at startup; the catch-all waits, its pipe held, as any log pipe.
+            return;
+        };
         let result = launch::spawn(
-            supervise,
+            supervise.as_os_str(),
             &[OsStr::new("--default-log"), u.dir.as_os_str()],
             Stdio::Input(read),
             crate::scanner::Scanner::signals(),
@@ -680,7 +683,7 @@ impl Tree {
             Err(e) => {
                 let delay = u.log.slot.retry(Duration::ZERO, now);
                 if !std::mem::replace(&mut u.log.slot.reported, true) {
-                    eprintln!(
+                    warden::say!(
                         "svscan: warning: unable to start the supervisor of the catch-all \
                          logger {}: {e}; retrying in {}",
                         u.dir.display(),
@@ -710,7 +713,7 @@ impl Tree {
         if u.log.pipe.is_some() || u.log.unread() {
             let delay = u.log.slot.retry(lived, now);
             if !asked_to_stop && !std::mem::replace(&mut u.log.slot.reported, true) {
-                eprintln!(
+                warden::say!(
                     "svscan: warning: the supervisor of the catch-all logger {} ended ({}); \
                      restarting it in {}",
                     u.dir.display(),
@@ -1135,12 +1138,12 @@ impl Tree {
     pub fn kill_stragglers(&mut self, role: Role) {
         if let (Role::Log, Some(u)) = (role, self.uncaught.as_ref()) {
             if let State::Running(r) = &u.log.slot.state {
-                eprintln!(
+                warden::say!(
                     "svscan: warning: the catch-all logger {} did not stop in time: sending KILL",
                     u.dir.display()
                 );
                 kill_group_of(&supervisor_dir(r.pid));
-                signal(r.pid, Signal::KILL, "supervisor", u.dir.as_os_str());
+                signal(r, Signal::KILL, "supervisor", u.dir.as_os_str());
             }
         }
         for e in self.entries.values_mut() {
@@ -1189,7 +1192,7 @@ fn hup_uncaught(
     if state == Logger::Down {
         if let Some(read) = leftover.take() {
             if let Ok(n @ 1..) = rustix::io::ioctl_fionread(&read) {
-                eprintln!(
+                warden::say!(
                     "svscan: warning: the catch-all logger {} is down: {n} unread bytes of its \
                      pipe are dropped",
                     dir.display()
@@ -1198,12 +1201,7 @@ fn hup_uncaught(
         }
     }
     supervisor.stopping();
-    signal(
-        supervisor.pid,
-        Signal::HUP,
-        "log supervisor",
-        dir.as_os_str(),
-    );
+    signal(supervisor, Signal::HUP, "log supervisor", dir.as_os_str());
 }
 
 /// Closes what is left of a removed service's log pipe when no logger will read it, saying
