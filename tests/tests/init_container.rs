@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
-use warden_tests::{bin, children_of, script, wait_until, Spawned};
+use warden_tests::{alive, bin, children_of, require, script, wait_until, Spawned};
 
 /// `unshare ... PROGRAM ARGS`: PROGRAM becomes process 1 of a new PID namespace, with a
 /// private mount namespace and its own /proc. Unprivileged users get a user namespace too.
@@ -339,4 +339,510 @@ fn stage1_without_the_right_to_mount_skips_those_mounts_and_says_so_once() {
         "stderr: {stderr}"
     );
     assert!(stderr.contains("init: exec"), "the boot goes on: {stderr}");
+}
+
+// ---- `init -- CMD` as tini and dumb-init behave (issue 12), run as a subreaper. ----
+
+/// `(state, ppid, pgrp, session, tty_nr, tpgid)` of a process, from /proc/PID/stat.
+fn stat_of(pid: i32) -> Option<(char, i32, i32, i32, i32, i32)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(") ")?;
+    let f: Vec<&str> = rest.split(' ').collect();
+    let num = |i: usize| f.get(i).and_then(|s| s.parse::<i32>().ok());
+    Some((
+        f.first()?.chars().next()?,
+        num(1)?,
+        num(2)?,
+        num(3)?,
+        num(4)?,
+        num(5)?,
+    ))
+}
+
+fn state_of(pid: i32) -> char {
+    stat_of(pid).map_or('?', |s| s.0)
+}
+
+/// `init -- CMD` started directly (a subreaper, not process 1), everything it leaves behind
+/// killed when the test ends.
+struct Tree(Spawned);
+
+impl Tree {
+    fn start(cmd: &mut Command) -> Tree {
+        Tree(Spawned::new(cmd))
+    }
+
+    fn init(&self) -> i32 {
+        self.0.pid()
+    }
+
+    /// init's only child, CMD, once it runs `comm`.
+    fn cmd(&self, comm: &str) -> i32 {
+        let mut found = 0;
+        wait_until(
+            &format!("CMD to run {comm}"),
+            Duration::from_secs(10),
+            || {
+                found = children_of(self.init())
+                    .first()
+                    .map(|c| c.0)
+                    .filter(|pid| {
+                        std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                            .is_ok_and(|c| c.trim() == comm)
+                    })
+                    .unwrap_or(0);
+                found != 0
+            },
+        );
+        found
+    }
+
+    fn exit_code(&mut self, timeout: Duration) -> Option<i32> {
+        self.0.wait_exit(timeout).code()
+    }
+}
+
+impl Drop for Tree {
+    fn drop(&mut self) {
+        for (pid, _) in descendants(self.init()) {
+            let _ = rustix::process::kill_process(
+                rustix::process::Pid::from_raw(pid).unwrap(),
+                rustix::process::Signal::KILL,
+            );
+        }
+    }
+}
+
+fn init_cmd(args: &[&str]) -> Command {
+    let mut cmd = Command::new(bin("init"));
+    cmd.arg("--").args(args).stdin(Stdio::null());
+    cmd
+}
+
+fn raw_signal(pid: i32, sig: i32) {
+    // SAFETY: kill on a pid this test started.
+    assert_eq!(unsafe { libc::kill(pid, sig) }, 0, "kill {pid} {sig}");
+}
+
+/// The pids that recorded `what` (`ready` or a signal number) in a sigcatch output file.
+fn recorded(out: &Path, what: &str) -> Vec<i32> {
+    std::fs::read_to_string(out)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .filter(|(_, w)| *w == what)
+        .filter_map(|(p, _)| p.parse().ok())
+        .collect()
+}
+
+#[test]
+fn command_mode_forwards_every_async_signal_to_cmds_group_and_survives_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("signals");
+    let mut tree = Tree::start(&mut init_cmd(&[
+        bin("sigcatch").to_str().unwrap(),
+        out.to_str().unwrap(),
+        "--fork",
+    ]));
+    let init = tree.init();
+    wait_until(
+        "CMD and its child to be ready",
+        Duration::from_secs(10),
+        || recorded(&out, "ready").len() == 2,
+    );
+    let group = recorded(&out, "ready");
+    // CMD leads a session and a group of its own; its child is in that group.
+    let cmd = tree.cmd("sigcatch");
+    let (_, _, pgrp, sid, _, _) = stat_of(cmd).unwrap();
+    assert_eq!((pgrp, sid), (cmd, cmd), "CMD's group and session");
+    assert!(group.contains(&cmd));
+    // Everything but KILL, STOP, CHLD, the job-control stops (tested apart: they stop init)
+    // and TERM (last: it ends the test), then the real-time signals glibc leaves to programs.
+    let skip = [
+        libc::SIGKILL,
+        libc::SIGSTOP,
+        libc::SIGCHLD,
+        libc::SIGTSTP,
+        libc::SIGTTIN,
+        libc::SIGTTOU,
+        libc::SIGTERM,
+    ];
+    let mut signals: Vec<i32> = (1..32).filter(|s| !skip.contains(s)).collect();
+    signals.extend(libc::SIGRTMIN()..=libc::SIGRTMAX());
+    signals.push(libc::SIGTERM);
+    for sig in signals {
+        raw_signal(init, sig);
+        wait_until(
+            &format!("signal {sig} to reach CMD and its child"),
+            Duration::from_secs(5),
+            || {
+                let got = recorded(&out, &sig.to_string());
+                group.iter().all(|p| got.contains(p))
+            },
+        );
+        if sig != libc::SIGTERM {
+            assert!(alive(init), "init died of signal {sig}");
+        }
+    }
+    assert_eq!(tree.exit_code(Duration::from_secs(10)), Some(0));
+}
+
+#[test]
+fn command_mode_stops_with_cmds_group_on_tstp_ttin_ttou_and_continues_with_it() {
+    let mut tree = Tree::start(&mut init_cmd(&["sh", "-c", "sleep 1000 & exec sleep 1001"]));
+    let init = tree.init();
+    let cmd = tree.cmd("sleep");
+    let mut group = Vec::new();
+    wait_until(
+        "both sleeps in CMD's group",
+        Duration::from_secs(10),
+        || {
+            group = descendants(init)
+                .into_iter()
+                .map(|(p, _)| p)
+                .filter(|p| stat_of(*p).is_some_and(|s| s.2 == cmd))
+                .collect();
+            group.len() == 2
+        },
+    );
+    for sig in [libc::SIGTSTP, libc::SIGTTIN, libc::SIGTTOU] {
+        raw_signal(init, sig);
+        wait_until(
+            &format!("signal {sig} to stop init and the group"),
+            Duration::from_secs(5),
+            || state_of(init) == 'T' && group.iter().all(|p| state_of(*p) == 'T'),
+        );
+        raw_signal(init, libc::SIGCONT);
+        wait_until(
+            "CONT to resume init and the group",
+            Duration::from_secs(5),
+            || state_of(init) != 'T' && group.iter().all(|p| state_of(*p) == 'S'),
+        );
+    }
+    raw_signal(init, libc::SIGTERM);
+    assert_eq!(tree.exit_code(Duration::from_secs(10)), Some(128 + 15));
+}
+
+/// A pseudo-terminal: (master, slave path).
+fn open_pty() -> (std::fs::File, PathBuf) {
+    use std::os::fd::FromRawFd;
+    // SAFETY: posix_openpt returns a new fd that the File then owns; ptsname_r fills a local
+    // buffer.
+    unsafe {
+        let fd = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC);
+        assert!(fd >= 0, "posix_openpt");
+        let master = std::fs::File::from_raw_fd(fd);
+        assert_eq!(libc::grantpt(fd), 0);
+        assert_eq!(libc::unlockpt(fd), 0);
+        let mut name = [0 as libc::c_char; 128];
+        assert_eq!(libc::ptsname_r(fd, name.as_mut_ptr(), name.len()), 0);
+        let path = std::ffi::CStr::from_ptr(name.as_ptr())
+            .to_str()
+            .unwrap()
+            .to_owned();
+        (master, PathBuf::from(path))
+    }
+}
+
+#[test]
+fn command_mode_hands_its_terminal_to_cmd_so_a_shell_has_job_control() {
+    use std::io::{Read, Write};
+    use std::os::unix::process::CommandExt;
+    require("busybox", "busybox-static");
+    let (mut master, slave_path) = open_pty();
+    let slave = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&slave_path)
+        .unwrap();
+    // As a terminal session's leader, the way `docker run -it` starts its entry point.
+    let mut cmd = Command::new(bin("init"));
+    cmd.args(["--", "busybox", "sh", "-i"])
+        .env("PS1", "$ ")
+        .env_remove("ENV")
+        .stdin(slave.try_clone().unwrap())
+        .stdout(slave.try_clone().unwrap())
+        .stderr(slave);
+    // SAFETY: setsid and TIOCSCTTY on fd 0 in the child before its exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut tree = Tree::start(&mut cmd);
+    let init = tree.init();
+    // The shell's output, kept so that the terminal never fills and for failure messages.
+    let output = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut reader = master.try_clone().unwrap();
+    let sink = std::sync::Arc::clone(&output);
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = reader.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock().unwrap().extend_from_slice(&buf[..n]);
+        }
+    });
+    let shown = || String::from_utf8_lossy(&output.lock().unwrap()).into_owned();
+    let sh = tree.cmd("busybox");
+    let (_, _, _, _, tty, _) = stat_of(init).unwrap();
+    wait_until(
+        "the shell to lead its own session on the terminal, in the foreground",
+        Duration::from_secs(10),
+        || {
+            stat_of(sh).is_some_and(|(_, _, pgrp, sid, sh_tty, tpgid)| {
+                sid == sh && sh_tty != 0 && tpgid == pgrp
+            })
+        },
+    );
+    assert_eq!(tty, 0, "init gave its terminal up");
+    master.write_all(b"sleep 1000 | sleep 1001\n").unwrap();
+    let mut job = Vec::new();
+    wait_until(
+        "the job to run in the foreground",
+        Duration::from_secs(10),
+        || {
+            job = children_of(sh).into_iter().map(|c| c.0).collect();
+            job.len() == 2
+                && job.iter().all(|p| {
+                    stat_of(*p).is_some_and(|(state, _, pgrp, _, _, tpgid)| {
+                        state == 'S' && pgrp != sh && tpgid == pgrp
+                    })
+                })
+        },
+    );
+    master.write_all(b"\x1a").unwrap();
+    wait_until(
+        "ctrl-Z to stop the whole job",
+        Duration::from_secs(10),
+        || job.iter().all(|p| state_of(*p) == 'T'),
+    );
+    master.write_all(b"bg\n").unwrap();
+    wait_until(
+        "bg to resume the job in the background",
+        Duration::from_secs(10),
+        || {
+            job.iter().all(|p| {
+                stat_of(*p)
+                    .is_some_and(|(state, _, pgrp, _, _, tpgid)| state == 'S' && tpgid != pgrp)
+            })
+        },
+    );
+    master.write_all(b"fg\n").unwrap();
+    wait_until(
+        "fg to bring the job to the foreground",
+        Duration::from_secs(10),
+        || {
+            job.iter().all(|p| {
+                stat_of(*p)
+                    .is_some_and(|(state, _, pgrp, _, _, tpgid)| state == 'S' && tpgid == pgrp)
+            })
+        },
+    );
+    master.write_all(b"\x03").unwrap();
+    wait_until("ctrl-C to end the job", Duration::from_secs(10), || {
+        job.iter().all(|p| !alive(*p))
+    });
+    master.write_all(b"exit 7\n").unwrap();
+    assert_eq!(
+        tree.exit_code(Duration::from_secs(10)),
+        Some(7),
+        "shell said: {}",
+        shown()
+    );
+}
+
+#[test]
+fn command_mode_terms_every_process_of_cmds_session_at_once_when_cmd_exits() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    // CMD leaves a child that ignores TERM (it execs into sleep with TERM ignored) and that
+    // child's own child, which records its TERM: it is in CMD's session but not init's child,
+    // so only a TERM to the whole session reaches it before the grace ends.
+    script(
+        &dir.join("grandchild"),
+        &format!(
+            "trap 'echo term > {m}; exit 0' TERM\necho ok > {f}\nsleep 1000 & wait",
+            m = dir.join("got-term").display(),
+            f = dir.join("fifo").display()
+        ),
+    );
+    script(
+        &dir.join("child"),
+        &format!(
+            "{} &\ntrap '' TERM\nexec sleep 1000",
+            dir.join("grandchild").display()
+        ),
+    );
+    script(
+        &dir.join("cmd"),
+        &format!(
+            "mkfifo {f}\n{c} &\nread x < {f}\nexit 3",
+            f = dir.join("fifo").display(),
+            c = dir.join("child").display()
+        ),
+    );
+    let mut cmd = init_cmd(&[dir.join("cmd").to_str().unwrap()]);
+    cmd.env("WARDEN_GRACE", "2s").stderr(Stdio::piped());
+    let mut tree = Tree::start(&mut cmd);
+    assert_eq!(tree.exit_code(Duration::from_secs(20)), Some(3));
+    assert!(
+        dir.join("got-term").exists(),
+        "the grandchild in CMD's session never got TERM"
+    );
+}
+
+#[test]
+fn command_mode_terms_a_process_orphaned_after_the_first_term_without_waiting_for_the_grace() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    // CMD's child dies of the first TERM; its child is in a session of its own, so that TERM
+    // missed it; it comes to init as an orphan and must get TERM then, not KILL at the end.
+    script(
+        &dir.join("late"),
+        &format!(
+            "trap 'echo term > {m}; exit 0' TERM\necho ok > {f}\nsleep 1000 & wait",
+            m = dir.join("got-term").display(),
+            f = dir.join("fifo").display()
+        ),
+    );
+    script(
+        &dir.join("child"),
+        &format!("setsid {} &\nexec sleep 1000", dir.join("late").display()),
+    );
+    script(
+        &dir.join("cmd"),
+        &format!(
+            "mkfifo {f}\n{c} &\nread x < {f}\nexit 5",
+            f = dir.join("fifo").display(),
+            c = dir.join("child").display()
+        ),
+    );
+    let mut cmd = init_cmd(&[dir.join("cmd").to_str().unwrap()]);
+    cmd.env("WARDEN_GRACE", "30s").stderr(Stdio::piped());
+    let started = std::time::Instant::now();
+    let mut tree = Tree::start(&mut cmd);
+    assert_eq!(tree.exit_code(Duration::from_secs(60)), Some(5));
+    assert!(
+        dir.join("got-term").exists(),
+        "the late orphan never got TERM"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "init waited {:?}: the late orphan waited for the grace",
+        started.elapsed()
+    );
+}
+
+/// The SigIgn and SigBlk masks of a process.
+fn ignored_and_blocked(pid: i32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let mask = |key: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .map(|v| u64::from_str_radix(v.trim(), 16).unwrap())
+            .unwrap()
+    };
+    (mask("SigIgn:"), mask("SigBlk:"))
+}
+
+/// Signals 1-31. glibc's posix_spawn, with which std starts a program, sets its two internal
+/// real-time signals (32, 33) to ignored in the child: they say nothing about init.
+const STANDARD: u64 = (1 << 31) - 1;
+
+fn bit(sig: i32) -> u64 {
+    1 << (sig - 1)
+}
+
+#[test]
+fn command_mode_gives_cmd_the_ignored_and_blocked_signals_it_inherited() {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = init_cmd(&["sleep", "1000"]);
+    // SAFETY: signal and sigprocmask in the child before its exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::signal(libc::SIGINT, libc::SIG_IGN);
+            libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, libc::SIGUSR1);
+            libc::sigaddset(&mut set, libc::SIGHUP);
+            libc::pthread_sigmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+            Ok(())
+        });
+    }
+    let mut tree = Tree::start(&mut cmd);
+    let sleep = tree.cmd("sleep");
+    let (ignored, blocked) = ignored_and_blocked(sleep);
+    assert_eq!(
+        ignored & STANDARD,
+        bit(libc::SIGINT) | bit(libc::SIGPIPE),
+        "SigIgn {ignored:x}"
+    );
+    assert_eq!(
+        blocked,
+        bit(libc::SIGUSR1) | bit(libc::SIGHUP),
+        "SigBlk {blocked:x}"
+    );
+    raw_signal(tree.init(), libc::SIGTERM);
+    assert_eq!(tree.exit_code(Duration::from_secs(10)), Some(128 + 15));
+
+    // And nothing of init's own leaks into a CMD started with defaults.
+    let mut tree = Tree::start(&mut init_cmd(&["sleep", "1000"]));
+    let sleep = tree.cmd("sleep");
+    let (ignored, blocked) = ignored_and_blocked(sleep);
+    assert_eq!((ignored & STANDARD, blocked), (0, 0));
+    raw_signal(tree.init(), libc::SIGTERM);
+    assert_eq!(tree.exit_code(Duration::from_secs(10)), Some(128 + 15));
+}
+
+#[test]
+fn command_mode_starts_cmd_in_its_cwd_and_moves_its_own_to_root() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cmd = init_cmd(&["sleep", "1000"]);
+    cmd.current_dir(tmp.path());
+    let mut tree = Tree::start(&mut cmd);
+    let sleep = tree.cmd("sleep");
+    let cwd = |pid: i32| std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap();
+    assert_eq!(cwd(sleep), tmp.path().canonicalize().unwrap());
+    let init = tree.init();
+    wait_until("init to move to /", Duration::from_secs(10), || {
+        cwd(init) == Path::new("/")
+    });
+    raw_signal(init, libc::SIGTERM);
+    assert_eq!(tree.exit_code(Duration::from_secs(10)), Some(128 + 15));
+}
+
+#[test]
+fn command_mode_passes_every_exit_status_through() {
+    for code in 0..=255 {
+        let mut cmd = init_cmd(&["sh", "-c", &format!("exit {code}")]);
+        cmd.stderr(Stdio::null());
+        let mut tree = Tree::start(&mut cmd);
+        assert_eq!(tree.exit_code(Duration::from_secs(10)), Some(code));
+    }
+    let mut cmd = init_cmd(&["sh", "-c", "kill -KILL $$"]);
+    cmd.stderr(Stdio::null());
+    assert_eq!(
+        Tree::start(&mut cmd).exit_code(Duration::from_secs(10)),
+        Some(128 + 9)
+    );
+    // Not executable: 126, and the message names it.
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("not-executable");
+    std::fs::write(&file, "#!/bin/sh\n").unwrap();
+    let (code, _, stderr) = warden_tests::run(
+        &mut init_cmd(&[file.to_str().unwrap()]),
+        Duration::from_secs(10),
+    );
+    assert_eq!(code, Some(126), "stderr: {stderr}");
+    assert!(
+        stderr.contains(&format!("unable to run {}", file.display())),
+        "stderr: {stderr}"
+    );
 }
