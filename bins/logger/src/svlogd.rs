@@ -591,9 +591,13 @@ impl LogDir {
                 }
                 continue;
             }
+            // The archive waiting for the processor counts for nothing yet (as svlogd 2.1.2:
+            // with a processor it keeps n finished archives besides the one in the works).
+            if self.fnsave.ends_with('u') && self.fnsave == name {
+                continue;
+            }
             count += 1;
-            let pending = self.fnsave.ends_with('u') && self.fnsave == name;
-            if !pending && oldest.as_ref().map_or(true, |o| name < *o) {
+            if oldest.as_ref().map_or(true, |o| name < *o) {
                 oldest = Some(name);
             }
         }
@@ -1043,14 +1047,23 @@ impl Svlogd {
         if self.records.is_empty() {
             return Ok(self.eof && self.batch.len() == consumed);
         }
-        self.plan();
+        let planned = self.plan();
+        if planned < self.records.len() {
+            // A rotation (an fsync) was planned: consume up to it before going on, so that a
+            // logger killed now and then still makes progress.
+            consumed = self
+                .records
+                .get(planned.saturating_sub(1))
+                .map_or(consumed, |r| r.end);
+        }
         self.pending = Some(consumed);
         self.carry_out()?;
         Ok(false)
     }
 
-    /// Decides, line by line, what each directory gets.
-    fn plan(&mut self) {
+    /// Decides, line by line, what each directory gets; stops after the first line that
+    /// makes a directory rotate. Returns how many records it planned.
+    fn plan(&mut self) -> usize {
         let stamp = stamp(self.options.stamp, Tai64N::now());
         let linemax = self.options.linemax;
         let Svlogd {
@@ -1062,7 +1075,16 @@ impl Svlogd {
             udp,
             ..
         } = self;
+        let mut planned = 0;
         for record in records.iter() {
+            if dirs
+                .iter()
+                .flatten()
+                .any(|d| d.ops.iter().any(|op| matches!(op, Op::Rotate)))
+            {
+                break;
+            }
+            planned += 1;
             let mut content = batch.get(record.start..record.end).unwrap_or_default();
             if record.ending == End::Newline {
                 content = content
@@ -1135,6 +1157,7 @@ impl Svlogd {
                 }
             }
         }
+        planned
     }
 
     /// Writes what is planned; true when all is written and the input consumed.
