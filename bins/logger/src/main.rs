@@ -11,6 +11,7 @@ mod lines;
 mod logdir;
 mod run;
 mod show;
+mod svlogd;
 
 use args::{Command, WriteOptions};
 use input::Input;
@@ -28,7 +29,13 @@ warden::lean_main!(logger);
 warden::companion_mark!();
 
 fn logger() -> u8 {
-    match args::parse(std::env::args_os().skip(1)) {
+    let mut argv = std::env::args_os();
+    // Run as `svlogd` (a link made by `cargo xtask install --svlogd`): runit's command line.
+    let name = argv.next().map(std::path::PathBuf::from);
+    if name.as_deref().and_then(std::path::Path::file_name) == Some("svlogd".as_ref()) {
+        return svlogd::main(argv);
+    }
+    match args::parse(argv) {
         Ok(Command::Help) => {
             warden::diag::out(args::USAGE);
             0
