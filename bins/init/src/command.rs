@@ -11,8 +11,8 @@
 use crate::config::Config;
 use crate::reap::{describe, exit_code};
 use rustix::process::{getpid, Pid};
-use std::os::unix::process::CommandExt;
 use std::ffi::OsString;
+use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};

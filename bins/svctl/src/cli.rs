@@ -51,6 +51,8 @@ const fn verb(name: &'static str, bytes: &'static [u8], goal: Option<Goal>) -> V
 pub enum Action {
     Control(Verb),
     Check,
+    /// Every service in the Prometheus text format.
+    Metrics,
     Status {
         json: bool,
     },
@@ -98,6 +100,8 @@ Service commands (several services may be given; each is processed):
   status         one line per service (all of SCANDIR without SERVICE); --json for machines
   log SERVICE [-n N] [-f]   show SERVICE/log/main through `logger --show`
   log .uncaught  the catch-all log: services without a log/ (svscan as PID 1, or svscan -u)
+  metrics        every service (or SERVICE...) in the Prometheus text format, with memory,
+                 CPU and tasks of its cgroup: for node_exporter's textfile collector
 
 svscan commands (to SCANDIR/.svscan/control):
   rescan         scan SCANDIR now
@@ -219,6 +223,7 @@ pub fn parse(program: &str, args: Vec<OsString>) -> Result<Invocation, String> {
     let action = match name {
         "status" => Action::Status { json },
         "check" => Action::Check,
+        "metrics" => Action::Metrics,
         "log" => Action::Log(LogView { lines, follow }),
         "rescan" => Action::Svscan(scan_control::RESCAN),
         "shutdown" => Action::Svscan(scan_control::TEARDOWN),

@@ -155,6 +155,70 @@ pub fn status(inv: &Invocation, json: bool) -> Outcome {
     worst
 }
 
+/// The directory of the service's cgroup, from the name its supervisor recorded (warden's
+/// supervise only; runsv keeps none), under this system's cgroup2 mount.
+pub fn cgroup_dir(entry: &Entry) -> Option<std::path::PathBuf> {
+    let name = entry
+        .state
+        .as_ref()
+        .ok()?
+        .extended
+        .as_ref()?
+        .cgroup
+        .clone()?;
+    let dir = warden::cgroupfs::dir(&warden::cgroupfs::mount()?, &name);
+    dir.is_dir().then_some(dir)
+}
+
+/// The named services, or every service of the scan directory.
+fn targets(inv: &Invocation) -> Result<Vec<(String, ServiceDir)>, Outcome> {
+    if inv.services.is_empty() {
+        scan(&inv.scandir)
+    } else {
+        Ok(services(inv)
+            .map(|(name, dir)| (name.to_owned(), dir))
+            .collect())
+    }
+}
+
+/// `metrics`: the Prometheus text format of every (or each named) service and its logger
+/// (`NAME/log`). A service without a supervisor is there with `warden_service_supervised 0`,
+/// so an alert can tell "down" from "not supervised"; the exit code stays 0 for it.
+pub fn metrics(inv: &Invocation) -> Outcome {
+    let targets = match targets(inv) {
+        Ok(list) => list,
+        Err(outcome) => return outcome,
+    };
+    let mut entries = Vec::new();
+    for (name, dir) in &targets {
+        let mut entry = Entry::read(name, dir);
+        if let Some(mut log) = entry.log.take() {
+            log.name = format!("{name}/log");
+            entries.push(entry);
+            entries.push(*log);
+        } else {
+            entries.push(entry);
+        }
+    }
+    let samples: Vec<crate::metrics::Sample> = entries
+        .iter()
+        .map(|entry| crate::metrics::Sample {
+            entry,
+            usage: cgroup_dir(entry).map(|dir| warden::cgroupfs::Usage::read(&dir)),
+        })
+        .collect();
+    let text = crate::metrics::render(&samples, SystemTime::now());
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => Outcome::Success,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Outcome::Success,
+        Err(e) => {
+            eprintln!("svctl: fatal: unable to write to standard output: {e}");
+            Outcome::System
+        }
+    }
+}
+
 /// Writes one line of output. A reader that went away (`svctl status | head -1`) ends the
 /// output quietly; any other write error is a system error.
 fn emit(out: &mut impl Write, line: &str) -> Result<(), Outcome> {

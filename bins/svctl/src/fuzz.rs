@@ -99,7 +99,7 @@ proptest! {
                     prop_assert!(inv.services.is_empty());
                     prop_assert!(matches!(inv.action, Action::Svscan(_)) || inv.wait.is_none());
                 }
-                Action::Status { .. } => prop_assert!(inv.wait.is_none()),
+                Action::Status { .. } | Action::Metrics => prop_assert!(inv.wait.is_none()),
                 Action::Help | Action::Version => {}
             },
         }

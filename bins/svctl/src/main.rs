@@ -9,6 +9,7 @@ mod goal;
 mod interrupts;
 mod locks;
 mod logview;
+mod metrics;
 mod outcome;
 mod report;
 mod system;
@@ -45,6 +46,7 @@ fn run(inv: &cli::Invocation) -> Outcome {
         Action::Version => say(&format!("svctl {}\n", env!("CARGO_PKG_VERSION"))),
         Action::Control(verb) => commands::control(inv, *verb),
         Action::Check => commands::check(inv),
+        Action::Metrics => commands::metrics(inv),
         Action::Status { json } => commands::status(inv, *json),
         Action::Log(view) => match inv.services.first() {
             Some(name) if name == logview::UNCAUGHT => logview::exec_uncaught(&inv.scandir, view),

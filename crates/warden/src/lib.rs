@@ -4,6 +4,7 @@
 // unsafe only in `spawn`, where clone3 and the child's raw syscalls need it.
 #![deny(unsafe_code)]
 
+pub mod cgroupfs;
 pub mod companion;
 pub mod control;
 pub mod diag;
