@@ -1715,14 +1715,25 @@ fn default_log_runs_only_warden_s_logger_from_its_own_directory() {
 #[test]
 fn issue_11_item_11_foo_log_and_foo_colon_log_get_cgroups_of_their_own() {
     let root = tempfile::tempdir().unwrap();
-    let nested = root.path().join("foo/log");
-    let colon = root.path().join("foo:log");
+    two_services_side_by_side(&root.path().join("foo/log"), &root.path().join("foo:log"));
+}
+
+#[test]
+fn issue_11_item_11_long_paths_alike_in_their_first_255_bytes_get_cgroups_of_their_own() {
+    let root = tempfile::tempdir().unwrap();
+    let long = root.path().join("x".repeat(200)).join("y".repeat(100));
+    two_services_side_by_side(&long.join("a"), &long.join("b"));
+}
+
+/// Two services whose paths read the same in a cgroup name made of the path alone: each
+/// keeps its own process (neither takes the other's for a leftover).
+fn two_services_side_by_side(nested: &Path, colon: &Path) {
     script(&nested.join("run"), "exec sleep 1000");
     script(&colon.join("run"), "exec sleep 1000");
-    let first = Sup::start(&nested);
+    let first = Sup::start(nested);
     let pid = first.wait_run();
     assert!(first.ext().cgroup.is_some(), "cgroup v2 is mounted here");
-    let second = Sup::start(&colon);
+    let second = Sup::start(colon);
     second.wait_run();
     second.sync();
     first.sync();

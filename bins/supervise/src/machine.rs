@@ -902,7 +902,7 @@ impl Machine {
                     *leftovers = false;
                     let finishing = finish.is_some();
                     self.ext.last_error = Some(format!(
-                        "processes of the service outlived KILL by {} s; starting anyway",
+                        "processes of the service outlived KILL by {} s; counted as gone",
                         KILLED_TREE_WAIT.as_secs()
                     ));
                     if finishing {
