@@ -25,8 +25,11 @@ pid1_before=$(readlink /proc/1/exe || true)
 deb=$(cargo xtask deb | tail -n 1)
 [ -f "$deb" ] || fail "cargo xtask deb made no file ($deb)"
 say "built $deb ($(stat -c %s "$deb") bytes)"
-dpkg-deb --info "$deb" | grep -q "Package: warden" || fail "not a warden package"
-! dpkg-deb --info "$deb" | grep -qE "^ +(preinst|postinst|prerm|postrm|conffiles)" ||
+# Output is captured before it is matched: with pipefail, `cmd | grep -q` fails whenever grep
+# exits at its first match while cmd still writes (SIGPIPE).
+info=$(dpkg-deb --info "$deb")
+[ "$(dpkg-deb --field "$deb" Package)" = warden ] || fail "not a warden package: $info"
+! grep -qE "^ +(preinst|postinst|prerm|postrm|conffiles)" <<<"$info" ||
   fail "the package has maintainer scripts or conffiles"
 
 work=$(mktemp -d)
@@ -55,8 +58,9 @@ for f in /usr/bin/svctl /usr/lib/warden/init /usr/lib/warden/svscan /usr/lib/war
 done
 for f in /usr/bin/svctl /usr/lib/warden/init /usr/lib/warden/svscan /usr/lib/warden/supervise /usr/lib/warden/logger; do
   [ -x "$f" ] || fail "$f is not executable"
-  readelf -h "$f" | grep -q "Type: *EXEC" || fail "$f is not a non-PIE executable: $(readelf -h "$f" | grep Type:)"
-  ! readelf -l "$f" | grep -q "Requesting program interpreter" || fail "$f is not static"
+  header=$(readelf -h "$f")
+  grep -q "Type: *EXEC" <<<"$header" || fail "$f is not a non-PIE executable: $(grep Type: <<<"$header")"
+  ! grep -q "Requesting program interpreter" <<<"$(readelf -l "$f")" || fail "$f is not static"
 done
 # Nothing on PATH but svctl; nothing of other packages replaced.
 for name in logger svscan supervise init svlogd poweroff reboot halt; do
@@ -78,7 +82,8 @@ MANWIDTH=80 man svctl 2> "$work/man.err" | tr -s ' ' > "$work/man.out" || { cat 
 grep -q "svctl - control and watch services" "$work/man.out" || fail "man svctl: no NAME line"
 grep -q "EXIT STATUS" "$work/man.out" || fail "man svctl: no EXIT STATUS"
 [ ! -s "$work/man.err" ] || { cat "$work/man.err"; fail "man svctl warned"; }
-MANWIDTH=80 man warden-svscan | tr -s ' ' | grep -q "warden-svscan - warden's service scanner" || fail "man warden-svscan"
+page=$(MANWIDTH=80 man warden-svscan | tr -s ' ')
+grep -q "warden-svscan - warden's service scanner" <<<"$page" || fail "man warden-svscan"
 say "man svctl renders ($(wc -l < "$work/man.out") lines)"
 
 # The bash completion completes commands.

@@ -301,7 +301,8 @@ fn killing_warden_svlogd_mid_stream_loses_no_line() {
     let dir = tmp.path().join("log");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("config"), "s20000\nn0\n").unwrap();
-    // The test holds both ends of the pipe, as svscan does.
+    // The test holds both ends of the pipe, as svscan does: the writer hands its end back, so
+    // no killed logger ever sees the end of the input and exits cleanly by chance.
     let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).unwrap();
     let total = 20_000;
     let writer = std::thread::spawn(move || {
@@ -309,6 +310,7 @@ fn killing_warden_svlogd_mid_stream_loses_no_line() {
         for i in 0..total {
             writeln!(w, "line {i:06} {}", "x".repeat(i % 90)).unwrap();
         }
+        w
     });
     let start = || {
         Spawned::new(
@@ -329,7 +331,18 @@ fn killing_warden_svlogd_mid_stream_loses_no_line() {
         let _ = logger.child.wait();
         kills += 1;
     }
-    writer.join().unwrap();
+    let mut write = writer.join().unwrap();
+    // One more logger is killed once it has written a last marker line to `current`: that
+    // `current`, never closed cleanly, is what the next logger must keep as an `.u` archive.
+    let mut logger = start();
+    writeln!(write, "marker").unwrap();
+    warden_tests::wait_until("the marker in current", DEADLINE, || {
+        std::fs::read(dir.join("current")).is_ok_and(|c| c.ends_with(b" marker\n"))
+    });
+    let _ = logger.child.kill();
+    let _ = logger.child.wait();
+    kills += 1;
+    drop(write);
     // The last one reads to the end: no writer is left once the test lets go of its end.
     let mut last = Spawned::new(
         Command::new(&program)
@@ -354,7 +367,7 @@ fn killing_warden_svlogd_mid_stream_loses_no_line() {
         }
     }
     let missing: Vec<usize> = (0..total).filter(|&i| !seen[i]).collect();
-    assert!(kills > 1, "the logger was killed {kills} times");
+    assert!(kills > 2, "the logger was killed {kills} times");
     assert!(
         missing.is_empty(),
         "{} lines lost after {kills} kills, first {:?}",
