@@ -80,7 +80,12 @@ pub fn run(action: Action) -> u8 {
     if container {
         // The container's filesystems and its end belong to the runtime: exit and let it see.
         warden::say!("init: container stopped ({})", action.name());
-        return if all_stopped { 0 } else { 1 };
+        // svscan passes the status of a `container-exit` service that ended the tree: the
+        // container ends with it, whatever the sweep found.
+        let passed = std::env::var("WARDEN_EXIT_STATUS")
+            .ok()
+            .and_then(|s| s.parse::<u8>().ok());
+        return passed.unwrap_or(if all_stopped { 0 } else { 1 });
     }
     rustix::fs::sync();
     unmount_everything();

@@ -20,6 +20,8 @@ use tree::{Programs, Tree};
 /// request outside PID 1, 100 for a usage error, 111 when svscan cannot start.
 const EXIT_USAGE: u8 = 100;
 const EXIT_FATAL: u8 = 111;
+/// Stage 3's environment: the status a container is to exit with (`container-exit`).
+const EXIT_STATUS_VAR: &str = "WARDEN_EXIT_STATUS";
 
 fn main() -> ExitCode {
     let pid1 = rustix::process::getpid().is_init();
@@ -54,10 +56,15 @@ fn main() -> ExitCode {
             return ExitCode::from(ending.exit_code());
         }
         let init = next_stage();
-        let error = Command::new(&init)
-            .arg("--stage3")
-            .arg(ending.stage3_action())
-            .exec();
+        let mut stage3 = Command::new(&init);
+        stage3.arg("--stage3").arg(ending.stage3_action());
+        if let scanner::Ending::ContainerExit(status) = ending {
+            // In a container init's stage 3 exits: with the main service's status.
+            stage3.env(EXIT_STATUS_VAR, status.to_string());
+        } else {
+            stage3.env_remove(EXIT_STATUS_VAR);
+        }
+        let error = stage3.exec();
         // PID 1 must not exit: report, and go back to supervising.
         warden::say!(
             "svscan: warning: unable to exec {} --stage3 {}: {error}; supervising again",

@@ -22,6 +22,9 @@ pub enum Ending {
     Poweroff,
     Reboot,
     Halt,
+    /// A service with a `container-exit` file ended with this status (its exit code, or
+    /// 128 + n for signal n): torn down, svscan exits with it.
+    ContainerExit(u8),
 }
 
 impl Ending {
@@ -32,6 +35,7 @@ impl Ending {
             Ending::Poweroff => 10,
             Ending::Reboot => 11,
             Ending::Halt => 12,
+            Ending::ContainerExit(status) => status,
         }
     }
 
@@ -40,7 +44,7 @@ impl Ending {
         match self {
             Ending::Poweroff => "poweroff",
             Ending::Reboot => "reboot",
-            Ending::Teardown | Ending::Halt => "halt",
+            Ending::Teardown | Ending::Halt | Ending::ContainerExit(_) => "halt",
         }
     }
 }
@@ -86,6 +90,13 @@ pub struct Scanner {
     young: HashMap<Id, (i32, Instant)>,
     /// A watch inside a service could not be added (no inotify watches left): said once.
     watch_shortage_reported: bool,
+    /// inotify watches for services with a `container-exit` file, by entry: on their
+    /// `supervise/` (true), or on the service dir until supervise has made `supervise/`.
+    exit_watches: HashMap<Id, (i32, bool)>,
+    /// Services whose `supervise/` changed: is their end the container's?
+    exit_checks: HashSet<Id>,
+    /// Without inotify, `container-exit` services are looked at again at this deadline.
+    exit_recheck: Option<Instant>,
 }
 
 const SIGNALS: &[Signal] = &[
@@ -125,6 +136,9 @@ impl Scanner {
             hup_recheck: None,
             young: HashMap::new(),
             watch_shortage_reported: false,
+            exit_watches: HashMap::new(),
+            exit_checks: HashSet::new(),
+            exit_recheck: None,
         }
     }
 
@@ -152,6 +166,7 @@ impl Scanner {
             let now = Instant::now();
             self.tree.start_due(now);
             self.sync_hup_watches(now);
+            self.sync_exit_watches(now);
             if let Some(ending) = self.shutdown_step(now) {
                 return ending;
             }
@@ -192,6 +207,7 @@ impl Scanner {
             self.rescan_at,
             self.watch_retry,
             self.hup_recheck,
+            self.exit_recheck,
             self.young.values().map(|(_, at)| *at).min(),
         ];
         if let Some(s) = &self.shutdown {
@@ -297,8 +313,12 @@ impl Scanner {
 
     fn begin_shutdown(&mut self, ending: Ending, now: Instant) {
         if let Some(s) = self.shutdown.as_mut() {
-            // A later request picks what happens after the teardown already under way.
-            s.ending = ending;
+            // A later request picks what happens after the teardown already under way; but
+            // once the container's main service has ended, its status is the one to report
+            // (`docker stop` during that teardown must not turn a failure into 0).
+            if !matches!(s.ending, Ending::ContainerExit(_)) {
+                s.ending = ending;
+            }
             return;
         }
         self.shutdown = Some(Shutdown {
@@ -382,6 +402,77 @@ impl Scanner {
         }
     }
 
+    /// Keeps an inotify watch on `supervise/` of each service with a `container-exit` file,
+    /// and ends svscan when one of them has ended.
+    fn sync_exit_watches(&mut self, now: Instant) {
+        if self.shutdown.is_some() {
+            let wds: Vec<i32> = self.exit_watches.drain().map(|(_, (wd, _))| wd).collect();
+            for wd in wds {
+                self.forget_watch(wd);
+            }
+            self.exit_checks.clear();
+            self.exit_recheck = None;
+            return;
+        }
+        let wanted = self.tree.container_exits();
+        let stale: Vec<(Id, i32)> = self
+            .exit_watches
+            .iter()
+            .filter(|(id, _)| !wanted.iter().any(|(w, _)| w == *id))
+            .map(|(id, (wd, _))| (*id, *wd))
+            .collect();
+        for (id, wd) in stale {
+            self.exit_watches.remove(&id);
+            self.forget_watch(wd);
+        }
+        let recheck_due = self.exit_recheck.is_some_and(|at| at <= now);
+        self.exit_recheck = None;
+        for (id, dir) in wanted {
+            let watched = self.exit_watches.get(&id).copied();
+            if !matches!(watched, Some((_, true))) {
+                let supervise = dir.join(warden::svdir::SUPERVISE);
+                let added = self.watch.as_ref().map(|w| {
+                    w.add_status_watch(&supervise)
+                        .map(|wd| (wd, true))
+                        // Not made yet by a supervise just started: its making is seen on
+                        // the service dir.
+                        .or_else(|_| w.add_log_watch(&dir).map(|wd| (wd, false)))
+                });
+                match added {
+                    Some(Ok(new)) => {
+                        if let Some((old, _)) = watched.filter(|(old, _)| *old != new.0) {
+                            self.exit_watches.remove(&id);
+                            self.forget_watch(old);
+                        }
+                        if watched != Some(new) {
+                            self.exit_checks.insert(id);
+                        }
+                        self.exit_watches.insert(id, new);
+                    }
+                    Some(Err(e)) => {
+                        self.report_watch_shortage(dir.as_os_str(), e);
+                        self.exit_recheck = Some(now + HUP_RECHECK);
+                    }
+                    None => self.exit_recheck = Some(now + HUP_RECHECK),
+                }
+            }
+            if recheck_due || self.exit_recheck.is_some() {
+                self.exit_checks.insert(id);
+            }
+        }
+        let checks: Vec<Id> = self.exit_checks.drain().collect();
+        for id in checks {
+            if let Some(status) = self.tree.container_exit(&id) {
+                let name = self.tree.name(&id).map(shown).unwrap_or_default();
+                warden::say!(
+                    "svscan: {name} has container-exit and ended (status {status}): tearing                      down, then exiting {status}"
+                );
+                self.begin_shutdown(Ending::ContainerExit(status), now);
+                return;
+            }
+        }
+    }
+
     /// Watches a service that just appeared for a `log/` made right after it.
     fn watch_young(&mut self, id: Id, name: &OsString, now: Instant) {
         let Some(watch) = self.watch.as_ref() else {
@@ -430,7 +521,8 @@ impl Scanner {
     /// Removes a watch unless another user (same inode) still needs it.
     fn forget_watch(&self, wd: i32) {
         let shared = self.young.values().any(|(w, _)| *w == wd)
-            || self.hup_watches.values().any(|w| *w == wd);
+            || self.hup_watches.values().any(|w| *w == wd)
+            || self.exit_watches.values().any(|(w, _)| *w == wd);
         if let (Some(watch), false) = (self.watch.as_ref(), shared) {
             watch.remove(wd);
         }
@@ -465,6 +557,9 @@ impl Scanner {
         if changes.overflow {
             // Any logger waiting for its HUP may have missed its event.
             changes.others.extend(self.hup_watches.values().copied());
+            changes
+                .others
+                .extend(self.exit_watches.values().map(|(wd, _)| *wd));
         }
         for wd in &changes.others {
             let ids: Vec<Id> = self
@@ -486,6 +581,16 @@ impl Scanner {
                 .collect();
             for id in young {
                 self.check_young(&id);
+            }
+            let exits = self.exit_watches.iter().filter(|(_, (w, _))| w == wd);
+            let exits: Vec<Id> = exits.map(|(id, _)| *id).collect();
+            for id in exits {
+                // A service dir watched for `supervise/` to appear: watched there instead.
+                if self.exit_watches.get(&id).is_some_and(|(_, on)| !on) {
+                    self.exit_watches.remove(&id);
+                    self.forget_watch(*wd);
+                }
+                self.exit_checks.insert(id);
             }
         }
         if changes.watch_lost {

@@ -56,6 +56,9 @@ struct Running {
     /// stop: removed, if empty, once it has exited for good, as a supervisor killed with KILL
     /// cannot do that itself.
     cgroup: Option<PathBuf>,
+    /// The `last_exit_at` of the service when svscan adopted its supervisor: an exit from
+    /// before svscan's time never ends a container (`container-exit`).
+    exit_seen: Option<warden::Tai64N>,
 }
 
 impl Running {
@@ -257,6 +260,9 @@ struct Entry {
     wanted: bool,
     service: Slot,
     log: Option<LogSide>,
+    /// The service has a `container-exit` file: its end ends svscan (read at each start of
+    /// its supervisor).
+    container_exit: Option<ContainerExit>,
 }
 
 impl Entry {
@@ -264,6 +270,89 @@ impl Entry {
         !self.wanted
             && self.service.is_gone()
             && self.log.as_ref().map_or(true, |log| log.slot.is_gone())
+    }
+}
+
+/// When a service with a `container-exit` file ends svscan (s6-overlay's "the container ends
+/// with its main service").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ContainerExit {
+    /// An empty file (or `down`): when `run` has exited and supervise will not start it again
+    /// (the service is down and wanted down: `svctl once`, `svctl down`, a `down` file).
+    Down,
+    /// `always`: at any exit of `run`, even one supervise would restart.
+    Always,
+}
+
+/// The name of the file in a service directory that makes its end svscan's.
+pub const CONTAINER_EXIT: &str = "container-exit";
+
+/// Reads `NAME/container-exit`: `None` when there is none. Looked at with a `stat` first, so
+/// the usual answers (none, empty) cost no fd; only a file with words in it is opened (without
+/// blocking on a FIFO, a little of it read). When it cannot be read (out of fds, say), what
+/// was known before stays.
+fn container_exit_of(name: &OsStr, before: Option<ContainerExit>) -> Option<ContainerExit> {
+    use rustix::fs::{FileType, Mode, OFlags};
+    use std::io::Read;
+    let path = service_path(name).join(CONTAINER_EXIT);
+    let st = match rustix::fs::stat(&path) {
+        Ok(st) => st,
+        Err(Errno::NOENT | Errno::NOTDIR) => return None,
+        Err(_) => return before.or(Some(ContainerExit::Down)),
+    };
+    if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
+        warden::say!(
+            "svscan: warning: {} is not a regular file; taken as empty (down)",
+            shown(path.as_os_str())
+        );
+        return Some(ContainerExit::Down);
+    }
+    if st.st_size == 0 {
+        return Some(ContainerExit::Down);
+    }
+    let fd = rustix::fs::open(
+        &path,
+        OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC,
+        Mode::empty(),
+    );
+    let Ok(fd) = fd else {
+        return before.or(Some(ContainerExit::Down));
+    };
+    let mut text = Vec::new();
+    if std::fs::File::from(fd)
+        .take(256)
+        .read_to_end(&mut text)
+        .is_err()
+    {
+        return before.or(Some(ContainerExit::Down));
+    }
+    let word = text
+        .split(|b| *b == b'\n')
+        .next()
+        .unwrap_or_default()
+        .trim_ascii();
+    match word {
+        b"" | b"down" => Some(ContainerExit::Down),
+        b"always" => Some(ContainerExit::Always),
+        _ => {
+            warden::say!(
+                "svscan: warning: {} says {:?}, neither down nor always; taken as down",
+                shown(path.as_os_str()),
+                String::from_utf8_lossy(word)
+            );
+            Some(ContainerExit::Down)
+        }
+    }
+}
+
+/// The exit status a container ends with for the service's last exit: its code, or 128 + n
+/// when signal n killed it (as a shell and `init --` say it).
+fn container_status(exit: warden::status::Exit) -> u8 {
+    match exit {
+        warden::status::Exit::Code(c) => u8::try_from(c & 0xff).unwrap_or(111),
+        warden::status::Exit::Signal(n) => {
+            u8::try_from(n.clamp(0, 127).saturating_add(128)).unwrap_or(255)
+        }
     }
 }
 
@@ -431,12 +520,14 @@ fn adopt(dir: &Path) -> Result<Option<Running>, String> {
             pid.as_raw_nonzero()
         ));
     }
+    let exit_seen = svc.extended().and_then(|x| x.last_exit_at);
     Ok(Some(Running {
         pid,
         since: started_at(pid, Instant::now()),
         pidfd: Some(pidfd),
         stop_sent: false,
         cgroup: None,
+        exit_seen,
     }))
 }
 
@@ -677,6 +768,7 @@ impl Tree {
                     pidfd: None,
                     stop_sent: false,
                     cgroup: None,
+                    exit_seen: None,
                 });
                 u.log.hup_pending = draining;
             }
@@ -790,6 +882,7 @@ impl Tree {
             wanted: true,
             service,
             log,
+            container_exit: container_exit_of(name, None),
         };
         // Started at once, not at the end of the scan that found it: at boot the first
         // supervisors are then at work while svscan still looks at the rest.
@@ -1128,6 +1221,50 @@ impl Tree {
         out
     }
 
+    /// Services with a `container-exit` file whose supervisor runs, with their directory:
+    /// their `supervise/` is watched for the service's end.
+    pub fn container_exits(&self) -> Vec<(Id, PathBuf)> {
+        self.entries
+            .iter()
+            .filter(|(_, e)| e.wanted && e.container_exit.is_some())
+            .filter(|(_, e)| matches!(e.service.state, State::Running(_)))
+            .map(|(id, e)| (*id, service_path(&e.name)))
+            .collect()
+    }
+
+    /// The status svscan is to end with, if the `container-exit` service `id` has ended: its
+    /// supervisor (the one running now, not an earlier one whose files are left) records an
+    /// exit of `run` newer than any svscan found at adoption, and, unless the file says
+    /// `always`, the service is down and wanted down, with nothing of the run left.
+    pub fn container_exit(&self, id: &Id) -> Option<u8> {
+        let entry = self.entries.get(id).filter(|e| e.wanted)?;
+        let mode = entry.container_exit?;
+        let State::Running(r) = &entry.service.state else {
+            return None;
+        };
+        let dir = ServiceDir::new(service_path(&entry.name));
+        let x = dir.extended()?;
+        let ours = x
+            .supervisor_pid
+            .is_some_and(|p| i64::from(p) == i64::from(r.pid.as_raw_nonzero().get()));
+        let exit = x.last_exit?;
+        if !ours || x.last_exit_at.is_none() || x.last_exit_at == r.exit_seen {
+            return None;
+        }
+        if mode == ContainerExit::Down {
+            // supervise writes `status` before `supervise/warden`: a `warden` that still names
+            // the run's group is from before that run ended, its `last_exit` an older one.
+            if x.pgid.is_some() {
+                return None;
+            }
+            let s = dir.status().ok()?;
+            if s.state != warden::status::RunState::Down || s.want == warden::status::Want::Up {
+                return None;
+            }
+        }
+        Some(container_status(exit))
+    }
+
     /// Whether every service supervisor has exited (loggers may still drain).
     pub fn services_gone(&self) -> bool {
         self.entries.values().all(|e| e.service.is_gone())
@@ -1331,6 +1468,9 @@ impl Starter<'_> {
             }
         }
         if entry.wanted && entry.service.due(now) {
+            // Looked at with each start, as `log/` is: added or removed, it counts from the
+            // supervisor's next start.
+            entry.container_exit = container_exit_of(&entry.name, entry.container_exit);
             let result = match entry.log.as_mut() {
                 Some(log) => match ensure_pipe(&mut log.pipe) {
                     Ok(pipe) => self.spawn(&entry.name, Role::Service, Some(&pipe.write)),
@@ -1421,6 +1561,7 @@ fn settle(
                 pidfd: None,
                 stop_sent: false,
                 cgroup: None,
+                exit_seen: None,
             });
         }
         Err(e) if is_emfile(&e) => {
@@ -1486,6 +1627,18 @@ mod tests {
         assert_eq!(slot.retry(Duration::from_secs(60), now), Duration::ZERO);
         assert!(!slot.reported);
         assert!(slot.due(now));
+    }
+
+    #[test]
+    fn a_container_ends_with_the_code_or_128_plus_the_signal() {
+        use warden::status::Exit;
+        assert_eq!(container_status(Exit::Code(0)), 0);
+        assert_eq!(container_status(Exit::Code(3)), 3);
+        assert_eq!(container_status(Exit::Code(255)), 255);
+        assert_eq!(container_status(Exit::Signal(9)), 137);
+        assert_eq!(container_status(Exit::Signal(15)), 143);
+        assert_eq!(container_status(Exit::Signal(i32::MAX)), 255);
+        assert_eq!(container_status(Exit::Signal(-1)), 128);
     }
 
     #[test]
