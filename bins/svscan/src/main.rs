@@ -25,6 +25,14 @@ const EXIT_STATUS_VAR: &str = "WARDEN_EXIT_STATUS";
 
 fn main() -> ExitCode {
     let pid1 = rustix::process::getpid().is_init();
+    if pid1 {
+        // Process 1 must never just die (the kernel panics, or the container ends with
+        // every service orphaned): a panic goes to the last resort, never to an abort.
+        std::panic::set_hook(Box::new(|info| {
+            warden::say!("svscan: fatal: internal error: {info}");
+            last_resort(&format!("svscan panicked: {info}"));
+        }));
+    }
     let options = match options::parse(std::env::args_os().skip(1)) {
         Ok(Parsed::Run(options)) => options,
         Ok(Parsed::Help) => {
@@ -34,7 +42,7 @@ fn main() -> ExitCode {
         Err(e) => {
             warden::say!("svscan: fatal: {e}\n{USAGE}");
             if pid1 {
-                last_resort();
+                last_resort(&e);
             }
             return ExitCode::from(EXIT_USAGE);
         }
@@ -44,12 +52,17 @@ fn main() -> ExitCode {
         Err(e) => {
             warden::say!("svscan: fatal: {e}");
             if pid1 {
-                last_resort();
+                last_resort(&e);
             }
             return ExitCode::from(EXIT_FATAL);
         }
     };
     scanner.start();
+    #[cfg(debug_assertions)]
+    if pid1 && std::env::var_os("WARDEN_TEST_PANIC").is_some_and(|v| v == "svscan") {
+        // Fault injection for the test of the last resort; debug builds only.
+        panic!("WARDEN_TEST_PANIC=svscan");
+    }
     loop {
         let ending = scanner.run();
         if !pid1 {
@@ -90,6 +103,9 @@ fn set_up(options: &Options, pid1: bool) -> Result<Scanner, String> {
             options.scandir.display()
         )
     })?;
+    if let Ok(dir) = std::env::current_dir() {
+        let _ = CRASH_PROGRAM.set(dir.join(warden::svdir::SVSCAN_DIR).join(CRASH));
+    }
     let control = match controldir::ControlDir::open() {
         Ok(control) => Some(control),
         Err(controldir::ControlDirError::Locked) if !pid1 => {
@@ -188,15 +204,74 @@ fn next_stage() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/sbin/init"))
 }
 
-/// PID 1 that cannot supervise anything still must not exit: an emergency shell, else reap
-/// forever.
-fn last_resort() -> ! {
-    let error = Command::new("/bin/sh").exec();
-    warden::say!("svscan: warning: unable to exec /bin/sh: {error}; only reaping children now");
+/// `SCANDIR/.svscan/crash`, s6-svscan's `.s6-svscan/crash`: what process 1 execs when svscan
+/// cannot go on. Known once svscan is in the scan directory.
+static CRASH_PROGRAM: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+const CRASH: &str = "crash";
+/// The crash program's environment: why svscan gave up.
+const CRASH_REASON_VAR: &str = "WARDEN_CRASH_REASON";
+
+/// What process 1 does when svscan cannot go on (a fatal error at start, a panic): never exit
+/// on a machine, never abort. In order: exec `SCANDIR/.svscan/crash` (with
+/// `WARDEN_CRASH_REASON`), if it is there; in a container, exit 111 (the runtime sees it);
+/// on a machine an emergency shell (`/bin/sh`) on the console, again each time it exits,
+/// reaping every child meanwhile; with no shell, only reaping.
+fn last_resort(reason: &str) -> ! {
+    if let Some(crash) = CRASH_PROGRAM.get().filter(|p| p.is_file()) {
+        let error = Command::new(crash).env(CRASH_REASON_VAR, reason).exec();
+        warden::say!(
+            "svscan: warning: unable to exec {}: {error}",
+            crash.display()
+        );
+    }
+    if in_container() {
+        warden::say!("svscan: fatal: {reason}: exiting (process 1 of a container)");
+        std::process::exit(i32::from(EXIT_FATAL));
+    }
+    warden::say!(
+        "svscan: fatal: {reason}: starting an emergency shell (/bin/sh); leave with \
+         `reboot -f` or `poweroff -f`"
+    );
+    loop {
+        let started = std::time::Instant::now();
+        let shell = Command::new("/bin/sh").env("PS1", "(emergency) # ").spawn();
+        let pid = match shell {
+            Ok(child) => child.id(),
+            Err(e) => {
+                warden::say!("svscan: warning: unable to start /bin/sh: {e}; only reaping now");
+                reap_forever();
+            }
+        };
+        // Every child is reaped, the shell's exit among them.
+        loop {
+            match rustix::process::wait(rustix::process::WaitOptions::empty()) {
+                Ok(Some((reaped, _))) if reaped.as_raw_nonzero().get() as u32 == pid => break,
+                Ok(_) | Err(rustix::io::Errno::INTR) => {}
+                Err(_) => break,
+            }
+        }
+        // A shell that dies at once (no terminal) must not spin: a 1 s pause, as runsv's.
+        let left = std::time::Duration::from_secs(1).saturating_sub(started.elapsed());
+        std::thread::sleep(left);
+    }
+}
+
+fn reap_forever() -> ! {
     loop {
         if rustix::process::wait(rustix::process::WaitOptions::empty()).is_err() {
             // No child left: block until a signal (SIGCHLD of a new orphan) interrupts.
             let _ = rustix::event::poll(&mut [], None);
         }
     }
+}
+
+/// Process 1 of a container (init's test: `reboot(CAD_OFF)` fails in any PID namespace but
+/// the first, and without CAP_SYS_BOOT; as on a machine init has set it already, it changes
+/// nothing there), or the `container` variable of systemd's convention.
+fn in_container() -> bool {
+    if !rustix::process::getpid().is_init() {
+        return true;
+    }
+    std::env::var_os("container").is_some()
+        || rustix::system::reboot(rustix::system::RebootCommand::CadOff).is_err()
 }
