@@ -376,6 +376,9 @@ pub struct Tree {
     /// Running out of file descriptors was reported; quiet until a start works again.
     fd_shortage_reported: bool,
     launches: Launches,
+    /// Some service ever had a `container-exit` file: until then, looking for them costs
+    /// nothing per wake-up, however big the tree.
+    container_exit_seen: bool,
 }
 
 /// The path svscan passes to `supervise`: the name, made unmistakable for an option.
@@ -609,6 +612,7 @@ impl Tree {
             programs,
             fd_shortage_reported: false,
             launches: Launches::default(),
+            container_exit_seen: false,
         }
     }
 
@@ -884,6 +888,7 @@ impl Tree {
             log,
             container_exit: container_exit_of(name, None),
         };
+        self.container_exit_seen |= entry.container_exit.is_some();
         // Started at once, not at the end of the scan that found it: at boot the first
         // supervisors are then at work while svscan still looks at the rest.
         self.starter(now).start_entry(id, &mut entry);
@@ -1166,6 +1171,7 @@ impl Tree {
             pids: &mut self.pids,
             fd_shortage_reported: &mut self.fd_shortage_reported,
             launches: &mut self.launches,
+            container_exit_seen: &mut self.container_exit_seen,
             uncaught: self
                 .uncaught
                 .as_ref()
@@ -1224,6 +1230,9 @@ impl Tree {
     /// Services with a `container-exit` file whose supervisor runs, with their directory:
     /// their `supervise/` is watched for the service's end.
     pub fn container_exits(&self) -> Vec<(Id, PathBuf)> {
+        if !self.container_exit_seen {
+            return Vec::new();
+        }
         self.entries
             .iter()
             .filter(|(_, e)| e.wanted && e.container_exit.is_some())
@@ -1413,6 +1422,8 @@ struct Starter<'a> {
     pids: &'a mut HashMap<i32, (Id, Role)>,
     fd_shortage_reported: &'a mut bool,
     launches: &'a mut Launches,
+    /// Set once a service has a `container-exit` file.
+    container_exit_seen: &'a mut bool,
     /// The catch-all pipe's write end: stdout and stderr of services without a `log/`.
     uncaught: Option<&'a OwnedFd>,
     now: Instant,
@@ -1471,6 +1482,7 @@ impl Starter<'_> {
             // Looked at with each start, as `log/` is: added or removed, it counts from the
             // supervisor's next start.
             entry.container_exit = container_exit_of(&entry.name, entry.container_exit);
+            *self.container_exit_seen |= entry.container_exit.is_some();
             let result = match entry.log.as_mut() {
                 Some(log) => match ensure_pipe(&mut log.pipe) {
                     Ok(pipe) => self.spawn(&entry.name, Role::Service, Some(&pipe.write)),
