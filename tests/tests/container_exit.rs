@@ -9,6 +9,16 @@ use warden_tests::{bin, service, wait_until, Spawned};
 
 const LONG: Duration = Duration::from_secs(30);
 
+/// Removes, when the test ends, the cgroups of the supervisors under `0` that were killed
+/// with the namespace (a supervisor KILLed cannot remove its own).
+struct CgroupSweep(std::path::PathBuf);
+
+impl Drop for CgroupSweep {
+    fn drop(&mut self) {
+        warden_tests::remove_cgroups_under(&self.0, Duration::from_secs(5));
+    }
+}
+
 /// `unshare ... init -- svscan -g 5s DIR`, its output to `out` (svscan's and init's messages).
 fn init_svscan(dir: &Path, out: &Path) -> Spawned {
     let log = std::fs::File::create(out).unwrap();
@@ -76,6 +86,7 @@ fn assert_orderly(scan: &Path, out: &Path) {
 #[test]
 fn a_container_exit_service_ends_init_svscan_with_its_code_after_an_orderly_teardown() {
     let root = tempfile::tempdir().unwrap();
+    let _sweep = CgroupSweep(root.path().to_path_buf());
     let scan = root.path().join("service");
     std::fs::create_dir(&scan).unwrap();
     // The main service: 3000 numbered lines through its logger, then exit 3, whatever
@@ -112,6 +123,7 @@ fn a_container_exit_service_ends_init_svscan_with_its_code_after_an_orderly_tear
 #[test]
 fn killed_by_a_signal_is_128_plus_n_and_a_restarted_exit_does_not_end_it() {
     let root = tempfile::tempdir().unwrap();
+    let _sweep = CgroupSweep(root.path().to_path_buf());
     let scan = root.path().join("service");
     std::fs::create_dir(&scan).unwrap();
     // Empty container-exit: only an end supervise will not restart counts. The first run
@@ -155,6 +167,7 @@ fn without_container_exit_a_service_ending_leaves_svscan_running() {
     // The same service without the file: svscan keeps supervising (the end of `once` is an
     // ordinary down service), until it is told to stop.
     let root = tempfile::tempdir().unwrap();
+    let _sweep = CgroupSweep(root.path().to_path_buf());
     let scan = root.path().join("service");
     std::fs::create_dir(&scan).unwrap();
     service(
@@ -194,6 +207,7 @@ fn as_process_1_after_stage_1_the_container_ends_through_stage_3_with_the_code()
     // `docker run IMAGE /sbin/init`: init's stage 1 execs svscan as process 1; the main
     // service's end goes through `init --stage3 halt`, which in a container exits with it.
     let root = tempfile::tempdir().unwrap();
+    let _sweep = CgroupSweep(root.path().to_path_buf());
     let scan = root.path().join("service");
     std::fs::create_dir(&scan).unwrap();
     let main = service(

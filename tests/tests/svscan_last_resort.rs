@@ -12,6 +12,16 @@ use warden_tests::{bin, script, service, wait_until, Spawned};
 
 const LONG: Duration = Duration::from_secs(20);
 
+/// Removes, when the test ends, the cgroups of the supervisors under `0` that were killed
+/// with the namespace (a supervisor KILLed cannot remove its own).
+struct CgroupSweep(std::path::PathBuf);
+
+impl Drop for CgroupSweep {
+    fn drop(&mut self) {
+        warden_tests::remove_cgroups_under(&self.0, Duration::from_secs(5));
+    }
+}
+
 /// `unshare ... svscan -U DIR` with the panic injected right after svscan's first scan.
 fn panicking_svscan(scan: &Path, out: &Path) -> Command {
     let log = std::fs::File::create(out).unwrap();
@@ -30,6 +40,7 @@ fn panicking_svscan(scan: &Path, out: &Path) -> Command {
 #[test]
 fn a_panic_of_svscan_as_process_1_execs_the_crash_program_and_the_services_go_on() {
     let root = tempfile::tempdir().unwrap();
+    let _sweep = CgroupSweep(root.path().to_path_buf());
     let scan = root.path().join("service");
     let started = root.path().join("started");
     service(
@@ -72,6 +83,7 @@ fn a_panic_of_svscan_as_process_1_execs_the_crash_program_and_the_services_go_on
 #[test]
 fn without_a_crash_program_svscan_as_process_1_of_a_container_exits_111_never_aborts() {
     let root = tempfile::tempdir().unwrap();
+    let _sweep = CgroupSweep(root.path().to_path_buf());
     let scan = root.path().join("service");
     std::fs::create_dir(&scan).unwrap();
     let out = root.path().join("out");
