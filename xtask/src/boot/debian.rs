@@ -85,7 +85,7 @@ impl Flavour {
         match self {
             Flavour::Warden => &[],
             Flavour::Systemd => &["systemd-sysv"],
-            Flavour::Runit => &["runit-init"],
+            Flavour::Runit => &["runit-init", "ifupdown"],
             Flavour::Sysvinit => &["sysvinit-core", "ifupdown"],
         }
     }
@@ -261,6 +261,8 @@ pub struct Inputs<'a> {
 pub fn image(flavour: Flavour, inputs: &Inputs) -> Result<DebianImage, String> {
     let base = base(flavour)?;
     let mut key = fnv(base.to_string_lossy().as_bytes(), FNV_START);
+    // This file: a change to what `customize` does makes a new image.
+    key = fnv(include_str!("debian.rs").as_bytes(), key);
     key = fnv(inputs.authorized_key.as_bytes(), key);
     key = fnv(inputs.hook.as_bytes(), key);
     key = fnv(GUEST_NET.as_bytes(), key);
@@ -355,6 +357,10 @@ fn net_script() -> String {
     )
 }
 
+/// ifupdown's configuration of qemu's user network (runit and sysvinit flavours).
+const QEMU_INTERFACES: &str =
+    "auto eth0\niface eth0 inet static\n  address 10.0.2.15/24\n  gateway 10.0.2.2\n";
+
 /// What each flavour adds to the unpacked base at `root`.
 fn customize(flavour: Flavour, root: &Path, inputs: &Inputs) -> Result<(), String> {
     write(
@@ -414,9 +420,10 @@ fn customize(flavour: Flavour, root: &Path, inputs: &Inputs) -> Result<(), Strin
             enable_runit_way(&service)?;
         }
         Flavour::Runit => {
+            // runit-init's stage 1 runs the rcS scripts: ifupdown's networking brings eth0 up.
             write(
-                &at(root, "etc/runit/core-services/90-network.sh")?,
-                &net_script(),
+                &at(root, "etc/network/interfaces.d/qemu")?,
+                QEMU_INTERFACES,
                 0o644,
             )?;
             enable_runit_way(&service)?;
@@ -425,7 +432,7 @@ fn customize(flavour: Flavour, root: &Path, inputs: &Inputs) -> Result<(), Strin
             // ifupdown's networking service brings the interface up.
             write(
                 &at(root, "etc/network/interfaces.d/qemu")?,
-                "auto eth0\niface eth0 inet static\n  address 10.0.2.15/24\n  gateway 10.0.2.2\n",
+                QEMU_INTERFACES,
                 0o644,
             )?;
             // The serial getty, sysvinit's way.
@@ -440,6 +447,9 @@ fn customize(flavour: Flavour, root: &Path, inputs: &Inputs) -> Result<(), Strin
                 "[Match]\nName=en* eth*\n\n[Network]\nAddress=10.0.2.15/24\nGateway=10.0.2.2\n",
                 0o644,
             )?;
+            // runit's own unit would start runsvdir on /etc/service under systemd: the
+            // daemons must be systemd's alone here.
+            symlink("/dev/null", &at(root, "etc/systemd/system/runit.service")?)?;
             symlink(
                 "/lib/systemd/system/systemd-networkd.service",
                 &at(
