@@ -1,8 +1,9 @@
 //! Project tasks: `cargo xtask test` (everything CI checks), `cargo xtask demo` (the example
 //! tree in the foreground), `cargo xtask image|qemu` (the boot image), `cargo xtask install|deb`
-//! (docs/install.md).
+//! (docs/install.md), `cargo xtask debian` (docs/debian.md).
 
 mod boot;
+mod debian;
 mod install;
 
 use std::process::{Command, ExitCode};
@@ -16,10 +17,12 @@ fn main() -> ExitCode {
         Some("qemu") => boot::cli::qemu_command(&workspace_root(), &args[1..]),
         Some("install") => install::install_command(&workspace_root(), &args[1..]),
         Some("deb") => install::deb_command(&workspace_root(), &args[1..]),
+        Some("debian") => debian::debian_command(&workspace_root(), &args[1..]),
         _ => {
             eprintln!(
                 "usage: cargo xtask test | demo | image [--out DIR] | qemu [KERNEL-ARG...]\n\
-                 \x20      | install [--prefix P] [--destdir D] [--power] [--svlogd] | deb [--out DIR]"
+                 \x20      | install [--prefix P] [--destdir D] [--power] [--svlogd] | deb [--out DIR]\n\
+                 \x20      | debian [--flavour warden|systemd|runit|sysvinit] [--build-only] [KERNEL-ARG...]"
             );
             return ExitCode::from(2);
         }

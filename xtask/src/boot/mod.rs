@@ -7,6 +7,7 @@
 
 pub mod cli;
 pub mod cpio;
+pub mod debian;
 pub mod image;
 pub mod qemu;
 pub mod tree;
