@@ -28,7 +28,8 @@ use std::time::{Duration, Instant};
 use warden::signal::SignalPipe;
 use warden::Tai64N;
 
-pub const USAGE: &str = "usage: svlogd [-tttv] [-r c] [-R abc] [-l len] [-b buflen] dir ...\n";
+pub const USAGE: &str =
+    "usage: svlogd [-tttv] [-r c] [-R abc] [-l len] [-b buflen] [-d fd] dir ...\n";
 
 /// svlogd's command line.
 #[derive(Debug, PartialEq, Eq)]
@@ -44,6 +45,9 @@ pub struct Options {
     /// `-b buflen`: kept for the command line's sake (its one effect: it must exceed len).
     pub buflen: usize,
     pub verbose: bool,
+    /// `-d fd` (warden's, s6-log's readiness fd; svlogd has none): None means the
+    /// supervisor's `notification-fd`, if any (crate::ready).
+    pub ready_fd: Option<i32>,
     pub dirs: Vec<PathBuf>,
 }
 
@@ -67,6 +71,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Options, String
         linemax: 1000,
         buflen: 1024,
         verbose: false,
+        ready_fd: None,
         dirs: Vec::new(),
     };
     let mut args = args.into_iter().peekable();
@@ -86,7 +91,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Options, String
             match c {
                 b't' => options.stamp = (options.stamp + 1).min(3),
                 b'v' => options.verbose = true,
-                b'R' | b'r' | b'l' | b'b' => {
+                b'R' | b'r' | b'l' | b'b' | b'd' => {
                     let value = match bytes.get(i..) {
                         Some(rest) if !rest.is_empty() => rest.to_vec(),
                         _ => match args.next() {
@@ -104,6 +109,15 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Options, String
                             [one] if *one != 0 => options.repl = Some(*one),
                             _ => return Err("-r takes one character".into()),
                         },
+                        b'd' => {
+                            let fd = std::str::from_utf8(&value)
+                                .ok()
+                                .and_then(crate::ready::parse_fd);
+                            match fd {
+                                Some(fd) => options.ready_fd = Some(fd),
+                                None => return Err("-d takes an fd number of 3 or more".into()),
+                            }
+                        }
                         b'l' => {
                             let (n, _) = scan_ulong(&value);
                             options.linemax = if n == 0 {
@@ -841,6 +855,8 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> u8 {
             return 111;
         }
     };
+    // Before anything is opened: see crate::ready.
+    let mut ready = crate::ready::Notifier::claim(options.ready_fd, "svlogd");
     let signals = match SignalPipe::new(&[
         Signal::TERM,
         Signal::INT,
@@ -873,6 +889,8 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> u8 {
         eprintln!("svlogd: fatal: no functional log directories.");
         return 111;
     }
+    // Every directory that can be is open and locked.
+    ready.ready();
     let code = match svlogd.run(&signals) {
         Ok(()) => 0,
         Err(e) => {
@@ -1211,6 +1229,12 @@ mod tests {
         assert!(parse(args(&["-l", "2000", "d"])).is_err(), "buflen <= len");
         assert!(parse(args(&["-x", "d"])).is_err());
         assert!(parse(args(&["-r", "ab", "d"])).is_err());
+        assert_eq!(
+            parse(args(&["-tt", "-d", "4", "d"])).unwrap().ready_fd,
+            Some(4)
+        );
+        assert_eq!(parse(args(&["-d3", "d"])).unwrap().ready_fd, Some(3));
+        assert!(parse(args(&["-d", "1", "d"])).is_err());
     }
 
     #[test]
