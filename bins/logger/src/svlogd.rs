@@ -844,6 +844,12 @@ struct Svlogd {
     pending: Option<usize>,
     stall: Option<Stall>,
     input_ready: bool,
+    /// The last batch was planned only up to a rotation. In read mode the rest is still in
+    /// `batch` and is planned next, before anything more is read: waiting for input first
+    /// would hold those lines back (a socket or terminal may send nothing more), and reading
+    /// more first would let `batch` grow without bound (a file). In tee mode the rest is
+    /// still in the pipe and the next copy brings it back anyway.
+    unplanned: bool,
     eof: bool,
 }
 
@@ -881,6 +887,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> u8 {
         pending: None,
         stall: None,
         input_ready: false,
+        unplanned: false,
         eof: false,
         options,
     };
@@ -984,7 +991,7 @@ impl Svlogd {
                     }
                 }
             }
-            if self.input_ready && self.read_batch()? {
+            if (self.input_ready || self.unplanned) && self.read_batch()? {
                 return Ok(());
             }
         }
@@ -995,7 +1002,7 @@ impl Svlogd {
     fn wait(&self, signals: &SignalPipe) -> std::io::Result<bool> {
         let now = Instant::now();
         let mut deadline = self.stall.as_ref().map(|s| s.deadline);
-        if self.stall.is_none() && self.input_ready {
+        if self.stall.is_none() && (self.input_ready || self.unplanned) {
             deadline = Some(now);
         }
         for dir in self.dirs.iter().flatten() {
@@ -1027,15 +1034,18 @@ impl Svlogd {
     /// Reads a batch, plans its lines for every directory and writes them; true at the end
     /// of input with everything written.
     fn read_batch(&mut self) -> std::io::Result<bool> {
-        match self.input.fill(&mut self.batch)? {
-            Fill::Empty => {
-                self.input_ready = false;
-                return Ok(false);
-            }
-            Fill::Eof => self.eof = true,
-            Fill::Data => {
-                if self.input.level_triggered() {
+        let backlog = std::mem::take(&mut self.unplanned) && self.input.level_triggered();
+        if !backlog {
+            match self.input.fill(&mut self.batch)? {
+                Fill::Empty => {
                     self.input_ready = false;
+                    return Ok(false);
+                }
+                Fill::Eof => self.eof = true,
+                Fill::Data => {
+                    if self.input.level_triggered() {
+                        self.input_ready = false;
+                    }
                 }
             }
         }
@@ -1066,6 +1076,7 @@ impl Svlogd {
             return Ok(self.eof && self.batch.len() == consumed);
         }
         let planned = self.plan();
+        self.unplanned = planned < self.records.len();
         if planned < self.records.len() {
             // A rotation (an fsync) was planned: consume up to it before going on, so that a
             // logger killed now and then still makes progress.
