@@ -54,10 +54,15 @@ struct Supervised {
     process: Spawned,
 }
 
-fn supervise(dir: &Path) -> Supervised {
+fn supervise(dir: &Path, default_log: bool) -> Supervised {
     let out = fs::File::create(dir.with_extension("out")).unwrap();
+    let mut command = Command::new(bin("supervise"));
+    if default_log {
+        // As svscan runs a `log/`: without `run`, the built-in `logger ./main`.
+        command.arg("--default-log");
+    }
     let process = Spawned::new(
-        Command::new(bin("supervise"))
+        command
             .arg(dir)
             .stdin(Stdio::piped())
             .stdout(out.try_clone().unwrap())
@@ -97,21 +102,27 @@ impl Drop for Supervised {
 /// `svctl -w up` on `app/log`, whose `run` starts the logger late: returns only once the
 /// logger is ready (its lock taken), supervise recorded the notification after the logger
 /// started, and lines reach the log.
-fn svctl_wait_up_waits_for_the_logger(logger_command: &str, logdir_name: &str) {
+fn svctl_wait_up_waits_for_the_logger(logger_command: Option<&str>, logdir_name: &str) {
     let scan = tempfile::tempdir().unwrap();
     let log = scan.path().join("app").join("log");
     let path = svlogd_link(scan.path());
-    script(
-        &log.join("run"),
-        &format!(
-            "echo started > started\nsleep {LATE_START}\n\
-             PATH={}:$PATH\nexec {logger_command}",
-            path.display()
+    match logger_command {
+        Some(command) => script(
+            &log.join("run"),
+            &format!(
+                "echo started > started\nsleep {LATE_START}\n\
+                 PATH={}:$PATH\nexec {command}",
+                path.display()
+            ),
         ),
-    );
+        None => {
+            fs::create_dir_all(&log).unwrap();
+            fs::write(log.join("started"), "").unwrap();
+        }
+    }
     // Written as a user would: nothing in `run` mentions the fd.
     fs::write(log.join("notification-fd"), "3\n").unwrap();
-    let mut sup = supervise(&log);
+    let mut sup = supervise(&log, logger_command.is_none());
     let logdir = log.join(logdir_name);
 
     let asked = SystemTime::now();
@@ -136,11 +147,13 @@ fn svctl_wait_up_waits_for_the_logger(logger_command: &str, logdir_name: &str) {
         .and_then(|x| x.ready_at)
         .expect("supervise recorded the logger's readiness")
         .to_system_time();
-    assert!(
-        ready_at >= started + Duration::from_millis(500) && ready_at > asked,
-        "ready at {ready_at:?}, run started at {started:?}: the notification came before the \
-         logger ran"
-    );
+    if logger_command.is_some() {
+        assert!(
+            ready_at >= started + Duration::from_millis(500) && ready_at > asked,
+            "ready at {ready_at:?}, run started at {started:?}: the notification came before \
+             the logger ran"
+        );
+    }
     let (_, status, _) = run(
         Command::new(bin("svctl"))
             .arg("-d")
@@ -163,13 +176,19 @@ fn svctl_wait_up_waits_for_the_logger(logger_command: &str, logdir_name: &str) {
 fn svctl_wait_up_on_a_log_service_waits_for_warden_logger() {
     // By path: the `logger` on PATH is util-linux's.
     let logger = format!("{} ./main", bin("logger").display());
-    svctl_wait_up_waits_for_the_logger(&logger, "main");
+    svctl_wait_up_waits_for_the_logger(Some(&logger), "main");
+}
+
+#[test]
+fn svctl_wait_up_on_a_default_log_waits_for_its_logger() {
+    // No `run`: supervise's built-in `logger ./main` notifies through notification-fd too.
+    svctl_wait_up_waits_for_the_logger(None, "main");
 }
 
 #[test]
 fn svctl_wait_up_on_a_log_service_waits_for_svlogd_mode() {
     // A Debian log/run, as shipped (chpst aside): svlogd -tt DIR.
-    svctl_wait_up_waits_for_the_logger("svlogd -tt ./main", "main");
+    svctl_wait_up_waits_for_the_logger(Some("svlogd -tt ./main"), "main");
 }
 
 /// `-d FD`: one newline on FD once the directory is locked, then FD is closed (EOF for the
