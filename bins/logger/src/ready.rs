@@ -27,27 +27,32 @@ impl Notifier {
     /// directory names, if supervise left it open. Warnings (an explicit fd that is not open)
     /// are prefixed with `program`.
     pub fn claim(explicit: Option<RawFd>, program: &str) -> Notifier {
-        match explicit {
-            Some(fd) => match inherited(fd) {
-                Some(owned) => Notifier(Some(owned)),
-                None => {
+        let fd = match explicit {
+            Some(fd) => {
+                let owned = inherited(fd);
+                if owned.is_none() {
                     warden::say!(
                         "{program}: warning: fd {fd} (-d) is not open: no readiness notification"
                     );
-                    Notifier(None)
                 }
-            },
-            None => Notifier(default_fd().and_then(|fd| {
+                owned
+            }
+            None => default_fd().and_then(|fd| {
                 let owned = inherited(fd)?;
                 if is_pipe_write_end(&owned) {
                     Some(owned)
                 } else {
-                    // Not supervise's pipe: leave it open, as it came.
+                    // Not supervise's pipe: leave it open and unchanged, as it came.
                     let _ = owned.into_raw_fd();
                     None
                 }
-            })),
+            }),
+        };
+        // Close-on-exec, so that no child of the logger (a `!processor`) holds it open.
+        if let Some(fd) = &fd {
+            let _ = rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::CLOEXEC);
         }
+        Notifier(fd)
     }
 
     /// The log directory is open and locked: tell the supervisor, once.
@@ -67,8 +72,7 @@ fn default_fd() -> Option<RawFd> {
     parse_fd(std::str::from_utf8(first).ok()?)
 }
 
-/// `fd` as an owned descriptor if it is open, marked close-on-exec so that no child of the
-/// logger (a `!processor`) holds the notification pipe open.
+/// `fd` as an owned descriptor if it is open.
 fn inherited(fd: RawFd) -> Option<OwnedFd> {
     // SAFETY: fcntl(F_GETFD) only reads the descriptor's flags; an unused number gives EBADF.
     let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
@@ -77,9 +81,7 @@ fn inherited(fd: RawFd) -> Option<OwnedFd> {
     }
     // SAFETY: the descriptor is open and was inherited (this runs before the logger opens
     // anything of its own), so nothing else in the process owns it.
-    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
-    let _ = rustix::io::fcntl_setfd(&owned, rustix::io::FdFlags::CLOEXEC);
-    Some(owned)
+    Some(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 fn is_pipe_write_end(fd: &OwnedFd) -> bool {
