@@ -8,7 +8,13 @@ peak RSS (GNU time, i.e. wait4 of the tool). Every timed run checks that the kep
 and in order; one more run per tool and medium keeps every archive and checks that the output
 holds exactly the 1,000,000 input lines, in order.
 
-    bench/run logger            (or: python3 bench/logger.py [RUNS])
+Then svlogd mode (issue 15): warden's logger run as `svlogd` (a link named svlogd to the same
+binary) beside Debian's /usr/bin/svlogd, the same command line (`svlogd -tt DIR`) and the same
+`config` (`s1000000`, `n20`), the same input through `cat`, both media, the two tools
+alternating in every round; medians and the ratio, target at least 3x. The same checks of the
+kept lines, and a keep-all run (`n1000`) per tool and medium.
+
+    bench/run logger [--runs N] [--svlogd-only]   (or: python3 bench/logger.py [RUNS])
 """
 
 import os
@@ -23,7 +29,25 @@ LINES = 1_000_000
 LINE_LEN = 100
 SIZE = 1_000_000
 KEEP = 20
-RUNS = int(sys.argv[1]) if len(sys.argv) > 1 else 5
+
+def options(argv):
+    runs, svlogd_only = 5, False
+    args = iter(argv)
+    for arg in args:
+        if arg == "--runs":
+            runs = int(next(args, "5"))
+        elif arg.startswith("--runs="):
+            runs = int(arg.split("=", 1)[1])
+        elif arg == "--svlogd-only":
+            svlogd_only = True
+        elif arg.isdigit():
+            runs = int(arg)
+        else:
+            sys.exit(f"bench/logger: unknown option {arg} (--runs N, --svlogd-only)")
+    return runs, svlogd_only
+
+
+RUNS, SVLOGD_ONLY = options(sys.argv[1:])
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIME = "/usr/bin/time"
 MEDIA = [("tmpfs", "/dev/shm"), ("ext4", "/var/tmp")]
@@ -60,7 +84,21 @@ def commands(logger, directory, keep):
         "s6-log": (["s6-log", f"s{SIZE}", f"n{keep}", "t", directory], None),
         "multilog": (["multilog", "t", f"s{SIZE}", f"n{keep}", directory], None),
         "svlogd": (["svlogd", "-t", directory], svlogd_setup),
+        # svlogd mode: both read the same config and command line; only the binary differs.
+        "warden svlogd": ([svlogd_link(logger), "-tt", directory], svlogd_setup),
+        "Debian svlogd": (["/usr/bin/svlogd", "-tt", directory], svlogd_setup),
     }
+
+
+def svlogd_link(logger):
+    """A link named `svlogd` to the logger (the name selects svlogd mode), made once."""
+    link = os.path.join(os.path.dirname(logger), "svlogd-mode", "svlogd")
+    if not os.path.islink(link) or os.readlink(link) != logger:
+        os.makedirs(os.path.dirname(link), exist_ok=True)
+        if os.path.lexists(link):
+            os.unlink(link)
+        os.symlink(logger, link)
+    return link
 
 
 def run_once(tool, logger, input_path, base, keep):
@@ -108,7 +146,8 @@ def output_lines(directory):
             continue
         with open(path, "rb") as f:
             for line in f:
-                # Every tool writes "@" + 24 hex digits + " " before the line.
+                # Every tool writes "@" + 24 hex digits + " " before the line; svlogd -tt
+                # writes "YYYY-MM-DD_HH:MM:SS.xxxxx ", as long.
                 numbers.append(int(line[26:36]))
     return numbers
 
@@ -128,6 +167,60 @@ def check_all(tool, numbers):
     return None
 
 
+def svlogd_mode(logger, input_path, gigabytes, problems):
+    """warden's logger as `svlogd -tt` against Debian's svlogd -tt, same config, both media."""
+    tools = ["warden svlogd", "Debian svlogd"]
+    report = [
+        "## svlogd mode: `svlogd -tt DIR`, config `s1000000` `n20`",
+        "",
+        "warden's logger run through a link named `svlogd` against Debian's /usr/bin/svlogd, "
+        f"the same command line, config and input; the two alternate in each of {RUNS} rounds.",
+        "",
+        "| medium | tool | lines/s | MB/s | CPU s per GB | peak RSS | all lines out |",
+        "|---|---|---:|---:|---:|---:|---|",
+    ]
+    ratios = []
+    for medium, base in MEDIA:
+        results = {tool: [] for tool in tools}
+        for _ in range(RUNS):
+            for tool in tools:
+                r = run_once(tool, logger, input_path, base, KEEP)
+                problem = check_tail(tool, r["lines"])
+                if problem:
+                    problems.append(f"svlogd mode, {medium}: {problem}")
+                results[tool].append(r)
+        complete = {}
+        for tool in tools:
+            r = run_once(tool, logger, input_path, base, 1000)
+            problem = check_all(tool, r["lines"])
+            complete[tool] = "yes" if problem is None else "NO"
+            if problem:
+                problems.append(f"svlogd mode, {medium}: {problem}")
+        walls = {}
+        for tool in tools:
+            wall = statistics.median(r["wall"] for r in results[tool])
+            cpu = statistics.median(r["cpu"] for r in results[tool])
+            rss = statistics.median(r["rss_kb"] for r in results[tool])
+            walls[tool] = wall
+            report.append(
+                f"| {medium} | {tool} | {LINES / wall:,.0f} | {LINES * LINE_LEN / wall / 1e6:,.1f} | "
+                f"{cpu / gigabytes:.2f} | {rss / 1024:.1f} MiB | {complete[tool]} |"
+            )
+        ratio = walls["Debian svlogd"] / walls["warden svlogd"]
+        ratios.append((medium, ratio, [r["wall"] for r in results["warden svlogd"]],
+                       [r["wall"] for r in results["Debian svlogd"]]))
+    report.append("")
+    for medium, ratio, ours, theirs in ratios:
+        verdict = "meets" if ratio >= 3 else "MISSES"
+        report.append(
+            f"- {medium}: warden's svlogd {ratio:.2f}x the throughput of Debian's svlogd "
+            f"({verdict} the 3x target); wall s per round, warden "
+            + " ".join(f"{w:.3f}" for w in ours) + ", Debian " + " ".join(f"{w:.3f}" for w in theirs)
+        )
+    report.append("")
+    return report
+
+
 def main():
     for tool in ("s6-log", "multilog", "svlogd", TIME):
         if shutil.which(tool) is None:
@@ -143,12 +236,13 @@ def main():
             "",
             f"{LINES:,} lines of {LINE_LEN} bytes through a pipe (`cat` → tool), rotation at "
             f"{SIZE:,} bytes, {KEEP} archives kept; median of {RUNS} runs, tools interleaved. "
-            f"Kernel {os.uname().release}, {os.cpu_count()} CPUs.",
+            f"Kernel {os.uname().release}, {os.cpu_count()} CPUs, "
+            f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
             "",
         ]
         problems = []
         summary = {}
-        for medium, base in MEDIA:
+        for medium, base in [] if SVLOGD_ONLY else MEDIA:
             results = {tool: [] for tool in tools}
             for _ in range(RUNS):
                 for tool in tools:
@@ -194,6 +288,7 @@ def main():
                 f"CPU per GB {cpu_ratio:.2f} of s6-log's.",
                 "",
             ]
+        report += svlogd_mode(logger, input_path, gigabytes, problems)
         if problems:
             report += ["## Problems", ""] + [f"- {p}" for p in problems] + [""]
         else:

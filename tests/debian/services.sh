@@ -7,8 +7,9 @@
 # /dev/log, cron's jobs). The service dirs themselves are Debian's, as shipped: cron, rsyslog
 # (runit-services), dbus (runit-services, its log/run the shared /etc/sv/svlogd/run) and ssh
 # (openssh-server), each with `chpst -u _runit-log svlogd -tt` logging. `svlogd` is warden's
-# logger (linked under that name, first on PATH) when it takes svlogd's command line, else
-# Debian's; WARDEN_SVLOGD=1 or 0 forces one or the other.
+# logger (linked under that name, first on PATH); the script checks that the log services run
+# it (/proc/PID/exe) and that Debian's /usr/bin/svlogd, replaced in this namespace by a stub
+# that leaves a mark, is never run. WARDEN_SVLOGD=0 runs Debian's instead, for comparison.
 #
 # usage: services.sh BINDIR WORKDIR   (BINDIR holds svscan, supervise, logger, svctl)
 set -euo pipefail
@@ -17,6 +18,7 @@ work=$(readlink -f "$2")
 say() { echo "services.sh: $*"; }
 dump() {
   set +e
+  [ -e /run/debian-svlogd/ran ] && { echo "--- Debian's svlogd ran (warden's should have):"; cat /run/debian-svlogd/ran; }
   echo "--- svscan's output"; cat "$work/svscan.log" 2>/dev/null | tail -n 60
   for d in /var/log/runit/*; do echo "--- $d/current"; tail -n 20 "$d/current" 2>/dev/null; done
   echo "--- processes"; ps -eo pid,ppid,user,stat,args 2>/dev/null
@@ -93,21 +95,32 @@ services="cron rsyslog dbus ssh hooked nohook"
 mkdir -p "$work/service"
 for name in $services; do ln -s "/etc/sv/$name" "$work/service/$name"; done
 export SVDIR=$work/service
-# warden's logger as `svlogd` (a link, as `cargo xtask install --svlogd` makes) when it takes
-# svlogd's command line, as the _runit-log user the log/run scripts drop to; else Debian's.
+# warden's logger as `svlogd` (a link, as `cargo xtask install --svlogd` makes), first on the
+# PATH that svscan passes down to every log/run, and usable by the _runit-log user the log/run
+# scripts drop to (checked here, so that a failure says why rather than falling back).
 mkdir -p "$work/bin" /run/svlogd-probe
 ln -s "$bins/logger" "$work/bin/svlogd"
 chown _runit-log /run/svlogd-probe
-case ${WARDEN_SVLOGD:-auto} in
-  1) use_warden=1 ;;
+case ${WARDEN_SVLOGD:-1} in
   0) use_warden= ;;
-  *) use_warden=
-     if echo probe | chpst -u _runit-log "$work/bin/svlogd" -tt /run/svlogd-probe > /dev/null 2>&1 &&
-       grep -qE '^[0-9]{4}-[0-9]{2}-[0-9]{2}_[0-9:.]+ probe$' /run/svlogd-probe/current 2> /dev/null; then
-       use_warden=1
-     fi ;;
+  *) use_warden=1 ;;
 esac
-if [ -n "$use_warden" ]; then export PATH=$work/bin:$PATH; fi
+if [ -n "$use_warden" ]; then
+  export PATH=$work/bin:$PATH
+  out=$(echo probe | chpst -u _runit-log svlogd -tt /run/svlogd-probe 2>&1) ||
+    fail "warden's svlogd as _runit-log: $out"
+  grep -qE '^[0-9]{4}-[0-9]{2}-[0-9]{2}_[0-9:.]+ probe$' /run/svlogd-probe/current ||
+    fail "warden's svlogd -tt wrote: $(cat /run/svlogd-probe/current)"
+  # Debian's svlogd, in this namespace only, becomes a stub that leaves a mark and fails: a
+  # log/run that reached it (a PATH that does not find warden's first) shows.
+  mkdir -m 1777 /run/debian-svlogd
+  printf '#!/bin/sh\necho "$0 $*" >> /run/debian-svlogd/ran\nexit 111\n' > "$work/debian-svlogd-stub"
+  chmod 755 "$work/debian-svlogd-stub"
+  mount --bind "$work/debian-svlogd-stub" /usr/bin/svlogd
+fi
+if [ -n "$use_warden" ] && [ "$(command -v svlogd)" != "$work/bin/svlogd" ]; then
+  fail "svlogd on PATH is $(command -v svlogd), not warden's link"
+fi
 say "svlogd: $(readlink -f "$(command -v svlogd)")"
 svctl=$bins/svctl
 
@@ -128,6 +141,28 @@ for name in $services; do until_ok "$name up: $(sv status "$name" 2>&1)" up "$na
 for name in ssh dbus; do
   until_ok "$name's log up: $(sv status "$name" 2>&1)" sh -c "sv status $name | grep -q '; run: log:'"
 done
+if [ -n "$use_warden" ]; then
+  # The log services (ssh's own log/run, dbus's the shared /etc/sv/svlogd/run) are warden's
+  # logger, run as _runit-log, holding their directory's lock; Debian's svlogd never ran.
+  logger_exe=$(readlink -f "$bins/logger")
+  for name in ssh dbus; do
+    # The pid is log/run's: sh, then chpst, then svlogd, each exec'ing the next.
+    while :; do
+      [ ! -e /run/debian-svlogd/ran ] || fail "Debian's svlogd ran: $(cat /run/debian-svlogd/ran)"
+      pid=$(cat "/etc/sv/$name/log/supervise/pid" 2> /dev/null) || pid=
+      exe=$(readlink -f "/proc/$pid/exe" 2> /dev/null) || exe=
+      [ "$exe" = "$logger_exe" ] && break
+      [ $SECONDS -lt $deadline ] || fail "$name's log service runs '$exe', not warden's logger"
+      sleep 0.1
+    done
+    [ "$(stat -c %U "/proc/$pid")" = _runit-log ] || fail "$name's logger is not _runit-log's"
+    until_ok "$name's logger to open its lock" \
+      sh -c "ls -l /proc/$pid/fd | grep -q ' /var/log/runit/$name/lock\$'"
+    until_ok "$name's logger to hold its lock" \
+      sh -c "! flock -n /var/log/runit/$name/lock true"
+  done
+  say "ssh's and dbus's logs are written by warden's logger ($logger_exe), not /usr/bin/svlogd"
+fi
 until_ok "sshd answers on 127.0.0.1:22" bash -c 'exec 3<>/dev/tcp/127.0.0.1/22; read -t 5 l <&3; [[ $l == SSH-2.0-* ]]'
 until_ok "dbus's ./check (system bus socket)" sv check dbus
 until_ok "cron's pid file" test -s /run/crond.pid
@@ -142,6 +177,7 @@ grep -qE '^[0-9]{4}-[0-9]{2}-[0-9]{2}_[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{5} .*Ser
   /var/log/runit/ssh/current || fail "ssh's log is not svlogd -tt: $(head -n 3 /var/log/runit/ssh/current)"
 [ "$(stat -c %U /var/log/runit/ssh/current)" = _runit-log ] || fail "ssh's log is not _runit-log's"
 [ -f /var/log/runit/dbus/current ] || fail "no /var/log/runit/dbus/current"
+[ ! -e /run/debian-svlogd/ran ] || fail "Debian's svlogd ran: $(cat /run/debian-svlogd/ran)"
 say "logs in /var/log/runit/{ssh,dbus}/current"
 
 # --- sv status and svctl status agree: the same states and pids, service and log.

@@ -436,3 +436,38 @@ fn alrm_rotates_and_hup_rereads_the_config() {
     assert!(text.ends_with("kern.err: three\n"), "{text}");
     assert!(!text.contains("two"), "{text}");
 }
+
+/// Stdin that is not a pipe (here a socket, as from a socket server; a file or a terminal
+/// alike) is read, not tee'd. A batch that rotates partway must still be written out whole
+/// while the input stays open and silent: warden's svlogd once held the lines after the first
+/// rotation back until more input came (and, with a file, read on and on into memory).
+#[test]
+fn svlogd_mode_on_a_socket_writes_lines_past_a_rotation_without_more_input() {
+    let tmp = tempfile::tempdir().unwrap();
+    let program = warden_svlogd(tmp.path());
+    let dir = tmp.path().join("log");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("config"), "s2000\nn100\n").unwrap();
+    let (mut ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+    let mut logger = Spawned::new(
+        Command::new(&program)
+            .arg("-tt")
+            .arg(&dir)
+            .stdin(Stdio::from(std::os::fd::OwnedFd::from(theirs)))
+            .stdout(Stdio::null()),
+    );
+    let expected: Vec<String> = (0..200)
+        .map(|i| format!("{i:05} {}", "y".repeat(50)))
+        .collect();
+    let mut input = expected.join("\n").into_bytes();
+    input.push(b'\n');
+    // One write: the logger reads it as one batch, which rotates many times over.
+    ours.write_all(&input).unwrap();
+    warden_tests::wait_until("every line, the input still open", DEADLINE, || {
+        logged_lines(&dir).len() == expected.len()
+    });
+    assert_eq!(logged_lines(&dir), expected);
+    drop(ours);
+    assert!(logger.wait_exit(DEADLINE).success());
+    assert_eq!(logged_lines(&dir), expected);
+}

@@ -5,7 +5,7 @@ use crate::show::{ShowOptions, Source};
 use std::path::PathBuf;
 
 pub const USAGE: &str = "\
-usage: logger [-s SIZE] [-n COUNT] [-t tai64n|iso|none] DIR
+usage: logger [-s SIZE] [-n COUNT] [-t tai64n|iso|none] [-d FD] DIR
        logger --show [-n LINES] [-f] DIR|-
 
 Writes the lines read on stdin to DIR/current, each after a timestamp, rotating
@@ -19,6 +19,10 @@ DIR/current into DIR/@<tai64n>.s archives. DIR is created if missing and locked
   -t, --timestamp STYLE  tai64n: @ + 24 hex digits of TAI64N, as multilog t
                          and svlogd -t (default); iso: 2026-11-22T03:00:00.123456789Z
                          (UTC); none: the line as it is
+  -d, --ready-fd FD      once DIR is open and locked, write a newline on FD and
+                         close it (s6-log -d); default: the fd named by the
+                         notification-fd file of the current directory, if
+                         the supervisor left that fd open as a pipe
   -h, --help             this text
 
 Lines longer than 64 KiB (less for small SIZE) are split: each piece but the
@@ -40,6 +44,8 @@ pub struct WriteOptions {
     pub limit: u64,
     pub keep: usize,
     pub stamp: StampStyle,
+    /// `-d FD`: where to say ready; None: the supervisor's `notification-fd`, if any.
+    pub ready_fd: Option<i32>,
 }
 
 pub enum Command {
@@ -77,6 +83,7 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Comma
     let mut stamp = StampStyle::Tai64n;
     let mut dir: Option<PathBuf> = None;
     let mut dash = false;
+    let mut ready_fd = None;
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
         match arg {
             Short('h') | Long("help") => return Ok(Command::Help),
@@ -94,6 +101,14 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Comma
                 if limit < MIN_SIZE {
                     return Err(format!("size {limit} is below the minimum of {MIN_SIZE}"));
                 }
+            }
+            Short('d') | Long("ready-fd") => {
+                let value = parser.value().map_err(|e| e.to_string())?;
+                let text = value.to_string_lossy();
+                ready_fd = Some(
+                    crate::ready::parse_fd(&text)
+                        .ok_or_else(|| format!("bad fd (3 or more): {text}"))?,
+                );
             }
             Short('t') | Long("timestamp") => {
                 let value = parser.value().map_err(|e| e.to_string())?;
@@ -135,6 +150,7 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Comma
         limit,
         keep: count.unwrap_or(10),
         stamp,
+        ready_fd,
     }))
 }
 
@@ -165,6 +181,11 @@ mod tests {
             }
             _ => panic!("write mode expected"),
         }
+        match parse(args(&["-d", "5", "/x"])).unwrap() {
+            Command::Write(w) => assert_eq!(w.ready_fd, Some(5)),
+            _ => panic!("write mode expected"),
+        }
+        assert!(parse(args(&["-d", "1", "/x"])).is_err());
         match parse(args(&["--show", "-n", "5", "-f", "/x"])).unwrap() {
             Command::Show(s) => assert!(s.follow && s.last == Some(5)),
             _ => panic!("show mode expected"),

@@ -9,6 +9,7 @@ mod fuzz;
 mod input;
 mod lines;
 mod logdir;
+mod ready;
 mod run;
 mod show;
 mod svlogd;
@@ -56,6 +57,8 @@ fn logger() -> u8 {
 }
 
 fn write(options: &WriteOptions) -> u8 {
+    // Before anything is opened: see ready.rs.
+    let mut ready = ready::Notifier::claim(options.ready_fd, "logger");
     let signals = match SignalPipe::new(&[Signal::TERM, Signal::INT, Signal::ALARM, Signal::HUP]) {
         Ok(s) => s,
         Err(e) => return fatal(&format!("unable to set up signal handling: {e}")),
@@ -64,6 +67,7 @@ fn write(options: &WriteOptions) -> u8 {
         Ok(dir) => dir,
         Err(e) => return fatal(&e.to_string()),
     };
+    ready.ready();
     let input = Input::from_stdin();
     let stamp_room = options.stamp.len() + lines::End::Split.suffix().len();
     let max_line = MAX_LINE.min(input.line_room()).min(

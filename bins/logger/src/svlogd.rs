@@ -28,7 +28,8 @@ use std::time::{Duration, Instant};
 use warden::signal::SignalPipe;
 use warden::Tai64N;
 
-pub const USAGE: &str = "usage: svlogd [-tttv] [-r c] [-R abc] [-l len] [-b buflen] dir ...\n";
+pub const USAGE: &str =
+    "usage: svlogd [-tttv] [-r c] [-R abc] [-l len] [-b buflen] [-d fd] dir ...\n";
 
 /// svlogd's command line.
 #[derive(Debug, PartialEq, Eq)]
@@ -44,6 +45,9 @@ pub struct Options {
     /// `-b buflen`: kept for the command line's sake (its one effect: it must exceed len).
     pub buflen: usize,
     pub verbose: bool,
+    /// `-d fd` (warden's, s6-log's readiness fd; svlogd has none): None means the
+    /// supervisor's `notification-fd`, if any (crate::ready).
+    pub ready_fd: Option<i32>,
     pub dirs: Vec<PathBuf>,
 }
 
@@ -67,6 +71,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Options, String
         linemax: 1000,
         buflen: 1024,
         verbose: false,
+        ready_fd: None,
         dirs: Vec::new(),
     };
     let mut args = args.into_iter().peekable();
@@ -86,7 +91,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Options, String
             match c {
                 b't' => options.stamp = (options.stamp + 1).min(3),
                 b'v' => options.verbose = true,
-                b'R' | b'r' | b'l' | b'b' => {
+                b'R' | b'r' | b'l' | b'b' | b'd' => {
                     let value = match bytes.get(i..) {
                         Some(rest) if !rest.is_empty() => rest.to_vec(),
                         _ => match args.next() {
@@ -104,6 +109,15 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Options, String
                             [one] if *one != 0 => options.repl = Some(*one),
                             _ => return Err("-r takes one character".into()),
                         },
+                        b'd' => {
+                            let fd = std::str::from_utf8(&value)
+                                .ok()
+                                .and_then(crate::ready::parse_fd);
+                            match fd {
+                                Some(fd) => options.ready_fd = Some(fd),
+                                None => return Err("-d takes an fd number of 3 or more".into()),
+                            }
+                        }
                         b'l' => {
                             let (n, _) = scan_ulong(&value);
                             options.linemax = if n == 0 {
@@ -830,6 +844,12 @@ struct Svlogd {
     pending: Option<usize>,
     stall: Option<Stall>,
     input_ready: bool,
+    /// The last batch was planned only up to a rotation. In read mode the rest is still in
+    /// `batch` and is planned next, before anything more is read: waiting for input first
+    /// would hold those lines back (a socket or terminal may send nothing more), and reading
+    /// more first would let `batch` grow without bound (a file). In tee mode the rest is
+    /// still in the pipe and the next copy brings it back anyway.
+    unplanned: bool,
     eof: bool,
 }
 
@@ -841,6 +861,8 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> u8 {
             return 111;
         }
     };
+    // Before anything is opened: see crate::ready.
+    let mut ready = crate::ready::Notifier::claim(options.ready_fd, "svlogd");
     let signals = match SignalPipe::new(&[
         Signal::TERM,
         Signal::INT,
@@ -865,6 +887,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> u8 {
         pending: None,
         stall: None,
         input_ready: false,
+        unplanned: false,
         eof: false,
         options,
     };
@@ -873,6 +896,8 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> u8 {
         eprintln!("svlogd: fatal: no functional log directories.");
         return 111;
     }
+    // Every directory that can be is open and locked.
+    ready.ready();
     let code = match svlogd.run(&signals) {
         Ok(()) => 0,
         Err(e) => {
@@ -966,7 +991,7 @@ impl Svlogd {
                     }
                 }
             }
-            if self.input_ready && self.read_batch()? {
+            if (self.input_ready || self.unplanned) && self.read_batch()? {
                 return Ok(());
             }
         }
@@ -977,7 +1002,7 @@ impl Svlogd {
     fn wait(&self, signals: &SignalPipe) -> std::io::Result<bool> {
         let now = Instant::now();
         let mut deadline = self.stall.as_ref().map(|s| s.deadline);
-        if self.stall.is_none() && self.input_ready {
+        if self.stall.is_none() && (self.input_ready || self.unplanned) {
             deadline = Some(now);
         }
         for dir in self.dirs.iter().flatten() {
@@ -1009,15 +1034,18 @@ impl Svlogd {
     /// Reads a batch, plans its lines for every directory and writes them; true at the end
     /// of input with everything written.
     fn read_batch(&mut self) -> std::io::Result<bool> {
-        match self.input.fill(&mut self.batch)? {
-            Fill::Empty => {
-                self.input_ready = false;
-                return Ok(false);
-            }
-            Fill::Eof => self.eof = true,
-            Fill::Data => {
-                if self.input.level_triggered() {
+        let backlog = std::mem::take(&mut self.unplanned) && self.input.level_triggered();
+        if !backlog {
+            match self.input.fill(&mut self.batch)? {
+                Fill::Empty => {
                     self.input_ready = false;
+                    return Ok(false);
+                }
+                Fill::Eof => self.eof = true,
+                Fill::Data => {
+                    if self.input.level_triggered() {
+                        self.input_ready = false;
+                    }
                 }
             }
         }
@@ -1048,6 +1076,7 @@ impl Svlogd {
             return Ok(self.eof && self.batch.len() == consumed);
         }
         let planned = self.plan();
+        self.unplanned = planned < self.records.len();
         if planned < self.records.len() {
             // A rotation (an fsync) was planned: consume up to it before going on, so that a
             // logger killed now and then still makes progress.
@@ -1211,6 +1240,12 @@ mod tests {
         assert!(parse(args(&["-l", "2000", "d"])).is_err(), "buflen <= len");
         assert!(parse(args(&["-x", "d"])).is_err());
         assert!(parse(args(&["-r", "ab", "d"])).is_err());
+        assert_eq!(
+            parse(args(&["-tt", "-d", "4", "d"])).unwrap().ready_fd,
+            Some(4)
+        );
+        assert_eq!(parse(args(&["-d3", "d"])).unwrap().ready_fd, Some(3));
+        assert!(parse(args(&["-d", "1", "d"])).is_err());
     }
 
     #[test]
