@@ -315,3 +315,40 @@ fn notification_fd_file_without_the_fd_is_harmless() {
         assert_eq!(err, "", "{name}");
     }
 }
+
+/// A service whose own `run` pipes its daemon into the logger (`daemon | logger ./main`) with
+/// a `notification-fd`: the fd is the daemon's to announce readiness on. The logger, forked by
+/// `run` and not the process supervise started, must not claim it: the service stays not
+/// ready after the logger has locked its directory.
+#[test]
+fn a_logger_in_a_run_pipeline_does_not_announce_the_service_ready() {
+    let scan = tempfile::tempdir().unwrap();
+    let app = scan.path().join("app");
+    script(
+        &app.join("run"),
+        &format!("sleep 30 | {} ./main", bin("logger").display()),
+    );
+    fs::write(app.join("notification-fd"), "3\n").unwrap();
+    let _sup = supervise(&app, false);
+    let logdir = app.join("main");
+    wait_until("the logger to lock its directory", SETTLE, || {
+        locked(&logdir)
+    });
+    // The logger writes its newline right after taking the lock; give it ample time to have
+    // done so and supervise to have recorded it, were it going to.
+    std::thread::sleep(Duration::from_millis(500));
+    let svc = ServiceDir::new(&app);
+    let extended = svc.extended().expect("supervise/warden");
+    assert_eq!(
+        extended.ready_at, None,
+        "the pipeline's logger announced the service ready"
+    );
+    let (_, status, _) = run(
+        Command::new(bin("svctl"))
+            .arg("-d")
+            .arg(scan.path())
+            .args(["status", "app"]),
+        Duration::from_secs(30),
+    );
+    assert!(!status.contains(", ready"), "{status}");
+}

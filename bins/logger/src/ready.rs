@@ -5,8 +5,11 @@
 //!
 //! Without `-d`, the fd is the one supervise gives the logger: the `notification-fd` file of
 //! the current directory (supervise runs `log/run` in the log service's directory) names it,
-//! and it is used only if it is open, inherited, and the write end of a pipe. A logger run by
-//! hand in such a directory, without the fd, notifies nobody.
+//! and it is used only if it is open, inherited, and the write end of a pipe, and only if the
+//! logger is the process supervise started (`run` exec'd into it, so it leads the session
+//! supervise made for the run). A logger run by hand in such a directory, without the fd,
+//! notifies nobody; so does one in a pipeline such as `daemon | logger` in a service's own
+//! `run`, where readiness is the daemon's to announce, not the logger's.
 //!
 //! The fd is claimed before the logger opens anything: a number that is not inherited could
 //! otherwise be one of the logger's own descriptors by the time it notifies.
@@ -37,16 +40,18 @@ impl Notifier {
                 }
                 owned
             }
-            None => default_fd().and_then(|fd| {
-                let owned = inherited(fd)?;
-                if is_pipe_write_end(&owned) {
-                    Some(owned)
-                } else {
-                    // Not supervise's pipe: leave it open and unchanged, as it came.
-                    let _ = owned.into_raw_fd();
-                    None
-                }
-            }),
+            None => default_fd()
+                .filter(|_| started_by_supervise())
+                .and_then(|fd| {
+                    let owned = inherited(fd)?;
+                    if is_pipe_write_end(&owned) {
+                        Some(owned)
+                    } else {
+                        // Not supervise's pipe: leave it open and unchanged, as it came.
+                        let _ = owned.into_raw_fd();
+                        None
+                    }
+                }),
         };
         // Close-on-exec, so that no child of the logger (a `!processor`) holds it open.
         if let Some(fd) = &fd {
@@ -70,6 +75,13 @@ fn default_fd() -> Option<RawFd> {
     let text = std::fs::read(warden::service::NOTIFICATION_FD).ok()?;
     let first = text.split(|&b| b == b'\n').next()?;
     parse_fd(std::str::from_utf8(first).ok()?)
+}
+
+/// Whether this process is the one supervise started: supervise runs `run` in a session of
+/// its own, so the process it exec'd into leads it. A logger forked by `run` (the right side
+/// of `daemon | logger`) is in that session without leading it.
+fn started_by_supervise() -> bool {
+    rustix::process::getsid(None).is_ok_and(|sid| sid == rustix::process::getpid())
 }
 
 /// `fd` as an owned descriptor if it is open.
