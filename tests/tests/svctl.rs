@@ -4,6 +4,7 @@
 
 use serde_json::Value;
 use std::fs;
+use std::io::Read;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -301,6 +302,61 @@ fn wait_on_a_service_whose_supervisor_has_not_started_yet_waits_for_it() {
     assert_eq!(code, Some(4), "{err}");
     assert!(start.elapsed() >= Duration::from_millis(500), "{err}");
     assert!(err.contains("supervise not running"), "{err}");
+}
+
+/// A supervisor opens `supervise/control` before `supervise/ok`: `svctl -w up` that comes in
+/// between (its `u` is taken) must wait for `ok` too, not fail at once with "supervise not
+/// running" (seen in tests/deb.sh right after svscan's start). The test plays the supervisor
+/// halfway through its start, then lets the real one come.
+#[test]
+fn wait_on_a_supervisor_that_has_opened_control_but_not_ok_waits_for_it() {
+    let scan = scandir();
+    let s = scan.path();
+    let dir = sleeper(s, "halfway");
+    fs::write(dir.join("down"), "").unwrap();
+    let supervise_dir = dir.join("supervise");
+    fs::create_dir(&supervise_dir).unwrap();
+    fs::set_permissions(&supervise_dir, fs::Permissions::from_mode(0o700)).unwrap();
+    for fifo in ["control", "ok"] {
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            supervise_dir.join(fifo),
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+    }
+    let control = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(supervise_dir.join("control"))
+        .unwrap();
+    let mut waiting = Spawned::new(
+        Command::new(bin("svctl"))
+            .arg("-d")
+            .arg(s)
+            .args(["-w", "10", "up", "halfway"])
+            .stderr(Stdio::piped()),
+    );
+    std::thread::sleep(Duration::from_millis(400));
+    if let Some(status) = waiting.child.try_wait().unwrap() {
+        let mut err = String::new();
+        let _ = waiting
+            .child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err);
+        panic!("svctl gave up before the supervisor opened ok: {status} {err}");
+    }
+    drop(control);
+    let _sup = supervise(Flavour::Warden, &dir);
+    let status = waiting.wait_exit(SETTLE);
+    assert_eq!(status.code(), Some(0));
+    wait_until("the run to start", SETTLE, || {
+        !lines(&dir.join("runs")).is_empty()
+    });
 }
 
 #[test]

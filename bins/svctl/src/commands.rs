@@ -9,7 +9,7 @@ use crate::wait::{holds_now, wait_for, wait_supervised, Waited};
 use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
-use warden::svdir::{resolve, ClientError, ServiceDir};
+use warden::svdir::{resolve, ClientError, Liveness, ServiceDir};
 use warden::Tai64N;
 
 /// How long a single `./check` may run for `check` without `-w` (sv's default wait).
@@ -31,19 +31,23 @@ pub fn control(inv: &Invocation, verb: Verb) -> Outcome {
     let mut worst = Outcome::Success;
     let mut sent = Vec::new();
     for (name, dir) in services(inv) {
-        let result = match (dir.send(verb.bytes), deadline) {
+        let result = match deadline {
             // Just dropped into the scan directory: with -w, give its supervisor the time to
             // start, rather than fail a script that did `cp -r svc /service/ && svctl -w up`.
-            (Err(ClientError::NotSupervised(_)), Some(deadline))
-                if verb.goal.is_some_and(|goal| goal != Goal::Gone) =>
-            {
-                match wait_supervised(&dir, deadline) {
-                    Ok(true) => dir.send(verb.bytes),
-                    Ok(false) => Err(ClientError::NotSupervised(dir.path.clone())),
+            // A supervisor opens `control` before `ok`, so a send can get through while the
+            // wait, which needs `ok`, would still find it "not running": wait for `ok` first.
+            Some(deadline) if verb.goal.is_some_and(|goal| goal != Goal::Gone) => {
+                match dir.liveness() {
+                    Ok(Liveness::Running) => dir.send(verb.bytes),
+                    Ok(_) => match wait_supervised(&dir, deadline) {
+                        Ok(true) => dir.send(verb.bytes),
+                        Ok(false) => Err(ClientError::NotSupervised(dir.path.clone())),
+                        Err(e) => Err(e),
+                    },
                     Err(e) => Err(e),
                 }
             }
-            (result, _) => result,
+            _ => dir.send(verb.bytes),
         };
         match result {
             Ok(()) => sent.push((name, dir)),
