@@ -145,6 +145,24 @@ fn stage3_in_a_container_terms_everything_and_exits_0_when_all_cooperate() {
     );
 }
 
+/// Issue 11 item 6: a grace of more seconds than an Instant can be ahead by (from
+/// `WARDEN_GRACE`, as from `warden.grace=` on the kernel's command line) is as good as
+/// forever, not a panic in stage 3 after TERM has gone to everything: what cooperates is
+/// reaped and the container stops with 0.
+#[test]
+fn issue_11_6_stage3_takes_a_huge_grace() {
+    let (code, stderr, _) = stage3_with("(sleep 60 &)", "10000000000000000000s");
+    assert_eq!(code, Some(0), "stderr: {stderr}");
+    assert!(
+        stderr.contains("every process exited after TERM"),
+        "stderr: {stderr}"
+    );
+    assert!(
+        stderr.contains("init: container stopped (poweroff)"),
+        "stderr: {stderr}"
+    );
+}
+
 #[test]
 fn stage3_in_a_container_kills_what_ignores_term_after_the_grace_and_exits_1() {
     let setup = "mkfifo ready\n\

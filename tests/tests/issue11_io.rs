@@ -1,6 +1,7 @@
-//! Issue 11, items 4-6: the daemons survive a broken stderr, init reaches its own code with
-//! fds 0-2 closed and no /dev/null or with a non-UTF-8 argument, and huge durations from the
-//! environment, setting files and the command line do not overflow a deadline.
+//! Issue 11, items 3-6: terminal escapes; the daemons (init, svscan, supervise, logger)
+//! survive a broken stderr; init reaches its own code with fds 0-2 closed and no /dev/null or
+//! with a non-UTF-8 argument; huge durations from the environment, setting files and the
+//! command line do not overflow a deadline.
 
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
@@ -342,16 +343,33 @@ fn issue_11_5_init_passes_a_non_utf8_argument_to_cmd() {
 const HUGE: &str = "10000000000000000000s";
 
 /// `init -- CMD` whose CMD leaves a process behind: init TERMs it and waits up to the grace,
-/// which is as good as forever rather than a panic.
+/// which is as good as forever rather than a panic, or no grace at all: the leftover, which
+/// takes a moment to exit on TERM, is given that moment and never KILLed.
 #[test]
 fn issue_11_6_init_takes_a_huge_grace() {
+    let root = tempfile::tempdir().unwrap();
+    let marker = root.path().join("termed");
     let (code, stdout, stderr) = run(
         Command::new(bin("init"))
-            .args(["--", "/bin/sh", "-c", "sleep 1000 & exit 3"])
+            .args([
+                "--",
+                "/bin/sh",
+                "-c",
+                "sh -c 'trap \"sleep 0.3; echo TERM > \\\"$M\\\"; exit 0\" TERM; \
+                 echo > \"$M.ready\"; while :; do sleep 0.05; done' &
+                 while ! test -e \"$M.ready\"; do sleep 0.01; done; exit 3",
+            ])
+            .env("M", &marker)
             .env("WARDEN_GRACE", HUGE),
         LONG,
     );
     assert_eq!(code, Some(3), "init: {stdout} {stderr}");
+    assert!(!stderr.contains("sending KILL"), "init: {stderr}");
+    assert_eq!(
+        std::fs::read_to_string(&marker).unwrap_or_default(),
+        "TERM\n",
+        "the leftover was not given its grace: {stderr}"
+    );
 }
 
 /// A supervised service whose `timeout-kill` is huge: `svctl -w HUGE down` (a huge wait too)
