@@ -411,3 +411,73 @@ fn boot_with_a_missing_scan_dir_gives_an_emergency_shell_not_a_kernel_panic() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(code, Some(0));
 }
+
+/// Issue 11 item 5: an initramfs without `/dev/console` and `/dev/null`, so the kernel starts
+/// init with fds 0-2 closed ("unable to open an initial console") and there is no /dev/null
+/// for Rust's start to fill them from (it would abort: a kernel panic). init reaches its own
+/// code, mounts devtmpfs, opens the console itself (its later messages and svscan's are on
+/// the serial console), boots to the console shell, and powers off cleanly.
+#[test]
+fn boot_with_fds_0_to_2_closed_and_no_dev_null_opens_the_console_itself() {
+    if let Err(e) = image::ensure_tools(false) {
+        panic!("{e} (.ci/run installs them)");
+    }
+    let out = tempfile::tempdir().unwrap();
+    let paths = Paths {
+        workspace: workspace(),
+        examples: workspace().join("example-service-dir"),
+        static_target: static_target(),
+        out: out.path().to_path_buf(),
+    };
+    let image = image::build_with(&paths, Flavour::Warden, false).unwrap_or_else(|e| panic!("{e}"));
+    let mut guest = Guest::start(
+        qemu::command(&image, &image.initramfs, "", false),
+        Some(std::env::temp_dir().join("warden-boot-test-no-console.log")),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    guest
+        .expect("unable to open an initial console", BOOT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    // Said on fds 0-2 that init opened on /dev/console: nobody else put anything there.
+    let before = guest
+        .expect("init: exec /sbin/svscan /etc/service", BOOT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    // Said before the console was open: lost, which shows the fds were closed.
+    assert!(!before.contains("init: stage 1"), "{before}");
+    guest
+        .expect("warden# ", BOOT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    // Process 1 (svscan now) holds the console from devtmpfs on fds 0-2.
+    let out = until(
+        &mut guest,
+        "for fd in 0 1 2; do echo \"fd$fd=$(readlink /proc/1/fd/$fd)\"; done; \
+         grep ' /dev ' /proc/mounts | cut -d' ' -f3; svctl status ticker",
+        "ticker: up",
+        Duration::from_secs(30),
+    );
+    for fd in 0..3 {
+        assert!(out.contains(&format!("fd{fd}=/dev/console")), "{out}");
+    }
+    assert!(out.contains("devtmpfs"), "{out}");
+    // The console fds come from devtmpfs and pin /dev to the end: stage 3 detaches it
+    // lazily (docs/init.md), and unmounts the disk as always.
+    guest.send("poweroff").unwrap();
+    guest
+        .expect("init: warning: /dev busy", CMD)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let unmounted = guest
+        .expect("init: poweroff", CMD)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        unmounted.contains("init: unmounted /var/log"),
+        "{unmounted}"
+    );
+    let code = guest
+        .wait_exit(Duration::from_secs(30))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        code,
+        Some(0),
+        "qemu should exit by itself after the power-off"
+    );
+}

@@ -145,6 +145,24 @@ fn stage3_in_a_container_terms_everything_and_exits_0_when_all_cooperate() {
     );
 }
 
+/// Issue 11 item 6: a grace of more seconds than an Instant can be ahead by (from
+/// `WARDEN_GRACE`, as from `warden.grace=` on the kernel's command line) is as good as
+/// forever, not a panic in stage 3 after TERM has gone to everything: what cooperates is
+/// reaped and the container stops with 0.
+#[test]
+fn issue_11_6_stage3_takes_a_huge_grace() {
+    let (code, stderr, _) = stage3_with("(sleep 60 &)", "10000000000000000000s");
+    assert_eq!(code, Some(0), "stderr: {stderr}");
+    assert!(
+        stderr.contains("every process exited after TERM"),
+        "stderr: {stderr}"
+    );
+    assert!(
+        stderr.contains("init: container stopped (poweroff)"),
+        "stderr: {stderr}"
+    );
+}
+
 #[test]
 fn stage3_in_a_container_kills_what_ignores_term_after_the_grace_and_exits_1() {
     let setup = "mkfifo ready\n\
@@ -212,6 +230,52 @@ fn stage1_in_a_container_runs_the_hook_execs_svscan_and_term_ends_with_status_0(
     assert!(stderr.contains("init: stage 3: reboot"), "stderr: {stderr}");
     assert!(
         stderr.contains("init: container stopped (reboot)"),
+        "stderr: {stderr}"
+    );
+}
+
+/// Issue 11 item 5: a word of the kernel's command line that is not UTF-8 reaches stage 1 as
+/// an argument; std::env::args would panic on it before anything else. Stage 1 says it
+/// ignores the word (shown lossily), runs the hook and execs svscan as process 1.
+#[test]
+fn issue_11_5_stage1_boots_with_a_non_utf8_argument() {
+    use std::os::unix::ffi::OsStrExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let sbin = tmp.path().join("sbin");
+    std::fs::create_dir_all(&sbin).unwrap();
+    copy_exe(&bin("init"), &sbin.join("init"));
+    script(&sbin.join("svscan"), FAKE_SVSCAN);
+    let scandir = tmp.path().join("service");
+    std::fs::create_dir_all(&scandir).unwrap();
+    let hook = tmp.path().join("boot-hook");
+    script(
+        &hook,
+        &format!("echo ran > {}/hook.ran", tmp.path().display()),
+    );
+    let mut cmd = in_namespace(&sbin.join("init"), &[]);
+    cmd.arg(std::ffi::OsStr::from_bytes(b"quiet\xffword"))
+        .env("WARDEN_SCANDIR", &scandir)
+        .env("WARDEN_HOOK", &hook);
+    let unshare = Spawned::new(&mut cmd);
+    let init = namespace_init(&unshare);
+    let started = tmp.path().join("svscan.started");
+    wait_until("svscan to start", Duration::from_secs(10), || {
+        started.exists() || !alive(unshare.pid())
+    });
+    assert!(
+        tmp.path().join("hook.ran").exists(),
+        "the boot hook did not run"
+    );
+    let record = std::fs::read_to_string(&started).unwrap_or_default();
+    assert!(
+        record.contains(&format!("scandir={} pid=1", scandir.display())),
+        "svscan must be exec'd as process 1 on the scan dir: {record}"
+    );
+    signal(init, rustix::process::Signal::TERM);
+    let (code, stderr) = finish(unshare, Duration::from_secs(10));
+    assert_eq!(code, Some(0), "stderr: {stderr}");
+    assert!(
+        stderr.contains("init: warning: ignoring arguments: quiet\u{fffd}word"),
         "stderr: {stderr}"
     );
 }

@@ -1,6 +1,7 @@
-//! Issue 11, items 4-6: the daemons survive a broken stderr, init reaches its own code with
-//! fds 0-2 closed and no /dev/null or with a non-UTF-8 argument, and huge durations from the
-//! environment, setting files and the command line do not overflow a deadline.
+//! Issue 11, items 3-6: terminal escapes; the daemons (init, svscan, supervise, logger)
+//! survive a broken stderr; init reaches its own code with fds 0-2 closed and no /dev/null or
+//! with a non-UTF-8 argument; huge durations from the environment, setting files and the
+//! command line do not overflow a deadline.
 
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
@@ -124,6 +125,172 @@ fn issue_11_4_supervise_survives_a_broken_stderr() {
     drop(guard);
 }
 
+/// supervise whose stderr is broken, warning while its service runs (a notification-fd
+/// flooded without a newline, item 10): supervise lives, the service is still the same run,
+/// and both keep working: `svctl -w down` stops it, `svctl up` starts it again, with a second
+/// warning lost the same way.
+#[test]
+fn issue_11_4_supervise_and_its_service_keep_working_with_a_broken_stderr() {
+    let root = tempfile::tempdir().unwrap();
+    // `started` is written once supervise has closed the flooded pipe, that is once it has
+    // said why: a write to the pipe then fails (the subshell dies of SIGPIPE).
+    let svc = service(
+        root.path(),
+        "svc",
+        "head -c 600 /dev/zero | tr '\\0' x >&3\n\
+         while (printf x >&3) 2>/dev/null; do sleep 0.05; done\n\
+         echo $$ > started.new && mv started.new started\n\
+         exec sleep 1000",
+    );
+    std::fs::write(svc.join("notification-fd"), "3\n").unwrap();
+    let stderr = broken_pipe();
+    let mut cmd = Command::new(bin("supervise"));
+    cmd.arg(&svc)
+        .current_dir(root.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(stderr.try_clone().unwrap()))
+        .stderr(Stdio::from(stderr));
+    let mut guard = Cleanup {
+        root: root.path(),
+        child: Some(Spawned::new(&mut cmd)),
+    };
+    let pid = guard.child.as_ref().unwrap().pid();
+    let started = || std::fs::read_to_string(svc.join("started")).unwrap_or_default();
+    let mut supervise_lives = |when: &str| {
+        let status = guard.child.as_mut().unwrap().child.try_wait().unwrap();
+        assert!(status.is_none(), "supervise died {when}: {status:?}");
+    };
+    wait_until("the flood's warning", LONG, || {
+        !started().is_empty() || !alive(pid)
+    });
+    supervise_lives("at the first warning");
+    let first: i32 = started().trim().parse().unwrap();
+    assert!(alive(first), "the service's run {first} is gone");
+    let (code, stdout, stderr) = run(
+        Command::new(bin("svctl"))
+            .args(["-w", "20s", "down"])
+            .arg(&svc),
+        LONG,
+    );
+    assert_eq!(code, Some(0), "svctl down: {stdout} {stderr}");
+    wait_until("the first run to be gone", LONG, || !alive(first));
+    std::fs::remove_file(svc.join("started")).unwrap();
+    // Not `-w`: with a notification-fd, up waits for a readiness the flood never gives.
+    let (code, stdout, stderr) = run(Command::new(bin("svctl")).arg("up").arg(&svc), LONG);
+    assert_eq!(code, Some(0), "svctl up: {stdout} {stderr}");
+    wait_until("the second run's warning", LONG, || {
+        !started().is_empty() || !alive(pid)
+    });
+    supervise_lives("at the second warning");
+    let second: i32 = started().trim().parse().unwrap();
+    assert_ne!(first, second);
+    assert!(alive(second));
+    drop(guard);
+}
+
+/// The log lines of `dir/current`, labels cut off (every line has one).
+fn logged(dir: &Path) -> Vec<String> {
+    std::fs::read_to_string(dir.join("current"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| l.split_once(' ').map_or("", |(_, text)| text).to_owned())
+        .collect()
+}
+
+/// A logger whose stdin is `input` and whose stdout and stderr are broken pipes.
+fn logger_with_a_broken_stderr(
+    program: &Path,
+    args: &[&std::ffi::OsStr],
+    input: &OwnedFd,
+) -> Spawned {
+    let stderr = broken_pipe();
+    Spawned::new(
+        Command::new(program)
+            .args(args)
+            .stdin(Stdio::from(input.try_clone().unwrap()))
+            .stdout(Stdio::from(stderr.try_clone().unwrap()))
+            .stderr(Stdio::from(stderr)),
+    )
+}
+
+/// logger with a broken stderr, whose log dir is removed under it: the warning is lost, the
+/// logger lives, recreates the dir and logs every line, and ends at end of input with 0.
+#[test]
+fn issue_11_4_logger_survives_a_broken_stderr() {
+    use std::io::Write as _;
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("log");
+    let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).unwrap();
+    let mut logger = logger_with_a_broken_stderr(&bin("logger"), &[dir.as_os_str()], &read);
+    drop(read);
+    let mut out = std::fs::File::from(write);
+    out.write_all(b"before\n").unwrap();
+    wait_until("the first line", LONG, || logged(&dir) == ["before"]);
+    // Worth a warning ("removed"), which the logger cannot write.
+    std::fs::remove_dir_all(&dir).unwrap();
+    out.write_all(b"after 1\nafter 2\n").unwrap();
+    wait_until("the lines in the recreated dir", LONG, || {
+        logged(&dir).len() == 2 || !alive(logger.pid())
+    });
+    assert!(
+        alive(logger.pid()),
+        "logger died: {:?}",
+        logger.child.try_wait()
+    );
+    assert_eq!(logged(&dir), ["after 1", "after 2"]);
+    drop(out);
+    assert!(logger.wait_exit(LONG).success());
+}
+
+/// logger run as `svlogd -v` (runit's command line) with a broken stderr: its info lines
+/// (`open`, `close`) are lost, every line is logged, and it ends at end of input with 0.
+#[test]
+fn issue_11_4_svlogd_mode_survives_a_broken_stderr() {
+    use std::io::Write as _;
+    let root = tempfile::tempdir().unwrap();
+    let svlogd = root.path().join("svlogd");
+    std::os::unix::fs::symlink(bin("logger"), &svlogd).unwrap();
+    let dir = root.path().join("log");
+    std::fs::create_dir(&dir).unwrap();
+    let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).unwrap();
+    let mut logger = logger_with_a_broken_stderr(&svlogd, &["-v".as_ref(), dir.as_os_str()], &read);
+    drop(read);
+    let mut out = std::fs::File::from(write);
+    out.write_all(b"one\ntwo\n").unwrap();
+    let lines = || std::fs::read_to_string(dir.join("current")).unwrap_or_default();
+    wait_until("the lines", LONG, || {
+        lines() == "one\ntwo\n" || !alive(logger.pid())
+    });
+    assert!(
+        alive(logger.pid()),
+        "svlogd died: {:?}",
+        logger.child.try_wait()
+    );
+    drop(out);
+    let status = logger.wait_exit(LONG);
+    assert!(status.success(), "svlogd: {status:?}");
+    assert_eq!(lines(), "one\ntwo\n");
+}
+
+/// `init -- CMD` with a broken stderr: CMD's failure is worth a message, which is lost, and
+/// init still exits with CMD's status; a CMD that cannot be run gives 127, not a panic.
+#[test]
+fn issue_11_4_init_survives_a_broken_stderr() {
+    let init = |args: &[&str]| {
+        let stderr = broken_pipe();
+        let mut child = Spawned::new(
+            Command::new(bin("init"))
+                .args(args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::from(stderr.try_clone().unwrap()))
+                .stderr(Stdio::from(stderr)),
+        );
+        child.wait_exit(LONG)
+    };
+    assert_eq!(init(&["--", "/bin/sh", "-c", "exit 3"]).code(), Some(3));
+    assert_eq!(init(&["--", "/nonexistent/warden-cmd"]).code(), Some(127));
+}
+
 /// `init -- CMD` in a mount namespace whose /dev is an empty tmpfs (no /dev/null), started
 /// with fds 0-2 closed: CMD runs, and sees fds 0-2 as closed (writes fail) rather than init
 /// aborting before its main. `unshare` gives the namespace (a user one too when not root).
@@ -176,16 +343,33 @@ fn issue_11_5_init_passes_a_non_utf8_argument_to_cmd() {
 const HUGE: &str = "10000000000000000000s";
 
 /// `init -- CMD` whose CMD leaves a process behind: init TERMs it and waits up to the grace,
-/// which is as good as forever rather than a panic.
+/// which is as good as forever rather than a panic, or no grace at all: the leftover, which
+/// takes a moment to exit on TERM, is given that moment and never KILLed.
 #[test]
 fn issue_11_6_init_takes_a_huge_grace() {
+    let root = tempfile::tempdir().unwrap();
+    let marker = root.path().join("termed");
     let (code, stdout, stderr) = run(
         Command::new(bin("init"))
-            .args(["--", "/bin/sh", "-c", "sleep 1000 & exit 3"])
+            .args([
+                "--",
+                "/bin/sh",
+                "-c",
+                "sh -c 'trap \"sleep 0.3; echo TERM > \\\"$M\\\"; exit 0\" TERM; \
+                 echo > \"$M.ready\"; while :; do sleep 0.05; done' &
+                 while ! test -e \"$M.ready\"; do sleep 0.01; done; exit 3",
+            ])
+            .env("M", &marker)
             .env("WARDEN_GRACE", HUGE),
         LONG,
     );
     assert_eq!(code, Some(3), "init: {stdout} {stderr}");
+    assert!(!stderr.contains("sending KILL"), "init: {stderr}");
+    assert_eq!(
+        std::fs::read_to_string(&marker).unwrap_or_default(),
+        "TERM\n",
+        "the leftover was not given its grace: {stderr}"
+    );
 }
 
 /// A supervised service whose `timeout-kill` is huge: `svctl -w HUGE down` (a huge wait too)

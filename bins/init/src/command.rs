@@ -357,12 +357,13 @@ fn stop_the_rest(is_init: bool, session: i32, grace: Duration) {
     if reap().none_left {
         return;
     }
-    let deadline = Instant::now().checked_add(grace);
+    // A grace too long for an Instant is as good as forever (issue 11 item 6), not none.
+    let deadline = warden::service::deadline(Instant::now(), grace);
     if is_init {
         for sig in [libc::SIGTERM, libc::SIGCONT] {
             signal_pid(-1, sig);
         }
-        if deadline.is_some_and(wait_all_gone) {
+        if wait_all_gone(deadline) {
             return;
         }
     } else {
@@ -378,12 +379,10 @@ fn stop_the_rest(is_init: bool, session: i32, grace: Duration) {
             if reap().none_left {
                 return;
             }
-            match deadline {
-                Some(d) if Instant::now() < d => {
-                    next_signal(Some(d));
-                }
-                _ => break,
+            if Instant::now() >= deadline {
+                break;
             }
+            next_signal(Some(deadline));
         }
     }
     warden::say!(

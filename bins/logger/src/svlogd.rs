@@ -365,12 +365,12 @@ pub fn stamp(style: u8, now: Tai64N) -> Vec<u8> {
 }
 
 fn warn(message: &str) {
-    eprintln!("svlogd: warning: {message}");
+    warden::say!("svlogd: warning: {message}");
 }
 
 fn info(verbose: bool, message: &str) {
     if verbose {
-        eprintln!("svlogd: info: {message}");
+        warden::say!("svlogd: info: {message}");
     }
 }
 
@@ -857,7 +857,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> u8 {
     let options = match parse(args) {
         Ok(o) => o,
         Err(e) => {
-            eprintln!("svlogd: {e}\n{USAGE}");
+            warden::say!("svlogd: {e}\n{USAGE}");
             return 111;
         }
     };
@@ -872,7 +872,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> u8 {
     ]) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("svlogd: fatal: unable to set up signal handling: {e}");
+            warden::say!("svlogd: fatal: unable to set up signal handling: {e}");
             return 111;
         }
     };
@@ -893,7 +893,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> u8 {
     };
     svlogd.input_ready = !svlogd.input.level_triggered();
     if !svlogd.reopen() {
-        eprintln!("svlogd: fatal: no functional log directories.");
+        warden::say!("svlogd: fatal: no functional log directories.");
         return 111;
     }
     // Every directory that can be is open and locked.
@@ -901,7 +901,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> u8 {
     let code = match svlogd.run(&signals) {
         Ok(()) => 0,
         Err(e) => {
-            eprintln!("svlogd: fatal: unable to read standard input: {e}");
+            warden::say!("svlogd: fatal: unable to read standard input: {e}");
             111
         }
     };
@@ -980,7 +980,7 @@ impl Svlogd {
                 }
             }
             if std::mem::take(&mut reopen) && !self.reopen() {
-                eprintln!("svlogd: fatal: no functional log directories.");
+                warden::say!("svlogd: fatal: no functional log directories.");
                 return Ok(());
             }
             let now = Instant::now();
@@ -1199,7 +1199,7 @@ impl Svlogd {
             if let Err(e) = dir.carry_out(verbose) {
                 let delay = match &self.stall {
                     None => {
-                        eprintln!("svlogd: pausing: {e}");
+                        warden::say!("svlogd: pausing: {e}");
                         FIRST_RETRY
                     }
                     Some(stall) => (stall.delay * 2).min(LAST_RETRY),

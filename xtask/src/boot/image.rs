@@ -332,6 +332,14 @@ fn busybox_applets(busybox: &Path) -> Result<Vec<String>, String> {
 
 /// Builds the whole image into `paths.out`.
 pub fn build(paths: &Paths, flavour: Flavour) -> Result<Image, String> {
+    build_with(paths, flavour, true)
+}
+
+/// [`build`], with `/dev/console` and `/dev/null` in the initramfs or (`dev_nodes` false, a
+/// test of init's start) without them: the kernel then starts process 1 with fds 0-2 closed,
+/// and nothing but devtmpfs, which init mounts, has the nodes. The kernel's own built-in
+/// initramfs, unpacked first, has a `/dev/console`: a dangling symlink in ours replaces it.
+pub fn build_with(paths: &Paths, flavour: Flavour, dev_nodes: bool) -> Result<Image, String> {
     let (kernel, kernel_version) = find_kernel().ok_or("no /boot/vmlinuz-* with modules")?;
     let bins = build_static(paths)?;
     std::fs::create_dir_all(&paths.out)
@@ -342,8 +350,12 @@ pub fn build(paths: &Paths, flavour: Flavour) -> Result<Image, String> {
     }
     cpio.dir("tmp", 0o1777);
     // The kernel opens /dev/console for process 1 before anything is mounted.
-    cpio.char_device("dev/console", 0o600, 5, 1);
-    cpio.char_device("dev/null", 0o666, 1, 3);
+    if dev_nodes {
+        cpio.char_device("dev/console", 0o600, 5, 1);
+        cpio.char_device("dev/null", 0o666, 1, 3);
+    } else {
+        cpio.symlink("dev/console", "/nonexistent/console");
+    }
 
     for bin in WARDEN_BINS {
         cpio.file(&format!("sbin/{bin}"), 0o755, &read(&bins.join(bin))?);
@@ -390,9 +402,11 @@ pub fn build(paths: &Paths, flavour: Flavour) -> Result<Image, String> {
     }
     cpio.file(&format!("{dest}/modules.dep"), 0o644, dep_lines.as_bytes());
 
-    let initramfs = paths.out.join(match flavour {
-        Flavour::Warden => "initramfs.cpio",
-        Flavour::BusyboxRunit => "initramfs-busybox-runit.cpio",
+    let initramfs = paths.out.join(match (flavour, dev_nodes) {
+        (Flavour::Warden, true) => "initramfs.cpio",
+        (Flavour::Warden, false) => "initramfs-no-dev-nodes.cpio",
+        (Flavour::BusyboxRunit, true) => "initramfs-busybox-runit.cpio",
+        (Flavour::BusyboxRunit, false) => "initramfs-busybox-runit-no-dev-nodes.cpio",
     });
     std::fs::write(&initramfs, cpio.finish())
         .map_err(|e| format!("unable to write {}: {e}", initramfs.display()))?;
