@@ -425,6 +425,11 @@ fn issue_17_user_runs_run_and_finish_as_that_user_with_its_groups() {
         &[("user", &format!("{TEST_USER}\n"))],
     );
     script(&svc.join("finish"), "exec sleep 5");
+    // svctl runs ./check as the service's user too: it passes only as that user.
+    script(
+        &svc.join("check"),
+        &format!("[ \"$(id -u)\" = {uid} ] && [ \"$USER\" = {TEST_USER} ] && [ \"$(id -G | tr ' ' '\\n' | sort | tr '\\n' ' ')\" = \"$(printf '%s\\n' {gid} {extra} | sort | tr '\\n' ' ')\" ]"),
+    );
     let sup = Sup::start(&svc);
     let pid = sup.wait_run();
     let id = |n: u32| n.to_string();
@@ -453,6 +458,13 @@ fn issue_17_user_runs_run_and_finish_as_that_user_with_its_groups() {
             "{var} in {environ:?}"
         );
     }
+    let (code, _, err) = run(
+        Command::new(bin("svctl"))
+            .args(["-w", "5", "check"])
+            .arg(&svc),
+        WAIT,
+    );
+    assert_eq!(code, Some(0), "./check did not pass as {TEST_USER}: {err}");
     // finish runs as the user too.
     warden_tests::kill_group(pid as i32);
     let finish = sup

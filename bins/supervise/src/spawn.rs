@@ -224,6 +224,7 @@ fn fork_exec(
     let fds: Vec<(RawFd, RawFd)> = notify.into_iter().collect();
     let rlimits = identity.rlimits();
     let process = Process {
+        cwd: None,
         join,
         rlimits: &rlimits,
         nice: identity.nice,
@@ -252,7 +253,7 @@ fn fork_exec(
                 .map_or_else(String::new, |a| a.name.clone())
         };
         match e.step {
-            Step::Exec | Step::Group | Step::Fds => cause,
+            Step::Exec | Step::Group | Step::Fds | Step::Cwd => cause,
             Step::Cgroup => format!("unable to join its v1 cgroup: {cause}"),
             Step::Rlimit(n) => match identity.limits.get(n) {
                 Some(limit) => format!(

@@ -70,6 +70,8 @@ pub struct Spawn<'a> {
 /// users and groups are resolved there, the child makes raw syscalls only.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Process<'a> {
+    /// The directory to run in (chdir before anything else of this list).
+    pub cwd: Option<&'a std::ffi::CStr>,
     /// `cgroup.procs` fds (opened for writing) the child writes `0` to.
     pub join: &'a [RawFd],
     /// `(resource, soft, hard)` for prlimit, RLIM_INFINITY as `u64::MAX`.
@@ -92,6 +94,8 @@ pub struct Ids<'a> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Step {
     Exec,
+    /// chdir to [`Process::cwd`].
+    Cwd,
     /// setsid or setpgid.
     Group,
     Fds,
@@ -110,6 +114,8 @@ pub enum Step {
 pub struct StartError {
     pub step: Step,
     pub error: io::Error,
+    /// The child, which exited 127, for the caller to reap; `None` when none was made.
+    pub pid: Option<u32>,
 }
 
 /// The child's report: the errno plus the step times this (errnos are below 4096).
@@ -125,11 +131,12 @@ fn step_code(step: Step) -> i32 {
         Step::Groups => 5,
         Step::Gid => 6,
         Step::Uid => 7,
+        Step::Cwd => 8,
         Step::Rlimit(n) => 16_i32.saturating_add(i32::try_from(n).unwrap_or(i32::MAX - 16)),
     }
 }
 
-fn decode_failure(code: i32) -> StartError {
+fn decode_failure(code: i32, pid: Option<u32>) -> StartError {
     let (step, errno) = (code / STEP_UNIT, code % STEP_UNIT);
     let step = match step {
         1 => Step::Group,
@@ -139,12 +146,14 @@ fn decode_failure(code: i32) -> StartError {
         5 => Step::Groups,
         6 => Step::Gid,
         7 => Step::Uid,
+        8 => Step::Cwd,
         n if n >= 16 => Step::Rlimit(usize::try_from(n - 16).unwrap_or(0)),
         _ => Step::Exec,
     };
     StartError {
         step,
         error: io::Error::from_raw_os_error(errno),
+        pid,
     }
 }
 
@@ -161,11 +170,13 @@ impl Spawn<'_> {
         let exec = |error| StartError {
             step: Step::Exec,
             error,
+            pid: None,
         };
         let argv = null_terminated(self.argv);
         let env = self.env.map(null_terminated);
         let failure = AtomicI32::new(0);
         let mut setup = ChildSetup::new(self, &argv, env.as_deref(), &failure).map_err(exec)?;
+        setup.cwd = process.cwd.map_or(std::ptr::null(), |c| c.as_ptr());
         setup.extra_join = (process.join.as_ptr(), process.join.len());
         setup.rlimits = (process.rlimits.as_ptr(), process.rlimits.len());
         setup.nice = process.nice;
@@ -179,12 +190,14 @@ impl Spawn<'_> {
         match vfork_child(self.cgroup, &setup, &mut stack) {
             Ok(pid) => match failure.load(Ordering::SeqCst) {
                 0 => Ok(pid),
-                code => Err(decode_failure(code)),
+                code => Err(decode_failure(code, Some(pid))),
             },
             // No clone3 (Linux before 5.3, or a seccomp filter that says ENOSYS), or one
             // that refuses these flags: the plain fork still starts the program.
             Err(_) => fork_child(self.cgroup, &setup).map_err(|e| match e.raw_os_error() {
-                Some(code) if code >= STEP_UNIT => decode_failure(code),
+                // fork_child reaps nothing either; its pid is not known here: the caller's
+                // reaper of any child takes it.
+                Some(code) if code >= STEP_UNIT => decode_failure(code, None),
                 _ => exec(e),
             }),
         }
@@ -418,6 +431,8 @@ struct ChildSetup {
     report: Report,
     /// cgroup.procs to write `0` to, when clone3 could not place the child itself.
     join: Option<RawFd>,
+    /// A directory to change to, or null.
+    cwd: *const libc::c_char,
     /// Further cgroup.procs to write `0` to (see [`Process`]).
     extra_join: (*const RawFd, usize),
     rlimits: (*const (i32, u64, u64), usize),
@@ -453,6 +468,7 @@ impl ChildSetup {
             caught: (spawn.caught.as_ptr(), spawn.caught.len()),
             report: Report::Shared(std::ptr::from_ref(failure)),
             join: None,
+            cwd: std::ptr::null(),
             extra_join: (std::ptr::null(), 0),
             rlimits: (std::ptr::null(), 0),
             nice: None,
@@ -742,6 +758,12 @@ unsafe fn child(setup: &ChildSetup) -> ! {
             fail_at(Step::Fds, placed);
         }
     }
+    if !setup.cwd.is_null() {
+        let changed = syscall4(libc::SYS_chdir, [setup.cwd as usize, 0, 0, 0]);
+        if changed < 0 {
+            fail_at(Step::Cwd, changed);
+        }
+    }
     if setup.extra_join.1 > 0 {
         for &procs in std::slice::from_raw_parts(setup.extra_join.0, setup.extra_join.1) {
             let written = syscall4(
@@ -996,7 +1018,7 @@ mod tests {
         let (read, write) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC).unwrap();
         let fds = [(write.as_raw_fd(), 1)];
         let argv = sh("ulimit -n; umask; cut -d' ' -f19 /proc/$$/stat; \
-             grep -E '^(Uid|Gid|Groups):' /proc/$$/status");
+             grep -E '^(Uid|Gid|Groups):' /proc/$$/status; pwd");
         let root = rustix::process::getuid().is_root();
         let groups = [65534, 1];
         let process = Process {
@@ -1009,6 +1031,7 @@ mod tests {
                 groups: &groups,
             }),
             join: &[],
+            cwd: Some(c"/proc"),
         };
         let pid = plain(&argv, Group::NewSession, &fds)
             .start_with(&process)
@@ -1025,6 +1048,7 @@ mod tests {
             assert_eq!(words(lines[4]), "65534 65534 65534 65534");
             assert_eq!(words(lines[5]), "1 65534");
         }
+        assert_eq!(lines.last(), Some(&"/proc"));
         // A limit the kernel refuses (soft above hard) is the error of the start, by step.
         let bad = Process {
             rlimits: &[
