@@ -489,7 +489,7 @@ impl Supervisor {
             },
             Action::Signal(target, signal) => self.signal(target, signal),
             Action::Hook { letter, pid } => match self
-                .read_identity()
+                .read_identity(None)
                 .and_then(|identity| spawn::hook(&self.service, letter, pid, &identity))
             {
                 Ok(Some(pid)) => self.events.push_back(Event::HookStarted { pid }),
@@ -584,8 +584,14 @@ impl Supervisor {
                 self.service.join(file).display()
             )
         };
+        // One listing of the dir instead of a dozen failed opens on every start.
+        let present = runas::present(here);
+        let has = |file: &str| present.as_ref().map_or(true, |p| p.contains(&file));
         let mut wanted = Vec::new();
         for file in runas::CGROUP_FILES {
+            if !has(file) {
+                continue;
+            }
             match runas::read_file(here, file, runas::SETTING_CAP) {
                 Ok(None) => {}
                 Ok(Some(text)) => {
@@ -595,9 +601,12 @@ impl Supervisor {
                 Err(e) => return Err(unusable(file, &e)),
             }
         }
-        let identity = self.read_identity()?;
+        let identity = self.read_identity(present.as_deref())?;
         let mut warnings = Vec::new();
-        let restart_limit = match runas::read_file(here, runas::RESTART_LIMIT, runas::SETTING_CAP) {
+        let restart_limit = match has(runas::RESTART_LIMIT)
+            .then(|| runas::read_file(here, runas::RESTART_LIMIT, runas::SETTING_CAP))
+            .unwrap_or(Ok(None))
+        {
             Ok(None) => None,
             Ok(Some(text)) => match runas::parse_restart_limit(&text) {
                 Ok(limit) => Some(limit),
@@ -627,8 +636,8 @@ impl Supervisor {
     }
 
     /// `user`, `limits`, `nice` and `umask`, the user resolved; the error names the file.
-    fn read_identity(&self) -> Result<Identity, String> {
-        Identity::read(rustix::fs::CWD).map_err(|e| {
+    fn read_identity(&self, present: Option<&[&str]>) -> Result<Identity, String> {
+        Identity::read_present(rustix::fs::CWD, present).map_err(|e| {
             format!(
                 "unable to use {}: {}",
                 self.service.join(&e.file).display(),

@@ -272,7 +272,7 @@ pub fn parse_limits(text: &str) -> Result<Vec<Rlimit>, String> {
         if line.is_empty() {
             continue;
         }
-        let at = |e: String| format!("line {}: {e}", n + 1);
+        let at = |e: String| format!("line {}: {e}", n.saturating_add(1));
         let mut words = line.split_whitespace();
         let name = words.next().unwrap_or_default();
         let Some(value) = words.next() else {
@@ -455,7 +455,7 @@ pub fn read_file(dir: impl AsFd, name: &str, cap: usize) -> Result<Option<String
     }
     let mut bytes = Vec::new();
     std::fs::File::from(fd)
-        .take(cap as u64 + 1)
+        .take((cap as u64).saturating_add(1))
         .read_to_end(&mut bytes)
         .map_err(|e| ReadError::Io(Errno::from_io_error(&e).unwrap_or(Errno::IO)))?;
     if bytes.len() > cap {
@@ -464,6 +464,45 @@ pub fn read_file(dir: impl AsFd, name: &str, cap: usize) -> Result<Option<String
     String::from_utf8(bytes)
         .map(Some)
         .map_err(|_| ReadError::NotText)
+}
+
+/// Every file of this module, to look for in a service dir.
+pub const ALL_FILES: [&str; 12] = [
+    "memory.max",
+    "memory.high",
+    "memory.swap.max",
+    "pids.max",
+    "cpu.max",
+    "cpu.weight",
+    "io.weight",
+    USER,
+    LIMITS,
+    NICE,
+    UMASK,
+    RESTART_LIMIT,
+];
+
+/// Which of [`ALL_FILES`] the directory `dir` has (of any type: the read says what is wrong
+/// with one that is not a regular file): one listing of the directory, so a start without
+/// any of them costs a getdents, not a dozen failed opens. `None` if it cannot be listed
+/// (every file is then looked for).
+pub fn present(dir: impl AsFd) -> Option<Vec<&'static str>> {
+    let fd = rustix::fs::openat(
+        dir,
+        ".",
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .ok()?;
+    let mut found = Vec::new();
+    for entry in rustix::fs::Dir::read_from(&fd).ok()? {
+        let entry = entry.ok()?;
+        let name = entry.file_name().to_bytes();
+        if let Some(&known) = ALL_FILES.iter().find(|f| f.as_bytes() == name) {
+            found.push(known);
+        }
+    }
+    Some(found)
 }
 
 /// The user, limits, niceness and umask a service's processes get (`run`, `finish`, `check`
@@ -485,7 +524,18 @@ impl Identity {
     /// resolves the user in /etc/passwd and /etc/group. An error names the file: the
     /// service must then not start (without its user it would run as root).
     pub fn read(dir: impl AsFd) -> Result<Identity, crate::service::SettingError> {
+        Identity::read_present(dir, None)
+    }
+
+    /// [`Identity::read`], looking only for the files of `present` when it is known.
+    pub fn read_present(
+        dir: impl AsFd,
+        present: Option<&[&str]>,
+    ) -> Result<Identity, crate::service::SettingError> {
         let dir = dir.as_fd();
+        if present.is_some_and(|p| !p.iter().any(|f| [USER, LIMITS, NICE, UMASK].contains(f))) {
+            return Ok(Identity::default());
+        }
         let error = |file: &str, cause: String| crate::service::SettingError {
             file: file.into(),
             cause,
@@ -704,6 +754,30 @@ mod tests {
             Some(vec![("cpu", "cpu.shares", "1024".into())])
         );
         assert_eq!(v1_equivalent("memory.high", "1G"), None);
+    }
+
+    #[test]
+    fn present_lists_the_known_files_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let fd = rustix::fs::open(
+            dir.path(),
+            OFlags::RDONLY | OFlags::DIRECTORY,
+            Mode::empty(),
+        )
+        .unwrap();
+        assert_eq!(present(&fd), Some(vec![]));
+        for name in ["run", "memory.max", "user", "memory.maxx"] {
+            std::fs::write(dir.path().join(name), "x").unwrap();
+        }
+        std::fs::create_dir(dir.path().join("nice")).unwrap();
+        let mut found = present(&fd).unwrap();
+        found.sort_unstable();
+        assert_eq!(found, ["memory.max", "nice", "user"]);
+        assert_eq!(
+            Identity::read_present(&fd, Some(&["memory.max"])).unwrap(),
+            Identity::default()
+        );
+        assert!(Identity::read_present(&fd, Some(&found)).is_err());
     }
 
     #[test]
