@@ -86,7 +86,7 @@ pub fn die_of(signal: Signal) {
 
 /// INT, TERM and HUP, except those we inherited as ignored (a background job's INT): those
 /// must stay ignored.
-fn caught_signals() -> Vec<Signal> {
+pub(crate) fn caught_signals() -> Vec<Signal> {
     let ignored = std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|text| {

@@ -30,7 +30,6 @@ use rustix::process::{pidfd_open, Pid, PidfdFlags, Signal};
 use std::mem::MaybeUninit;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use warden::svdir::{ClientError, Liveness, ServiceDir, OK};
 use warden::Tai64N;
@@ -450,36 +449,118 @@ enum CheckResult {
 }
 
 /// Runs `DIR/check` once (cwd DIR, stdin and stdout on /dev/null, stderr ours), killing it at
-/// the deadline.
+/// the deadline. It runs as the service runs (issue 17): with its `limits`, `nice` and `umask`
+/// and, when svctl runs as root, as its `user`; a bad one of these files fails the check with
+/// a message naming it.
 fn run_check(dir: &Path, deadline: Instant) -> Result<CheckResult, ClientError> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
     let check = std::path::absolute(dir.join(warden::service::CHECK))
         .unwrap_or_else(|_| dir.join(warden::service::CHECK));
     let io = |e: Errno| ClientError::Io(check.clone(), e);
-    let mut child = match Command::new(&check)
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .spawn()
-    {
-        Ok(child) => child,
+    let fail = |why: String| {
+        warden::say!("svctl: warning: unable to run {}: {why}", check.display());
+        Ok(CheckResult::Failed)
+    };
+    let dir_fd = match rustix::fs::open(
+        dir,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(fd) => fd,
+        Err(e) => return fail(warden::runas::cause(&e.into())),
+    };
+    let identity = match warden::runas::Identity::read(&dir_fd) {
+        Ok(identity) => identity,
         Err(e) => {
-            warden::say!("svctl: warning: unable to run {}: {e}", check.display());
-            return Ok(CheckResult::Failed);
+            let file = dir.join(&e.file);
+            return fail(format!("unable to use {}: {}", file.display(), e.cause));
         }
     };
-    let pid = rustix::process::Pid::from_child(&child);
-    let pidfd =
-        rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).map_err(io)?;
+    let null =
+        rustix::fs::open("/dev/null", OFlags::RDWR | OFlags::CLOEXEC, Mode::empty()).map_err(io)?;
+    let (Ok(program), Ok(cwd)) = (
+        CString::new(check.as_os_str().as_bytes()),
+        CString::new(dir.as_os_str().as_bytes()),
+    ) else {
+        return fail("NUL in its path".into());
+    };
+    let extra = identity.env();
+    let env: Option<Vec<CString>> = (!extra.is_empty()).then(|| {
+        std::env::vars_os()
+            .filter(|(name, _)| !extra.iter().any(|(n, _)| std::ffi::OsStr::new(n) == name))
+            .map(|(n, v)| {
+                let mut bytes = n.as_bytes().to_vec();
+                bytes.push(b'=');
+                bytes.extend_from_slice(v.as_bytes());
+                bytes
+            })
+            .chain(extra.iter().map(|(n, v)| format!("{n}={v}").into_bytes()))
+            .filter_map(|bytes| CString::new(bytes).ok())
+            .collect()
+    });
+    let rlimits = identity.rlimits();
+    let root = rustix::process::geteuid().is_root();
+    let null_fd = std::os::fd::AsRawFd::as_raw_fd(&null);
+    let fds = [(null_fd, 0), (null_fd, 1)];
+    let caught = crate::interrupts::caught_signals();
+    let started = warden::spawn::Spawn {
+        argv: &[program],
+        env: env.as_deref(),
+        group: warden::spawn::Group::NewProcessGroup,
+        fds: &fds,
+        cgroup: None,
+        caught: &caught,
+    }
+    .start_with(&warden::spawn::Process {
+        cwd: Some(&cwd),
+        rlimits: &rlimits,
+        nice: identity.nice,
+        umask: identity.umask,
+        ids: identity
+            .account
+            .as_ref()
+            .filter(|_| root)
+            .map(|a| warden::spawn::Ids {
+                uid: a.uid,
+                gid: a.gid,
+                groups: &a.groups,
+            }),
+        join: &[],
+    });
+    let pid = match started {
+        Ok(pid) => pid,
+        Err(e) => {
+            // The child exited 127: reap it.
+            if let Some(pid) = e
+                .pid
+                .and_then(|p| i32::try_from(p).ok())
+                .and_then(Pid::from_raw)
+            {
+                let _ = rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty());
+            }
+            return fail(format!("{:?}: {}", e.step, warden::runas::cause(&e.error)));
+        }
+    };
+    let Some(pid) = i32::try_from(pid).ok().and_then(Pid::from_raw) else {
+        return fail("no pid".into());
+    };
+    let pidfd = pidfd_open(pid, PidfdFlags::empty()).map_err(io)?;
     if !poll_until(&pidfd, deadline).map_err(io)? {
-        let _ = child.kill();
-        let _ = child.wait();
+        let _ = rustix::process::kill_process(pid, Signal::KILL);
+        let _ = rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty());
         return Ok(CheckResult::TimedOut);
     }
     // The pidfd said it exited: this wait returns at once.
-    let status = child
-        .wait()
-        .map_err(|e| io(Errno::from_io_error(&e).unwrap_or(Errno::IO)))?;
-    Ok(if status.success() {
+    let status = loop {
+        match rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty()) {
+            Ok(Some((_, status))) => break status,
+            Ok(None) => return Ok(CheckResult::Failed),
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(io(e)),
+        }
+    };
+    Ok(if status.exit_status() == Some(0) {
         CheckResult::Passed
     } else {
         CheckResult::Failed
