@@ -6,12 +6,15 @@ use crate::report::Entry;
 use std::fmt::Write;
 use std::time::SystemTime;
 use warden::cgroupfs::Usage;
-use warden::status::Exit;
+use warden::status::{Exit, RunState};
 
 /// One service's facts: its status entry and, where its cgroup could be read, the figures.
 pub struct Sample<'a> {
     pub entry: &'a Entry,
     pub usage: Option<Usage>,
+    /// The resident memory of the service's processes, summed: read only where the cgroup
+    /// has no `memory.current` (no memory controller there, as on hybrid cgroup hosts).
+    pub rss: Option<u64>,
 }
 
 struct Family {
@@ -104,6 +107,12 @@ const FAMILIES: &[Family] = &[
         value: |s, _| s.usage.as_ref()?.memory_peak.map(|v| v as f64),
     },
     Family {
+        name: "warden_service_memory_rss_bytes",
+        kind: "gauge",
+        help: "Resident memory of the service's processes, summed; only where the cgroup has no memory controller.",
+        value: |s, _| s.rss.map(|v| v as f64),
+    },
+    Family {
         name: "warden_service_cpu_seconds_total",
         kind: "counter",
         help: "CPU time used by the service's cgroup (cpu.stat usage_usec).",
@@ -112,7 +121,7 @@ const FAMILIES: &[Family] = &[
     Family {
         name: "warden_service_tasks",
         kind: "gauge",
-        help: "Tasks in the service's cgroup (pids.current, else cgroup.procs).",
+        help: "Tasks in the service's cgroup (pids.current, else its threads, cgroups below included).",
         value: |s, _| s.usage.as_ref()?.tasks.map(|v| v as f64),
     },
 ];
@@ -135,9 +144,42 @@ pub fn escape(value: &str) -> String {
     out
 }
 
+/// The states of `warden_service_state`, one sample each per service (1 for the one it is in).
+const STATES: &[&str] = &["up", "down", "finishing"];
+
+fn state_name(s: &Sample) -> Option<&'static str> {
+    let snap = s.entry.state.as_ref().ok()?;
+    Some(match snap.status.state {
+        RunState::Run => "up",
+        RunState::Down => "down",
+        RunState::Finish => "finishing",
+    })
+}
+
 /// The whole exposition: each family's HELP and TYPE once, then its samples, families apart.
 pub fn render(samples: &[Sample], now: SystemTime) -> String {
     let mut out = String::new();
+    let supervised: Vec<(&str, &str)> = samples
+        .iter()
+        .filter_map(|s| Some((s.entry.name.as_str(), state_name(s)?)))
+        .collect();
+    if !supervised.is_empty() {
+        let _ = writeln!(
+            out,
+            "# HELP warden_service_state 1 for the state the service is in (up, down, finishing), 0 for the others."
+        );
+        let _ = writeln!(out, "# TYPE warden_service_state gauge");
+        for (name, current) in supervised {
+            for state in STATES {
+                let _ = writeln!(
+                    out,
+                    "warden_service_state{{service=\"{}\",state=\"{state}\"}} {}",
+                    escape(name),
+                    u8::from(*state == current)
+                );
+            }
+        }
+    }
     for family in FAMILIES {
         let values: Vec<(&str, f64)> = samples
             .iter()
@@ -166,7 +208,7 @@ mod tests {
     use crate::goal::Snapshot;
     use std::path::PathBuf;
     use std::time::{Duration, UNIX_EPOCH};
-    use warden::status::{Extended, RunState, Status, Want};
+    use warden::status::{Extended, Status, Want};
     use warden::svdir::ClientError;
     use warden::Tai64N;
 
@@ -204,18 +246,20 @@ mod tests {
         };
         let usage = Usage {
             memory_current: Some(4096),
-            memory_peak: None,
             cpu_usec: Some(1_500_000),
             tasks: Some(2),
+            ..Usage::default()
         };
         let samples = [
             Sample {
                 entry: &web,
                 usage: Some(usage),
+                rss: Some(8192),
             },
             Sample {
                 entry: &gone,
                 usage: None,
+                rss: None,
             },
         ];
         let text = render(&samples, UNIX_EPOCH + Duration::from_secs(110));
@@ -230,5 +274,12 @@ mod tests {
         assert!(!text.contains("memory_peak"));
         assert!(text.contains("warden_service_cpu_seconds_total{service=\"we\\\"b\\\\\\n\"} 1.5\n"));
         assert_eq!(text.matches("# TYPE warden_service_up gauge").count(), 1);
+        assert!(text.contains("warden_service_state{service=\"we\\\"b\\\\\\n\",state=\"up\"} 1\n"));
+        assert!(
+            text.contains("warden_service_state{service=\"we\\\"b\\\\\\n\",state=\"down\"} 0\n")
+        );
+        assert!(!text.contains("warden_service_state{service=\"x\""));
+        assert!(text.contains("warden_service_memory_rss_bytes{service=\"we\\\"b\\\\\\n\"} 8192\n"));
+        assert!(text.contains("warden_service_tasks{service=\"we\\\"b\\\\\\n\"} 2\n"));
     }
 }

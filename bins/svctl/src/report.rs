@@ -3,6 +3,7 @@
 
 use crate::goal::Snapshot;
 use serde_json::{json, Value};
+use std::borrow::Cow;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 use warden::status::{Exit, RunState, Want};
@@ -32,6 +33,84 @@ impl Entry {
     /// LSB: a service is "running" only when `run` runs (the logger does not count).
     pub fn is_up(&self) -> bool {
         self.state.as_ref().is_ok_and(Snapshot::is_up)
+    }
+}
+
+/// How text is written: escaped for a terminal, coloured or not.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Style {
+    /// Control characters in others' text (names, `last_error`, commands, log lines) are
+    /// shown as `\xNN`.
+    pub terminal: bool,
+    /// State words in colour (green up, yellow on the way, red down against its will).
+    pub colour: bool,
+}
+
+/// Terminal colours, as SGR codes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Colour {
+    Green,
+    Yellow,
+    Red,
+}
+
+impl Style {
+    /// Text as it is: for messages (`say!` escapes them itself) and pipes.
+    pub const PLAIN: Style = Style {
+        terminal: false,
+        colour: false,
+    };
+
+    /// For standard output: escaped and coloured on a terminal, colourless with `NO_COLOR`
+    /// set to anything but the empty string (no-color.org).
+    pub fn for_stdout() -> Style {
+        let terminal = warden::diag::is_terminal(std::io::stdout());
+        Style {
+            terminal,
+            colour: colour_wanted(terminal, std::env::var_os("NO_COLOR").as_deref()),
+        }
+    }
+
+    /// Someone else's text, on one line.
+    pub fn text<'a>(&self, text: &'a str) -> Cow<'a, str> {
+        warden::diag::for_terminal(text, self.terminal, warden::diag::Newlines::Escape)
+    }
+
+    /// `word` in `colour`, if colours are on.
+    pub fn paint(&self, colour: Option<Colour>, word: &str) -> String {
+        match colour.filter(|_| self.colour) {
+            Some(c) => {
+                let code = match c {
+                    Colour::Green => 32,
+                    Colour::Yellow => 33,
+                    Colour::Red => 31,
+                };
+                format!("\x1b[{code}m{word}\x1b[0m")
+            }
+            None => word.to_owned(),
+        }
+    }
+}
+
+/// Colours on a terminal unless `NO_COLOR` is set and not empty.
+pub fn colour_wanted(terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    terminal && no_color.map_or(true, |v| v.is_empty())
+}
+
+/// The colour of a state: green when up as wanted (and ready), yellow on the way (starting,
+/// not ready, finishing, stopping, paused), red when down against its want; a service down
+/// as wanted is left in the terminal's colour.
+pub fn state_colour(snap: &Snapshot) -> Option<Colour> {
+    let s = &snap.status;
+    match s.state {
+        RunState::Run
+            if s.want == Want::Up && !s.paused && !s.term_sent && snap.ready() != Some(false) =>
+        {
+            Some(Colour::Green)
+        }
+        RunState::Run | RunState::Finish => Some(Colour::Yellow),
+        RunState::Down if s.want == Want::Up => Some(Colour::Red),
+        RunState::Down => None,
     }
 }
 
@@ -76,21 +155,30 @@ pub fn error_words(error: &ClientError) -> String {
 
 /// `web: up (pid 1234) 2h 3m 1s, ready, normally up, restarts 2, last exit 1; log: up ...`.
 /// The logger's part leaves out what merely repeats the usual (normally up, no restarts).
-pub fn line(entry: &Entry, now: SystemTime) -> String {
-    let mut out = format!("{}: {}", entry.name, fields(entry, now, true));
+/// Others' text in it is escaped and the state words coloured as `style` says.
+pub fn line(entry: &Entry, now: SystemTime, style: Style) -> String {
+    let mut out = format!(
+        "{}: {}",
+        style.text(&entry.name),
+        fields(entry, now, true, style)
+    );
     if let Some(log) = &entry.log {
-        out.push_str(&format!("; {}: {}", log.name, fields(log, now, false)));
+        out.push_str(&format!(
+            "; {}: {}",
+            style.text(&log.name),
+            fields(log, now, false, style)
+        ));
     }
     out
 }
 
-fn fields(entry: &Entry, now: SystemTime, full: bool) -> String {
+fn fields(entry: &Entry, now: SystemTime, full: bool, style: Style) -> String {
     let snap = match &entry.state {
         Ok(snap) => snap,
-        Err(e) => return error_words(e),
+        Err(e) => return style.text(&error_words(e)).into_owned(),
     };
     let s = &snap.status;
-    let mut out = state_word(s.state).to_owned();
+    let mut out = style.paint(state_colour(snap), state_word(s.state));
     if s.pid != 0 {
         out.push_str(&format!(" (pid {})", s.pid));
     }
@@ -134,7 +222,7 @@ fn fields(entry: &Entry, now: SystemTime, full: bool) -> String {
             }
         }
         if let Some(error) = &x.last_error {
-            out.push_str(&format!(", error: {error}"));
+            out.push_str(&format!(", error: {}", style.text(error)));
         }
     }
     out
@@ -219,6 +307,10 @@ mod tests {
         }
     }
 
+    fn line_plain(entry: &Entry, now: SystemTime) -> String {
+        line(entry, now, Style::PLAIN)
+    }
+
     fn now(after: u64) -> SystemTime {
         UNIX_EPOCH + Duration::from_secs(T0 + after) + Duration::from_millis(300)
     }
@@ -241,7 +333,7 @@ mod tests {
         }
         web.log = Some(Box::new(log));
         assert_eq!(
-            line(&web, now(7381)),
+            line_plain(&web, now(7381)),
             "web: up (pid 1234) 2h 3m 1s, ready, normally up, restarts 2, last exit 1; \
              log: up (pid 1235) 2h 3m 1s"
         );
@@ -250,7 +342,10 @@ mod tests {
     #[test]
     fn runsv_down_service_wanting_up() {
         let web = entry("web", 0, RunState::Down, Want::Up);
-        assert_eq!(line(&web, now(5)), "web: down 5s, normally up, want up");
+        assert_eq!(
+            line_plain(&web, now(5)),
+            "web: down 5s, normally up, want up"
+        );
     }
 
     #[test]
@@ -266,7 +361,7 @@ mod tests {
             });
         }
         assert_eq!(
-            line(&web, now(0)),
+            line_plain(&web, now(0)),
             "web: up (pid 9) 0s, normally down, paused, want down, got TERM, restarts 0, \
              last exit signal KILL"
         );
@@ -280,13 +375,13 @@ mod tests {
             ..entry("log", 0, RunState::Down, Want::Down)
         }));
         assert_eq!(
-            line(&web, now(1)),
+            line_plain(&web, now(1)),
             "web: down 1s, normally up; log: not supervised"
         );
         let down_log = entry("log", 0, RunState::Down, Want::Up);
         web.log = Some(Box::new(down_log));
         assert_eq!(
-            line(&web, now(1)),
+            line_plain(&web, now(1)),
             "web: down 1s, normally up; log: down 1s, normally up, want up"
         );
     }
@@ -303,7 +398,7 @@ mod tests {
             });
         }
         assert_eq!(
-            line(&web, now(1)),
+            line_plain(&web, now(1)),
             "web: down 1s, normally up, want up, restarts 4, restart in 1s, \
              error: unable to exec ./run: Permission denied"
         );
@@ -338,5 +433,58 @@ mod tests {
         assert_eq!(v["normally"], "up");
         assert_eq!(v["log"]["error"], "not supervised");
         assert_eq!(v["log"]["code"], 4);
+    }
+
+    #[test]
+    fn colours_follow_state_and_want_and_no_color() {
+        let colour = |state, want, f: &dyn Fn(&mut Snapshot)| {
+            let mut e = entry("web", 1, state, want);
+            if let Ok(snap) = &mut e.state {
+                f(snap);
+                state_colour(snap)
+            } else {
+                unreachable!()
+            }
+        };
+        let none = |_: &mut Snapshot| {};
+        assert_eq!(colour(RunState::Run, Want::Up, &none), Some(Colour::Green));
+        assert_eq!(
+            colour(RunState::Run, Want::Down, &none),
+            Some(Colour::Yellow)
+        );
+        assert_eq!(
+            colour(RunState::Finish, Want::Up, &none),
+            Some(Colour::Yellow)
+        );
+        assert_eq!(colour(RunState::Down, Want::Up, &none), Some(Colour::Red));
+        assert_eq!(colour(RunState::Down, Want::Down, &none), None);
+        let unready = |s: &mut Snapshot| {
+            s.notifies = true;
+            s.extended = Some(Extended::default());
+        };
+        assert_eq!(
+            colour(RunState::Run, Want::Up, &unready),
+            Some(Colour::Yellow)
+        );
+
+        assert!(colour_wanted(true, None));
+        assert!(colour_wanted(true, Some("".as_ref())));
+        assert!(!colour_wanted(true, Some("1".as_ref())));
+        assert!(!colour_wanted(false, None));
+    }
+
+    #[test]
+    fn coloured_line_escapes_the_name_but_not_its_own_colour() {
+        let web = entry("we\x1b]0;x\x07b", 5, RunState::Run, Want::Up);
+        let style = Style {
+            terminal: true,
+            colour: true,
+        };
+        assert_eq!(
+            line(&web, now(1), style),
+            "we\\x1b]0;x\\x07b: \x1b[32mup\x1b[0m (pid 5) 1s, normally up"
+        );
+        let down = entry("db", 0, RunState::Down, Want::Up);
+        assert!(line(&down, now(1), style).starts_with("db: \x1b[31mdown\x1b[0m 1s"));
     }
 }

@@ -1,0 +1,477 @@
+//! `svctl status NAME` (or `-l`): one service at length, as `systemctl status` shows one
+//! unit: the status line, then memory, CPU and tasks of its cgroup, its process tree, the
+//! settings of its directory and the last lines of its log. [`Detail::gather`] reads;
+//! [`render`] is a pure function of what was read.
+
+use crate::procs::Proc;
+use crate::report::{line, Entry, Style};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+use warden::cgroupfs::Usage;
+use warden::svdir::ServiceDir;
+
+/// Log lines shown.
+pub const LOG_LINES: u64 = 10;
+
+/// The files of a service directory shown as its settings, in this order. Those warden's
+/// supervise reads today, then the ones of issue 17 (limits, user, restart policy); a file
+/// that is absent is left out.
+pub const SETTING_FILES: &[&str] = &[
+    warden::service::DOWN_SIGNAL,
+    warden::service::TIMEOUT_KILL,
+    warden::service::TIMEOUT_FINISH,
+    warden::service::NOTIFICATION_FD,
+    "user",
+    "memory.max",
+    "memory.high",
+    "memory.swap.max",
+    "pids.max",
+    "cpu.max",
+    "cpu.weight",
+    "io.weight",
+    "limits",
+    "nice",
+    "umask",
+    "restart-limit",
+];
+
+/// The most of a settings file shown (they are one line or a few).
+const SETTING_CAP: u64 = 4096;
+
+/// One settings file: its name, its lines joined by `, ` and what is worth knowing about it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Setting {
+    pub name: String,
+    pub value: String,
+    /// Changed after the current run started: it applies from the next start on.
+    pub changed: bool,
+    /// Why supervise cannot use it, where svctl can tell.
+    pub error: Option<String>,
+}
+
+/// The log directory and its last lines (local times), or why they could not be read.
+#[derive(Debug)]
+pub struct LogTail {
+    pub dir: PathBuf,
+    pub lines: Result<Vec<u8>, String>,
+}
+
+/// Everything shown besides the status line.
+#[derive(Debug, Default)]
+pub struct Detail {
+    pub cgroup: Option<String>,
+    pub usage: Option<Usage>,
+    pub procs: Vec<Proc>,
+    pub settings: Vec<Setting>,
+    pub log: Option<LogTail>,
+}
+
+impl Detail {
+    pub fn gather(entry: &Entry, dir: &ServiceDir) -> Detail {
+        let snap = entry.state.as_ref().ok();
+        let cgroup_dir = crate::commands::cgroup_dir(entry);
+        let procs = match &cgroup_dir {
+            Some(cg) => {
+                crate::procs::read_all(&warden::cgroupfs::procs_below(cg).unwrap_or_default())
+            }
+            None => match snap.map(|s| s.status.pid).filter(|&p| p != 0) {
+                Some(pid) => crate::procs::descendants(pid),
+                None => Vec::new(),
+            },
+        };
+        let started = snap
+            .filter(|s| s.status.pid != 0)
+            .map(|s| s.status.stamp.to_system_time());
+        Detail {
+            cgroup: cgroup_dir
+                .as_ref()
+                .and_then(|_| snap?.extended.as_ref()?.cgroup.clone()),
+            usage: cgroup_dir.as_deref().map(Usage::read),
+            procs,
+            settings: settings(&dir.path, started),
+            log: log_dir(entry, dir).map(|dir| LogTail {
+                lines: tail(&dir),
+                dir,
+            }),
+        }
+    }
+}
+
+/// The settings files present in `dir`; `started`: when the current run started.
+pub fn settings(dir: &Path, started: Option<SystemTime>) -> Vec<Setting> {
+    use std::io::Read;
+    let (_, errors) = warden::service::Settings::read(dir);
+    let mut out = Vec::new();
+    for name in SETTING_FILES {
+        let path = dir.join(name);
+        let Ok(file) = std::fs::File::open(&path) else {
+            continue;
+        };
+        let Ok(meta) = file.metadata() else {
+            continue;
+        };
+        if !meta.is_file() {
+            continue;
+        }
+        let mut bytes = Vec::new();
+        if file.take(SETTING_CAP).read_to_end(&mut bytes).is_err() {
+            continue;
+        }
+        let text = String::from_utf8_lossy(&bytes);
+        let value = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let changed = match (started, meta.modified()) {
+            (Some(started), Ok(modified)) => modified > started,
+            _ => false,
+        };
+        out.push(Setting {
+            name: (*name).to_owned(),
+            value,
+            changed,
+            error: errors
+                .iter()
+                .find(|e| e.file == path)
+                .map(|e| e.cause.clone()),
+        });
+    }
+    out
+}
+
+/// Where the service's log lives: `log/main` (the default `log/run` is `logger ./main`),
+/// else the directory of the `current` file the running logger holds open (svlogd's
+/// `/var/log/NAME`, say), from /proc/PID/fd.
+fn log_dir(entry: &Entry, dir: &ServiceDir) -> Option<PathBuf> {
+    let main = dir.path.join(warden::service::LOG).join("main");
+    if main.is_dir() {
+        return Some(main);
+    }
+    let pid = entry.log.as_ref()?.state.as_ref().ok()?.status.pid;
+    if pid == 0 {
+        return None;
+    }
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
+    fds.flatten().find_map(|fd| {
+        let target = std::fs::read_link(fd.path()).ok()?;
+        if target.file_name()? != "current" {
+            return None;
+        }
+        target.parent().map(Path::to_owned)
+    })
+}
+
+/// The last lines of the log in `dir`, by `logger --show -n N` (labels as local time).
+fn tail(dir: &Path) -> Result<Vec<u8>, String> {
+    let logger = crate::logview::logger_program();
+    let out = std::process::Command::new(&logger)
+        .arg("--show")
+        .arg("-n")
+        .arg(LOG_LINES.to_string())
+        .arg(dir)
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .map_err(|e| format!("unable to run {}: {e}", logger.display()))?;
+    if out.status.success() {
+        Ok(out.stdout)
+    } else {
+        let err = String::from_utf8_lossy(&out.stderr);
+        Err(err.trim().to_owned())
+    }
+}
+
+/// `1.5M`, as systemctl writes sizes (powers of 1024, one decimal below 10).
+pub fn size(bytes: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "K", "M", "G", "T", "P"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    let suffix = UNITS.get(unit).copied().unwrap_or("B");
+    if unit == 0 {
+        format!("{bytes}{suffix}")
+    } else if value < 10.0 {
+        format!("{value:.1}{suffix}")
+    } else {
+        format!("{value:.0}{suffix}")
+    }
+}
+
+/// Microseconds of CPU as humantime, to the millisecond (`1s 234ms`; `0s` below 1 ms).
+fn cpu_time(usec: u64) -> String {
+    let ms = Duration::from_millis(usec / 1000);
+    humantime::format_duration(ms).to_string()
+}
+
+/// Width of the labels, right-aligned as in systemctl.
+const LABEL: usize = 9;
+
+/// The whole text, one line per fact, lines of several values continued under the first.
+pub fn render(entry: &Entry, detail: &Detail, now: SystemTime, style: Style) -> String {
+    let mut out = line(entry, now, style);
+    out.push('\n');
+    let mut put = |label: &str, lines: &[String]| {
+        for (i, l) in lines.iter().enumerate() {
+            let label = if i == 0 { label } else { "" };
+            let sep = if i == 0 { ':' } else { ' ' };
+            out.push_str(&format!("{label:>LABEL$}{sep} {l}\n"));
+        }
+    };
+    put(
+        "path",
+        &[style.text(&entry.path.to_string_lossy()).into_owned()],
+    );
+    let running = entry.state.as_ref().is_ok_and(|s| s.status.pid != 0);
+    if let Some(u) = detail.usage.as_ref().filter(|_| running) {
+        let rss: Option<u64> = detail
+            .procs
+            .iter()
+            .filter_map(|p| p.rss)
+            .reduce(u64::saturating_add);
+        match (u.memory_current, u.memory_peak) {
+            (Some(now), Some(peak)) => {
+                put("memory", &[format!("{} (peak {})", size(now), size(peak))])
+            }
+            (Some(now), None) => put("memory", &[size(now)]),
+            // Hybrid hosts have the memory controller in cgroup v1, not in the service's
+            // cgroup: the processes' resident memory is the nearest figure.
+            (None, _) => {
+                if let Some(rss) = rss {
+                    put(
+                        "memory",
+                        &[format!(
+                            "{} (resident, of its processes; the cgroup has no memory controller)",
+                            size(rss)
+                        )],
+                    );
+                }
+            }
+        }
+        if let Some(usec) = u.cpu_usec {
+            let split = match (u.cpu_user_usec, u.cpu_system_usec) {
+                (Some(user), Some(system)) => {
+                    format!(" (user {}, system {})", cpu_time(user), cpu_time(system))
+                }
+                _ => String::new(),
+            };
+            put("cpu", &[format!("{}{split}", cpu_time(usec))]);
+        }
+        if let Some(tasks) = u.tasks {
+            put("tasks", &[tasks.to_string()]);
+        }
+    } else if running && !detail.procs.is_empty() {
+        // No cgroup (runsv, or no cgroup2): what /proc tells of the run's descendants.
+        if let Some(rss) = detail
+            .procs
+            .iter()
+            .filter_map(|p| p.rss)
+            .reduce(u64::saturating_add)
+        {
+            put(
+                "memory",
+                &[format!("{} (resident, of its processes)", size(rss))],
+            );
+        }
+        put("tasks", &[format!("{} (processes)", detail.procs.len())]);
+    }
+    if let Some(cgroup) = detail.cgroup.as_ref().filter(|_| running) {
+        put("cgroup", &[style.text(cgroup).into_owned()]);
+    }
+    if !detail.procs.is_empty() {
+        let lines: Vec<String> = crate::procs::tree(&detail.procs)
+            .into_iter()
+            .map(|(prefix, p)| format!("{prefix}{} {}", p.pid, style.text(&p.command)))
+            .collect();
+        put("processes", &lines);
+    }
+    let settings: Vec<String> = if detail.settings.is_empty() {
+        vec!["none (defaults)".into()]
+    } else {
+        detail
+            .settings
+            .iter()
+            .map(|s| {
+                let mut l = format!("{} {}", s.name, style.text(&s.value));
+                if let Some(e) = &s.error {
+                    l.push_str(&format!(
+                        " (unusable: {}; the default applies)",
+                        style.text(e)
+                    ));
+                }
+                if s.changed {
+                    l.push_str(" (changed since this run started: applies at the next start)");
+                }
+                l
+            })
+            .collect()
+    };
+    put("settings", &settings);
+    if let Some(log) = &detail.log {
+        let mut lines = vec![style.text(&log.dir.to_string_lossy()).into_owned()];
+        match &log.lines {
+            Ok(bytes) => {
+                let text = String::from_utf8_lossy(bytes);
+                lines.extend(text.lines().map(|l| style.text(l).into_owned()));
+            }
+            Err(e) => lines.push(format!("(unreadable: {})", style.text(e))),
+        }
+        put("log", &lines);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::goal::Snapshot;
+    use std::time::UNIX_EPOCH;
+    use warden::status::{Extended, RunState, Status, Want};
+    use warden::Tai64N;
+
+    fn web() -> Entry {
+        Entry {
+            name: "web".into(),
+            path: "/etc/service/web".into(),
+            normally_down: false,
+            state: Ok(Snapshot {
+                status: Status {
+                    stamp: Tai64N::from_system_time(UNIX_EPOCH + Duration::from_secs(1000)),
+                    pid: 10,
+                    paused: false,
+                    want: Want::Up,
+                    term_sent: false,
+                    state: RunState::Run,
+                },
+                extended: Some(Extended::default()),
+                notifies: false,
+            }),
+            log: None,
+        }
+    }
+
+    fn proc(pid: u32, ppid: u32, command: &str) -> Proc {
+        Proc {
+            pid,
+            ppid,
+            command: command.into(),
+            rss: Some(1 << 20),
+        }
+    }
+
+    #[test]
+    fn sizes_as_systemctl() {
+        assert_eq!(size(512), "512B");
+        assert_eq!(size(1536), "1.5K");
+        assert_eq!(size(64 << 20), "64M");
+        assert_eq!(size(3 << 30), "3.0G");
+    }
+
+    #[test]
+    fn the_whole_text() {
+        let detail = Detail {
+            cgroup: Some("/warden:etc:service:web@1:2".into()),
+            usage: Some(Usage {
+                memory_current: Some(3 << 20),
+                memory_peak: Some(5 << 20),
+                cpu_usec: Some(1_234_567),
+                cpu_user_usec: Some(1_000_000),
+                cpu_system_usec: Some(234_567),
+                tasks: Some(3),
+            }),
+            procs: vec![
+                proc(12, 10, "sleep 2"),
+                proc(10, 1, "/bin/sh ./run"),
+                proc(11, 10, "sleep\x1b 1"),
+            ],
+            settings: vec![
+                Setting {
+                    name: "down-signal".into(),
+                    value: "HUP".into(),
+                    changed: false,
+                    error: None,
+                },
+                Setting {
+                    name: "memory.max".into(),
+                    value: "64M".into(),
+                    changed: true,
+                    error: None,
+                },
+            ],
+            log: Some(LogTail {
+                dir: "/etc/service/web/log/main".into(),
+                lines: Ok(b"2026-12-04 21:00:00.000000001 hello\n".to_vec()),
+            }),
+        };
+        let style = Style {
+            terminal: true,
+            colour: false,
+        };
+        let text = render(
+            &web(),
+            &detail,
+            UNIX_EPOCH + Duration::from_secs(1005),
+            style,
+        );
+        assert_eq!(
+            text,
+            "web: up (pid 10) 5s, normally up, restarts 0
+     path: /etc/service/web
+   memory: 3.0M (peak 5.0M)
+      cpu: 1s 234ms (user 1s, system 234ms)
+    tasks: 3
+   cgroup: /warden:etc:service:web@1:2
+processes: 10 /bin/sh ./run
+           ├─11 sleep\\x1b 1
+           └─12 sleep 2
+ settings: down-signal HUP
+           memory.max 64M (changed since this run started: applies at the next start)
+      log: /etc/service/web/log/main
+           2026-12-04 21:00:00.000000001 hello
+"
+        );
+    }
+
+    #[test]
+    fn without_memory_controller_the_resident_sum() {
+        let detail = Detail {
+            usage: Some(Usage {
+                tasks: Some(2),
+                ..Usage::default()
+            }),
+            procs: vec![proc(10, 1, "a"), proc(11, 10, "b")],
+            ..Detail::default()
+        };
+        let text = render(
+            &web(),
+            &detail,
+            UNIX_EPOCH + Duration::from_secs(1005),
+            Style::PLAIN,
+        );
+        assert!(text.contains("   memory: 2.0M (resident, of its processes; the cgroup has no memory controller)\n"), "{text}");
+        assert!(text.contains(" settings: none (defaults)\n"), "{text}");
+    }
+
+    #[test]
+    fn settings_files_with_their_errors_and_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("down-signal"), "BOGUS\n").unwrap();
+        std::fs::write(dir.path().join("limits"), "nofile 4096\n\ncore unlimited\n").unwrap();
+        std::fs::create_dir(dir.path().join("user")).unwrap();
+        let long_ago = UNIX_EPOCH + Duration::from_secs(1);
+        let got = settings(dir.path(), Some(long_ago));
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert_eq!(got[0].name, "down-signal");
+        assert!(
+            got[0].error.as_deref().is_some_and(|e| e.contains("BOGUS")),
+            "{got:?}"
+        );
+        assert!(got[0].changed);
+        assert_eq!(got[1].value, "nofile 4096, core unlimited");
+        assert!(!settings(dir.path(), None)[1].changed);
+    }
+}
