@@ -211,8 +211,16 @@ fn fields(entry: &Entry, now: SystemTime, full: bool, style: Style) -> String {
         if full || x.restarts > 0 {
             out.push_str(&format!(", restarts {}", x.restarts));
         }
+        if x.failed {
+            out.push_str(", failed (restart-limit)");
+        }
         if let Some(exit) = x.last_exit {
-            out.push_str(&format!(", last exit {}", exit_text(exit)));
+            match &x.last_exit_oom {
+                Some(limit) => {
+                    out.push_str(&format!(", last exit {}", warden::status::oom_text(limit)))
+                }
+                None => out.push_str(&format!(", last exit {}", exit_text(exit))),
+            }
         }
         if let Some(at) = x.next_start_at.filter(|_| !running) {
             let wait = at.to_system_time().duration_since(now).unwrap_or_default();
@@ -268,6 +276,14 @@ pub fn json(entry: &Entry, now: SystemTime) -> Value {
                 }
                 None => Value::Null,
             };
+            if let (Some(limit), Some(exit)) = (
+                x.and_then(|x| x.last_exit_oom.as_ref()),
+                v.get_mut("last_exit").filter(|e| e.is_object()),
+            ) {
+                exit["oom"] = json!(limit);
+                exit["text"] = json!(warden::status::oom_text(limit));
+            }
+            v["failed"] = json!(x.map(|x| x.failed));
             v["last_error"] = json!(x.and_then(|x| x.last_error.clone()));
         }
     }
@@ -401,6 +417,32 @@ mod tests {
             line_plain(&web, now(1)),
             "web: down 1s, normally up, want up, restarts 4, restart in 1s, \
              error: unable to exec ./run: Permission denied"
+        );
+    }
+
+    #[test]
+    fn issue_17_oom_kill_and_failed_show() {
+        let mut web = entry("web", 0, RunState::Down, Want::Down);
+        if let Ok(snap) = &mut web.state {
+            snap.extended = Some(Extended {
+                last_exit: Some(Exit::Signal(9)),
+                last_exit_oom: Some("memory.max 64M".into()),
+                failed: true,
+                ..Extended::default()
+            });
+        }
+        assert_eq!(
+            line(&web, now(2)),
+            "web: down 2s, normally up, restarts 0, failed (restart-limit), \
+             last exit killed by the OOM killer (memory.max 64M)"
+        );
+        let v = json(&web, now(2));
+        assert_eq!(v["failed"], true);
+        assert_eq!(v["last_exit"]["signal"], "KILL");
+        assert_eq!(v["last_exit"]["oom"], "memory.max 64M");
+        assert_eq!(
+            v["last_exit"]["text"],
+            "killed by the OOM killer (memory.max 64M)"
         );
     }
 

@@ -9,6 +9,7 @@ pub mod companion;
 pub mod control;
 pub mod diag;
 pub mod entry;
+pub mod runas;
 pub mod service;
 pub mod signal;
 pub mod spawn;

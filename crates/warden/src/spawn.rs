@@ -64,25 +64,129 @@ pub struct Spawn<'a> {
     pub caught: &'a [Signal],
 }
 
+/// What the child sets up for itself after its fds, before its exec: resource limits,
+/// niceness, umask, then (last, as it may give up the rights the others need) its groups, gid
+/// and uid, and extra cgroups to join (v1 hierarchies). All of it prepared by the parent:
+/// users and groups are resolved there, the child makes raw syscalls only.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Process<'a> {
+    /// `cgroup.procs` fds (opened for writing) the child writes `0` to.
+    pub join: &'a [RawFd],
+    /// `(resource, soft, hard)` for prlimit, RLIM_INFINITY as `u64::MAX`.
+    pub rlimits: &'a [(i32, u64, u64)],
+    /// setpriority(PRIO_PROCESS, 0, nice).
+    pub nice: Option<i32>,
+    pub umask: Option<u32>,
+    pub ids: Option<Ids<'a>>,
+}
+
+/// The credentials the child takes: setgroups, setgid, setuid, in that order.
+#[derive(Clone, Copy, Debug)]
+pub struct Ids<'a> {
+    pub uid: u32,
+    pub gid: u32,
+    pub groups: &'a [u32],
+}
+
+/// The step of the child's setup that failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    Exec,
+    /// setsid or setpgid.
+    Group,
+    Fds,
+    /// Writing to one of [`Process::join`].
+    Cgroup,
+    /// The n-th of [`Process::rlimits`].
+    Rlimit(usize),
+    Nice,
+    Groups,
+    Gid,
+    Uid,
+}
+
+/// A start that failed in the child: at which step, with the kernel's error.
+#[derive(Debug)]
+pub struct StartError {
+    pub step: Step,
+    pub error: io::Error,
+}
+
+/// The child's report: the errno plus the step times this (errnos are below 4096).
+const STEP_UNIT: i32 = 4096;
+
+fn step_code(step: Step) -> i32 {
+    match step {
+        Step::Exec => 0,
+        Step::Group => 1,
+        Step::Fds => 2,
+        Step::Cgroup => 3,
+        Step::Nice => 4,
+        Step::Groups => 5,
+        Step::Gid => 6,
+        Step::Uid => 7,
+        Step::Rlimit(n) => 16_i32.saturating_add(i32::try_from(n).unwrap_or(i32::MAX - 16)),
+    }
+}
+
+fn decode_failure(code: i32) -> StartError {
+    let (step, errno) = (code / STEP_UNIT, code % STEP_UNIT);
+    let step = match step {
+        1 => Step::Group,
+        2 => Step::Fds,
+        3 => Step::Cgroup,
+        4 => Step::Nice,
+        5 => Step::Groups,
+        6 => Step::Gid,
+        7 => Step::Uid,
+        n if n >= 16 => Step::Rlimit(usize::try_from(n - 16).unwrap_or(0)),
+        _ => Step::Exec,
+    };
+    StartError {
+        step,
+        error: io::Error::from_raw_os_error(errno),
+    }
+}
+
 impl Spawn<'_> {
     /// Starts the child with an empty signal mask; returns its pid once it has exec'd, or the
     /// exec's error (the child, then gone, is reaped by the caller's reaper like any other).
     pub fn start(&self) -> io::Result<u32> {
+        self.start_with(&Process::default()).map_err(|e| e.error)
+    }
+
+    /// [`Spawn::start`], with the child setting up `process` before its exec; the error says
+    /// which step failed.
+    pub fn start_with(&self, process: &Process<'_>) -> Result<u32, StartError> {
+        let exec = |error| StartError {
+            step: Step::Exec,
+            error,
+        };
         let argv = null_terminated(self.argv);
         let env = self.env.map(null_terminated);
         let failure = AtomicI32::new(0);
-        let setup = ChildSetup::new(self, &argv, env.as_deref(), &failure)?;
+        let mut setup = ChildSetup::new(self, &argv, env.as_deref(), &failure).map_err(exec)?;
+        setup.extra_join = (process.join.as_ptr(), process.join.len());
+        setup.rlimits = (process.rlimits.as_ptr(), process.rlimits.len());
+        setup.nice = process.nice;
+        setup.umask = process.umask;
+        setup.ids = process
+            .ids
+            .map(|ids| (ids.uid, ids.gid, ids.groups.as_ptr(), ids.groups.len()));
         // u128 for the 16-byte alignment the ABI wants of the stack pointer at a call; left
         // uninitialised, so that only what the child touches costs memory.
         let mut stack: Vec<u128> = Vec::with_capacity(VFORK_STACK / 16);
         match vfork_child(self.cgroup, &setup, &mut stack) {
             Ok(pid) => match failure.load(Ordering::SeqCst) {
                 0 => Ok(pid),
-                errno => Err(io::Error::from_raw_os_error(errno)),
+                code => Err(decode_failure(code)),
             },
             // No clone3 (Linux before 5.3, or a seccomp filter that says ENOSYS), or one
             // that refuses these flags: the plain fork still starts the program.
-            Err(_) => fork_child(self.cgroup, &setup),
+            Err(_) => fork_child(self.cgroup, &setup).map_err(|e| match e.raw_os_error() {
+                Some(code) if code >= STEP_UNIT => decode_failure(code),
+                _ => exec(e),
+            }),
         }
     }
 
@@ -314,6 +418,13 @@ struct ChildSetup {
     report: Report,
     /// cgroup.procs to write `0` to, when clone3 could not place the child itself.
     join: Option<RawFd>,
+    /// Further cgroup.procs to write `0` to (see [`Process`]).
+    extra_join: (*const RawFd, usize),
+    rlimits: (*const (i32, u64, u64), usize),
+    nice: Option<i32>,
+    umask: Option<u32>,
+    /// uid, gid, supplementary groups.
+    ids: Option<(u32, u32, *const u32, usize)>,
 }
 
 impl ChildSetup {
@@ -342,6 +453,11 @@ impl ChildSetup {
             caught: (spawn.caught.as_ptr(), spawn.caught.len()),
             report: Report::Shared(std::ptr::from_ref(failure)),
             join: None,
+            extra_join: (std::ptr::null(), 0),
+            rlimits: (std::ptr::null(), 0),
+            nice: None,
+            umask: None,
+            ids: None,
         })
     }
 }
@@ -560,8 +676,14 @@ struct KernelSigaction {
 /// Only in a child made by vfork_child, start_detached or fork_child, with `setup` and all it
 /// points at alive until the exec.
 unsafe fn child(setup: &ChildSetup) -> ! {
-    let fail = |errno: isize| -> ! {
-        let errno = i32::try_from(-errno).unwrap_or(libc::EINVAL);
+    let fail_at = |step: Step, errno: isize| -> ! {
+        let errno = i32::try_from(-errno)
+            .ok()
+            .filter(|e| (1..STEP_UNIT).contains(e))
+            .unwrap_or(libc::EINVAL);
+        let errno = step_code(step)
+            .saturating_mul(STEP_UNIT)
+            .saturating_add(errno);
         match setup.report {
             Report::Shared(failure) => (*failure).store(errno, Ordering::SeqCst),
             Report::Pipe(fd) => {
@@ -601,7 +723,7 @@ unsafe fn child(setup: &ChildSetup) -> ! {
         Group::NewProcessGroup => syscall4(libc::SYS_setpgid, [0; 4]),
     };
     if grouped < 0 {
-        fail(grouped);
+        fail_at(Step::Group, grouped);
     }
     if let Some(procs) = setup.join {
         // Failure leaves the child in its process group only, which still works.
@@ -617,7 +739,58 @@ unsafe fn child(setup: &ChildSetup) -> ! {
             syscall4(libc::SYS_dup2, [fd as usize, target as usize, 0, 0])
         };
         if placed < 0 {
-            fail(placed);
+            fail_at(Step::Fds, placed);
+        }
+    }
+    if setup.extra_join.1 > 0 {
+        for &procs in std::slice::from_raw_parts(setup.extra_join.0, setup.extra_join.1) {
+            let written = syscall4(
+                libc::SYS_write,
+                [procs as usize, b"0".as_ptr() as usize, 1, 0],
+            );
+            if written < 0 {
+                fail_at(Step::Cgroup, written);
+            }
+        }
+    }
+    if setup.rlimits.1 > 0 {
+        let limits = std::slice::from_raw_parts(setup.rlimits.0, setup.rlimits.1);
+        for (n, &(resource, soft, hard)) in limits.iter().enumerate() {
+            let limit = [soft, hard];
+            let set = syscall4(
+                libc::SYS_prlimit64,
+                [0, resource as usize, limit.as_ptr() as usize, 0],
+            );
+            if set < 0 {
+                fail_at(Step::Rlimit(n), set);
+            }
+        }
+    }
+    if let Some(nice) = setup.nice {
+        let set = syscall4(
+            libc::SYS_setpriority,
+            [libc::PRIO_PROCESS as usize, 0, nice as isize as usize, 0],
+        );
+        if set < 0 {
+            fail_at(Step::Nice, set);
+        }
+    }
+    if let Some(mask) = setup.umask {
+        syscall4(libc::SYS_umask, [mask as usize, 0, 0, 0]);
+    }
+    if let Some((uid, gid, groups, count)) = setup.ids {
+        // Raw calls change this process only: the child is a process of its own (no
+        // CLONE_THREAD), so there are no other threads to bring along as glibc does.
+        let steps = [
+            (Step::Groups, libc::SYS_setgroups, [count, groups as usize]),
+            (Step::Gid, libc::SYS_setgid, [gid as usize, 0]),
+            (Step::Uid, libc::SYS_setuid, [uid as usize, 0]),
+        ];
+        for (step, number, [a, b]) in steps {
+            let set = syscall4(number, [a, b, 0, 0]);
+            if set < 0 {
+                fail_at(step, set);
+            }
         }
     }
     let args = [
@@ -626,7 +799,7 @@ unsafe fn child(setup: &ChildSetup) -> ! {
         setup.envp as usize,
         0,
     ];
-    fail(syscall4(libc::SYS_execve, args))
+    fail_at(Step::Exec, syscall4(libc::SYS_execve, args))
 }
 
 #[cfg(test)]
@@ -815,6 +988,58 @@ mod tests {
         let mut said: Vec<u32> = out.lines().map(|l| l.parse().unwrap()).collect();
         said.sort_unstable();
         assert_eq!(said, (0..50).collect::<Vec<u32>>());
+    }
+
+    #[test]
+    fn issue_17_the_child_takes_limits_niceness_umask_and_ids() {
+        let _serial = ONE_AT_A_TIME.lock();
+        let (read, write) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC).unwrap();
+        let fds = [(write.as_raw_fd(), 1)];
+        let argv = sh("ulimit -n; umask; cut -d' ' -f19 /proc/$$/stat; \
+             grep -E '^(Uid|Gid|Groups):' /proc/$$/status");
+        let root = rustix::process::getuid().is_root();
+        let groups = [65534, 1];
+        let process = Process {
+            rlimits: &[(libc::RLIMIT_NOFILE as i32, 77, 77)],
+            nice: Some(5),
+            umask: Some(0o27),
+            ids: root.then_some(Ids {
+                uid: 65534,
+                gid: 65534,
+                groups: &groups,
+            }),
+            join: &[],
+        };
+        let pid = plain(&argv, Group::NewSession, &fds)
+            .start_with(&process)
+            .unwrap();
+        drop(write);
+        let mut out = String::new();
+        std::fs::File::from(read).read_to_string(&mut out).unwrap();
+        assert!(wait(pid).is_some_and(|s| s.exit_status() == Some(0)));
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines[..3], ["77", "0027", "5"], "{out}");
+        if root {
+            let words = |l: &str| l.split_whitespace().skip(1).collect::<Vec<_>>().join(" ");
+            assert_eq!(words(lines[3]), "65534 65534 65534 65534");
+            assert_eq!(words(lines[4]), "65534 65534 65534 65534");
+            assert_eq!(words(lines[5]), "1 65534");
+        }
+        // A limit the kernel refuses (soft above hard) is the error of the start, by step.
+        let bad = Process {
+            rlimits: &[
+                (libc::RLIMIT_CORE as i32, 0, 0),
+                (libc::RLIMIT_NOFILE as i32, 10, 5),
+            ],
+            ..Process::default()
+        };
+        let error = plain(&argv, Group::NewSession, &[])
+            .start_with(&bad)
+            .unwrap_err();
+        assert_eq!(error.step, Step::Rlimit(1));
+        assert_eq!(error.error.raw_os_error(), Some(libc::EINVAL));
+        let status = rustix::process::wait(rustix::process::WaitOptions::empty()).unwrap();
+        assert!(status.is_some_and(|(_, s)| s.exit_status() == Some(127)));
     }
 
     #[test]

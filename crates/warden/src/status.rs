@@ -194,6 +194,15 @@ pub struct Extended {
     pub supervisor_pid: Option<u32>,
     /// Why the last start failed (missing `run`, bad env file...), for `svctl status`.
     pub last_error: Option<String>,
+    /// The last exit was the kernel's OOM killer (the cgroup's `memory.events` `oom_kill`
+    /// rose during the run): the memory limit in force then, as `memory.max 64M`.
+    pub last_exit_oom: Option<String>,
+    /// `restart-limit` was reached: the supervisor stopped restarting the service (the runit
+    /// record then reads down, want down) until `u` or a change of the file.
+    pub failed: bool,
+    /// The service-dir settings applied at the last start (`memory.max 64M`, `user www`,
+    /// `limits nofile 4096`...), as `NAME VALUE`, in the order applied.
+    pub settings: Vec<(String, String)>,
 }
 
 impl Extended {
@@ -226,7 +235,27 @@ impl Extended {
         if let Some(error) = &self.last_error {
             s.push_str(&format!("last_error {}\n", one_line(error)));
         }
+        if let Some(limit) = &self.last_exit_oom {
+            s.push_str(&format!("last_exit_oom {}\n", one_line(limit)));
+        }
+        if self.failed {
+            s.push_str("failed 1\n");
+        }
+        for (name, value) in &self.settings {
+            let name = one_line(name).replace(' ', "_");
+            s.push_str(&format!("setting {name} {}\n", one_line(value)));
+        }
         s
+    }
+
+    /// The last exit as people read it: `exit 1`, `signal KILL`, or
+    /// `killed by the OOM killer (memory.max 64M)`.
+    pub fn last_exit_text(&self) -> Option<String> {
+        let exit = self.last_exit?;
+        Some(match &self.last_exit_oom {
+            Some(limit) => oom_text(limit),
+            None => exit.to_string(),
+        })
     }
 
     /// Reads what it can; a malformed line is skipped, never fatal.
@@ -250,11 +279,24 @@ impl Extended {
                 "supervisor_pid" => x.supervisor_pid = value.parse().ok(),
                 "cgroup" => x.cgroup = Some(value.to_owned()),
                 "last_error" => x.last_error = Some(value.to_owned()),
+                "last_exit_oom" => x.last_exit_oom = Some(value.to_owned()),
+                "failed" => x.failed = value == "1",
+                "setting" => {
+                    let (name, value) = value.split_once(' ').unwrap_or((value, ""));
+                    if !name.is_empty() {
+                        x.settings.push((name.to_owned(), value.to_owned()));
+                    }
+                }
                 _ => {}
             }
         }
         x
     }
+}
+
+/// How an OOM kill under `limit` (`memory.max 64M`) reads in status and messages.
+pub fn oom_text(limit: &str) -> String {
+    format!("killed by the OOM killer ({limit})")
 }
 
 /// A text value on one line: `decode` splits at `\n` and drops a `\r` before it.
@@ -361,7 +403,18 @@ mod tests {
             supervisor_pid: Some(98),
             cgroup: Some("/warden/foo".into()),
             last_error: Some("unable to exec ./run: No such file or directory".into()),
+            last_exit_oom: Some("memory.max 64M".into()),
+            failed: true,
+            settings: vec![
+                ("memory.max".into(), "64M".into()),
+                ("cpu.max".into(), "50000 100000".into()),
+                ("limits".into(), "nofile 4096, core unlimited".into()),
+            ],
         };
+        assert_eq!(
+            x.last_exit_text().as_deref(),
+            Some("killed by the OOM killer (memory.max 64M)")
+        );
         assert_eq!(Extended::decode(&x.encode()), x);
         // Found by tests/fuzz.rs (fuzz_extended_round_trip): a trailing `\r` was lost.
         let cr = Extended {

@@ -71,6 +71,22 @@ fn any_exit() -> impl Strategy<Value = Exit> {
 }
 
 fn any_extended() -> impl Strategy<Value = Extended> {
+    let settings = proptest::collection::vec(("[a-z.]{1,12}", any_text()), 0..4);
+    (
+        any_extended_runit_part(),
+        proptest::option::of(any_text()),
+        any::<bool>(),
+        settings,
+    )
+        .prop_map(|(x, last_exit_oom, failed, settings)| Extended {
+            last_exit_oom,
+            failed,
+            settings,
+            ..x
+        })
+}
+
+fn any_extended_runit_part() -> impl Strategy<Value = Extended> {
     (
         any::<u64>(),
         proptest::option::of(any_exit()),
@@ -103,6 +119,7 @@ fn any_extended() -> impl Strategy<Value = Extended> {
                 cgroup,
                 supervisor_pid,
                 last_error,
+                ..Extended::default()
             },
         )
 }
@@ -186,7 +203,8 @@ proptest! {
         (prop_oneof![
             Just("restarts"), Just("last_exit"), Just("last_exit_at"), Just("ready_at"),
             Just("next_start_at"), Just("pgid"), Just("supervisor_pid"), Just("cgroup"),
-            Just("last_error"), Just("future_key")
+            Just("last_error"), Just("last_exit_oom"), Just("failed"), Just("setting"),
+            Just("future_key")
         ], "[ -~]{0,40}"), 0..12)) {
         let text: String = lines.iter().map(|(k, v)| format!("{k} {v}\n")).collect();
         let x = Extended::decode(&text);
@@ -197,7 +215,14 @@ proptest! {
     fn fuzz_extended_round_trip(x in any_extended()) {
         // The texts are written on one line: line breaks become blanks, nothing else changes.
         let flat = |s: &Option<String>| s.as_ref().map(|s| s.replace(['\n', '\r'], " "));
-        let expected = Extended { cgroup: flat(&x.cgroup), last_error: flat(&x.last_error), ..x.clone() };
+        let settings = x.settings.iter().map(|(n, v)| (n.clone(), v.replace(['\n', '\r'], " "))).collect();
+        let expected = Extended {
+            cgroup: flat(&x.cgroup),
+            last_error: flat(&x.last_error),
+            last_exit_oom: flat(&x.last_exit_oom),
+            settings,
+            ..x.clone()
+        };
         prop_assert_eq!(Extended::decode(&x.encode()), expected);
     }
 
