@@ -38,15 +38,29 @@ pub const SETTING_FILES: &[&str] = &[
 /// The most of a settings file shown (they are one line or a few).
 const SETTING_CAP: u64 = 4096;
 
-/// One settings file: its name, its lines joined by `, ` and what is worth knowing about it.
+/// One setting: its name, its value (lines joined by `, `) and what is worth knowing about it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Setting {
     pub name: String,
+    /// The value in force: as supervise recorded it at the last start, else the file's.
     pub value: String,
-    /// Changed after the current run started: it applies from the next start on.
-    pub changed: bool,
-    /// Why supervise cannot use it, where svctl can tell.
+    /// What the next start will take instead.
+    pub next: Next,
+    /// Why supervise cannot use the file, where svctl can tell.
     pub error: Option<String>,
+}
+
+/// How the service directory's file stands against the value in force.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Next {
+    /// Nothing known to differ.
+    Same,
+    /// The file says something else now (supervise recorded what it applied).
+    Now(String),
+    /// Supervise applied it, the file is gone since: the default applies at the next start.
+    Removed,
+    /// Not recorded by supervise, but written after the current run started.
+    Changed,
 }
 
 /// The log directory and its last lines (local times), or why they could not be read.
@@ -88,7 +102,12 @@ impl Detail {
                 .and_then(|_| snap?.extended.as_ref()?.cgroup.clone()),
             usage: cgroup_dir.as_deref().map(Usage::read),
             procs,
-            settings: settings(&dir.path, started),
+            settings: settings(
+                &dir.path,
+                started,
+                snap.and_then(|s| s.extended.as_ref())
+                    .map_or(&[][..], |x| x.settings.as_slice()),
+            ),
             log: log_dir(entry, dir).map(|dir| LogTail {
                 lines: tail(&dir),
                 dir,
@@ -97,48 +116,76 @@ impl Detail {
     }
 }
 
-/// The settings files present in `dir`; `started`: when the current run started.
-pub fn settings(dir: &Path, started: Option<SystemTime>) -> Vec<Setting> {
-    use std::io::Read;
+/// The settings of the service in `dir`: those supervise recorded as applied at the last
+/// start (`recorded`, from `supervise/warden`), held against the files as they are now; and
+/// the files it does not record, marked when written after the run started (`started`).
+pub fn settings(
+    dir: &Path,
+    started: Option<SystemTime>,
+    recorded: &[(String, String)],
+) -> Vec<Setting> {
     let (_, errors) = warden::service::Settings::read(dir);
     let mut out = Vec::new();
     for name in SETTING_FILES {
         let path = dir.join(name);
-        let Ok(file) = std::fs::File::open(&path) else {
-            continue;
-        };
-        let Ok(meta) = file.metadata() else {
-            continue;
-        };
-        if !meta.is_file() {
-            continue;
-        }
-        let mut bytes = Vec::new();
-        if file.take(SETTING_CAP).read_to_end(&mut bytes).is_err() {
-            continue;
-        }
-        let text = String::from_utf8_lossy(&bytes);
-        let value = text
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .collect::<Vec<_>>()
-            .join(", ");
-        let changed = match (started, meta.modified()) {
-            (Some(started), Ok(modified)) => modified > started,
-            _ => false,
+        let file = setting_file(&path);
+        let applied = recorded
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone());
+        let (value, next) = match (file, applied) {
+            (None, None) => continue,
+            (None, Some(applied)) => (applied, Next::Removed),
+            (Some((now, _)), Some(applied)) if now != applied => (applied, Next::Now(now)),
+            (Some(_), Some(applied)) => (applied, Next::Same),
+            (Some((now, modified)), None) => {
+                let changed = matches!((started, modified), (Some(s), Some(m)) if m > s);
+                (now, if changed { Next::Changed } else { Next::Same })
+            }
         };
         out.push(Setting {
             name: (*name).to_owned(),
             value,
-            changed,
+            next,
             error: errors
                 .iter()
                 .find(|e| e.file == path)
                 .map(|e| e.cause.clone()),
         });
     }
+    // Whatever else supervise recorded (a setting newer than this svctl).
+    for (name, value) in recorded {
+        if !SETTING_FILES.contains(&name.as_str()) {
+            out.push(Setting {
+                name: name.clone(),
+                value: value.clone(),
+                next: Next::Same,
+                error: None,
+            });
+        }
+    }
     out
+}
+
+/// A settings file's non-empty lines, trimmed and joined by `, ` (as supervise records
+/// them), and when it was last written; `None` unless it is a readable regular file.
+fn setting_file(path: &Path) -> Option<(String, Option<SystemTime>)> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).ok()?;
+    let meta = file.metadata().ok()?;
+    if !meta.is_file() {
+        return None;
+    }
+    let mut bytes = Vec::new();
+    file.take(SETTING_CAP).read_to_end(&mut bytes).ok()?;
+    let text = String::from_utf8_lossy(&bytes);
+    let value = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(", ");
+    Some((value, meta.modified().ok()))
 }
 
 /// Where the service's log lives: `log/main` (the default `log/run` is `logger ./main`),
@@ -303,8 +350,18 @@ pub fn render(entry: &Entry, detail: &Detail, now: SystemTime, style: Style) -> 
                         style.text(e)
                     ));
                 }
-                if s.changed {
-                    l.push_str(" (changed since this run started: applies at the next start)");
+                match &s.next {
+                    Next::Same => {}
+                    Next::Now(v) => l.push_str(&format!(
+                        " (the file now says {}: applies at the next start)",
+                        style.text(v)
+                    )),
+                    Next::Removed => {
+                        l.push_str(" (the file is gone: the default applies at the next start)")
+                    }
+                    Next::Changed => {
+                        l.push_str(" (changed since this run started: applies at the next start)")
+                    }
                 }
                 l
             })
@@ -392,13 +449,19 @@ mod tests {
                 Setting {
                     name: "down-signal".into(),
                     value: "HUP".into(),
-                    changed: false,
+                    next: Next::Changed,
                     error: None,
                 },
                 Setting {
                     name: "memory.max".into(),
                     value: "64M".into(),
-                    changed: true,
+                    next: Next::Now("128M".into()),
+                    error: None,
+                },
+                Setting {
+                    name: "user".into(),
+                    value: "www".into(),
+                    next: Next::Removed,
                     error: None,
                 },
             ],
@@ -428,8 +491,9 @@ mod tests {
 processes: 10 /bin/sh ./run
            ├─11 sleep\\x1b 1
            └─12 sleep 2
- settings: down-signal HUP
-           memory.max 64M (changed since this run started: applies at the next start)
+ settings: down-signal HUP (changed since this run started: applies at the next start)
+           memory.max 64M (the file now says 128M: applies at the next start)
+           user www (the file is gone: the default applies at the next start)
       log: /etc/service/web/log/main
            2026-12-04 21:00:00.000000001 hello
 "
@@ -463,15 +527,42 @@ processes: 10 /bin/sh ./run
         std::fs::write(dir.path().join("limits"), "nofile 4096\n\ncore unlimited\n").unwrap();
         std::fs::create_dir(dir.path().join("user")).unwrap();
         let long_ago = UNIX_EPOCH + Duration::from_secs(1);
-        let got = settings(dir.path(), Some(long_ago));
+        let got = settings(dir.path(), Some(long_ago), &[]);
         assert_eq!(got.len(), 2, "{got:?}");
         assert_eq!(got[0].name, "down-signal");
         assert!(
             got[0].error.as_deref().is_some_and(|e| e.contains("BOGUS")),
             "{got:?}"
         );
-        assert!(got[0].changed);
+        assert_eq!(got[0].next, Next::Changed);
         assert_eq!(got[1].value, "nofile 4096, core unlimited");
-        assert!(!settings(dir.path(), None)[1].changed);
+        assert_eq!(settings(dir.path(), None, &[])[1].next, Next::Same);
+
+        // What supervise recorded at the start is in force; the files say what comes next.
+        std::fs::write(dir.path().join("nice"), "5\n").unwrap();
+        let recorded = [
+            (
+                "limits".to_owned(),
+                "nofile 4096, core unlimited".to_owned(),
+            ),
+            ("nice".to_owned(), "10".to_owned()),
+            ("memory.max".to_owned(), "64M".to_owned()),
+            ("future.knob".to_owned(), "on".to_owned()),
+        ];
+        let got = settings(dir.path(), Some(long_ago), &recorded);
+        let shown: Vec<(&str, &str, &Next)> = got
+            .iter()
+            .map(|s| (s.name.as_str(), s.value.as_str(), &s.next))
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                ("down-signal", "BOGUS", &Next::Changed),
+                ("memory.max", "64M", &Next::Removed),
+                ("limits", "nofile 4096, core unlimited", &Next::Same),
+                ("nice", "10", &Next::Now("5".into())),
+                ("future.knob", "on", &Next::Same),
+            ]
+        );
     }
 }

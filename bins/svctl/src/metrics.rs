@@ -6,7 +6,7 @@ use crate::report::Entry;
 use std::fmt::Write;
 use std::time::SystemTime;
 use warden::cgroupfs::Usage;
-use warden::status::{Exit, RunState};
+use warden::status::Exit;
 
 /// One service's facts: its status entry and, where its cgroup could be read, the figures.
 pub struct Sample<'a> {
@@ -95,6 +95,16 @@ const FAMILIES: &[Family] = &[
         },
     },
     Family {
+        name: "warden_service_last_exit_oom",
+        kind: "gauge",
+        help: "1 when the OOM killer ended the last run (its cgroup's memory.events oom_kill), else 0.",
+        value: |s, _| {
+            let x = s.entry.state.as_ref().ok()?.extended.as_ref()?;
+            x.last_exit?;
+            Some(f64::from(u8::from(x.last_exit_oom.is_some())))
+        },
+    },
+    Family {
         name: "warden_service_memory_bytes",
         kind: "gauge",
         help: "Memory of the service's cgroup (memory.current).",
@@ -145,15 +155,11 @@ pub fn escape(value: &str) -> String {
 }
 
 /// The states of `warden_service_state`, one sample each per service (1 for the one it is in).
-const STATES: &[&str] = &["up", "down", "finishing"];
+/// `failed`: down because restart-limit was reached.
+const STATES: &[&str] = &["up", "down", "finishing", "failed"];
 
 fn state_name(s: &Sample) -> Option<&'static str> {
-    let snap = s.entry.state.as_ref().ok()?;
-    Some(match snap.status.state {
-        RunState::Run => "up",
-        RunState::Down => "down",
-        RunState::Finish => "finishing",
-    })
+    Some(crate::report::state_word(s.entry.state.as_ref().ok()?))
 }
 
 /// The whole exposition: each family's HELP and TYPE once, then its samples, families apart.
@@ -166,7 +172,7 @@ pub fn render(samples: &[Sample], now: SystemTime) -> String {
     if !supervised.is_empty() {
         let _ = writeln!(
             out,
-            "# HELP warden_service_state 1 for the state the service is in (up, down, finishing), 0 for the others."
+            "# HELP warden_service_state 1 for the state the service is in (up, down, finishing, failed: restart-limit reached), 0 for the others."
         );
         let _ = writeln!(out, "# TYPE warden_service_state gauge");
         for (name, current) in supervised {
@@ -208,7 +214,7 @@ mod tests {
     use crate::goal::Snapshot;
     use std::path::PathBuf;
     use std::time::{Duration, UNIX_EPOCH};
-    use warden::status::{Extended, Status, Want};
+    use warden::status::{Extended, RunState, Status, Want};
     use warden::svdir::ClientError;
     use warden::Tai64N;
 
@@ -235,6 +241,31 @@ mod tests {
             }),
             log: None,
         }
+    }
+
+    #[test]
+    fn failed_and_oom() {
+        let mut web = up("web");
+        if let Ok(snap) = &mut web.state {
+            snap.status.pid = 0;
+            snap.status.state = RunState::Down;
+            snap.status.want = Want::Down;
+            snap.extended = Some(Extended {
+                last_exit: Some(Exit::Signal(9)),
+                last_exit_oom: Some("memory.max 64M".into()),
+                failed: true,
+                ..Extended::default()
+            });
+        }
+        let samples = [Sample {
+            entry: &web,
+            usage: None,
+            rss: None,
+        }];
+        let text = render(&samples, UNIX_EPOCH + Duration::from_secs(110));
+        assert!(text.contains("warden_service_state{service=\"web\",state=\"failed\"} 1\n"));
+        assert!(text.contains("warden_service_state{service=\"web\",state=\"down\"} 0\n"));
+        assert!(text.contains("warden_service_last_exit_oom{service=\"web\"} 1\n"));
     }
 
     #[test]
@@ -279,6 +310,10 @@ mod tests {
             text.contains("warden_service_state{service=\"we\\\"b\\\\\\n\",state=\"down\"} 0\n")
         );
         assert!(!text.contains("warden_service_state{service=\"x\""));
+        assert!(text.contains("warden_service_last_exit_oom{service=\"we\\\"b\\\\\\n\"} 0\n"));
+        assert!(
+            text.contains("warden_service_state{service=\"we\\\"b\\\\\\n\",state=\"failed\"} 0\n")
+        );
         assert!(text.contains("warden_service_memory_rss_bytes{service=\"we\\\"b\\\\\\n\"} 8192\n"));
         assert!(text.contains("warden_service_tasks{service=\"we\\\"b\\\\\\n\"} 2\n"));
     }

@@ -98,10 +98,13 @@ pub fn colour_wanted(terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool
 }
 
 /// The colour of a state: green when up as wanted (and ready), yellow on the way (starting,
-/// not ready, finishing, stopping, paused), red when down against its want; a service down
-/// as wanted is left in the terminal's colour.
+/// not ready, finishing, stopping, paused), red when down against its want or failed
+/// (restart-limit); a service down as wanted is left in the terminal's colour.
 pub fn state_colour(snap: &Snapshot) -> Option<Colour> {
     let s = &snap.status;
+    if is_failed(snap) && s.state == RunState::Down {
+        return Some(Colour::Red);
+    }
     match s.state {
         RunState::Run
             if s.want == Want::Up && !s.paused && !s.term_sent && snap.ready() != Some(false) =>
@@ -114,12 +117,20 @@ pub fn state_colour(snap: &Snapshot) -> Option<Colour> {
     }
 }
 
-fn state_word(state: RunState) -> &'static str {
-    match state {
+/// `up`, `down`, `finishing`, or `failed`: down because restart-limit was reached (warden's
+/// supervise then stops restarting it until `svctl up`).
+pub fn state_word(snap: &Snapshot) -> &'static str {
+    match snap.status.state {
         RunState::Run => "up",
+        RunState::Down if is_failed(snap) => "failed",
         RunState::Down => "down",
         RunState::Finish => "finishing",
     }
+}
+
+/// restart-limit was reached: `failed 1` in `supervise/warden`.
+pub fn is_failed(snap: &Snapshot) -> bool {
+    snap.extended.as_ref().is_some_and(|x| x.failed)
 }
 
 fn want_word(want: Want) -> &'static str {
@@ -178,7 +189,7 @@ fn fields(entry: &Entry, now: SystemTime, full: bool, style: Style) -> String {
         Err(e) => return style.text(&error_words(e)).into_owned(),
     };
     let s = &snap.status;
-    let mut out = style.paint(state_colour(snap), state_word(s.state));
+    let mut out = style.paint(state_colour(snap), state_word(snap));
     if s.pid != 0 {
         out.push_str(&format!(" (pid {})", s.pid));
     }
@@ -211,8 +222,11 @@ fn fields(entry: &Entry, now: SystemTime, full: bool, style: Style) -> String {
         if full || x.restarts > 0 {
             out.push_str(&format!(", restarts {}", x.restarts));
         }
-        if x.failed {
+        if x.failed && running {
+            // Started again by hand (`svctl once`) while the supervisor still counts it failed.
             out.push_str(", failed (restart-limit)");
+        } else if x.failed {
+            out.push_str(", restart-limit reached");
         }
         if let Some(exit) = x.last_exit {
             match &x.last_exit_oom {
@@ -255,7 +269,7 @@ pub fn json(entry: &Entry, now: SystemTime) -> Value {
             } else {
                 "runit"
             });
-            v["state"] = json!(state_word(s.state));
+            v["state"] = json!(state_word(snap));
             v["pid"] = if s.pid == 0 {
                 Value::Null
             } else {
@@ -432,11 +446,17 @@ mod tests {
             });
         }
         assert_eq!(
-            line(&web, now(2)),
-            "web: down 2s, normally up, restarts 0, failed (restart-limit), \
+            line_plain(&web, now(2)),
+            "web: failed 2s, normally up, restarts 0, restart-limit reached, \
              last exit killed by the OOM killer (memory.max 64M)"
         );
+        let coloured = Style {
+            terminal: true,
+            colour: true,
+        };
+        assert!(line(&web, now(2), coloured).starts_with("web: \x1b[31mfailed\x1b[0m 2s"));
         let v = json(&web, now(2));
+        assert_eq!(v["state"], "failed");
         assert_eq!(v["failed"], true);
         assert_eq!(v["last_exit"]["signal"], "KILL");
         assert_eq!(v["last_exit"]["oom"], "memory.max 64M");
