@@ -124,7 +124,21 @@ pub fn settings(
     started: Option<SystemTime>,
     recorded: &[(String, String)],
 ) -> Vec<Setting> {
-    let (_, errors) = warden::service::Settings::read(dir);
+    // Settings::read reads the files it knows whatever they are: only when each is a regular
+    // file (or absent), so that a FIFO in their place cannot block svctl.
+    let plain = [
+        warden::service::DOWN_SIGNAL,
+        warden::service::TIMEOUT_KILL,
+        warden::service::TIMEOUT_FINISH,
+        warden::service::NOTIFICATION_FD,
+    ]
+    .iter()
+    .all(|name| std::fs::metadata(dir.join(name)).map_or(true, |m| m.is_file()));
+    let errors = if plain {
+        warden::service::Settings::read(dir).1
+    } else {
+        Vec::new()
+    };
     let mut out = Vec::new();
     for name in SETTING_FILES {
         let path = dir.join(name);
@@ -171,7 +185,13 @@ pub fn settings(
 /// them), and when it was last written; `None` unless it is a readable regular file.
 fn setting_file(path: &Path) -> Option<(String, Option<SystemTime>)> {
     use std::io::Read;
-    let file = std::fs::File::open(path).ok()?;
+    use std::os::unix::fs::OpenOptionsExt;
+    // Non-blocking: a FIFO in its place must not block the open; it is then skipped.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(path)
+        .ok()?;
     let meta = file.metadata().ok()?;
     if !meta.is_file() {
         return None;
@@ -210,18 +230,44 @@ fn log_dir(entry: &Entry, dir: &ServiceDir) -> Option<PathBuf> {
     })
 }
 
-/// The last lines of the log in `dir`, by `logger --show -n N` (labels as local time).
+/// How long `logger --show` may take to print the last lines.
+const TAIL_LIMIT: Duration = Duration::from_secs(5);
+
+/// The last lines of the log in `dir`, by `logger --show -n N` (labels as local time),
+/// bounded by [`TAIL_LIMIT`] (a `current` that is a FIFO would block it).
 fn tail(dir: &Path) -> Result<Vec<u8>, String> {
+    use std::process::{Command, Stdio};
     let logger = crate::logview::logger_program();
-    let out = std::process::Command::new(&logger)
+    let child = Command::new(&logger)
         .arg("--show")
         .arg("-n")
         .arg(LOG_LINES.to_string())
         .arg(dir)
-        .stdin(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .output()
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .map_err(|e| format!("unable to run {}: {e}", logger.display()))?;
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let out = match rx.recv_timeout(TAIL_LIMIT) {
+        Ok(Ok(out)) => out,
+        Ok(Err(e)) => return Err(format!("unable to run {}: {e}", logger.display())),
+        Err(_) => {
+            // Still ours, not yet reaped (the thread waits on it): the pid cannot be reused.
+            if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+            }
+            return Err(format!(
+                "{} took more than {}",
+                logger.display(),
+                humantime::format_duration(TAIL_LIMIT)
+            ));
+        }
+    };
     if out.status.success() {
         Ok(out.stdout)
     } else {
@@ -526,6 +572,14 @@ processes: 10 /bin/sh ./run
         std::fs::write(dir.path().join("down-signal"), "BOGUS\n").unwrap();
         std::fs::write(dir.path().join("limits"), "nofile 4096\n\ncore unlimited\n").unwrap();
         std::fs::create_dir(dir.path().join("user")).unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            dir.path().join("umask"),
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
         let long_ago = UNIX_EPOCH + Duration::from_secs(1);
         let got = settings(dir.path(), Some(long_ago), &[]);
         assert_eq!(got.len(), 2, "{got:?}");
