@@ -11,6 +11,7 @@
 use rustix::process::Signal;
 use std::time::{Duration, Instant};
 use warden::control::Command;
+use warden::runas::RestartLimit;
 use warden::status::{Exit, Extended, RunState, Status, Want};
 use warden::Tai64N;
 
@@ -67,6 +68,8 @@ pub struct Limits {
     pub down_signal: Signal,
     pub timeout_kill: Option<Duration>,
     pub timeout_finish: Duration,
+    /// `restart-limit`: after this many quick deaths within the window, stop restarting.
+    pub restart_limit: Option<RestartLimit>,
 }
 
 impl Default for Limits {
@@ -75,6 +78,7 @@ impl Default for Limits {
             down_signal: Signal::TERM,
             timeout_kill: None,
             timeout_finish: warden::service::DEFAULT_TIMEOUT_FINISH,
+            restart_limit: None,
         }
     }
 }
@@ -135,6 +139,14 @@ pub enum Event {
     },
     /// The nearest deadline may have passed.
     Tick,
+    /// The run that just exited was killed by the OOM killer; `limit` is the memory limit in
+    /// force (`memory.max 64M`).
+    OomKilled {
+        limit: String,
+    },
+    /// The service dir's `restart-limit` was written, replaced or removed: a service that
+    /// failed by it is started again.
+    RestartLimitChanged,
 }
 
 /// Who a signal goes to.
@@ -272,6 +284,8 @@ pub struct Machine {
     pub deferred: std::collections::VecDeque<Command>,
     /// A start was due while a hook ran: it follows the hook.
     pub start_due: bool,
+    /// When the last quick deaths happened, for `restart-limit` (at most its count).
+    pub quick_deaths: std::collections::VecDeque<Instant>,
 }
 
 impl Machine {
@@ -293,6 +307,7 @@ impl Machine {
             hook: None,
             deferred: std::collections::VecDeque::new(),
             start_due: false,
+            quick_deaths: std::collections::VecDeque::new(),
         }
     }
 
@@ -477,8 +492,25 @@ impl Machine {
                 out.push(Action::Publish);
             }
             Event::Tick => self.tick(now, &mut out),
+            Event::OomKilled { limit } => {
+                if self.ext.last_exit.is_some() {
+                    self.ext.last_exit_oom = Some(limit);
+                    out.push(Action::Publish);
+                }
+            }
+            Event::RestartLimitChanged => {
+                if self.ext.failed {
+                    return self.step(Event::Command(Command::Up), now);
+                }
+            }
         }
         out
+    }
+
+    /// The service failed by `restart-limit` (see `exited`), or stops counting as failed.
+    fn set_failed(&mut self, failed: bool) {
+        self.ext.failed = failed;
+        self.quick_deaths.clear();
     }
 
     fn boot(
@@ -511,6 +543,11 @@ impl Machine {
 
     fn command(&mut self, command: Command, now: Now, out: &mut Actions) {
         match command {
+            Command::Up | Command::Once if self.ext.failed => {
+                self.set_failed(false);
+                self.ext.last_error = None;
+                self.command(command, now, out);
+            }
             Command::Up => {
                 self.want = Want::Up;
                 if let Phase::Down { .. } = self.phase {
@@ -765,11 +802,13 @@ impl Machine {
                 ..
             } if run_pid == pid => {
                 self.ext.last_exit = Some(exit);
+                self.ext.last_exit_oom = None;
                 self.ext.last_exit_at = Some(now.wall);
                 self.ext.ready_at = None;
                 self.term_sent = false;
                 let lived = now.mono.saturating_duration_since(started);
                 let delay = if lived < QUICK_DEATH {
+                    self.count_quick_death(now);
                     self.take_backoff()
                 } else {
                     self.next_backoff = FIRST_BACKOFF;
@@ -952,6 +991,33 @@ impl Machine {
             }
         }
         out.push(Action::Publish);
+    }
+
+    /// Counts a quick death for `restart-limit`; at its count within its window the service
+    /// is failed: want down (so the runit record reads `d`, and nothing restarts it) until
+    /// `u` or a change of the file.
+    fn count_quick_death(&mut self, now: Now) {
+        let Some(limit) = self.limits.restart_limit else {
+            self.quick_deaths.clear();
+            return;
+        };
+        let since = now.mono.checked_sub(limit.within);
+        self.quick_deaths
+            .retain(|&at| since.map_or(true, |since| at > since));
+        self.quick_deaths.push_back(now.mono);
+        let count = usize::try_from(limit.count).unwrap_or(usize::MAX);
+        while self.quick_deaths.len() > count {
+            self.quick_deaths.pop_front();
+        }
+        if self.quick_deaths.len() >= count && self.want == Want::Up {
+            self.set_failed(true);
+            self.want = Want::Down;
+            self.ext.last_error = Some(format!(
+                "failed: {} runs each under a second within {:?} (restart-limit); not \
+                 restarting until svctl up",
+                limit.count, limit.within
+            ));
+        }
     }
 
     /// The wait after this quick death, doubling the next one up to the cap.

@@ -1308,3 +1308,120 @@ fn issue_11_item_12_the_recorded_group_is_cleared_when_the_run_is_gone() {
     assert_eq!((m.status().state, m.status().pid), (RunState::Down, 0));
     assert_eq!(m.ext.pgid, None);
 }
+
+fn limited(count: u32, within_ms: u64) -> Limits {
+    Limits {
+        restart_limit: Some(RestartLimit {
+            count,
+            within: Duration::from_millis(within_ms),
+        }),
+        ..limits()
+    }
+}
+
+/// Quick deaths of pids 100.. until the machine stops restarting; the time of the last.
+fn die_quickly(m: &mut Machine, clock: &Clock, limits: Limits, mut t: u64, deaths: u32) -> u64 {
+    for n in 0..deaths {
+        let pid = 100 + n;
+        m.step(Event::RunStarted { pid, limits }, clock.at(t));
+        m.step(exited(pid, Exit::Code(2), false, false), clock.at(t + 10));
+        t += 10;
+        if let Some(due) = m.deadline() {
+            t = (due - clock.origin).as_millis() as u64;
+            assert_eq!(acts(m.step(Event::Tick, clock.at(t))), vec![SpawnRun]);
+        }
+    }
+    t
+}
+
+#[test]
+fn issue_17_restart_limit_fails_the_service_after_count_quick_deaths() {
+    let clock = Clock::new();
+    let mut m = boot(&clock, false);
+    let t = die_quickly(&mut m, &clock, limited(3, 60_000), 0, 2);
+    assert!(!m.ext.failed);
+    assert_eq!(m.status().want, Want::Up);
+    let t = die_quickly(&mut m, &clock, limited(3, 60_000), t, 1);
+    assert!(
+        m.ext.failed,
+        "the third quick death within a minute fails it"
+    );
+    assert_eq!(m.deadline(), None, "nothing restarts it");
+    let status = m.status();
+    assert_eq!((status.state, status.want), (RunState::Down, Want::Down));
+    assert_eq!(status.encode()[17], b'd');
+    assert_eq!(m.ext.last_exit, Some(Exit::Code(2)));
+    assert!(m
+        .ext
+        .last_error
+        .as_deref()
+        .unwrap()
+        .contains("restart-limit"));
+    assert!(m.ext.next_start_at.is_none());
+    // A tick or a restart-limit change of a service not failed changes nothing.
+    assert_eq!(acts(m.step(Event::Tick, clock.at(t + 100_000))), vec![]);
+    // `u` clears it and starts at once.
+    assert_eq!(
+        acts(m.step(Event::Command(C::Up), clock.at(t + 100_000))),
+        vec![SpawnRun, Publish]
+    );
+    assert!(!m.ext.failed);
+    assert_eq!(m.ext.last_error, None);
+    assert_eq!(m.status().want, Want::Up);
+    // The count starts afresh after `u`.
+    let t = die_quickly(&mut m, &clock, limited(3, 60_000), t + 100_000, 2);
+    assert!(!m.ext.failed);
+    die_quickly(&mut m, &clock, limited(3, 60_000), t, 1);
+    assert!(m.ext.failed);
+}
+
+#[test]
+fn issue_17_restart_limit_counts_only_within_its_window_and_a_change_clears_it() {
+    let clock = Clock::new();
+    let mut m = boot(&clock, false);
+    // 2 within 0.9 s: the back-off (1 s, 2 s, 4 s...) spreads the deaths out of the window.
+    die_quickly(&mut m, &clock, limited(2, 900), 0, 4);
+    assert!(!m.ext.failed);
+    assert!(m.quick_deaths.len() <= 2);
+    // Without restart-limit the back-off goes on for ever.
+    let mut m = boot(&clock, false);
+    die_quickly(&mut m, &clock, limits(), 0, 12);
+    assert!(!m.ext.failed, "each death was followed by a restart");
+    // A change of the file restarts a failed service, as `u` does.
+    let mut m = boot(&clock, false);
+    let t = die_quickly(&mut m, &clock, limited(1, 10_000), 0, 1);
+    assert!(m.ext.failed);
+    let a = m.step(Event::RestartLimitChanged, clock.at(t + 5));
+    assert_eq!(acts(a), vec![SpawnRun, Publish]);
+    assert!(!m.ext.failed);
+    let a = m.step(Event::RestartLimitChanged, clock.at(t + 6));
+    assert_eq!(acts(a), vec![]);
+}
+
+#[test]
+fn issue_17_an_oom_kill_is_recorded_with_the_exit_and_cleared_by_the_next() {
+    let clock = Clock::new();
+    let mut m = running(&clock, 0);
+    m.step(exited(100, Exit::Signal(9), false, false), clock.at(5000));
+    let a = m.step(
+        Event::OomKilled {
+            limit: "memory.max 64M".into(),
+        },
+        clock.at(5000),
+    );
+    assert_eq!(acts(a), vec![Publish]);
+    assert_eq!(
+        m.ext.last_exit_text().as_deref(),
+        Some("killed by the OOM killer (memory.max 64M)")
+    );
+    m.step(
+        Event::RunStarted {
+            pid: 101,
+            limits: limits(),
+        },
+        clock.at(5000),
+    );
+    m.step(exited(101, Exit::Code(0), false, false), clock.at(9000));
+    assert_eq!(m.ext.last_exit_oom, None);
+    assert_eq!(m.ext.last_exit_text().as_deref(), Some("exit 0"));
+}

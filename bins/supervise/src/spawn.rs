@@ -13,8 +13,9 @@ use std::ffi::{CString, OsStr, OsString};
 use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use warden::runas::Identity;
 use warden::service::{read_envdir, read_envdir_reporting, EnvVar};
-use warden::spawn::{Group, Spawn};
+use warden::spawn::{Group, Ids, Process, Spawn, Step};
 use warden::status::Exit;
 
 /// A started `./run`.
@@ -41,6 +42,8 @@ pub fn run(
     default_run: Option<Result<&Path, &str>>,
     cgroup: Option<BorrowedFd<'_>>,
     notification_fd: Option<i32>,
+    identity: &Identity,
+    join: &[RawFd],
 ) -> Result<Started, String> {
     let default_run = default_run.filter(|_| {
         std::fs::symlink_metadata("run").is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
@@ -106,8 +109,8 @@ pub fn run(
     let child_notify = notify
         .as_ref()
         .map(|(_, write, target)| (write.as_raw_fd(), *target));
-    let pid = fork_exec(&argv, &env, cgroup, child_notify)
-        .map_err(|e| format!("unable to start {}: {}", shown(), crate::cause(&e)))?;
+    let pid = fork_exec(&argv, &env, cgroup, child_notify, identity, join)
+        .map_err(|e| format!("unable to start {}: {e}", shown()))?;
     // The write end now lives in the service only, so its exit gives the read end EOF.
     Ok(Started {
         pid,
@@ -117,7 +120,7 @@ pub fn run(
 }
 
 /// Starts `./finish EXITCODE SIGNAL` (runit's arguments).
-pub fn finish(service: &Path, exit: Exit) -> Result<u32, String> {
+pub fn finish(service: &Path, exit: Exit, identity: &Identity) -> Result<u32, String> {
     let (code, signal) = exit.finish_args();
     let env = read_envdir(Path::new(warden::service::ENV)).unwrap_or_default();
     let argv = [
@@ -125,20 +128,20 @@ pub fn finish(service: &Path, exit: Exit) -> Result<u32, String> {
         number(code.into()),
         number(signal.into()),
     ];
-    fork_exec(&argv, &env, None, None).map_err(|e| {
-        format!(
-            "unable to start ./finish in {}: {}",
-            service.display(),
-            crate::cause(&e)
-        )
-    })
+    fork_exec(&argv, &env, None, None, identity, &[])
+        .map_err(|e| format!("unable to start ./finish in {}: {e}", service.display()))
 }
 
 /// Starts `control/<letter>` (runsv's "customize control") with the service's pid as its
 /// argument (empty when none runs), if it is there and executable by its owner: `Ok(None)` when
 /// it is not (the default action follows), as runsv's `stat` and `S_IXUSR` test. Like `finish`:
 /// the service dir as cwd, `env/` applied, a session of its own, outside the service's cgroup.
-pub fn hook(service: &Path, letter: u8, pid: u32) -> Result<Option<u32>, String> {
+pub fn hook(
+    service: &Path,
+    letter: u8,
+    pid: u32,
+    identity: &Identity,
+) -> Result<Option<u32>, String> {
     use std::os::unix::fs::PermissionsExt;
     let name = format!("control/{}", char::from(letter));
     let shown = || service.join(&name).display().to_string();
@@ -156,25 +159,34 @@ pub fn hook(service: &Path, letter: u8, pid: u32) -> Result<Option<u32>, String>
         number(pid.into())
     };
     let argv = [CString::new(name.as_bytes()).unwrap_or_default(), arg];
-    fork_exec(&argv, &env, None, None)
+    fork_exec(&argv, &env, None, None, identity, &[])
         .map(Some)
-        .map_err(|e| format!("unable to start {}: {}", shown(), crate::cause(&e)))
+        .map_err(|e| format!("unable to start {}: {e}", shown()))
 }
 
 fn number(n: i64) -> CString {
     CString::new(n.to_string()).unwrap_or_default()
 }
 
-/// The supervisor's environment with the envdir applied, as `NAME=value` strings.
-fn environment(changes: &[EnvVar]) -> Vec<CString> {
+/// The supervisor's environment with `first` (the user's HOME, USER, LOGNAME) then the
+/// envdir applied, as `NAME=value` strings.
+fn environment(first: &[(String, String)], changes: &[EnvVar]) -> Vec<CString> {
     let changed = |name: &OsStr| {
         changes.iter().any(|c| match c {
             EnvVar::Set(n, _) | EnvVar::Unset(n) => n == name,
-        })
+        }) || first.iter().any(|(n, _)| OsStr::new(n) == name)
     };
     let mut vars: Vec<(OsString, OsString)> = std::env::vars_os()
         .filter(|(name, _)| !changed(name))
         .collect();
+    for (name, value) in first {
+        let overridden = changes.iter().any(|c| match c {
+            EnvVar::Set(n, _) | EnvVar::Unset(n) => n == OsStr::new(name),
+        });
+        if !overridden {
+            vars.push((name.into(), value.into()));
+        }
+    }
     for change in changes {
         if let EnvVar::Set(name, value) = change {
             vars.push((name.clone(), value.clone()));
@@ -196,15 +208,32 @@ pub const CAUGHT: [Signal; 3] = [Signal::CHILD, Signal::TERM, Signal::HUP];
 
 /// Starts `argv` in a session of its own, born in the cgroup, with the readiness pipe's write
 /// end at its number; returns the pid once the exec has happened, or the exec's error.
+/// ... and, before the exec, the child takes `identity` (limits, niceness, umask, then the
+/// user) and joins the cgroups of `join`. The error is the cause, naming the setting.
 fn fork_exec(
     argv: &[CString],
     env: &[EnvVar],
     cgroup: Option<BorrowedFd<'_>>,
     notify: Option<(RawFd, i32)>,
-) -> std::io::Result<u32> {
+    identity: &Identity,
+    join: &[RawFd],
+) -> Result<u32, String> {
+    let first = identity.env();
     // Without env/ changes the supervisor's own environment is passed as it is.
-    let envp = (!env.is_empty()).then(|| environment(env));
+    let envp = (!env.is_empty() || !first.is_empty()).then(|| environment(&first, env));
     let fds: Vec<(RawFd, RawFd)> = notify.into_iter().collect();
+    let rlimits = identity.rlimits();
+    let process = Process {
+        join,
+        rlimits: &rlimits,
+        nice: identity.nice,
+        umask: identity.umask,
+        ids: identity.account.as_ref().map(|a| Ids {
+            uid: a.uid,
+            gid: a.gid,
+            groups: &a.groups,
+        }),
+    };
     Spawn {
         argv,
         env: envp.as_deref(),
@@ -213,5 +242,30 @@ fn fork_exec(
         cgroup,
         caught: &CAUGHT,
     }
-    .start()
+    .start_with(&process)
+    .map_err(|e| {
+        let cause = crate::cause(&e.error);
+        let user = || {
+            identity
+                .account
+                .as_ref()
+                .map_or_else(String::new, |a| a.name.clone())
+        };
+        match e.step {
+            Step::Exec | Step::Group | Step::Fds => cause,
+            Step::Cgroup => format!("unable to join its v1 cgroup: {cause}"),
+            Step::Rlimit(n) => match identity.limits.get(n) {
+                Some(limit) => format!(
+                    "unable to set {} ({}): {cause}",
+                    warden::runas::limit_text(limit),
+                    warden::runas::LIMITS
+                ),
+                None => format!("unable to set a limit: {cause}"),
+            },
+            Step::Nice => format!("unable to set nice {}: {cause}", identity.nice.unwrap_or(0)),
+            Step::Groups => format!("unable to set the groups of user {}: {cause}", user()),
+            Step::Gid => format!("unable to set the group of user {}: {cause}", user()),
+            Step::Uid => format!("unable to become user {}: {cause}", user()),
+        }
+    })
 }

@@ -14,6 +14,7 @@ use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use warden::control::Command;
+use warden::runas::{self, Identity, RestartLimit};
 use warden::service::Settings;
 use warden::signal::SignalPipe;
 use warden::status::Exit;
@@ -53,6 +54,13 @@ pub struct Supervisor {
     /// The settings (and their warnings) read at startup, used by the first start instead of
     /// reading them again.
     boot_settings: Option<(Limits, Vec<Event>)>,
+    /// The user, limits, niceness and umask of the current or last run, for its `finish`.
+    identity: Identity,
+    /// The memory limit of the current run and the OOM killer's count at its start.
+    oom: Option<(String, u64)>,
+    /// While the service is failed by `restart-limit`: an inotify fd on the service dir, so a
+    /// change of the file starts it again (`Some(None)`: it could not be made).
+    watch: Option<Option<OwnedFd>>,
 }
 
 impl Supervisor {
@@ -91,6 +99,9 @@ impl Supervisor {
             pid,
             default_run,
             boot_settings: None,
+            identity: Identity::default(),
+            oom: None,
+            watch: None,
         })
     }
 
@@ -126,7 +137,10 @@ impl Supervisor {
                 return Ok(());
             }
             give_back_free_memory();
-            let (signalled, control, notify) = self.wait();
+            let (signalled, control, notify, watched) = self.wait();
+            if watched {
+                self.read_watch();
+            }
             if signalled {
                 for signal in self.signals.take() {
                     match signal {
@@ -193,7 +207,7 @@ impl Supervisor {
     /// is reported and, after a back-off (10 ms doubling to 1 s: poll itself cannot be the
     /// way to wait then), reported as a wake-up of everything, so each source is read without
     /// blocking and the loop goes on.
-    fn wait(&mut self) -> (bool, bool, bool) {
+    fn wait(&mut self) -> (bool, bool, bool, bool) {
         let timeout = self.deadline().map(|at| {
             let left = at.saturating_duration_since(Instant::now());
             rustix::time::Timespec {
@@ -214,6 +228,7 @@ impl Supervisor {
                 },
             ),
             filler.clone(),
+            filler.clone(),
             filler,
         ];
         let mut used = 2;
@@ -231,6 +246,12 @@ impl Supervisor {
                 used += 1;
             }
         }
+        let mut watch_at = None;
+        if let (Some(Some(watch)), Some(slot)) = (&self.watch, fds.get_mut(used)) {
+            *slot = PollFd::new(watch, PollFlags::IN);
+            watch_at = Some(used);
+            used += 1;
+        }
         let fds = fds.get_mut(..used).unwrap_or_default();
         match rustix::event::poll(fds, timeout.as_ref()) {
             Ok(_) | Err(Errno::INTR) => self.poll_backoff = Duration::ZERO,
@@ -243,7 +264,7 @@ impl Supervisor {
                 );
                 std::thread::sleep(wait);
                 self.poll_backoff = wait.saturating_mul(2).min(POLL_RETRY_MAX);
-                return (true, true, self.notify.is_some());
+                return (true, true, self.notify.is_some(), self.watch.is_some());
             }
         }
         let woke = |at: Option<usize>| {
@@ -253,10 +274,77 @@ impl Supervisor {
         let signalled = woke(Some(0));
         let control = woke(Some(1));
         let notify = woke(notify_at);
+        let watched = woke(watch_at);
         if woke(events_at) {
             self.tree.events_seen();
         }
-        (signalled, control, notify)
+        (signalled, control, notify, watched)
+    }
+
+    /// Watches the service dir while the service is failed by `restart-limit` (and says so
+    /// once when it becomes so); drops the watch otherwise, so an idle supervisor has no
+    /// inotify fd.
+    fn sync_watch(&mut self) {
+        use rustix::fs::inotify;
+        let failed = self.machine.ext.failed;
+        if failed == self.watch.is_some() {
+            return;
+        }
+        if !failed {
+            self.watch = None;
+            return;
+        }
+        if let Some(error) = &self.machine.ext.last_error {
+            say!("supervise: warning: {}: {error}", self.service.display());
+        }
+        let flags = inotify::WatchFlags::CLOSE_WRITE
+            | inotify::WatchFlags::MOVED_TO
+            | inotify::WatchFlags::MOVED_FROM
+            | inotify::WatchFlags::CREATE
+            | inotify::WatchFlags::DELETE
+            | inotify::WatchFlags::ONLYDIR;
+        let watch = inotify::init(inotify::CreateFlags::CLOEXEC | inotify::CreateFlags::NONBLOCK)
+            .and_then(|fd| inotify::add_watch(&fd, ".", flags).map(|_| fd));
+        match watch {
+            Ok(fd) => self.watch = Some(Some(fd)),
+            Err(e) => {
+                say!(
+                    "supervise: warning: unable to watch {} for changes of {}: {}; svctl up \
+                     restarts it",
+                    self.service.display(),
+                    runas::RESTART_LIMIT,
+                    crate::cause_errno(e)
+                );
+                // Not retried, so the warning comes once.
+                self.watch = Some(None);
+            }
+        }
+    }
+
+    /// Reads the watch's events: a change of `restart-limit` restarts a failed service.
+    fn read_watch(&mut self) {
+        use rustix::fs::inotify;
+        let Some(Some(fd)) = &self.watch else { return };
+        let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 1024];
+        let mut reader = inotify::Reader::new(fd, &mut buf);
+        let mut changed = false;
+        loop {
+            match reader.next() {
+                Ok(event) => {
+                    if event
+                        .file_name()
+                        .is_some_and(|n| n.to_bytes() == runas::RESTART_LIMIT.as_bytes())
+                    {
+                        changed = true;
+                    }
+                }
+                Err(Errno::INTR) => {}
+                Err(_) => break,
+            }
+        }
+        if changed {
+            self.feed(Event::RestartLimitChanged);
+        }
     }
 
     /// Reaps every child that exited: the run, the finish, or an orphan of the service.
@@ -296,8 +384,19 @@ impl Supervisor {
             if !is_run && !is_finish {
                 continue;
             }
+            let mut oom = None;
             if is_run {
                 self.notify = None;
+                if let Some((limit, before)) = self.oom.take() {
+                    if self.tree.oom_kills().is_some_and(|now| now > before) {
+                        say!(
+                            "supervise: warning: ./run in {} was {}",
+                            self.service.display(),
+                            warden::status::oom_text(&limit)
+                        );
+                        oom = Some(limit);
+                    }
+                }
             } else {
                 // What the finish script left behind goes with it.
                 self.signal(Target::Finish(pid), Signal::TERM);
@@ -311,6 +410,9 @@ impl Supervisor {
                 leftovers,
                 has_finish,
             });
+            if let Some(limit) = oom {
+                self.feed(Event::OomKilled { limit });
+            }
         }
     }
 
@@ -378,7 +480,7 @@ impl Supervisor {
     fn execute(&mut self, action: Action) {
         match action {
             Action::SpawnRun => self.spawn_run(),
-            Action::SpawnFinish(exit) => match spawn::finish(&self.service, exit) {
+            Action::SpawnFinish(exit) => match spawn::finish(&self.service, exit, &self.identity) {
                 Ok(pid) => self.events.push_back(Event::FinishStarted { pid }),
                 Err(error) => {
                     say!("supervise: warning: {error}");
@@ -386,7 +488,10 @@ impl Supervisor {
                 }
             },
             Action::Signal(target, signal) => self.signal(target, signal),
-            Action::Hook { letter, pid } => match spawn::hook(&self.service, letter, pid) {
+            Action::Hook { letter, pid } => match self
+                .read_identity()
+                .and_then(|identity| spawn::hook(&self.service, letter, pid, &identity))
+            {
                 Ok(Some(pid)) => self.events.push_back(Event::HookStarted { pid }),
                 Ok(None) => self.events.push_back(Event::HookAbsent),
                 Err(error) => {
@@ -404,10 +509,24 @@ impl Supervisor {
 
     fn spawn_run(&mut self) {
         // Each start reads the settings afresh, except the first, which has them from startup.
-        let (limits, warnings) = match self.boot_settings.take() {
+        let (mut limits, mut warnings) = match self.boot_settings.take() {
             Some(settings) => settings,
             None => self.read_settings(),
         };
+        let prepared = match self.prepare() {
+            Ok(prepared) => prepared,
+            Err(error) => {
+                say!("supervise: warning: {error}");
+                self.events.push_back(Event::StartFailed { error });
+                return;
+            }
+        };
+        limits.restart_limit = prepared.restart_limit;
+        warnings.extend(prepared.warnings.into_iter().map(|error| {
+            say!("supervise: warning: {error}");
+            Event::Warning { error }
+        }));
+        let join = self.tree.join_fds();
         // Looked for again after a failure: it may have been installed since.
         if let Some(Err(_)) = self.default_run {
             self.default_run = Some(spawn::find_logger());
@@ -419,8 +538,21 @@ impl Supervisor {
                 .map(|found| found.as_deref().map_err(String::as_str)),
             self.tree.join_fd(),
             self.notification_fd,
+            &prepared.identity,
+            &join,
         ) {
             Ok(started) => {
+                self.oom = prepared.applied.memory_limit.zip(prepared.oom_before);
+                let mut settings = prepared.applied.settings;
+                settings.extend(prepared.identity.settings());
+                if let Some(limit) = prepared.restart_limit {
+                    settings.push((
+                        runas::RESTART_LIMIT.to_owned(),
+                        format!("{} {:?}", limit.count, limit.within),
+                    ));
+                }
+                self.machine.ext.settings = settings;
+                self.identity = prepared.identity;
                 self.tree.started(started.pid);
                 self.notify = started.notify;
                 self.notify_garbage = 0;
@@ -441,6 +573,70 @@ impl Supervisor {
         }
     }
 
+    /// Reads what the run is started as and with (issue 17): the cgroup settings, written to
+    /// the cgroup here, and the user, limits, niceness and umask the child takes. A bad one
+    /// is the error: the service is not started. A bad `restart-limit` is a warning only.
+    fn prepare(&mut self) -> Result<Prepared, String> {
+        let here = rustix::fs::CWD;
+        let unusable = |file: &str, cause: &dyn std::fmt::Display| {
+            format!(
+                "unable to use {}: {cause}",
+                self.service.join(file).display()
+            )
+        };
+        let mut wanted = Vec::new();
+        for file in runas::CGROUP_FILES {
+            match runas::read_file(here, file, runas::SETTING_CAP) {
+                Ok(None) => {}
+                Ok(Some(text)) => {
+                    let value = runas::parse_cgroup_value(&text).map_err(|e| unusable(file, &e))?;
+                    wanted.push((file, value));
+                }
+                Err(e) => return Err(unusable(file, &e)),
+            }
+        }
+        let identity = self.read_identity()?;
+        let mut warnings = Vec::new();
+        let restart_limit = match runas::read_file(here, runas::RESTART_LIMIT, runas::SETTING_CAP) {
+            Ok(None) => None,
+            Ok(Some(text)) => match runas::parse_restart_limit(&text) {
+                Ok(limit) => Some(limit),
+                Err(e) => {
+                    warnings.push(unusable(runas::RESTART_LIMIT, &e));
+                    None
+                }
+            },
+            Err(e) => {
+                warnings.push(unusable(runas::RESTART_LIMIT, &e));
+                None
+            }
+        };
+        let applied = self.tree.apply(&wanted, &self.service)?;
+        warnings.extend(applied.warnings.iter().cloned());
+        let oom_before = applied
+            .memory_limit
+            .as_ref()
+            .map(|_| self.tree.oom_kills().unwrap_or(0));
+        Ok(Prepared {
+            identity,
+            restart_limit,
+            applied,
+            oom_before,
+            warnings,
+        })
+    }
+
+    /// `user`, `limits`, `nice` and `umask`, the user resolved; the error names the file.
+    fn read_identity(&self) -> Result<Identity, String> {
+        Identity::read(rustix::fs::CWD).map_err(|e| {
+            format!(
+                "unable to use {}: {}",
+                self.service.join(&e.file).display(),
+                e.cause
+            )
+        })
+    }
+
     /// Reads the setting files; each bad one is reported, kept at its default and recorded.
     fn read_settings(&mut self) -> (Limits, Vec<Event>) {
         // Read where the dir is now: svscan keeps a supervisor across a rename of its dir.
@@ -459,6 +655,7 @@ impl Supervisor {
             down_signal: settings.down_signal,
             timeout_kill: settings.timeout_kill,
             timeout_finish: settings.timeout_finish,
+            restart_limit: None,
         };
         (limits, warnings)
     }
@@ -493,11 +690,22 @@ impl Supervisor {
     fn flush(&mut self) {
         if self.dirty {
             self.dirty = false;
+            // Before the status says failed, so no change of the file after it goes unseen.
+            self.sync_watch();
             self.machine.ext.supervisor_pid = Some(self.pid);
             self.files
                 .publish(&self.machine.status(), &self.machine.ext);
         }
     }
+}
+
+/// What [`Supervisor::prepare`] read and did for a start.
+struct Prepared {
+    identity: Identity,
+    restart_limit: Option<RestartLimit>,
+    applied: crate::tree::Applied,
+    oom_before: Option<u64>,
+    warnings: Vec<String>,
 }
 
 /// Hands freed heap pages back to the kernel before sleeping: a hundred idle supervisors

@@ -13,6 +13,42 @@ pub struct Tree {
     /// Process group of the current or last run, until nothing is left of it.
     pgid: Option<Pid>,
     cgroup: Option<Cgroup>,
+    /// The cgroup files written at the last start, set back to their defaults when the
+    /// service dir no longer has them.
+    applied: Vec<&'static str>,
+    /// Controllers (or `cgroup` itself) already warned about: one warning each.
+    warned: Vec<&'static str>,
+    /// v1 cgroups of the hybrid layout the service joins, for controllers cgroup2 lacks.
+    v1: Vec<V1Cgroup>,
+    /// Where the memory limit is, for the OOM killer's count.
+    memory: Option<Memory>,
+}
+
+/// A cgroup of a v1 hierarchy (hybrid layout) made for the service.
+struct V1Cgroup {
+    controller: &'static str,
+    dir: PathBuf,
+    dir_fd: OwnedFd,
+    /// Opened for writing: the child writes `0` to it before its exec.
+    procs: OwnedFd,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Memory {
+    /// `memory.events` of the cgroup2 cgroup.
+    V2,
+    /// `memory.oom_control` of the v1 memory cgroup.
+    V1,
+}
+
+/// What the cgroup settings came to at a start.
+#[derive(Debug, Default)]
+pub struct Applied {
+    pub warnings: Vec<String>,
+    /// `NAME VALUE` of each setting written.
+    pub settings: Vec<(String, String)>,
+    /// The memory limit in force, as `memory.max 64M`, when one was set.
+    pub memory_limit: Option<String>,
 }
 
 struct Cgroup {
@@ -35,7 +71,157 @@ impl Tree {
         Tree {
             pgid: None,
             cgroup: Cgroup::create(service),
+            applied: Vec::new(),
+            warned: Vec::new(),
+            v1: Vec::new(),
+            memory: None,
         }
+    }
+
+    /// Writes the service dir's cgroup settings (`wanted`: file and value) to its cgroup, and
+    /// sets those written at the last start that are gone back to their defaults. A value the
+    /// kernel refuses is the error (naming the file and the kernel's cause): the service must
+    /// not start. A controller that cgroup2 lacks is enabled in the parent's
+    /// `cgroup.subtree_control` where permitted, else taken from its v1 hierarchy (hybrid
+    /// layout), else warned about once and left out.
+    pub fn apply(
+        &mut self,
+        wanted: &[(&'static str, String)],
+        service: &Path,
+    ) -> Result<Applied, String> {
+        let mut applied = Applied::default();
+        if wanted.is_empty() && self.applied.is_empty() {
+            return Ok(applied);
+        }
+        let mut now_applied = Vec::new();
+        for file in warden::runas::CGROUP_FILES {
+            let value = match wanted.iter().find(|(f, _)| *f == file) {
+                Some((_, v)) => v.as_str(),
+                None if self.applied.contains(&file) => warden::runas::cgroup_default(file),
+                None => continue,
+            };
+            let shown = service.join(file);
+            let refused = |cause: String| {
+                format!(
+                    "unable to use {}: the kernel refused {value:?} for {file}: {cause}",
+                    shown.display()
+                )
+            };
+            let controller = warden::runas::controller(file);
+            let written = match &self.cgroup {
+                Some(cgroup) => cgroup.write_setting(file, value),
+                None => {
+                    self.warn_once(
+                        "cgroup",
+                        format!(
+                            "{} has no cgroup of its own (no writable cgroup2): its cgroup \
+                             settings are not applied",
+                            service.display()
+                        ),
+                        &mut applied,
+                    );
+                    continue;
+                }
+            };
+            match written {
+                Ok(()) => {
+                    if controller == "memory" {
+                        self.memory = Some(Memory::V2);
+                    }
+                }
+                Err(Errno::NOENT) => match self.apply_v1(service, file, value) {
+                    Some(Ok(())) => {
+                        if controller == "memory" {
+                            self.memory = Some(Memory::V1);
+                        }
+                    }
+                    Some(Err(e)) => return Err(refused(crate::cause_errno(e))),
+                    None => {
+                        let parent = self
+                            .cgroup
+                            .as_ref()
+                            .and_then(|c| c.dir.parent())
+                            .map(|p| p.join("cgroup.subtree_control"));
+                        let parent = parent.as_deref().unwrap_or(Path::new("the parent"));
+                        self.warn_once(
+                            controller,
+                            format!(
+                                "{} not applied: the {controller} controller is not available \
+                                 to {} (not enabled in {}); starting without it",
+                                shown.display(),
+                                service.display(),
+                                parent.display()
+                            ),
+                            &mut applied,
+                        );
+                        continue;
+                    }
+                },
+                Err(e) => return Err(refused(crate::cause_errno(e))),
+            }
+            now_applied.push(file);
+            if wanted.iter().any(|(f, _)| *f == file) {
+                applied.settings.push((file.to_owned(), value.to_owned()));
+                if controller == "memory" && applied.memory_limit.is_none() {
+                    applied.memory_limit = Some(format!("{file} {value}"));
+                }
+            }
+        }
+        if applied.memory_limit.is_none() {
+            self.memory = None;
+        }
+        self.applied = now_applied;
+        Ok(applied)
+    }
+
+    fn warn_once(&mut self, what: &'static str, message: String, applied: &mut Applied) {
+        if !self.warned.contains(&what) {
+            self.warned.push(what);
+            applied.warnings.push(message);
+        }
+    }
+
+    /// Writes `file`'s v1 equivalent in the hybrid layout's hierarchy of its controller:
+    /// `None` when there is none to write to.
+    fn apply_v1(&mut self, service: &Path, file: &str, value: &str) -> Option<Result<(), Errno>> {
+        let writes = warden::runas::v1_equivalent(file, value)?;
+        for (controller, v1_file, v1_value) in writes {
+            let at = match self.v1.iter().position(|c| c.controller == controller) {
+                Some(at) => at,
+                None => {
+                    self.v1.push(V1Cgroup::create(service, controller)?);
+                    self.v1.len().checked_sub(1)?
+                }
+            };
+            let cgroup = self.v1.get(at)?;
+            if let Err(e) = write_at(&cgroup.dir_fd, v1_file, &v1_value) {
+                return Some(Err(e));
+            }
+        }
+        Some(Ok(()))
+    }
+
+    /// The `cgroup.procs` of the v1 cgroups the child joins.
+    pub fn join_fds(&self) -> Vec<std::os::fd::RawFd> {
+        use std::os::fd::AsRawFd;
+        self.v1.iter().map(|c| c.procs.as_raw_fd()).collect()
+    }
+
+    /// How many processes of the service the OOM killer has killed so far, where a memory
+    /// limit is set.
+    pub fn oom_kills(&self) -> Option<u64> {
+        let (fd, file) = match self.memory? {
+            Memory::V2 => (&self.cgroup.as_ref()?.dir_fd, "memory.events"),
+            Memory::V1 => (
+                &self.v1.iter().find(|c| c.controller == "memory")?.dir_fd,
+                "memory.oom_control",
+            ),
+        };
+        let fd =
+            rustix::fs::openat(fd, file, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).ok()?;
+        let mut buf = [0u8; 512];
+        let n = rustix::io::read(&fd, &mut buf).ok()?;
+        parse_oom_kill(buf.get(..n)?)
     }
 
     /// The cgroup's directory fd, for clone3 (or for a child that moves itself there).
@@ -105,10 +291,106 @@ impl Tree {
         if let Some(cgroup) = &self.cgroup {
             let _ = std::fs::remove_dir(&cgroup.dir);
         }
+        for cgroup in &self.v1 {
+            let _ = std::fs::remove_dir(&cgroup.dir);
+        }
+    }
+}
+
+/// Writes `value` to the cgroup file `file` in `dir`: the kernel's error if it refuses it.
+fn write_at(dir: &OwnedFd, file: &str, value: &str) -> Result<(), Errno> {
+    let fd = rustix::fs::openat(dir, file, OFlags::WRONLY | OFlags::CLOEXEC, Mode::empty())?;
+    loop {
+        match rustix::io::write(&fd, value.as_bytes()) {
+            Ok(_) => return Ok(()),
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// The `oom_kill` count of `memory.events` (cgroup2) or `memory.oom_control` (v1).
+fn parse_oom_kill(text: &[u8]) -> Option<u64> {
+    let text = std::str::from_utf8(text).ok()?;
+    text.lines()
+        .find_map(|line| line.strip_prefix("oom_kill ")?.trim().parse().ok())
+}
+
+/// statfs(2)'s f_type of a cgroup v1 hierarchy.
+const CGROUP_SUPER_MAGIC: u64 = 0x0027_e0eb;
+
+impl V1Cgroup {
+    /// The service's cgroup in the v1 hierarchy of `controller` (hybrid layout): a child of
+    /// the supervisor's own cgroup there, named as its cgroup2 one.
+    fn create(service: &Path, controller: &'static str) -> Option<V1Cgroup> {
+        let mount = Path::new("/sys/fs/cgroup").join(controller);
+        if !rustix::fs::statfs(&mount).is_ok_and(|fs| fs.f_type as u64 == CGROUP_SUPER_MAGIC) {
+            return None;
+        }
+        let text = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+        let own = text.lines().find_map(|l| {
+            let mut f = l.splitn(3, ':');
+            let _id = f.next()?;
+            let controllers = f.next()?;
+            let path = f.next()?;
+            controllers
+                .split(',')
+                .any(|c| c == controller)
+                .then_some(path)
+        })?;
+        let here = rustix::fs::stat(".").ok()?;
+        let leaf = warden::svdir::cgroup_leaf(service, here.st_dev, here.st_ino);
+        let dir = mount.join(own.trim_start_matches('/')).join(leaf);
+        match std::fs::create_dir(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(_) => return None,
+        }
+        let dir_fd = rustix::fs::open(
+            &dir,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .ok()?;
+        let procs = rustix::fs::openat(
+            &dir_fd,
+            "cgroup.procs",
+            OFlags::WRONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .ok()?;
+        Some(V1Cgroup {
+            controller,
+            dir,
+            dir_fd,
+            procs,
+        })
     }
 }
 
 impl Cgroup {
+    /// Writes a setting; where the file is missing (its controller not enabled here), enables
+    /// the controller in the parent's `cgroup.subtree_control` (where permitted: the root, or
+    /// a parent without processes of its own) and tries once more.
+    fn write_setting(&self, file: &str, value: &str) -> Result<(), Errno> {
+        match write_at(&self.dir_fd, file, value) {
+            Err(Errno::NOENT) => {
+                let controller = warden::runas::controller(file);
+                let parent = self.dir.parent().ok_or(Errno::NOENT)?;
+                let parent = rustix::fs::open(
+                    parent,
+                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+                .map_err(|_| Errno::NOENT)?;
+                write_at(&parent, "cgroup.subtree_control", &format!("+{controller}"))
+                    .map_err(|_| Errno::NOENT)?;
+                write_at(&self.dir_fd, file, value)
+            }
+            other => other,
+        }
+    }
+
     /// A child of the supervisor's own cgroup, named after the service's path and its
     /// directory's device and inode (`warden::svdir::cgroup_leaf`), so that a restarted
     /// supervisor finds the same one and no other service dir ever does: one found populated
@@ -277,6 +559,15 @@ mod tests {
         assert_eq!(parse_populated(b"populated 0\nfrozen 0\n"), Some(false));
         assert_eq!(parse_populated(b"frozen 0\n"), None);
         assert_eq!(parse_populated(b"populated x\n"), None);
+    }
+
+    #[test]
+    fn oom_kill_is_read_from_memory_events_or_oom_control() {
+        let v2 = b"low 0\nhigh 0\nmax 12\noom 2\noom_kill 1\noom_group_kill 0\n";
+        assert_eq!(parse_oom_kill(v2), Some(1));
+        let v1 = b"oom_kill_disable 0\nunder_oom 0\noom_kill 3\n";
+        assert_eq!(parse_oom_kill(v1), Some(3));
+        assert_eq!(parse_oom_kill(b"oom 1\n"), None);
     }
 
     #[test]

@@ -428,7 +428,7 @@ impl std::fmt::Display for ReadError {
             ReadError::NotRegular => f.write_str("not a regular file"),
             ReadError::TooLarge => write!(f, "larger than {SETTING_CAP} bytes"),
             ReadError::NotText => f.write_str("not UTF-8 text"),
-            ReadError::Io(e) => write!(f, "{}", std::io::Error::from(*e)),
+            ReadError::Io(e) => f.write_str(&cause(&std::io::Error::from(*e))),
         }
     }
 }
@@ -464,6 +464,125 @@ pub fn read_file(dir: impl AsFd, name: &str, cap: usize) -> Result<Option<String
     String::from_utf8(bytes)
         .map(Some)
         .map_err(|_| ReadError::NotText)
+}
+
+/// The user, limits, niceness and umask a service's processes get (`run`, `finish`, `check`
+/// and the `control/` hooks alike).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Identity {
+    pub account: Option<Account>,
+    pub limits: Vec<Rlimit>,
+    pub nice: Option<i32>,
+    pub umask: Option<u32>,
+}
+
+/// Where the user and group databases are.
+pub const PASSWD: &str = "/etc/passwd";
+pub const GROUP: &str = "/etc/group";
+
+impl Identity {
+    /// Reads `user`, `limits`, `nice` and `umask` relative to `dir` (the service dir), and
+    /// resolves the user in /etc/passwd and /etc/group. An error names the file: the
+    /// service must then not start (without its user it would run as root).
+    pub fn read(dir: impl AsFd) -> Result<Identity, crate::service::SettingError> {
+        let dir = dir.as_fd();
+        let error = |file: &str, cause: String| crate::service::SettingError {
+            file: file.into(),
+            cause,
+        };
+        let text =
+            |name: &str| read_file(dir, name, SETTING_CAP).map_err(|e| error(name, e.to_string()));
+        let mut id = Identity::default();
+        if let Some(t) = text(USER)? {
+            let spec = parse_user(&t).map_err(|e| error(USER, e))?;
+            let database = |path: &str| {
+                if spec.numeric {
+                    return Ok(String::new());
+                }
+                read_database(path).map_err(|e| error(path, e))
+            };
+            let (passwd, group) = (database(PASSWD)?, database(GROUP)?);
+            id.account = Some(resolve_user(&spec, &passwd, &group).map_err(|e| error(USER, e))?);
+        }
+        if let Some(t) = text(LIMITS)? {
+            id.limits = parse_limits(&t).map_err(|e| error(LIMITS, e))?;
+        }
+        if let Some(t) = text(NICE)? {
+            id.nice = Some(parse_nice(&t).map_err(|e| error(NICE, e))?);
+        }
+        if let Some(t) = text(UMASK)? {
+            id.umask = Some(parse_umask(&t).map_err(|e| error(UMASK, e))?);
+        }
+        Ok(id)
+    }
+
+    /// `(resource, soft, hard)` for [`crate::spawn::Process::rlimits`].
+    pub fn rlimits(&self) -> Vec<(i32, u64, u64)> {
+        self.limits
+            .iter()
+            .map(|l| (l.resource, l.soft, l.hard))
+            .collect()
+    }
+
+    /// `HOME`, `USER` and `LOGNAME` of the account, set before `env/` applies.
+    pub fn env(&self) -> Vec<(String, String)> {
+        match &self.account {
+            Some(a) => vec![
+                ("HOME".into(), a.home.clone()),
+                ("USER".into(), a.name.clone()),
+                ("LOGNAME".into(), a.name.clone()),
+            ],
+            None => Vec::new(),
+        }
+    }
+
+    /// The settings as `NAME VALUE`, for the extended status.
+    pub fn settings(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        if let Some(a) = &self.account {
+            let groups: Vec<String> = a.groups.iter().map(u32::to_string).collect();
+            out.push((
+                USER.to_owned(),
+                format!(
+                    "{} (uid {} gid {} groups {})",
+                    a.name,
+                    a.uid,
+                    a.gid,
+                    groups.join(",")
+                ),
+            ));
+        }
+        if !self.limits.is_empty() {
+            let limits: Vec<String> = self.limits.iter().map(limit_text).collect();
+            out.push((LIMITS.to_owned(), limits.join(", ")));
+        }
+        if let Some(n) = self.nice {
+            out.push((NICE.to_owned(), n.to_string()));
+        }
+        if let Some(m) = self.umask {
+            out.push((UMASK.to_owned(), format!("{m:04o}")));
+        }
+        out
+    }
+}
+
+/// An I/O error as people read it: `Permission denied`, without `(os error 13)`.
+pub fn cause(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    match text.rfind(" (os error ") {
+        Some(at) => text.get(..at).unwrap_or(&text).to_owned(),
+        None => text,
+    }
+}
+
+/// Reads a user or group database, capped at [`DATABASE_CAP`].
+fn read_database(path: &str) -> Result<String, String> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(DATABASE_CAP as u64).read_to_string(&mut text))
+        .map_err(|e| cause(&e))?;
+    Ok(text)
 }
 
 #[cfg(test)]
