@@ -369,3 +369,78 @@ fn metrics_of_a_live_tree_pass_promtool() {
         assert!((100_000.0..512e6).contains(&bytes), "{memory}");
     }
 }
+
+/// restart-limit reached (supervise's `failed 1`): the state reads `failed`, red on a
+/// terminal, with the last exit; the long form shows the settings supervise recorded as
+/// applied at the start, and what a file changed since will bring at the next start.
+#[test]
+fn a_failed_service_and_the_settings_in_force() {
+    let scan = tempfile::tempdir().unwrap();
+    let s = scan.path();
+    let crashy = service(s, "crashy", "exit 3");
+    fs::write(crashy.join("restart-limit"), "2 1m\n").unwrap();
+    let nicer = service(s, "nicer", "exec sleep 1000");
+    fs::write(nicer.join("nice"), "5\n").unwrap();
+    let out = fs::File::create(s.join(".svscan.out")).unwrap();
+    let _svscan = Svscan(
+        Spawned::new(
+            Command::new(bin("svscan"))
+                .arg(s)
+                .stdin(Stdio::null())
+                .stdout(out.try_clone().unwrap())
+                .stderr(out),
+        ),
+        s.to_owned(),
+    );
+    wait_until("crashy to fail and nicer to run", SETTLE, || {
+        json(s, "crashy")["state"] == "failed" && json(s, "nicer")["state"] == "up"
+    });
+
+    let (code, out, _) = svctl(s, &["status", "crashy"]);
+    assert_eq!(code, Some(3), "failed is not running: {out}");
+    let first = out.lines().next().unwrap_or_default();
+    assert!(first.starts_with("crashy: failed "), "{out}");
+    assert!(
+        first.contains(", restart-limit reached, last exit 3"),
+        "{out}"
+    );
+    let settings = section(&out, "settings");
+    assert_eq!(settings.len(), 1, "{out}");
+    assert!(settings[0].starts_with("restart-limit 2 "), "{out}");
+    assert!(!settings[0].contains("applies at the next start"), "{out}");
+    let out = on_a_terminal(s, None, "status crashy");
+    assert!(
+        out.starts_with("crashy: \x1b[31mfailed\x1b[0m "),
+        "red: {out:?}"
+    );
+    let (_, text, _) = svctl(s, &["metrics", "crashy"]);
+    assert!(
+        text.contains("warden_service_state{service=\"crashy\",state=\"failed\"} 1\n")
+            && text.contains("warden_service_state{service=\"crashy\",state=\"down\"} 0\n")
+            && text.contains("warden_service_last_exit_code{service=\"crashy\"} 3\n")
+            && text.contains("warden_service_last_exit_oom{service=\"crashy\"} 0\n"),
+        "{text}"
+    );
+
+    // nice 5 is in force (the kernel says so); the file says 7 from the next start on.
+    let pid = json(s, "nicer")["pid"].as_u64().unwrap();
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let nice = stat
+        .rsplit_once(") ")
+        .unwrap()
+        .1
+        .split(' ')
+        .nth(16)
+        .unwrap()
+        .to_owned();
+    assert_eq!(nice, "5", "{stat}");
+    let (_, out, _) = svctl(s, &["status", "nicer"]);
+    assert_eq!(section(&out, "settings"), ["nice 5"], "{out}");
+    fs::write(nicer.join("nice"), "7\n").unwrap();
+    let (_, out, _) = svctl(s, &["status", "nicer"]);
+    assert_eq!(
+        section(&out, "settings"),
+        ["nice 5 (the file now says 7: applies at the next start)"],
+        "{out}"
+    );
+}

@@ -150,12 +150,19 @@ pub fn settings(
         let (value, next) = match (file, applied) {
             (None, None) => continue,
             (None, Some(applied)) => (applied, Next::Removed),
-            (Some((now, _)), Some(applied)) if now != applied => (applied, Next::Now(now)),
-            (Some(_), Some(applied)) => (applied, Next::Same),
-            (Some((now, modified)), None) => {
-                let changed = matches!((started, modified), (Some(s), Some(m)) if m > s);
-                (now, if changed { Next::Changed } else { Next::Same })
+            // supervise records values as it understood them (`restart-limit 2 60s` for a
+            // file saying `2 1m`, `user www (uid 33 ...)`): the file's time tells whether it
+            // changed since, its text only whether it says the same.
+            (Some((now, modified)), Some(applied))
+                if written_after(modified, started) && now != applied =>
+            {
+                (applied, Next::Now(now))
             }
+            (Some(_), Some(applied)) => (applied, Next::Same),
+            (Some((now, modified)), None) if written_after(modified, started) => {
+                (now, Next::Changed)
+            }
+            (Some((now, _)), None) => (now, Next::Same),
         };
         out.push(Setting {
             name: (*name).to_owned(),
@@ -179,6 +186,11 @@ pub fn settings(
         }
     }
     out
+}
+
+/// Whether a file was written after the current run started (never for a service down).
+fn written_after(modified: Option<SystemTime>, started: Option<SystemTime>) -> bool {
+    matches!((modified, started), (Some(m), Some(s)) if m > s)
 }
 
 /// A settings file's non-empty lines, trimmed and joined by `, ` (as supervise records
@@ -618,5 +630,14 @@ processes: 10 /bin/sh ./run
                 ("future.knob", "on", &Next::Same),
             ]
         );
+        // Written before the run started: in force as recorded, however supervise spelt it.
+        let later = SystemTime::now() + Duration::from_secs(3600);
+        let recorded = [(
+            "limits".to_owned(),
+            "nofile 4096, core unlimited (hard)".to_owned(),
+        )];
+        let got = settings(dir.path(), Some(later), &recorded);
+        assert_eq!(got[1].value, "nofile 4096, core unlimited (hard)");
+        assert_eq!(got[1].next, Next::Same);
     }
 }

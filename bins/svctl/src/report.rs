@@ -225,7 +225,8 @@ fn fields(entry: &Entry, now: SystemTime, full: bool, style: Style) -> String {
         if x.failed && running {
             // Started again by hand (`svctl once`) while the supervisor still counts it failed.
             out.push_str(", failed (restart-limit)");
-        } else if x.failed {
+        } else if x.failed && x.last_error.is_none() {
+            // (warden's supervise says why in last_error, shown at the end.)
             out.push_str(", restart-limit reached");
         }
         if let Some(exit) = x.last_exit {
