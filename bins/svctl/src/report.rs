@@ -232,7 +232,8 @@ fn fields(entry: &Entry, now: SystemTime, full: bool, style: Style) -> String {
         if let Some(exit) = x.last_exit {
             match &x.last_exit_oom {
                 Some(limit) => {
-                    out.push_str(&format!(", last exit {}", warden::status::oom_text(limit)))
+                    let text = warden::status::oom_text(limit);
+                    out.push_str(&format!(", last exit {}", style.text(&text)))
                 }
                 None => out.push_str(&format!(", last exit {}", exit_text(exit))),
             }
@@ -456,6 +457,13 @@ mod tests {
             colour: true,
         };
         assert!(line(&web, now(2), coloured).starts_with("web: \x1b[31mfailed\x1b[0m 2s"));
+        if let Ok(Some(x)) = web.state.as_mut().map(|s| s.extended.as_mut()) {
+            x.last_exit_oom = Some("memory.max \x1b[2J".into());
+        }
+        assert!(line(&web, now(2), coloured).ends_with("(memory.max \\x1b[2J)"));
+        if let Ok(Some(x)) = web.state.as_mut().map(|s| s.extended.as_mut()) {
+            x.last_exit_oom = Some("memory.max 64M".into());
+        }
         let v = json(&web, now(2));
         assert_eq!(v["state"], "failed");
         assert_eq!(v["failed"], true);
