@@ -442,3 +442,76 @@ fn a_failed_service_and_the_settings_in_force() {
         "{out}"
     );
 }
+
+/// Under runit's runsv there is no cgroup record: the long form finds the run's descendants
+/// by their parent pids in /proc, and counts them.
+#[test]
+fn status_at_length_under_runsv_walks_proc() {
+    require("runsv", "runit");
+    let scan = tempfile::tempdir().unwrap();
+    let s = scan.path();
+    let dir = service(s, "app", "sleep 1001 &\nsleep 1002 &\nwait");
+    let _kill = KillIn(dir.canonicalize().unwrap());
+    let out = fs::File::create(s.join("runsv.out")).unwrap();
+    let mut runsv = Spawned::new(
+        Command::new("runsv")
+            .arg(&dir)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out),
+    );
+    let mut pid = 0;
+    wait_until("app and its two sleeps under runsv", SETTLE, || {
+        pid = json(s, "app")["pid"].as_u64().unwrap_or(0) as u32;
+        pid != 0
+            && children_of(pid as i32)
+                .iter()
+                .filter(|(_, st)| *st != 'Z')
+                .count()
+                == 2
+    });
+    let (code, text, err) = svctl(s, &["status", "app"]);
+    assert_eq!(code, Some(0), "{err}");
+    let procs = section(&text, "processes");
+    assert_eq!(procs.len(), 3, "{text}");
+    assert!(procs[0].starts_with(&format!("{pid} ")), "{text}");
+    for (child, _) in children_of(pid as i32) {
+        assert!(
+            procs
+                .iter()
+                .any(|l| l.contains(&format!("─{child} sleep 100"))),
+            "{text}"
+        );
+    }
+    assert_eq!(section(&text, "tasks"), ["3 (processes)"], "{text}");
+    assert!(section(&text, "cgroup").is_empty(), "{text}");
+    let svc = warden_tests::warden::svdir::ServiceDir::new(&dir);
+    let _ = svc.send(b"dx");
+    let _ = runsv.wait_exit(SETTLE);
+}
+
+/// Kills, when dropped, every process whose working directory is the service dir: runsv
+/// stops only the shell, and its sleeps would outlive the test, pass or fail.
+struct KillIn(PathBuf);
+
+impl Drop for KillIn {
+    fn drop(&mut self) {
+        let Ok(entries) = fs::read_dir("/proc") else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<i32>().ok())
+            else {
+                continue;
+            };
+            if fs::read_link(entry.path().join("cwd")).is_ok_and(|cwd| cwd == self.0) {
+                if let Some(pid) = rustix::process::Pid::from_raw(pid) {
+                    let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+                }
+            }
+        }
+    }
+}
