@@ -11,8 +11,14 @@ Measures, on this machine:
   3. control round trip: `down` then `up`, each until the client returns (svctl -w / sv -w /
      s6-svc -wd -wu);
   4. restart latency: SIGKILL of a service that has been up for over a second, to the new
-     run's first action (the run script writing a byte to a FIFO the bench reads).
+     run's first action (the run script writing a byte to a FIFO the bench reads);
+  5. issue 17 (service-dir limits): this tree's supervise against main's (git archive of the
+     `main` branch, built the same way), the settings absent: memory per supervisor and restart
+     latency, interleaved A/B; and the restart latency with every setting present (memory.max,
+     memory.high, memory.swap.max, pids.max, cpu.max, cpu.weight, io.weight, user, limits,
+     nice, umask, restart-limit): the cost of a start with all limits set.
 Prints a table and writes it to bench/results/supervise.md.
+  --issue17   only part 5.
 """
 
 import os
@@ -39,10 +45,12 @@ VARIANTS = {
 }
 
 
-def build():
+def build(only=None):
     """Builds supervise once per variant (and svctl), each in a target dir of its own."""
     bins = {}
     for name, flags in VARIANTS.items():
+        if only and name not in only:
+            continue
         target = os.path.join(TARGET, name.replace(" ", "-"))
         env = dict(os.environ, CARGO_TARGET_DIR=target, RUSTFLAGS=flags)
         subprocess.run(
@@ -65,7 +73,7 @@ def build():
 class Fleet:
     """N supervisors of one kind, each over a service dir running `run_body`."""
 
-    def __init__(self, argv0, n, run_body, root):
+    def __init__(self, argv0, n, run_body, root, files=None):
         self.argv0 = argv0
         self.dirs = []
         self.procs = []
@@ -75,6 +83,9 @@ class Fleet:
             with open(os.path.join(d, "run"), "w") as f:
                 f.write("#!/bin/sh\n" + run_body + "\n")
             os.chmod(os.path.join(d, "run"), 0o755)
+            for name, text in (files or {}).items():
+                with open(os.path.join(d, name), "w") as f:
+                    f.write(text)
             self.dirs.append(d)
         for d in self.dirs:
             self.procs.append(subprocess.Popen(
@@ -302,7 +313,152 @@ def restart_latencies(kinds):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def build_main():
+    """main's supervise, from `git archive` of the main branch, built as this tree's dynamic
+    PIE; None when there is no main branch."""
+    for ref in ("main", "origin/main"):
+        if subprocess.run(["git", "rev-parse", "--verify", "--quiet", ref], cwd=ROOT,
+                          stdout=subprocess.DEVNULL).returncode == 0:
+            break
+    else:
+        return None, None
+    commit = subprocess.run(["git", "rev-parse", "--short", ref], cwd=ROOT, check=True,
+                            capture_output=True, text=True).stdout.strip()
+    src = os.path.join(TARGET, "main-src")
+    shutil.rmtree(src, ignore_errors=True)
+    os.makedirs(src)
+    archive = subprocess.Popen(["git", "archive", ref], cwd=ROOT, stdout=subprocess.PIPE)
+    subprocess.run(["tar", "-x", "-C", src], stdin=archive.stdout, check=True)
+    archive.wait()
+    target = os.path.join(TARGET, "main")
+    env = dict(os.environ, CARGO_TARGET_DIR=target, RUSTFLAGS="")
+    subprocess.run(["cargo", "build", "--quiet", "--release", "-p", "supervise"],
+                   cwd=src, env=env, check=True)
+    os.sync()
+    return os.path.join(target, "release", "supervise"), commit
+
+
+# Every issue 17 setting, at values that hold nothing back (what is measured is the cost of
+# reading, checking and writing them at each start, not of a limit biting).
+ALL_LIMITS = {
+    "memory.max": "1G\n",
+    "memory.high": "1G\n",
+    "memory.swap.max": "max\n",
+    "pids.max": "1000\n",
+    "cpu.max": "max 100000\n",
+    "cpu.weight": "100\n",
+    "io.weight": "default 100\n",
+    "user": "nobody\n",
+    "limits": "nofile 1024\ncore 0\nstack 8M\n",
+    "nice": "0\n",
+    "umask": "022\n",
+    "restart-limit": "100 1m\n",
+}
+
+
+def restart_latencies_with(cases):
+    """As restart_latencies, for cases of (argv, files in the service dir); the cases take
+    turns round by round (interleaved A/B)."""
+    tmp = tempfile.mkdtemp(prefix="bench-restart17-")
+    os.chmod(tmp, 0o755)  # the `user` case runs as nobody: it must reach run and the FIFO
+    fleets, readers, keep = {}, {}, []
+    try:
+        for i, (name, (argv0, files)) in enumerate(cases.items()):
+            fifo = os.path.join(tmp, f"c{i}.fifo")
+            os.mkfifo(fifo)
+            os.chmod(fifo, 0o666)
+            readers[name] = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+            keep.append(os.open(fifo, os.O_WRONLY))
+            fleets[name] = Fleet(argv0, 1, f"printf x > {fifo}\nexec sleep 1000000",
+                                 os.path.join(tmp, f"c{i}"), files)
+
+        def next_byte(name, timeout):
+            p = select.poll()
+            p.register(readers[name], select.POLLIN)
+            if not p.poll(timeout * 1000):
+                raise RuntimeError(f"{name}: no start within {timeout}s")
+            os.read(readers[name], 1)
+
+        for name in cases:
+            next_byte(name, 10)
+        times = {name: [] for name in cases}
+        for r in range(ROUNDS17):
+            time.sleep(1.1)
+            # The order turns too, so no case always comes first after the pause.
+            names = list(cases)
+            names = names[r % len(names):] + names[:r % len(names)]
+            for name in names:
+                pid = service_pid(fleets[name].dirs[0])
+                t0 = time.monotonic()
+                os.kill(pid, signal.SIGKILL)
+                next_byte(name, 10)
+                times[name].append(time.monotonic() - t0)
+        return {name: statistics.median(t) for name, t in times.items()}
+    finally:
+        for fleet in fleets.values():
+            fleet.stop()
+        for fd in list(readers.values()) + keep:
+            os.close(fd)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+ROUNDS17 = 10 if QUICK else 60
+
+
+def issue17(this_bin):
+    """Part 5: this tree against main, settings absent; and all settings present."""
+    main_bin, commit = build_main()
+    if main_bin is None:
+        return ["## Issue 17: settings absent vs main", "", "(no main branch to compare with)", ""]
+    # Memory: both fleets alive at once, three times, the order of their starts swapped.
+    mems = {"main": [], "this": []}
+    for rep in range(3):
+        order = [("main", main_bin), ("this", this_bin)]
+        if rep % 2:
+            order.reverse()
+        got = memory_and_idle({name: [path] for name, path in order})
+        for name, _ in order:
+            mems[name].append(got[name])
+    pss = {n: statistics.median(m["pss"] for m in ms) for n, ms in mems.items()}
+    private = {n: statistics.median(m["private"] for m in ms) for n, ms in mems.items()}
+    rl = restart_latencies_with({
+        "main": ([main_bin], {}),
+        "this, settings absent": ([this_bin], {}),
+        "this, all settings": ([this_bin], ALL_LIMITS),
+    })
+    lines = [
+        f"## Issue 17: settings absent vs main ({commit}), and a start with all of them",
+        "",
+        f"Memory: {N} supervisors of each build alive at once, medians, three repetitions. "
+        f"Restart latency: {ROUNDS17} rounds, the three cases interleaved.",
+        "",
+        "| supervise | Pss kB | Private kB | restart latency ms |",
+        "|---|---|---|---|",
+        f"| main | {pss['main']:.0f} | {private['main']:.0f} | {rl['main'] * 1000:.2f} |",
+        f"| this, settings absent | {pss['this']:.0f} | {private['this']:.0f} | "
+        f"{rl['this, settings absent'] * 1000:.2f} |",
+        f"| this, all settings | | | {rl['this, all settings'] * 1000:.2f} |",
+        "",
+        f"Ratios this/main with the settings absent: Pss {pss['this'] / pss['main']:.3f}, "
+        f"Private {private['this'] / private['main']:.3f}, restart latency "
+        f"{rl['this, settings absent'] / rl['main']:.3f}. A start with all settings costs "
+        f"{(rl['this, all settings'] - rl['this, settings absent']) * 1000:.2f} ms more "
+        f"({rl['this, all settings'] / rl['this, settings absent']:.2f}x).",
+        "",
+    ]
+    return lines
+
+
 def main():
+    if "--issue17" in sys.argv:
+        bins, _ = build(only=["dynamic PIE"])
+        text = "\n".join(["# supervise benchmark, issue 17 part", ""] +
+                         issue17(bins["dynamic PIE"]))
+        print(text)
+        os.makedirs(os.path.join(ROOT, "bench", "results"), exist_ok=True)
+        with open(os.path.join(ROOT, "bench", "results", "supervise-issue17.md"), "w") as f:
+            f.write(text)
+        return
     for tool in ("runsv", "sv", "s6-supervise", "s6-svc"):
         if not shutil.which(tool):
             sys.exit(f"bench/supervise.py: {tool} is missing (apt-get install runit s6)")
@@ -394,6 +550,7 @@ def main():
         lines.append(f"| {name} | {t * 1000:.2f} |")
     lines += ["", f"Ratio warden / runsv: {rl['warden'] / rl['runsv']:.2f}; "
                   f"warden / s6-supervise: {rl['warden'] / rl['s6-supervise']:.2f}.", ""]
+    lines += issue17(bins["dynamic PIE"])
     text = "\n".join(lines)
     print(text)
     os.makedirs(os.path.join(ROOT, "bench", "results"), exist_ok=True)

@@ -143,11 +143,16 @@ impl Tree {
                             .and_then(|c| c.dir.parent())
                             .map(|p| p.join("cgroup.subtree_control"));
                         let parent = parent.as_deref().unwrap_or(Path::new("the parent"));
+                        let v1 = if warden::runas::v1_equivalent(file, value).is_some() {
+                            "nor in a v1 hierarchy"
+                        } else {
+                            "and it has no v1 equivalent"
+                        };
                         self.warn_once(
-                            controller,
+                            file,
                             format!(
-                                "{} not applied: the {controller} controller is not available \
-                                 to {} (not enabled in {}); starting without it",
+                                "{} not applied: cgroup2 has no {controller} controller for {} \
+                                 (not enabled in {}, or bound to v1), {v1}; starting without it",
                                 shown.display(),
                                 service.display(),
                                 parent.display()

@@ -399,3 +399,90 @@ proptest! {
         prop_assert_eq!(vars, expected);
     }
 }
+
+/// Issue 17's service-dir files: `user`, `limits`, `nice`, `umask`, `restart-limit` and the
+/// cgroup values, with the passwd and group databases.
+mod runas_files {
+    use super::config;
+    use proptest::prelude::*;
+    use warden::runas::{self, Rlimit, UNLIMITED};
+
+    fn any_limit() -> impl Strategy<Value = Rlimit> {
+        let value = prop_oneof![Just(UNLIMITED), 0u64..u64::MAX];
+        (0..runas::RESOURCES.len(), value.clone(), value).prop_map(|(at, a, b)| {
+            let (name, resource) = runas::RESOURCES[at];
+            Rlimit {
+                name,
+                resource,
+                soft: a.min(b),
+                hard: a.max(b),
+            }
+        })
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        #[test]
+        fn fuzz_runas_parsers_never_panic(text in any::<String>(), db in any::<String>()) {
+            let _ = runas::parse_limits(&text);
+            let _ = runas::parse_limit_value(&text);
+            let _ = runas::parse_nice(&text);
+            let _ = runas::parse_umask(&text);
+            let _ = runas::parse_restart_limit(&text);
+            let _ = runas::parse_cgroup_value(&text);
+            if let Ok(spec) = runas::parse_user(&text) {
+                let _ = runas::resolve_user(&spec, &db, &db);
+            }
+            for file in runas::CGROUP_FILES {
+                let _ = runas::v1_equivalent(file, &text);
+            }
+        }
+
+        #[test]
+        fn fuzz_limits_round_trip(limits in proptest::collection::vec(any_limit(), 0..8)) {
+            // Written as `limits` shows them, read back the same; a later line for a resource wins.
+            let text: String = limits.iter().map(|l| runas::limit_text(l) + "\n").collect();
+            let mut expected: Vec<Rlimit> = Vec::new();
+            for l in &limits {
+                match expected.iter_mut().find(|e| e.resource == l.resource) {
+                    Some(e) => *e = *l,
+                    None => expected.push(*l),
+                }
+            }
+            prop_assert_eq!(runas::parse_limits(&text), Ok(expected));
+        }
+
+        #[test]
+        fn fuzz_user_resolves_to_its_own_entry(
+            names in proptest::collection::vec("[a-z][a-z0-9_-]{0,8}", 1..6),
+            pick in any::<prop::sample::Index>(),
+        ) {
+            let mut names = names;
+            names.sort();
+            names.dedup();
+            let passwd: String = names.iter().enumerate()
+                .map(|(i, n)| format!("{n}:x:{}:{}:gecos:/home/{n}:/bin/sh\n", 1000 + i, 2000 + i))
+                .collect();
+            let group: String = names.iter().enumerate()
+                .map(|(i, n)| format!("g{n}:x:{}:{}\n", 3000 + i, names.join(",")))
+                .collect();
+            let at = pick.index(names.len());
+            let spec = runas::parse_user(&names[at]).unwrap();
+            let a = runas::resolve_user(&spec, &passwd, &group).unwrap();
+            prop_assert_eq!(a.uid, 1000 + at as u32);
+            prop_assert_eq!(a.gid, 2000 + at as u32);
+            prop_assert_eq!(a.home, format!("/home/{}", names[at]));
+            // Its primary group and every group listing it.
+            prop_assert_eq!(a.groups.len(), names.len() + 1);
+        }
+
+        #[test]
+        fn fuzz_numbers_in_range_parse(nice in -20i32..=19, mask in 0u32..=0o777, count in 1u32..1000, ms in 1u64..1_000_000) {
+            prop_assert_eq!(runas::parse_nice(&format!("{nice}\n")), Ok(nice));
+            prop_assert_eq!(runas::parse_umask(&format!("{mask:04o}\n")), Ok(mask));
+            let limit = runas::parse_restart_limit(&format!("{count} {ms}ms")).unwrap();
+            prop_assert_eq!((limit.count, limit.within.as_millis() as u64), (count, ms));
+        }
+    }
+}
