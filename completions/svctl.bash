@@ -12,8 +12,8 @@ _svctl()
     }
 
     local commands="up start down stop once restart pause cont hup alarm interrupt quit
-        usr1 usr2 term kill exit check status log rescan shutdown poweroff reboot halt"
-    local options="-d --scandir -w --wait -v --verbose --json -n --lines -f --follow
+        usr1 usr2 term kill exit check status metrics log rescan shutdown poweroff reboot halt"
+    local options="-d --scandir -w --wait -v --verbose --json -l --long --short -n --lines -f --follow
         -h --help -V --version"
 
     case $prev in

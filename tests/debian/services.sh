@@ -186,7 +186,7 @@ states_svctl() { grep -oE '(^|; )[^:;]+: (up|down|finish)' | grep -oE '(up|down|
 pids() { grep -oE 'pid [0-9]+' | tr '\n' ' '; }
 compare() {
   local name=$1 a b
-  a=$(sv status "$name"); b=$("$svctl" status "$name" || true)
+  a=$(sv status "$name"); b=$("$svctl" status --short "$name" || true)
   [ "$(states_sv <<< "$a")" = "$(states_svctl <<< "$b")" ] && [ "$(pids <<< "$a")" = "$(pids <<< "$b")" ] ||
     fail "sv and svctl disagree on $name: sv: $a / svctl: $b"
   echo "  sv:    $a"

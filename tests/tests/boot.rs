@@ -143,7 +143,11 @@ fn boot_image_runs_services_survives_supervisor_death_reboots_and_powers_off_cle
     wait_for_shell(&mut guest);
     let services = long_running_services();
     let names = services.join(" ");
-    run(&mut guest, "stty cols 1000 2>/dev/null; true");
+    // The console is a terminal: svctl would colour its states (issue 17); lines compare as text.
+    run(
+        &mut guest,
+        "stty cols 1000 2>/dev/null; export NO_COLOR=1; true",
+    );
     let waited = run(
         &mut guest,
         &format!("svctl -w 30s up {names}; echo \"svctl-exit=$?\""),
@@ -278,7 +282,11 @@ fn boot_image_runs_services_survives_supervisor_death_reboots_and_powers_off_cle
         .expect("init: stage 3: reboot", CMD)
         .unwrap_or_else(|e| panic!("{e}"));
     wait_for_shell(&mut guest);
-    run(&mut guest, "stty cols 1000 2>/dev/null; true");
+    // The console is a terminal: svctl would colour its states (issue 17); lines compare as text.
+    run(
+        &mut guest,
+        "stty cols 1000 2>/dev/null; export NO_COLOR=1; true",
+    );
     let old_log = run(
         &mut guest,
         "grep -c 'ticker: stopping after tick' /var/log/ticker/current",

@@ -466,12 +466,19 @@ fn issue_11_3_svctl_status_escapes_control_characters_on_a_terminal() {
     let mut with_d = vec![std::ffi::OsStr::new("-d")];
     with_d.extend(args);
     let shown = on_a_terminal(&svctl, &with_d);
+    // The state word is coloured on a terminal (issue 17): those SGR sequences are svctl's
+    // own; once they are taken out, no escape character may be left.
+    let shown = String::from_utf8_lossy(&shown)
+        .replace("\x1b[32m", "")
+        .replace("\x1b[33m", "")
+        .replace("\x1b[0m", "")
+        .into_bytes();
     assert!(
         contains(&shown, b"evil\\x1b]0;owned\\x07: up"),
         "{}",
         String::from_utf8_lossy(&shown)
     );
-    assert!(!contains(&shown, b"\x1b]0"), "{shown:?}");
+    assert!(!contains(&shown, b"\x1b"), "{shown:?}");
     let (_, piped, _) = run(Command::new(&svctl).args(with_d), LONG);
     assert!(piped.starts_with(&format!("{name}: up")), "{piped:?}");
 }

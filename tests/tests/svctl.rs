@@ -479,7 +479,7 @@ fn status_line_and_json_show_the_service_and_its_logger() {
     assert_ne!(pid, first);
     let log_pid = ServiceDir::new(dir.join("log")).status().unwrap().pid;
 
-    let (code, out, _) = svctl(s, &["status", "web"]);
+    let (code, out, _) = svctl(s, &["status", "--short", "web"]);
     assert_eq!(code, Some(0));
     let out = out.trim_end();
     let (main, log) = out.split_once("; ").expect("two parts");

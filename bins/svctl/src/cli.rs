@@ -55,6 +55,7 @@ pub enum Action {
     Metrics,
     Status {
         json: bool,
+        form: Form,
     },
     Log(LogView),
     /// A byte for svscan's control FIFO.
@@ -63,6 +64,17 @@ pub enum Action {
     Init(Power),
     Help,
     Version,
+}
+
+/// How `status` shows services (its JSON aside).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Form {
+    /// One service named: at length; several, or all: one line each.
+    Auto,
+    /// `--short`: one line each, even for one.
+    Short,
+    /// `-l`: each at length.
+    Long,
 }
 
 #[derive(Debug)]
@@ -97,7 +109,9 @@ Service commands (several services may be given; each is processed):
   term | kill    send TERM | KILL              -w: restarted (want up) or down (want down)
   exit           stop the service, supervisor exits   -w: the supervisor is gone
   check          no command; is the service in the state it wants (up, or down)?
-  status         one line per service (all of SCANDIR without SERVICE); --json for machines
+  status         one line per service (all of SCANDIR without SERVICE); --json for machines;
+                 one SERVICE (or -l): at length, with memory, CPU, tasks, process tree,
+                 settings and the last log lines
   log SERVICE [-n N] [-f]   show SERVICE/log/main through `logger --show`
   log .uncaught  the catch-all log: services without a log/ (svscan as PID 1, or svscan -u)
   metrics        every service (or SERVICE...) in the Prometheus text format, with memory,
@@ -116,6 +130,8 @@ Options:
   -w, --wait DURATION  wait for the command's goal: `5` (seconds, as sv), `500ms`, `1m 30s`
   -v, --verbose        wait {}s (sv's default)
       --json           status: JSON array, one object per service
+  -l, --long           status: every service at length
+      --short          status: one line, even for one SERVICE
   -n, --lines N        log: last N lines
   -f, --follow         log: keep showing new lines
   -h, --help           this text
@@ -143,6 +159,8 @@ pub fn parse(program: &str, args: Vec<OsString>) -> Result<Invocation, String> {
     let mut scandir: Option<PathBuf> = None;
     let mut wait = None;
     let mut json = false;
+    let mut long = false;
+    let mut short = false;
     let mut lines = None;
     let mut follow = false;
     let mut positional: Vec<String> = Vec::new();
@@ -160,6 +178,8 @@ pub fn parse(program: &str, args: Vec<OsString>) -> Result<Invocation, String> {
             }
             Short('v') | Long("verbose") => wait = wait.or(Some(DEFAULT_WAIT)),
             Long("json") => json = true,
+            Short('l') | Long("long") => long = true,
+            Long("short") => short = true,
             Short('n') | Long("lines") => {
                 let value = text(parser.value().map_err(|e| e.to_string())?)?;
                 lines = Some(
@@ -184,7 +204,14 @@ pub fn parse(program: &str, args: Vec<OsString>) -> Result<Invocation, String> {
         .unwrap_or_else(|| PathBuf::from(DEFAULT_SCANDIR));
 
     if let Some(power) = Power::from_program_name(program) {
-        if !positional.is_empty() || wait.is_some() || json || lines.is_some() || follow {
+        if !positional.is_empty()
+            || wait.is_some()
+            || json
+            || long
+            || short
+            || lines.is_some()
+            || follow
+        {
             return Err(format!("usage: {program} (no arguments)"));
         }
         let action = if help_wanted {
@@ -221,7 +248,15 @@ pub fn parse(program: &str, args: Vec<OsString>) -> Result<Invocation, String> {
         .find(|(alias, _)| *alias == command)
         .map_or(command.as_str(), |(_, name)| name);
     let action = match name {
-        "status" => Action::Status { json },
+        "status" => Action::Status {
+            json,
+            form: match (long, short) {
+                (true, false) => Form::Long,
+                (false, true) => Form::Short,
+                (false, false) => Form::Auto,
+                (true, true) => return Err("-l and --short exclude each other".into()),
+            },
+        },
         "check" => Action::Check,
         "metrics" => Action::Metrics,
         "log" => Action::Log(LogView { lines, follow }),
@@ -238,6 +273,9 @@ pub fn parse(program: &str, args: Vec<OsString>) -> Result<Invocation, String> {
 
     if json && !matches!(action, Action::Status { .. }) {
         return Err("--json applies to status only".into());
+    }
+    if (long || short) && !matches!(action, Action::Status { json: false, .. }) {
+        return Err("-l and --short apply to status without --json only".into());
     }
     if (lines.is_some() || follow) && !matches!(action, Action::Log(_)) {
         return Err("-n and -f apply to log only".into());
@@ -319,6 +357,9 @@ mod tests {
             &["log"],
             &["-w"],
             &["--bogus", "up", "x"],
+            &["status", "-l", "--short"],
+            &["status", "-l", "--json"],
+            &["up", "x", "-l"],
         ] {
             assert!(parse_str("svctl", args).is_err(), "{args:?} accepted");
         }
@@ -338,8 +379,20 @@ mod tests {
     #[test]
     fn status_without_services_is_allowed() {
         let inv = parse_str("svctl", &["status", "--json"]).unwrap();
-        assert!(matches!(inv.action, Action::Status { json: true }));
+        assert!(matches!(inv.action, Action::Status { json: true, .. }));
         assert!(inv.services.is_empty());
+    }
+
+    #[test]
+    fn status_forms() {
+        let form = |args: &[&str]| match parse_str("svctl", args).unwrap().action {
+            Action::Status { form, .. } => form,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(form(&["status", "web"]), Form::Auto);
+        assert_eq!(form(&["status", "-l"]), Form::Long);
+        assert_eq!(form(&["status", "web", "--long"]), Form::Long);
+        assert_eq!(form(&["status", "--short", "web"]), Form::Short);
     }
 
     #[test]

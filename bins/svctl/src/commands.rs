@@ -1,7 +1,7 @@
 //! The service commands: send, wait, check, status. Each service is processed even when an
 //! earlier one failed; the worst outcome is the exit code.
 
-use crate::cli::{Invocation, Verb};
+use crate::cli::{Form, Invocation, Verb};
 use crate::goal::Goal;
 use crate::outcome::{report, Outcome};
 use crate::report::Entry;
@@ -112,11 +112,17 @@ fn wait_one(
 }
 
 fn status_text(name: &str, dir: &ServiceDir) -> String {
-    crate::report::line(&Entry::read(name, dir), SystemTime::now())
+    crate::report::line(
+        &Entry::read(name, dir),
+        SystemTime::now(),
+        crate::report::Style::PLAIN,
+    )
 }
 
 /// `status`: the named services, or every service of the scan directory.
-pub fn status(inv: &Invocation, json: bool) -> Outcome {
+/// One named service is shown at length (as `systemctl status`), several one line each,
+/// unless `form` says otherwise.
+pub fn status(inv: &Invocation, json: bool, form: Form) -> Outcome {
     let mut worst = Outcome::Success;
     let targets: Vec<(String, ServiceDir)> = if inv.services.is_empty() {
         match scan(&inv.scandir) {
@@ -128,12 +134,19 @@ pub fn status(inv: &Invocation, json: bool) -> Outcome {
             .map(|(name, dir)| (name.to_owned(), dir))
             .collect()
     };
+    let long = match form {
+        Form::Long => true,
+        Form::Short => false,
+        Form::Auto => inv.services.len() == 1,
+    };
     let now = SystemTime::now();
     let mut values = Vec::new();
     // Names and last_error are anyone's text: on a terminal their control characters are
-    // shown escaped, and a newline in them cannot start a line of its own.
-    let terminal = warden::diag::is_terminal(std::io::stdout());
+    // shown escaped, and a newline in them cannot start a line of its own. Colours only
+    // there too, and not with NO_COLOR.
+    let style = crate::report::Style::for_stdout();
     let mut out = std::io::stdout().lock();
+    let mut first = true;
     for (name, dir) in &targets {
         let entry = Entry::read(name, dir);
         match &entry.state {
@@ -144,9 +157,17 @@ pub fn status(inv: &Invocation, json: bool) -> Outcome {
         if json {
             values.push(crate::report::json(&entry, now));
         } else if entry.state.is_ok() {
-            let line = crate::report::line(&entry, now);
-            let line = warden::diag::for_terminal(&line, terminal, warden::diag::Newlines::Escape);
-            if let Err(stop) = emit(&mut out, &line) {
+            let text = if long {
+                let detail = crate::detail::Detail::gather(&entry, dir);
+                let text = crate::detail::render(&entry, &detail, now, style);
+                // A blank line between services, none after the last.
+                let gap = if first { "" } else { "\n" };
+                format!("{gap}{}", text.trim_end_matches('\n'))
+            } else {
+                crate::report::line(&entry, now, style)
+            };
+            first = false;
+            if let Err(stop) = emit(&mut out, &text) {
                 return worst.max(stop);
             }
         }
@@ -206,9 +227,20 @@ pub fn metrics(inv: &Invocation) -> Outcome {
     }
     let samples: Vec<crate::metrics::Sample> = entries
         .iter()
-        .map(|entry| crate::metrics::Sample {
-            entry,
-            usage: cgroup_dir(entry).map(|dir| warden::cgroupfs::Usage::read(&dir)),
+        .map(|entry| {
+            let dir = cgroup_dir(entry);
+            let usage = dir.as_deref().map(warden::cgroupfs::Usage::read);
+            let rss = match (&dir, &usage) {
+                (Some(dir), Some(u)) if u.memory_current.is_none() => {
+                    let pids = warden::cgroupfs::procs_below(dir).unwrap_or_default();
+                    crate::procs::read_all(&pids)
+                        .iter()
+                        .filter_map(|p| p.rss)
+                        .reduce(u64::saturating_add)
+                }
+                _ => None,
+            };
+            crate::metrics::Sample { entry, usage, rss }
         })
         .collect();
     let text = crate::metrics::render(&samples, SystemTime::now());

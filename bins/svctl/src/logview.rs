@@ -71,7 +71,7 @@ fn show(main: PathBuf, view: &LogView) -> Outcome {
 }
 
 /// warden's `logger` next to svctl's own executable, else whatever `logger` is on PATH.
-fn logger_program() -> PathBuf {
+pub fn logger_program() -> PathBuf {
     std::env::current_exe()
         .ok()
         .and_then(|exe| exe.parent().map(|dir| dir.join("logger")))

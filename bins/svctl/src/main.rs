@@ -3,6 +3,7 @@
 
 mod cli;
 mod commands;
+mod detail;
 #[cfg(test)]
 mod fuzz;
 mod goal;
@@ -11,6 +12,7 @@ mod locks;
 mod logview;
 mod metrics;
 mod outcome;
+mod procs;
 mod report;
 mod system;
 mod wait;
@@ -47,7 +49,7 @@ fn run(inv: &cli::Invocation) -> Outcome {
         Action::Control(verb) => commands::control(inv, *verb),
         Action::Check => commands::check(inv),
         Action::Metrics => commands::metrics(inv),
-        Action::Status { json } => commands::status(inv, *json),
+        Action::Status { json, form } => commands::status(inv, *json, *form),
         Action::Log(view) => match inv.services.first() {
             Some(name) if name == logview::UNCAUGHT => logview::exec_uncaught(&inv.scandir, view),
             Some(name) => logview::exec_logger(&warden::svdir::resolve(&inv.scandir, name), view),

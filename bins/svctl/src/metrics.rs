@@ -12,6 +12,9 @@ use warden::status::Exit;
 pub struct Sample<'a> {
     pub entry: &'a Entry,
     pub usage: Option<Usage>,
+    /// The resident memory of the service's processes, summed: read only where the cgroup
+    /// has no `memory.current` (no memory controller there, as on hybrid cgroup hosts).
+    pub rss: Option<u64>,
 }
 
 struct Family {
@@ -92,6 +95,16 @@ const FAMILIES: &[Family] = &[
         },
     },
     Family {
+        name: "warden_service_last_exit_oom",
+        kind: "gauge",
+        help: "1 when the OOM killer ended the last run (its cgroup's memory.events oom_kill), else 0.",
+        value: |s, _| {
+            let x = s.entry.state.as_ref().ok()?.extended.as_ref()?;
+            x.last_exit?;
+            Some(f64::from(u8::from(x.last_exit_oom.is_some())))
+        },
+    },
+    Family {
         name: "warden_service_memory_bytes",
         kind: "gauge",
         help: "Memory of the service's cgroup (memory.current).",
@@ -104,6 +117,12 @@ const FAMILIES: &[Family] = &[
         value: |s, _| s.usage.as_ref()?.memory_peak.map(|v| v as f64),
     },
     Family {
+        name: "warden_service_memory_rss_bytes",
+        kind: "gauge",
+        help: "Resident memory of the service's processes, summed; only where the cgroup has no memory controller.",
+        value: |s, _| s.rss.map(|v| v as f64),
+    },
+    Family {
         name: "warden_service_cpu_seconds_total",
         kind: "counter",
         help: "CPU time used by the service's cgroup (cpu.stat usage_usec).",
@@ -112,7 +131,7 @@ const FAMILIES: &[Family] = &[
     Family {
         name: "warden_service_tasks",
         kind: "gauge",
-        help: "Tasks in the service's cgroup (pids.current, else cgroup.procs).",
+        help: "Tasks in the service's cgroup (pids.current, else its threads, cgroups below included).",
         value: |s, _| s.usage.as_ref()?.tasks.map(|v| v as f64),
     },
 ];
@@ -135,9 +154,38 @@ pub fn escape(value: &str) -> String {
     out
 }
 
+/// The states of `warden_service_state`, one sample each per service (1 for the one it is in).
+/// `failed`: down because restart-limit was reached.
+const STATES: &[&str] = &["up", "down", "finishing", "failed"];
+
+fn state_name(s: &Sample) -> Option<&'static str> {
+    Some(crate::report::state_word(s.entry.state.as_ref().ok()?))
+}
+
 /// The whole exposition: each family's HELP and TYPE once, then its samples, families apart.
 pub fn render(samples: &[Sample], now: SystemTime) -> String {
     let mut out = String::new();
+    let supervised: Vec<(&str, &str)> = samples
+        .iter()
+        .filter_map(|s| Some((s.entry.name.as_str(), state_name(s)?)))
+        .collect();
+    if !supervised.is_empty() {
+        let _ = writeln!(
+            out,
+            "# HELP warden_service_state 1 for the state the service is in (up, down, finishing, failed: restart-limit reached), 0 for the others."
+        );
+        let _ = writeln!(out, "# TYPE warden_service_state gauge");
+        for (name, current) in supervised {
+            for state in STATES {
+                let _ = writeln!(
+                    out,
+                    "warden_service_state{{service=\"{}\",state=\"{state}\"}} {}",
+                    escape(name),
+                    u8::from(*state == current)
+                );
+            }
+        }
+    }
     for family in FAMILIES {
         let values: Vec<(&str, f64)> = samples
             .iter()
@@ -196,6 +244,31 @@ mod tests {
     }
 
     #[test]
+    fn failed_and_oom() {
+        let mut web = up("web");
+        if let Ok(snap) = &mut web.state {
+            snap.status.pid = 0;
+            snap.status.state = RunState::Down;
+            snap.status.want = Want::Down;
+            snap.extended = Some(Extended {
+                last_exit: Some(Exit::Signal(9)),
+                last_exit_oom: Some("memory.max 64M".into()),
+                failed: true,
+                ..Extended::default()
+            });
+        }
+        let samples = [Sample {
+            entry: &web,
+            usage: None,
+            rss: None,
+        }];
+        let text = render(&samples, UNIX_EPOCH + Duration::from_secs(110));
+        assert!(text.contains("warden_service_state{service=\"web\",state=\"failed\"} 1\n"));
+        assert!(text.contains("warden_service_state{service=\"web\",state=\"down\"} 0\n"));
+        assert!(text.contains("warden_service_last_exit_oom{service=\"web\"} 1\n"));
+    }
+
+    #[test]
     fn families_values_and_escaping() {
         let web = up("we\"b\\\n");
         let gone = Entry {
@@ -204,18 +277,20 @@ mod tests {
         };
         let usage = Usage {
             memory_current: Some(4096),
-            memory_peak: None,
             cpu_usec: Some(1_500_000),
             tasks: Some(2),
+            ..Usage::default()
         };
         let samples = [
             Sample {
                 entry: &web,
                 usage: Some(usage),
+                rss: Some(8192),
             },
             Sample {
                 entry: &gone,
                 usage: None,
+                rss: None,
             },
         ];
         let text = render(&samples, UNIX_EPOCH + Duration::from_secs(110));
@@ -230,5 +305,16 @@ mod tests {
         assert!(!text.contains("memory_peak"));
         assert!(text.contains("warden_service_cpu_seconds_total{service=\"we\\\"b\\\\\\n\"} 1.5\n"));
         assert_eq!(text.matches("# TYPE warden_service_up gauge").count(), 1);
+        assert!(text.contains("warden_service_state{service=\"we\\\"b\\\\\\n\",state=\"up\"} 1\n"));
+        assert!(
+            text.contains("warden_service_state{service=\"we\\\"b\\\\\\n\",state=\"down\"} 0\n")
+        );
+        assert!(!text.contains("warden_service_state{service=\"x\""));
+        assert!(text.contains("warden_service_last_exit_oom{service=\"we\\\"b\\\\\\n\"} 0\n"));
+        assert!(
+            text.contains("warden_service_state{service=\"we\\\"b\\\\\\n\",state=\"failed\"} 0\n")
+        );
+        assert!(text.contains("warden_service_memory_rss_bytes{service=\"we\\\"b\\\\\\n\"} 8192\n"));
+        assert!(text.contains("warden_service_tasks{service=\"we\\\"b\\\\\\n\"} 2\n"));
     }
 }

@@ -3,6 +3,7 @@
 
 use crate::goal::Snapshot;
 use serde_json::{json, Value};
+use std::borrow::Cow;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 use warden::status::{Exit, RunState, Want};
@@ -35,12 +36,101 @@ impl Entry {
     }
 }
 
-fn state_word(state: RunState) -> &'static str {
-    match state {
+/// How text is written: escaped for a terminal, coloured or not.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Style {
+    /// Control characters in others' text (names, `last_error`, commands, log lines) are
+    /// shown as `\xNN`.
+    pub terminal: bool,
+    /// State words in colour (green up, yellow on the way, red down against its will).
+    pub colour: bool,
+}
+
+/// Terminal colours, as SGR codes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Colour {
+    Green,
+    Yellow,
+    Red,
+}
+
+impl Style {
+    /// Text as it is: for messages (`say!` escapes them itself) and pipes.
+    pub const PLAIN: Style = Style {
+        terminal: false,
+        colour: false,
+    };
+
+    /// For standard output: escaped and coloured on a terminal, colourless with `NO_COLOR`
+    /// set to anything but the empty string (no-color.org).
+    pub fn for_stdout() -> Style {
+        let terminal = warden::diag::is_terminal(std::io::stdout());
+        Style {
+            terminal,
+            colour: colour_wanted(terminal, std::env::var_os("NO_COLOR").as_deref()),
+        }
+    }
+
+    /// Someone else's text, on one line.
+    pub fn text<'a>(&self, text: &'a str) -> Cow<'a, str> {
+        warden::diag::for_terminal(text, self.terminal, warden::diag::Newlines::Escape)
+    }
+
+    /// `word` in `colour`, if colours are on.
+    pub fn paint(&self, colour: Option<Colour>, word: &str) -> String {
+        match colour.filter(|_| self.colour) {
+            Some(c) => {
+                let code = match c {
+                    Colour::Green => 32,
+                    Colour::Yellow => 33,
+                    Colour::Red => 31,
+                };
+                format!("\x1b[{code}m{word}\x1b[0m")
+            }
+            None => word.to_owned(),
+        }
+    }
+}
+
+/// Colours on a terminal unless `NO_COLOR` is set and not empty.
+pub fn colour_wanted(terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    terminal && no_color.map_or(true, |v| v.is_empty())
+}
+
+/// The colour of a state: green when up as wanted (and ready), yellow on the way (starting,
+/// not ready, finishing, stopping, paused), red when down against its want or failed
+/// (restart-limit); a service down as wanted is left in the terminal's colour.
+pub fn state_colour(snap: &Snapshot) -> Option<Colour> {
+    let s = &snap.status;
+    if is_failed(snap) && s.state == RunState::Down {
+        return Some(Colour::Red);
+    }
+    match s.state {
+        RunState::Run
+            if s.want == Want::Up && !s.paused && !s.term_sent && snap.ready() != Some(false) =>
+        {
+            Some(Colour::Green)
+        }
+        RunState::Run | RunState::Finish => Some(Colour::Yellow),
+        RunState::Down if s.want == Want::Up => Some(Colour::Red),
+        RunState::Down => None,
+    }
+}
+
+/// `up`, `down`, `finishing`, or `failed`: down because restart-limit was reached (warden's
+/// supervise then stops restarting it until `svctl up`).
+pub fn state_word(snap: &Snapshot) -> &'static str {
+    match snap.status.state {
         RunState::Run => "up",
+        RunState::Down if is_failed(snap) => "failed",
         RunState::Down => "down",
         RunState::Finish => "finishing",
     }
+}
+
+/// restart-limit was reached: `failed 1` in `supervise/warden`.
+pub fn is_failed(snap: &Snapshot) -> bool {
+    snap.extended.as_ref().is_some_and(|x| x.failed)
 }
 
 fn want_word(want: Want) -> &'static str {
@@ -76,21 +166,30 @@ pub fn error_words(error: &ClientError) -> String {
 
 /// `web: up (pid 1234) 2h 3m 1s, ready, normally up, restarts 2, last exit 1; log: up ...`.
 /// The logger's part leaves out what merely repeats the usual (normally up, no restarts).
-pub fn line(entry: &Entry, now: SystemTime) -> String {
-    let mut out = format!("{}: {}", entry.name, fields(entry, now, true));
+/// Others' text in it is escaped and the state words coloured as `style` says.
+pub fn line(entry: &Entry, now: SystemTime, style: Style) -> String {
+    let mut out = format!(
+        "{}: {}",
+        style.text(&entry.name),
+        fields(entry, now, true, style)
+    );
     if let Some(log) = &entry.log {
-        out.push_str(&format!("; {}: {}", log.name, fields(log, now, false)));
+        out.push_str(&format!(
+            "; {}: {}",
+            style.text(&log.name),
+            fields(log, now, false, style)
+        ));
     }
     out
 }
 
-fn fields(entry: &Entry, now: SystemTime, full: bool) -> String {
+fn fields(entry: &Entry, now: SystemTime, full: bool, style: Style) -> String {
     let snap = match &entry.state {
         Ok(snap) => snap,
-        Err(e) => return error_words(e),
+        Err(e) => return style.text(&error_words(e)).into_owned(),
     };
     let s = &snap.status;
-    let mut out = state_word(s.state).to_owned();
+    let mut out = style.paint(state_colour(snap), state_word(snap));
     if s.pid != 0 {
         out.push_str(&format!(" (pid {})", s.pid));
     }
@@ -123,13 +222,18 @@ fn fields(entry: &Entry, now: SystemTime, full: bool) -> String {
         if full || x.restarts > 0 {
             out.push_str(&format!(", restarts {}", x.restarts));
         }
-        if x.failed {
+        if x.failed && running {
+            // Started again by hand (`svctl once`) while the supervisor still counts it failed.
             out.push_str(", failed (restart-limit)");
+        } else if x.failed && x.last_error.is_none() {
+            // (warden's supervise says why in last_error, shown at the end.)
+            out.push_str(", restart-limit reached");
         }
         if let Some(exit) = x.last_exit {
             match &x.last_exit_oom {
                 Some(limit) => {
-                    out.push_str(&format!(", last exit {}", warden::status::oom_text(limit)))
+                    let text = warden::status::oom_text(limit);
+                    out.push_str(&format!(", last exit {}", style.text(&text)))
                 }
                 None => out.push_str(&format!(", last exit {}", exit_text(exit))),
             }
@@ -142,7 +246,7 @@ fn fields(entry: &Entry, now: SystemTime, full: bool) -> String {
             }
         }
         if let Some(error) = &x.last_error {
-            out.push_str(&format!(", error: {error}"));
+            out.push_str(&format!(", error: {}", style.text(error)));
         }
     }
     out
@@ -167,7 +271,7 @@ pub fn json(entry: &Entry, now: SystemTime) -> Value {
             } else {
                 "runit"
             });
-            v["state"] = json!(state_word(s.state));
+            v["state"] = json!(state_word(snap));
             v["pid"] = if s.pid == 0 {
                 Value::Null
             } else {
@@ -235,6 +339,10 @@ mod tests {
         }
     }
 
+    fn line_plain(entry: &Entry, now: SystemTime) -> String {
+        line(entry, now, Style::PLAIN)
+    }
+
     fn now(after: u64) -> SystemTime {
         UNIX_EPOCH + Duration::from_secs(T0 + after) + Duration::from_millis(300)
     }
@@ -257,7 +365,7 @@ mod tests {
         }
         web.log = Some(Box::new(log));
         assert_eq!(
-            line(&web, now(7381)),
+            line_plain(&web, now(7381)),
             "web: up (pid 1234) 2h 3m 1s, ready, normally up, restarts 2, last exit 1; \
              log: up (pid 1235) 2h 3m 1s"
         );
@@ -266,7 +374,10 @@ mod tests {
     #[test]
     fn runsv_down_service_wanting_up() {
         let web = entry("web", 0, RunState::Down, Want::Up);
-        assert_eq!(line(&web, now(5)), "web: down 5s, normally up, want up");
+        assert_eq!(
+            line_plain(&web, now(5)),
+            "web: down 5s, normally up, want up"
+        );
     }
 
     #[test]
@@ -282,7 +393,7 @@ mod tests {
             });
         }
         assert_eq!(
-            line(&web, now(0)),
+            line_plain(&web, now(0)),
             "web: up (pid 9) 0s, normally down, paused, want down, got TERM, restarts 0, \
              last exit signal KILL"
         );
@@ -296,13 +407,13 @@ mod tests {
             ..entry("log", 0, RunState::Down, Want::Down)
         }));
         assert_eq!(
-            line(&web, now(1)),
+            line_plain(&web, now(1)),
             "web: down 1s, normally up; log: not supervised"
         );
         let down_log = entry("log", 0, RunState::Down, Want::Up);
         web.log = Some(Box::new(down_log));
         assert_eq!(
-            line(&web, now(1)),
+            line_plain(&web, now(1)),
             "web: down 1s, normally up; log: down 1s, normally up, want up"
         );
     }
@@ -319,7 +430,7 @@ mod tests {
             });
         }
         assert_eq!(
-            line(&web, now(1)),
+            line_plain(&web, now(1)),
             "web: down 1s, normally up, want up, restarts 4, restart in 1s, \
              error: unable to exec ./run: Permission denied"
         );
@@ -337,11 +448,24 @@ mod tests {
             });
         }
         assert_eq!(
-            line(&web, now(2)),
-            "web: down 2s, normally up, restarts 0, failed (restart-limit), \
+            line_plain(&web, now(2)),
+            "web: failed 2s, normally up, restarts 0, restart-limit reached, \
              last exit killed by the OOM killer (memory.max 64M)"
         );
+        let coloured = Style {
+            terminal: true,
+            colour: true,
+        };
+        assert!(line(&web, now(2), coloured).starts_with("web: \x1b[31mfailed\x1b[0m 2s"));
+        if let Ok(Some(x)) = web.state.as_mut().map(|s| s.extended.as_mut()) {
+            x.last_exit_oom = Some("memory.max \x1b[2J".into());
+        }
+        assert!(line(&web, now(2), coloured).ends_with("(memory.max \\x1b[2J)"));
+        if let Ok(Some(x)) = web.state.as_mut().map(|s| s.extended.as_mut()) {
+            x.last_exit_oom = Some("memory.max 64M".into());
+        }
         let v = json(&web, now(2));
+        assert_eq!(v["state"], "failed");
         assert_eq!(v["failed"], true);
         assert_eq!(v["last_exit"]["signal"], "KILL");
         assert_eq!(v["last_exit"]["oom"], "memory.max 64M");
@@ -380,5 +504,58 @@ mod tests {
         assert_eq!(v["normally"], "up");
         assert_eq!(v["log"]["error"], "not supervised");
         assert_eq!(v["log"]["code"], 4);
+    }
+
+    #[test]
+    fn colours_follow_state_and_want_and_no_color() {
+        let colour = |state, want, f: &dyn Fn(&mut Snapshot)| {
+            let mut e = entry("web", 1, state, want);
+            if let Ok(snap) = &mut e.state {
+                f(snap);
+                state_colour(snap)
+            } else {
+                unreachable!()
+            }
+        };
+        let none = |_: &mut Snapshot| {};
+        assert_eq!(colour(RunState::Run, Want::Up, &none), Some(Colour::Green));
+        assert_eq!(
+            colour(RunState::Run, Want::Down, &none),
+            Some(Colour::Yellow)
+        );
+        assert_eq!(
+            colour(RunState::Finish, Want::Up, &none),
+            Some(Colour::Yellow)
+        );
+        assert_eq!(colour(RunState::Down, Want::Up, &none), Some(Colour::Red));
+        assert_eq!(colour(RunState::Down, Want::Down, &none), None);
+        let unready = |s: &mut Snapshot| {
+            s.notifies = true;
+            s.extended = Some(Extended::default());
+        };
+        assert_eq!(
+            colour(RunState::Run, Want::Up, &unready),
+            Some(Colour::Yellow)
+        );
+
+        assert!(colour_wanted(true, None));
+        assert!(colour_wanted(true, Some("".as_ref())));
+        assert!(!colour_wanted(true, Some("1".as_ref())));
+        assert!(!colour_wanted(false, None));
+    }
+
+    #[test]
+    fn coloured_line_escapes_the_name_but_not_its_own_colour() {
+        let web = entry("we\x1b]0;x\x07b", 5, RunState::Run, Want::Up);
+        let style = Style {
+            terminal: true,
+            colour: true,
+        };
+        assert_eq!(
+            line(&web, now(1), style),
+            "we\\x1b]0;x\\x07b: \x1b[32mup\x1b[0m (pid 5) 1s, normally up"
+        );
+        let down = entry("db", 0, RunState::Down, Want::Up);
+        assert!(line(&down, now(1), style).starts_with("db: \x1b[31mdown\x1b[0m 1s"));
     }
 }
