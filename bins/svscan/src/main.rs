@@ -4,9 +4,11 @@
 
 mod controldir;
 mod launch;
+mod life;
 mod options;
 mod scandir;
 mod scanner;
+mod system;
 mod tree;
 
 use options::{Options, Parsed, Uncaught, DEFAULT_UNCAUGHT, USAGE};

@@ -3,8 +3,11 @@
 //! deadline (a restart back-off, a retry, the end of a shutdown grace) or none at all.
 
 use crate::controldir::ControlDir;
+use crate::life::{self, Role};
+use crate::scandir::shown;
 use crate::scandir::{self, Id, Probe, Watch};
-use crate::tree::{self, shown, Hup, Role, Tree};
+use crate::system;
+use crate::tree::{Hup, Tree};
 use rustix::event::{PollFd, PollFlags};
 use rustix::io::Errno;
 use rustix::process::{Signal, WaitOptions};
@@ -99,17 +102,6 @@ pub struct Scanner {
     exit_recheck: Option<Instant>,
 }
 
-const SIGNALS: &[Signal] = &[
-    Signal::CHILD,
-    Signal::HUP,
-    Signal::ALARM,
-    Signal::TERM,
-    Signal::INT,
-    Signal::USR1,
-    Signal::USR2,
-    Signal::POWER,
-];
-
 impl Scanner {
     pub fn new(
         grace: Duration,
@@ -143,7 +135,7 @@ impl Scanner {
     }
 
     pub fn signals() -> &'static [Signal] {
-        SIGNALS
+        system::CAUGHT
     }
 
     /// Watches the scan directory, then scans it: watching first, so nothing that appears
@@ -537,7 +529,7 @@ impl Scanner {
             }
             Err(e) => {
                 self.watch_failures = self.watch_failures.saturating_add(1);
-                let delay = tree::restart_delay(self.watch_failures);
+                let delay = life::restart_delay(self.watch_failures);
                 if self.watch_failures == 1 {
                     warden::say!(
                         "svscan: warning: unable to watch the scan directory with inotify: {e}; \
@@ -659,7 +651,7 @@ impl Scanner {
             return;
         }
         self.rescan_at = None;
-        let listing = tree::with_fds(|| self.listing.list());
+        let listing = system::with_fds(|| self.listing.list());
         let (names, errors) = match listing {
             Ok(listing) => {
                 self.scan_failures = 0;
@@ -667,11 +659,11 @@ impl Scanner {
             }
             Err(e) => {
                 self.scan_failures = self.scan_failures.saturating_add(1);
-                let delay = tree::restart_delay(self.scan_failures);
+                let delay = life::restart_delay(self.scan_failures);
                 if self.scan_failures == 1 {
                     warden::say!(
                         "svscan: warning: unable to read the scan directory: {e}; retrying in {}",
-                        tree::humanize(delay)
+                        life::humanize(delay)
                     );
                 }
                 self.rescan_at = Some(now + delay);
