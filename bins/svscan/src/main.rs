@@ -2,6 +2,7 @@
 //! one for its `log/`, joined by a pipe svscan holds), picks up new ones as inotify reports
 //! them, and tears the tree down in order. Runs as PID 1 (stage 2) or as an ordinary process.
 
+mod catchall;
 mod controldir;
 mod launch;
 mod life;

@@ -1,5 +1,5 @@
 //! What svscan asks of the system for its entries, and nothing else: adoption of the
-//! supervisors an earlier svscan left running (through `supervise/lock`, `supervise/ok` and
+//! supervisors an earlier svscan left running (through `supervise/ok`, `supervise/warden` and
 //! /proc), signals (by pidfd for adopted ones), process groups, cgroups, the log pipes (made,
 //! or taken over from a running supervisor through /proc), the fd limit, and the files a
 //! service dir has for svscan (`container-exit`, the logger's status). The decisions are
@@ -262,9 +262,9 @@ pub struct Adopted {
     pub pidfd: OwnedFd,
 }
 
-/// Takes over a supervisor that an earlier svscan started, if one runs for `dir`: it holds
-/// `supervise/lock` (`supervise/ok` has a reader), and `supervise/warden` names its pid, which
-/// /proc says is a `supervise` working in this very directory.
+/// Takes over a supervisor that an earlier svscan started, if one runs for `dir`: one holds
+/// `supervise/ok` open for reading, and `supervise/warden` names its pid, which /proc says is
+/// a `supervise` working in this very directory.
 pub fn adopt(dir: &Path) -> Result<Option<Adopted>, String> {
     let svc = ServiceDir::new(dir);
     if svc.liveness() != Ok(Liveness::Running) {

@@ -6,10 +6,11 @@
 //! (is there a `log/`, what is left in the pipe, what a logger's supervisor says) are
 //! gathered here first. The catch-all logger, which is not an entry, is run here too.
 
+use crate::catchall::{self, Catchall};
 use crate::launch::{self, Launches, Stdio};
 use crate::life::{
     self, humanize, Action, Adoption, Drain, End, Entry, Event, Failure, Found, Launched, Logger,
-    Report, Role, Run, Slot, State, FD_SHORTAGE_RETRY,
+    Report, Role, Run, FD_SHORTAGE_RETRY,
 };
 use crate::scandir::{has_log, log_path, path_of, service_path, shown, shown_as, Id};
 use crate::system::{self, ContainerExit, Pipe};
@@ -20,7 +21,7 @@ use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use warden::svdir::ServiceDir;
 
 /// Where svscan finds the programs it starts.
@@ -103,18 +104,14 @@ impl Node {
     }
 }
 
-/// The catch-all logger (s6-linux-init's uncaught-logs logger): one pipe, held by svscan like
-/// every log pipe, that the supervisors of services without a `log/` get as stdout and
-/// stderr, read by a logger supervised in `dir` (`supervise --default-log`: `logger ./main`
-/// unless `dir` has a `run`). It is stopped last, once every entry is gone, to drain it all.
+/// The catch-all logger: its machine (`catchall`), and what the system gave it.
 struct Uncaught {
     id: Id,
     dir: PathBuf,
-    slot: Slot,
+    life: Catchall,
     held: Held,
     pipe: Option<Pipe>,
     leftover: Option<OwnedFd>,
-    hup_pending: bool,
 }
 
 impl Uncaught {
@@ -124,35 +121,24 @@ impl Uncaught {
             .is_some_and(|fd| system::unread(fd).is_ok_and(|n| n > 0))
     }
 
-    /// Tells the logger's supervisor to exit once its logger has drained the pipe (HUP =
-    /// `e`). A logger that stays down drains nothing: what is left goes, said aloud.
-    fn hup(&mut self, state: Logger) {
-        let State::Running(r) = &mut self.slot.state else {
-            return;
-        };
-        if state == Logger::Down {
-            if let Some(read) = self.leftover.take() {
-                if let Ok(n @ 1..) = system::unread(&read) {
-                    warden::say!(
-                        "svscan: warning: the catch-all logger {} is down: {n} unread bytes of \
-                         its pipe are dropped",
-                        self.dir.display()
-                    );
-                }
-            }
+    fn report(&self, report: Report) {
+        let dir = self.dir.display();
+        match report {
+            Report::StartFailed { error, delay, .. } => warden::say!(
+                "svscan: warning: unable to start the supervisor of the catch-all logger {dir}: \
+                 {error}; retrying in {}",
+                humanize(delay)
+            ),
+            Report::Ended { status, delay, .. } => warden::say!(
+                "svscan: warning: the supervisor of the catch-all logger {dir} ended ({status}); \
+                 restarting it in {}",
+                humanize(delay)
+            ),
+            Report::Straggler(_) => warden::say!(
+                "svscan: warning: the catch-all logger {dir} did not stop in time: sending KILL"
+            ),
+            Report::AdoptFailed { .. } | Report::PipeNotTakenOver | Report::FdShortage { .. } => {}
         }
-        r.stop_sent = true;
-        if self.held.cgroup.is_none() {
-            self.held.cgroup = system::cgroup_of(&system::supervisor_dir(r.pid));
-        }
-        let pidfd = self.held.pidfd.as_ref();
-        system::signal(
-            r.pid,
-            pidfd,
-            Signal::HUP,
-            "log supervisor",
-            self.dir.as_os_str(),
-        );
     }
 }
 
@@ -216,7 +202,7 @@ impl Exec<'_> {
         while let Some(actions) = next.take() {
             let mut launched: Option<Launched> = None;
             let mut pipe_failure: Option<Failure> = None;
-            let mut then: Option<Event> = None;
+            let mut then: Vec<Event> = Vec::new();
             for action in actions {
                 match action {
                     Action::OpenPipe => {
@@ -278,16 +264,22 @@ impl Exec<'_> {
                     Action::CheckLogger => {
                         if let Some(run) = node.life.awaits_hup() {
                             let dir = system::supervisor_dir(run.pid);
-                            then = Some(Event::LoggerSeen(system::logger_state(&dir)));
+                            then.push(Event::LoggerSeen(system::logger_state(&dir)));
                         }
                     }
                     Action::RecheckLogger | Action::LogWatchDone => scanner.push(action),
                     Action::Report(report) => self.report(&node.name, report),
                 }
             }
-            // At most one of them: a Due starts, a stop checks the logger.
-            if let Some(event) = launched.map(Event::Launched).or(then) {
-                next = Some(life::step(&mut node.life, event, self.now));
+            // What the actions found out is told to the machine, whose answer is carried out
+            // in turn (a Due's starts lead to a Launched, a stop's CheckLogger to LoggerSeen).
+            let events = launched.map(Event::Launched).into_iter().chain(then);
+            let mut more = Vec::new();
+            for event in events {
+                more.extend(life::step(&mut node.life, event, self.now));
+            }
+            if !more.is_empty() {
+                next = Some(more);
             }
         }
         scanner
@@ -485,7 +477,11 @@ impl Tree {
 
     /// No entry is left, nor the catch-all logger.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty() && self.uncaught.as_ref().map_or(true, |u| u.slot.is_gone())
+        self.entries.is_empty()
+            && self
+                .uncaught
+                .as_ref()
+                .map_or(true, |u| u.life.slot.is_gone())
     }
 
     /// Sends the output of every service without a `log/` to a logger supervised in `dir`
@@ -493,26 +489,19 @@ impl Tree {
     pub fn set_uncaught(&mut self, dir: PathBuf, now: Instant) -> io::Result<()> {
         let meta = std::fs::metadata(&dir)?;
         let id = (meta.dev(), meta.ino());
-        let mut slot = Slot::waiting(now);
-        let mut held = Held::default();
         let name = dir.clone().into_os_string();
-        let adopted = match system::adopt(&dir) {
-            Ok(Some(adopted)) => {
-                let pid = adopted.run.pid;
-                slot.state = State::Running(adopted.run);
-                held.pidfd = Some(adopted.pidfd);
-                Some(pid)
-            }
-            Ok(None) => None,
+        let (adopted, pidfd) = match system::adopt(&dir) {
+            Ok(Some(adopted)) => (Some(adopted.run), Some(adopted.pidfd)),
+            Ok(None) => (None, None),
             Err(cause) => {
                 warden::say!(
                     "svscan: warning: unable to adopt the running supervisor of {}: {cause}",
                     shown(&name)
                 );
-                None
+                (None, None)
             }
         };
-        let pipe = match adopted.and_then(|pid| system::reopen_pipe(pid, 0)) {
+        let pipe = match adopted.and_then(|run| system::reopen_pipe(run.pid, 0)) {
             Some(pipe) => pipe,
             None => {
                 if adopted.is_some() {
@@ -525,21 +514,129 @@ impl Tree {
                 system::new_pipe()?
             }
         };
-        if let Some(pid) = adopted {
-            self.pids.insert(pid, (id, Role::Log));
+        if let Some(run) = adopted {
+            self.pids.insert(run.pid, (id, Role::Log));
         }
         self.uncaught = Some(Uncaught {
             id,
             dir,
-            slot,
-            held,
+            life: Catchall::new(adopted, now),
+            held: Held {
+                pidfd,
+                cgroup: None,
+            },
             pipe: Some(pipe),
             leftover: None,
-            hup_pending: false,
         });
         // Now, before the first scan starts any service: the pipe has its reader first.
         self.start_uncaught(now);
         Ok(())
+    }
+
+    /// Steps the catch-all logger's machine and carries out what it says; returns the
+    /// actions the scanner is to hear of.
+    fn drive_uncaught(&mut self, event: catchall::Event, now: Instant) -> Vec<Action> {
+        let Tree {
+            uncaught,
+            programs,
+            launches,
+            pids,
+            ..
+        } = self;
+        let Some(u) = uncaught.as_mut() else {
+            return Vec::new();
+        };
+        let mut scanner = Vec::new();
+        let mut next = Some(u.life.step(event, now));
+        while let Some(actions) = next.take() {
+            let mut then = Vec::new();
+            for action in actions {
+                match action {
+                    Action::PipeToLeftover => {
+                        if let Some(pipe) = u.pipe.take() {
+                            u.leftover = Some(pipe.read);
+                        }
+                    }
+                    Action::DropLeftover(why) => {
+                        if let (Some(read), Some(why)) = (u.leftover.take(), why) {
+                            if let Ok(n @ 1..) = system::unread(&read) {
+                                warden::say!(
+                                    "svscan: warning: the catch-all logger {} {why}: {n} unread \
+                                     bytes of its pipe are dropped",
+                                    u.dir.display()
+                                );
+                            }
+                        }
+                    }
+                    Action::Start(_, end) => {
+                        let read = match end {
+                            End::PipeRead => u.pipe.as_ref().map(|p| &p.read),
+                            End::Leftover => u.leftover.as_ref(),
+                            End::PipeWrite | End::Uncaught => None,
+                        };
+                        let result = match (read, &programs.supervise) {
+                            (Some(read), Ok(supervise)) => launch::spawn(
+                                supervise.as_os_str(),
+                                &[OsStr::new("--default-log"), u.dir.as_os_str()],
+                                Stdio::Input(read),
+                                system::CAUGHT,
+                                launches,
+                            )
+                            .map(|pid| pid.as_raw_nonzero().get()),
+                            _ => Err(io::Error::from(io::ErrorKind::BrokenPipe)),
+                        };
+                        if let Ok(pid) = result {
+                            pids.insert(pid, (u.id, Role::Log));
+                            u.held = Held::default();
+                        }
+                        then.push(catchall::Event::Launched(result.map_err(|e| failure(&e))));
+                    }
+                    Action::Signal(_, sig) => {
+                        if let Some(run) = u.life.slot.running() {
+                            let what = if sig == Signal::HUP {
+                                "log supervisor"
+                            } else {
+                                "supervisor"
+                            };
+                            let pidfd = u.held.pidfd.as_ref();
+                            system::signal(run.pid, pidfd, sig, what, u.dir.as_os_str());
+                        }
+                    }
+                    Action::KillGroup(_) => {
+                        if let Some(run) = u.life.slot.running() {
+                            system::kill_group_of(&system::supervisor_dir(run.pid));
+                        }
+                    }
+                    Action::NoteCgroup(_) => {
+                        if let (Some(run), None) = (u.life.slot.running(), &u.held.cgroup) {
+                            u.held.cgroup = system::cgroup_of(&system::supervisor_dir(run.pid));
+                        }
+                    }
+                    Action::RemoveCgroup(_) => system::remove_cgroup(u.held.cgroup.take()),
+                    Action::CheckLogger => {
+                        if let Some(run) = u.life.awaits_hup() {
+                            let dir = system::supervisor_dir(run.pid);
+                            then.push(catchall::Event::LoggerSeen(system::logger_state(&dir)));
+                        }
+                    }
+                    Action::RecheckLogger => scanner.push(action),
+                    Action::Report(report) => u.report(report),
+                    // Not asked of the catch-all: its pipe is made once, its cgroup noted.
+                    Action::OpenPipe
+                    | Action::ClosePipe
+                    | Action::RemoveDeadCgroup(_)
+                    | Action::LogWatchDone => {}
+                }
+            }
+            let mut more = Vec::new();
+            for event in then {
+                more.extend(u.life.step(event, now));
+            }
+            if !more.is_empty() {
+                next = Some(more);
+            }
+        }
+        scanner
     }
 
     /// After a failed exec of the next stage (PID 1): the catch-all logger is wanted again,
@@ -557,126 +654,57 @@ impl Tree {
                      services without a log/ now write where svscan does"
                 ),
             }
-            u.leftover = None;
         }
-        if u.slot.is_gone() {
-            u.slot = Slot::waiting(now);
-        }
+        let pipe = u.pipe.is_some();
+        self.drive_uncaught(catchall::Event::Resumed { pipe }, now);
     }
 
     /// Once every entry is gone in a shutdown: svscan lets go of the catch-all pipe's write
     /// end and tells the logger's supervisor to exit once the logger has read it all.
-    fn stop_uncaught(&mut self) {
-        let Some(u) = self.uncaught.as_mut() else {
-            return;
-        };
+    fn stop_uncaught(&mut self, now: Instant) {
         if !self.shutting_down || !self.entries.is_empty() {
             return;
         }
-        if let Some(pipe) = u.pipe.take() {
-            u.leftover = Some(pipe.read);
-        }
-        let unread = u.unread();
-        match &u.slot.state {
-            State::Running(r) if !r.stop_sent && !u.hup_pending => {
-                match system::logger_state(&system::supervisor_dir(r.pid)) {
-                    state @ (Logger::Running | Logger::Down) => u.hup(state),
-                    Logger::Coming | Logger::Unreadable => u.hup_pending = true,
-                }
-            }
-            State::Running(_) | State::Gone => {}
-            State::Waiting { .. } if unread => {}
-            State::Waiting { .. } => {
-                u.slot.state = State::Gone;
-                u.leftover = None;
-            }
-        }
+        let Some(u) = self.uncaught.as_ref() else {
+            return;
+        };
+        // What the pipe holds: it becomes the leftover.
+        let read = u.pipe.as_ref().map(|p| &p.read).or(u.leftover.as_ref());
+        let unread = read.is_some_and(|fd| system::unread(fd).is_ok_and(|n| n > 0));
+        self.drive_uncaught(catchall::Event::AllGone { unread }, now);
     }
 
-    /// Starts the catch-all logger's supervisor when it is due: on the pipe, or, in a
-    /// shutdown, on what is left of it (and then to exit once that is read).
+    /// Starts the catch-all logger's supervisor when it is due.
     fn start_uncaught(&mut self, now: Instant) {
-        let Some(u) = self.uncaught.as_mut() else {
+        let Some(u) = self.uncaught.as_ref() else {
             return;
         };
-        if !u.slot.due(now) {
+        if !u.life.slot.due(now) {
             return;
         }
-        let draining = u.pipe.is_none();
-        let unread = u.unread();
-        let read = match (&u.pipe, &u.leftover) {
-            (Some(pipe), _) => &pipe.read,
-            (None, Some(read)) if unread => read,
-            (None, _) => {
-                u.slot.state = State::Gone;
-                u.leftover = None;
-                return;
-            }
+        let event = catchall::Event::Due {
+            unread: u.unread(),
+            can_start: self.programs.supervise.is_ok(),
         };
-        let Ok(supervise) = &self.programs.supervise else {
-            // Said once at startup; the catch-all waits, its pipe held, as any log pipe.
-            return;
-        };
-        let result = launch::spawn(
-            supervise.as_os_str(),
-            &[OsStr::new("--default-log"), u.dir.as_os_str()],
-            Stdio::Input(read),
-            system::CAUGHT,
-            &mut self.launches,
-        );
-        match result {
-            Ok(pid) => {
-                let pid = pid.as_raw_nonzero().get();
-                self.pids.insert(pid, (u.id, Role::Log));
-                u.slot.state = State::Running(Run::started(pid, now));
-                u.held = Held::default();
-                u.hup_pending = draining;
-            }
-            Err(e) => {
-                let delay = u.slot.retry(Duration::ZERO, now);
-                if !std::mem::replace(&mut u.slot.reported, true) {
-                    warden::say!(
-                        "svscan: warning: unable to start the supervisor of the catch-all \
-                         logger {}: {e}; retrying in {}",
-                        u.dir.display(),
-                        humanize(delay)
-                    );
-                }
-            }
-        }
+        self.drive_uncaught(event, now);
     }
 
     /// The catch-all logger's supervisor exited: restarted on the same pipe, so that no line
     /// is lost, unless the shutdown is over for it.
     fn uncaught_exited(&mut self, pid: i32, status: Option<WaitStatus>, now: Instant) {
-        let Some(u) = self.uncaught.as_mut() else {
+        let Some(u) = self.uncaught.as_ref() else {
             return;
         };
-        let State::Running(running) = u.slot.state else {
-            return;
+        let event = catchall::Event::Exited {
+            pid,
+            status: describe(status),
+            unread: u.unread(),
         };
-        if running.pid != pid {
-            return;
-        }
-        let lived = now.saturating_duration_since(running.since);
-        u.hup_pending = false;
-        let cgroup = u.held.cgroup.take();
-        u.held = Held::default();
-        if u.pipe.is_some() || u.unread() {
-            let delay = u.slot.retry(lived, now);
-            if !running.stop_sent && !std::mem::replace(&mut u.slot.reported, true) {
-                warden::say!(
-                    "svscan: warning: the supervisor of the catch-all logger {} ended ({}); \
-                     restarting it in {}",
-                    u.dir.display(),
-                    describe(status),
-                    humanize(delay)
-                );
+        self.drive_uncaught(event, now);
+        if let Some(u) = self.uncaught.as_mut() {
+            if u.life.slot.running().map_or(true, |run| run.pid != pid) {
+                u.held = Held::default();
             }
-        } else {
-            u.slot.state = State::Gone;
-            u.leftover = None;
-            system::remove_cgroup(cgroup);
         }
     }
 
@@ -772,7 +800,8 @@ impl Tree {
         let Some(node) = self.entries.get(id) else {
             return;
         };
-        let drain = node.drain(true);
+        // A service that runs is only told to stop: its log is let go once it has exited.
+        let drain = node.drain(node.life.service.running().is_none());
         // No deadline is set by a vanishing: any clock will do.
         self.drive(*id, Event::Vanished { drain }, Instant::now());
     }
@@ -830,13 +859,13 @@ impl Tree {
 
     /// Entries whose logger supervisor waits for its HUP, with the logger's directory.
     pub fn pending_hups(&self) -> Vec<(Id, PathBuf, OsString)> {
-        let uncaught = self.uncaught.as_ref().and_then(|u| match &u.slot.state {
-            State::Running(r) if u.hup_pending => Some((
+        let uncaught = self.uncaught.as_ref().and_then(|u| {
+            let run = u.life.awaits_hup()?;
+            Some((
                 u.id,
-                system::supervisor_dir(r.pid),
+                system::supervisor_dir(run.pid),
                 u.dir.clone().into_os_string(),
-            )),
-            _ => None,
+            ))
         });
         self.entries
             .iter()
@@ -859,18 +888,15 @@ impl Tree {
             Logger::Unreadable => Hup::Recheck,
             Logger::Running | Logger::Down => Hup::Done,
         };
-        if let Some(u) = self.uncaught.as_mut().filter(|u| u.id == *id) {
-            if !u.hup_pending {
+        if let Some(u) = self.uncaught.as_ref().filter(|u| u.id == *id) {
+            if !u.life.hup_pending {
                 return Hup::Done;
             }
-            let State::Running(r) = &u.slot.state else {
+            let Some(run) = u.life.awaits_hup() else {
                 return Hup::Pending;
             };
-            let state = system::logger_state(&system::supervisor_dir(r.pid));
-            if hup(state) == Hup::Done {
-                u.hup_pending = false;
-                u.hup(state);
-            }
+            let state = system::logger_state(&system::supervisor_dir(run.pid));
+            self.drive_uncaught(catchall::Event::LoggerSeen(state), Instant::now());
             return hup(state);
         }
         let Some(node) = self.entries.get(id) else {
@@ -905,12 +931,12 @@ impl Tree {
             }
             !node.life.finished()
         });
-        self.stop_uncaught();
+        self.stop_uncaught(now);
     }
 
     /// The nearest time a supervisor is due to (re)start.
     pub fn next_deadline(&self) -> Option<Instant> {
-        let uncaught = self.uncaught.as_ref().and_then(|u| u.slot.deadline());
+        let uncaught = self.uncaught.as_ref().and_then(|u| u.life.slot.deadline());
         self.entries
             .values()
             .filter_map(|e| e.life.deadline())
@@ -929,7 +955,7 @@ impl Tree {
             }
         }
         if let Some(u) = &self.uncaught {
-            if let (State::Running(run), Some(fd)) = (&u.slot.state, u.held.pidfd.as_ref()) {
+            if let (Some(run), Some(fd)) = (u.life.slot.running(), u.held.pidfd.as_ref()) {
                 out.push((run.pid, fd.as_fd()));
             }
         }
@@ -989,23 +1015,10 @@ impl Tree {
     /// The shutdown grace is over: KILL what is left of the services (or of the loggers), the
     /// supervisor and the process group it recorded.
     pub fn kill_stragglers(&mut self, role: Role) {
-        if let (Role::Log, Some(u)) = (role, self.uncaught.as_ref()) {
-            if let State::Running(r) = &u.slot.state {
-                warden::say!(
-                    "svscan: warning: the catch-all logger {} did not stop in time: sending KILL",
-                    u.dir.display()
-                );
-                system::kill_group_of(&system::supervisor_dir(r.pid));
-                system::signal(
-                    r.pid,
-                    u.held.pidfd.as_ref(),
-                    Signal::KILL,
-                    "supervisor",
-                    u.dir.as_os_str(),
-                );
-            }
-        }
         let now = Instant::now();
+        if role == Role::Log {
+            self.drive_uncaught(catchall::Event::GraceOver, now);
+        }
         let (entries, mut exec) = self.parts(now);
         for (id, node) in entries.iter_mut() {
             exec.drive(*id, node, Event::GraceOver(role));
