@@ -23,7 +23,7 @@ pub const LOGGER_DOWN: &str = "is down";
 pub fn restart_delay(quick_deaths: u32) -> Duration {
     match quick_deaths {
         0 => Duration::ZERO,
-        n => Duration::from_secs(1u64 << (n - 1).min(5)).min(MAX_RESTART_DELAY),
+        n => Duration::from_secs(1u64 << n.saturating_sub(1).min(5)).min(MAX_RESTART_DELAY),
     }
 }
 
