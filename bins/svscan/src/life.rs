@@ -224,6 +224,8 @@ pub struct Failure {
 pub struct Launched {
     pub log: Option<Result<i32, Failure>>,
     pub service: Option<Result<i32, Failure>>,
+    /// The pipe asked for could not be made: svscan holds none (the next start asks again).
+    pub pipe_failed: bool,
 }
 
 /// Facts about the pipe and the logger's directory, for the events that stop an entry's log.
@@ -524,6 +526,10 @@ fn settle_launched(entry: &mut Entry, launched: Launched, now: Instant, out: &mu
         settle(&mut entry.service, result, Role::Service, now, out);
     }
     let service_running = entry.service.running().is_some();
+    if let Some(log) = entry.log.as_mut().filter(|_| launched.pipe_failed) {
+        log.pipe = false;
+        log.fresh = false;
+    }
     if let Some(log) = entry.log.as_mut() {
         // A pipe made for starts that both failed reached no process: closed, so an entry
         // that cannot start (out of fds, say) does not hold fds others could use.

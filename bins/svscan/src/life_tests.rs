@@ -40,6 +40,7 @@ fn ok(log: bool, service: bool) -> Event {
     Event::Launched(Launched {
         log: log.then_some(Ok(LOG_PID)),
         service: service.then_some(Ok(SERVICE_PID)),
+        pipe_failed: false,
     })
 }
 
@@ -266,6 +267,7 @@ fn a_supervisor_that_cannot_be_adopted_is_said_once_and_a_new_one_started() {
     let launched = Launched {
         log: None,
         service: Some(Err(failed("busy", false))),
+        pipe_failed: false,
     };
     assert_eq!(step(&mut e, Event::Launched(launched), clock.at(0)), []);
 }
@@ -277,6 +279,7 @@ fn starts_that_both_fail_close_the_pipe_made_for_them() {
     let launched = Launched {
         log: Some(Err(failed("no supervise", false))),
         service: Some(Err(failed("no supervise", false))),
+        pipe_failed: false,
     };
     let actions = step(&mut e, Event::Launched(launched), clock.at(0));
     assert_eq!(
@@ -302,9 +305,45 @@ fn starts_that_both_fail_close_the_pipe_made_for_them() {
     let launched = Launched {
         log: Some(Ok(LOG_PID)),
         service: Some(Err(failed("no supervise", false))),
+        pipe_failed: false,
     };
     assert_eq!(step(&mut e, Event::Launched(launched), clock.at(1000)), []);
     assert!(e.log.as_ref().is_some_and(|l| l.pipe));
+}
+
+#[test]
+fn a_pipe_that_could_not_be_made_is_asked_for_again() {
+    let clock = Clock::new();
+    let run = Run::started(SERVICE_PID, clock.at(0));
+    // The service's supervisor was adopted without its pipe: the logger gets a new one.
+    let (mut e, actions) = appear(
+        Found {
+            log_dir: true,
+            service: Adoption::Running(run),
+            log: Adoption::None,
+            pipe: false,
+        },
+        clock.at(0),
+    );
+    assert_eq!(
+        actions,
+        [
+            Report(Report::PipeNotTakenOver),
+            OpenPipe,
+            Start(Log, End::PipeRead)
+        ]
+    );
+    let launched = Launched {
+        log: Some(Err(failed("Too many open files", true))),
+        service: None,
+        pipe_failed: true,
+    };
+    step(&mut e, Event::Launched(launched), clock.at(0));
+    assert!(e.log.as_ref().is_some_and(|l| !l.pipe));
+    assert_eq!(
+        step(&mut e, Event::Due { log_dir: false }, clock.at(1000)),
+        [OpenPipe, Start(Log, End::PipeRead)]
+    );
 }
 
 #[test]
@@ -322,6 +361,7 @@ fn a_shortage_of_fds_is_retried_steadily_without_back_off() {
         let launched = Launched {
             log: None,
             service: Some(Err(failed("Too many open files", true))),
+            pipe_failed: false,
         };
         assert_eq!(
             step(&mut e, Event::Launched(launched), now),
@@ -761,6 +801,7 @@ fn every_state_times_every_event_keeps_the_invariants() {
         Event::Launched(Launched {
             log: Some(Err(failed("e", false))),
             service: Some(Err(failed("e", true))),
+            pipe_failed: false,
         }),
         Event::Returned,
         Event::LogAppeared { log_dir: false },

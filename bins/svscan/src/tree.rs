@@ -273,6 +273,9 @@ impl Exec<'_> {
             }
             // What the actions found out is told to the machine, whose answer is carried out
             // in turn (a Due's starts lead to a Launched, a stop's CheckLogger to LoggerSeen).
+            if let Some(launched) = launched.as_mut() {
+                launched.pipe_failed = pipe_failure.is_some();
+            }
             let events = launched.map(Event::Launched).into_iter().chain(then);
             let mut more = Vec::new();
             for event in events {
