@@ -132,6 +132,9 @@ impl Catchall {
                 self.slot.state = State::Running(Run::started(pid, now));
                 // Started on what is left: to exit once that is read.
                 self.hup_pending = !self.pipe;
+                if self.hup_pending {
+                    out.push(Action::WatchStatus);
+                }
             }
             Err(Failure { error, .. }) => {
                 let delay = self.slot.retry(Duration::ZERO, now);
@@ -155,7 +158,9 @@ impl Catchall {
         if running.pid != pid {
             return;
         }
-        self.hup_pending = false;
+        if std::mem::take(&mut self.hup_pending) {
+            out.push(Action::UnwatchStatus);
+        }
         if self.pipe || (self.leftover && unread) {
             let lived = now.saturating_duration_since(running.since);
             let delay = self.slot.retry(lived, now);
@@ -185,6 +190,7 @@ impl Catchall {
         match &self.slot.state {
             State::Running(r) if !r.stop_sent && !self.hup_pending => {
                 self.hup_pending = true;
+                out.push(Action::WatchStatus);
                 out.push(Action::CheckLogger);
             }
             State::Running(_) | State::Gone => {}
@@ -207,6 +213,7 @@ impl Catchall {
             Logger::Unreadable => out.push(Action::RecheckLogger),
             Logger::Running | Logger::Down => {
                 self.hup_pending = false;
+                out.push(Action::UnwatchStatus);
                 if state == Logger::Down && std::mem::take(&mut self.leftover) {
                     out.push(Action::DropLeftover(Some(crate::life::LOGGER_DOWN)));
                 }
@@ -313,7 +320,7 @@ mod tests {
         let mut c = running(o);
         assert_eq!(
             c.step(Event::AllGone { unread: true }, o),
-            [PipeToLeftover, CheckLogger]
+            [PipeToLeftover, WatchStatus, CheckLogger]
         );
         assert_eq!(c.step(Event::LoggerSeen(Logger::Coming), o), []);
         assert_eq!(
@@ -322,7 +329,11 @@ mod tests {
         );
         assert_eq!(
             c.step(Event::LoggerSeen(Logger::Running), o),
-            [NoteCgroup(Role::Log), Signal(Role::Log, Signal::HUP)]
+            [
+                UnwatchStatus,
+                NoteCgroup(Role::Log),
+                Signal(Role::Log, Signal::HUP)
+            ]
         );
         assert_eq!(c.step(Event::AllGone { unread: true }, o), []);
         // Killed while draining, with lines left: started again on them, to exit once read.
@@ -359,6 +370,7 @@ mod tests {
         assert_eq!(
             c.step(Event::LoggerSeen(Logger::Down), o),
             [
+                UnwatchStatus,
                 DropLeftover(Some(LOGGER_DOWN)),
                 NoteCgroup(Role::Log),
                 Signal(Role::Log, Signal::HUP)

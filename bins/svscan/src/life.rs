@@ -326,6 +326,11 @@ pub enum Action {
     /// Remove the cgroup a dead supervisor of `role` left, unless another supervisor runs
     /// in its directory now.
     RemoveDeadCgroup(Role),
+    /// The logger's supervisor now waits for its HUP: watch its status (`supervise/`), and
+    /// step with [`Event::LoggerSeen`] when it changes.
+    WatchStatus,
+    /// It no longer waits: the watch on its status can go.
+    UnwatchStatus,
     /// Read the status of the logger's supervisor and step with [`Event::LoggerSeen`].
     CheckLogger,
     /// The logger's status could not be read: look again shortly.
@@ -520,6 +525,7 @@ fn settle_launched(entry: &mut Entry, launched: Launched, now: Instant, out: &mu
         if started && !wanted && service_gone {
             // Only lines left over: this logger is to exit once they are read.
             log.hup_pending = true;
+            out.push(Action::WatchStatus);
         }
     }
     if let Some(result) = launched.service {
@@ -591,7 +597,9 @@ fn exited(
         Role::Service => (&mut entry.service, wanted),
         Role::Log => match entry.log.as_mut() {
             Some(log) => {
-                log.hup_pending = false;
+                if std::mem::take(&mut log.hup_pending) {
+                    out.push(Action::UnwatchStatus);
+                }
                 let keep =
                     wanted || !service_gone || (log.leftover && drain.unread && drain.log_dir);
                 if !keep {
@@ -669,6 +677,7 @@ fn stop_log(entry: &mut Entry, drain: Drain, out: &mut Actions) {
     match &mut log.slot.state {
         State::Running(r) if !r.stop_sent && !log.hup_pending => {
             log.hup_pending = true;
+            out.push(Action::WatchStatus);
             out.push(Action::CheckLogger);
         }
         State::Running(_) => {}
@@ -743,6 +752,7 @@ fn logger_seen(entry: &mut Entry, state: Logger, out: &mut Actions) {
         Logger::Unreadable => out.push(Action::RecheckLogger),
         Logger::Running | Logger::Down => {
             log.hup_pending = false;
+            out.push(Action::UnwatchStatus);
             if state == Logger::Down && std::mem::take(&mut log.leftover) {
                 out.push(Action::DropLeftover(Some(LOGGER_DOWN)));
             }

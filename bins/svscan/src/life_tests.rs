@@ -479,7 +479,12 @@ fn teardown_stops_the_service_then_hups_the_logger_then_forgets_the_entry() {
             exited(Service, SERVICE_PID, LINES_LEFT),
             clock.at(30)
         ),
-        [RemoveCgroup(Service), PipeToLeftover, CheckLogger]
+        [
+            RemoveCgroup(Service),
+            PipeToLeftover,
+            WatchStatus,
+            CheckLogger
+        ]
     );
     assert!(e.service.is_gone());
     assert!(e
@@ -488,7 +493,7 @@ fn teardown_stops_the_service_then_hups_the_logger_then_forgets_the_entry() {
         .is_some_and(|l| l.hup_pending && l.leftover && !l.pipe));
     assert_eq!(
         step(&mut e, Event::LoggerSeen(Logger::Running), clock.at(30)),
-        [NoteCgroup(Log), Signal(Log, Signal::HUP)]
+        [UnwatchStatus, NoteCgroup(Log), Signal(Log, Signal::HUP)]
     );
     assert!(!e.finished());
     // The logger drained the pipe and its supervisor exited.
@@ -511,7 +516,12 @@ fn a_service_waiting_out_its_back_off_is_gone_at_once_with_its_cgroup() {
             },
             clock.at(200)
         ),
-        [RemoveDeadCgroup(Service), PipeToLeftover, CheckLogger]
+        [
+            RemoveDeadCgroup(Service),
+            PipeToLeftover,
+            WatchStatus,
+            CheckLogger
+        ]
     );
     let mut e = throttled(&clock, false);
     assert_eq!(
@@ -547,7 +557,7 @@ fn the_hup_waits_for_the_logger_to_run() {
     assert!(e.awaits_hup().is_some());
     assert_eq!(
         step(&mut e, Event::LoggerSeen(Logger::Running), clock.at(6000)),
-        [NoteCgroup(Log), Signal(Log, Signal::HUP)]
+        [UnwatchStatus, NoteCgroup(Log), Signal(Log, Signal::HUP)]
     );
     assert!(e.awaits_hup().is_none());
     // Sent once.
@@ -564,6 +574,7 @@ fn a_logger_that_stays_down_drops_the_pipe_aloud_and_is_told_to_exit() {
     assert_eq!(
         step(&mut e, Event::LoggerSeen(Logger::Down), clock.at(6000)),
         [
+            UnwatchStatus,
             DropLeftover(Some(LOGGER_DOWN)),
             NoteCgroup(Log),
             Signal(Log, Signal::HUP)
@@ -589,17 +600,20 @@ fn a_logger_that_dies_while_draining_is_started_again_on_what_is_left() {
         step(&mut e, Event::Due { log_dir: true }, clock.at(5100)),
         [Start(Log, End::Leftover)]
     );
-    // Started on the leftover: it is to exit once that is read.
-    assert_eq!(step(&mut e, ok(true, false), clock.at(5100)), []);
+    // Started on the leftover: it is to exit once that is read, its status watched.
+    assert_eq!(step(&mut e, ok(true, false), clock.at(5100)), [WatchStatus]);
     assert!(e.awaits_hup().is_some());
-    // Dying at once, not told to stop: said, and the back-off.
+    // Dying at once, not told to stop: said, and the back-off; no status to watch now.
     assert_eq!(
         step(&mut e, exited(Log, LOG_PID, LINES_LEFT), clock.at(5200)),
-        [Report(Report::Ended {
-            role: Log,
-            status: "exit 1".into(),
-            delay: Duration::from_secs(1)
-        })]
+        [
+            UnwatchStatus,
+            Report(Report::Ended {
+                role: Log,
+                status: "exit 1".into(),
+                delay: Duration::from_secs(1)
+            })
+        ]
     );
     assert_eq!(e.deadline(), Some(clock.at(6200)));
 }
@@ -833,6 +847,7 @@ fn every_state_times_every_event_keeps_the_invariants() {
                 let due_before = [Service, Log].map(|r| e.slot(r).is_some_and(|s| s.due(now)));
                 let pipe_before = e.log.as_ref().is_some_and(|l| l.pipe);
                 let was_finished = e.finished();
+                let hup_before = e.log.as_ref().is_some_and(|l| l.hup_pending);
                 let actions = step(&mut e, event.clone(), now);
                 let what = format!("{name} × {event:?} at {at}");
                 for action in &actions {
@@ -876,6 +891,19 @@ fn every_state_times_every_event_keeps_the_invariants() {
                 if e.service.is_gone() {
                     assert!(!e.wanted, "{what}: a wanted service gone");
                 }
+                // The status is watched exactly while the HUP is pending.
+                let hup_after = e.log.as_ref().is_some_and(|l| l.hup_pending);
+                let watches = actions.iter().filter(|a| **a == WatchStatus).count();
+                let unwatches = actions.iter().filter(|a| **a == UnwatchStatus).count();
+                assert_eq!(
+                    (watches, unwatches),
+                    match (hup_before, hup_after) {
+                        (false, true) => (1, 0),
+                        (true, false) => (0, 1),
+                        _ => (0, 0),
+                    },
+                    "{what}: watches of the logger's status"
+                );
                 if let Some(at) = e.deadline() {
                     assert!(at >= clock.at(0), "{what}");
                 }

@@ -87,6 +87,9 @@ pub struct Scanner {
     shutdown: Option<Shutdown>,
     /// inotify watches on `log/supervise/` of loggers waiting for their HUP, by entry.
     hup_watches: HashMap<Id, i32>,
+    /// Loggers' supervisors waiting for their HUP, by entry: the directory whose `supervise/`
+    /// is watched, and its name for messages.
+    hup_waiting: HashMap<Id, (std::path::PathBuf, OsString)>,
     /// Without inotify, pending HUPs are re-checked at this deadline instead.
     hup_recheck: Option<Instant>,
     /// Services just made in place, watched until a deadline for their `log/` appearing.
@@ -125,6 +128,7 @@ impl Scanner {
             tree,
             shutdown: None,
             hup_watches: HashMap::new(),
+            hup_waiting: HashMap::new(),
             hup_recheck: None,
             young: HashMap::new(),
             watch_shortage_reported: false,
@@ -355,22 +359,31 @@ impl Scanner {
         None
     }
 
-    /// Keeps one inotify watch per logger waiting for its HUP, and sends the HUPs that are due.
+    /// Keeps one inotify watch per logger waiting for its HUP, as the tree says which wait,
+    /// and sends the HUPs that are due: at once for a logger that just began to wait (it may
+    /// run already), for all of them when a recheck is due; otherwise when a watch fires.
     fn sync_hup_watches(&mut self, now: Instant) {
-        let pending = self.tree.pending_hups();
-        let pending_ids: Vec<Id> = pending.iter().map(|(id, _, _)| *id).collect();
-        let watch = self.watch.as_ref();
-        self.hup_watches.retain(|id, wd| {
-            let keep = pending_ids.contains(id);
-            if !keep {
-                if let Some(watch) = watch {
-                    watch.remove(*wd);
+        let mut fresh = Vec::new();
+        for (id, change) in self.tree.take_status_watches() {
+            match change {
+                Some(waiting) => {
+                    self.hup_waiting.insert(id, waiting);
+                    fresh.push(id);
                 }
+                None => self.stop_hup_watch(&id),
             }
-            keep
-        });
-        self.hup_recheck = None;
-        for (id, dir, name) in pending {
+        }
+        let recheck_due = self.hup_recheck.is_some_and(|at| at <= now);
+        let ids: Vec<Id> = if recheck_due {
+            self.hup_recheck = None;
+            self.hup_waiting.keys().copied().collect()
+        } else {
+            fresh
+        };
+        for id in ids {
+            let Some((dir, name)) = self.hup_waiting.get(&id).cloned() else {
+                continue;
+            };
             if !self.hup_watches.contains_key(&id) {
                 let added = self
                     .watch
@@ -388,9 +401,24 @@ impl Scanner {
                 }
             }
             // The logger may have started before the watch was in place.
-            if self.tree.try_hup(&id) == Hup::Recheck {
-                self.hup_recheck = Some(now + HUP_RECHECK);
-            }
+            self.try_hup(&id, now);
+        }
+    }
+
+    /// Sends the pending HUP of `id` if its logger now runs.
+    fn try_hup(&mut self, id: &Id, now: Instant) {
+        match self.tree.try_hup(id) {
+            Hup::Recheck => self.hup_recheck = Some(now + HUP_RECHECK),
+            Hup::Pending => {}
+            // Sent, or no longer needed (the tree says so too, in its next changes).
+            Hup::Done => self.stop_hup_watch(id),
+        }
+    }
+
+    fn stop_hup_watch(&mut self, id: &Id) {
+        self.hup_waiting.remove(id);
+        if let Some(wd) = self.hup_watches.remove(id) {
+            self.forget_watch(wd);
         }
     }
 
@@ -561,9 +589,7 @@ impl Scanner {
                 .map(|(id, _)| *id)
                 .collect();
             for id in ids {
-                if self.tree.try_hup(&id) == Hup::Recheck {
-                    self.hup_recheck = Some(now + HUP_RECHECK);
-                }
+                self.try_hup(&id, now);
             }
             let young: Vec<Id> = self
                 .young

@@ -155,7 +155,14 @@ pub struct Tree {
     /// Some service ever had a `container-exit` file: until then, looking for them costs
     /// nothing per wake-up, however big the tree.
     container_exit_seen: bool,
+    /// For the scanner, in order: loggers' supervisors that now wait for their HUP (with the
+    /// directory whose `supervise/` to watch, and a name for messages), or no longer do.
+    status_watches: Vec<StatusWatch>,
 }
+
+/// A logger's supervisor that waits for its HUP (`Some`: its directory and its name for
+/// messages), or no longer does (`None`).
+pub type StatusWatch = (Id, Option<(PathBuf, OsString)>);
 
 fn describe(status: Option<WaitStatus>) -> String {
     match status {
@@ -182,6 +189,7 @@ struct Exec<'a> {
     fd_shortage_reported: &'a mut bool,
     launches: &'a mut Launches,
     container_exit_seen: &'a mut bool,
+    status_watches: &'a mut Vec<StatusWatch>,
     /// The catch-all pipe's write end: stdout and stderr of services without a `log/`.
     uncaught: Option<&'a OwnedFd>,
     now: Instant,
@@ -261,6 +269,14 @@ impl Exec<'_> {
                     Action::RemoveDeadCgroup(role) => system::remove_cgroup(
                         system::dead_supervisor_cgroup(&path_of(&node.name, role)),
                     ),
+                    Action::WatchStatus => {
+                        if let Some(run) = node.run(Role::Log) {
+                            let dir = system::supervisor_dir(run.pid);
+                            let name = log_path(&node.name).into_os_string();
+                            self.status_watches.push((id, Some((dir, name))));
+                        }
+                    }
+                    Action::UnwatchStatus => self.status_watches.push((id, None)),
                     Action::CheckLogger => {
                         if let Some(run) = node.life.awaits_hup() {
                             let dir = system::supervisor_dir(run.pid);
@@ -440,6 +456,7 @@ impl Tree {
             fd_shortage_reported: false,
             launches: Launches::default(),
             container_exit_seen: false,
+            status_watches: Vec::new(),
         }
     }
 
@@ -451,6 +468,7 @@ impl Tree {
             fd_shortage_reported: &mut self.fd_shortage_reported,
             launches: &mut self.launches,
             container_exit_seen: &mut self.container_exit_seen,
+            status_watches: &mut self.status_watches,
             uncaught: self
                 .uncaught
                 .as_ref()
@@ -544,6 +562,7 @@ impl Tree {
             programs,
             launches,
             pids,
+            status_watches,
             ..
         } = self;
         let Some(u) = uncaught.as_mut() else {
@@ -622,6 +641,14 @@ impl Tree {
                             then.push(catchall::Event::LoggerSeen(system::logger_state(&dir)));
                         }
                     }
+                    Action::WatchStatus => {
+                        if let Some(run) = u.life.slot.running() {
+                            let dir = system::supervisor_dir(run.pid);
+                            let name = u.dir.clone().into_os_string();
+                            status_watches.push((u.id, Some((dir, name))));
+                        }
+                    }
+                    Action::UnwatchStatus => status_watches.push((u.id, None)),
                     Action::RecheckLogger => scanner.push(action),
                     Action::Report(report) => u.report(report),
                     // Not asked of the catch-all: its pipe is made once, its cgroup noted.
@@ -860,28 +887,10 @@ impl Tree {
         out.contains(&Action::LogWatchDone)
     }
 
-    /// Entries whose logger supervisor waits for its HUP, with the logger's directory.
-    pub fn pending_hups(&self) -> Vec<(Id, PathBuf, OsString)> {
-        let uncaught = self.uncaught.as_ref().and_then(|u| {
-            let run = u.life.awaits_hup()?;
-            Some((
-                u.id,
-                system::supervisor_dir(run.pid),
-                u.dir.clone().into_os_string(),
-            ))
-        });
-        self.entries
-            .iter()
-            .filter_map(|(id, e)| {
-                let run = e.life.awaits_hup()?;
-                Some((
-                    *id,
-                    system::supervisor_dir(run.pid),
-                    log_path(&e.name).into_os_string(),
-                ))
-            })
-            .chain(uncaught)
-            .collect()
+    /// What changed, since the last call, of the loggers' supervisors that wait for their
+    /// HUP: the scanner watches their status.
+    pub fn take_status_watches(&mut self) -> Vec<StatusWatch> {
+        std::mem::take(&mut self.status_watches)
     }
 
     /// Sends the pending HUP if the logger now runs.
