@@ -338,6 +338,47 @@ fn removal_of_a_service_whose_logger_is_down_ends_both_supervisors_and_says_what
 }
 
 #[test]
+fn removal_while_the_logger_waits_out_its_back_off_hups_it_once_it_runs() {
+    let mut scan = Scan::new();
+    let dir = service(
+        &scan.dir,
+        "late",
+        "echo line one\necho line two\nexec sleep 1000",
+    );
+    // The logger dies at once twice (supervise then waits 2 s before the third start), and
+    // reads the pipe from then on.
+    script(
+        &dir.join("log/run"),
+        "echo x >> ../tries\n[ $(wc -l < ../tries) -ge 3 ] || exit 1\nexec cat > ../lines",
+    );
+    scan.start(&[]);
+    wait_until("the logger's second death", LONG, || {
+        std::fs::read_to_string(dir.join("tries")).is_ok_and(|t| t.lines().count() == 2)
+    });
+    let service_sup = supervisors_of(&dir);
+    let log_sup = supervisors_of(&dir.join("log"));
+    assert_eq!((service_sup.len(), log_sup.len()), (1, 1));
+    // Removed while the logger is down for its back-off: its `e` waits until it runs (an `e`
+    // now would end its supervisor with the pipe unread), then it drains and exits.
+    let away = scan.stage().join("late");
+    std::fs::rename(&dir, &away).unwrap();
+    wait_until("the service's supervisor to exit", LONG, || {
+        !alive(service_sup[0])
+    });
+    wait_until("the logger's supervisor to drain and exit", LONG, || {
+        !alive(log_sup[0])
+    });
+    assert_eq!(
+        std::fs::read_to_string(away.join("lines")).unwrap(),
+        "line one\nline two\n",
+        "{}",
+        scan.stderr()
+    );
+    assert!(processes_under(&away).is_empty(), "{}", scan.stderr());
+    assert!(alive(scan.pid()));
+}
+
+#[test]
 fn removal_of_a_service_whose_log_supervisor_cannot_start_drops_the_pipe_and_ends_the_entry() {
     let mut scan = Scan::new();
     let dir = service(&scan.dir, "stuck", "echo unread line\nexec sleep 1000");

@@ -2,11 +2,14 @@
 //! one for its `log/`, joined by a pipe svscan holds), picks up new ones as inotify reports
 //! them, and tears the tree down in order. Runs as PID 1 (stage 2) or as an ordinary process.
 
+mod catchall;
 mod controldir;
 mod launch;
+mod life;
 mod options;
 mod scandir;
 mod scanner;
+mod system;
 mod tree;
 
 use options::{Options, Parsed, Uncaught, DEFAULT_UNCAUGHT, USAGE};

@@ -220,9 +220,63 @@ impl AsFd for Watch {
     }
 }
 
+/// The path svscan passes to `supervise`: the name, made unmistakable for an option.
+pub fn service_path(name: &OsStr) -> PathBuf {
+    if name.as_bytes().first() == Some(&b'-') {
+        Path::new(".").join(name)
+    } else {
+        PathBuf::from(name)
+    }
+}
+
+/// The service's `log/`: one place says where it is.
+pub fn log_path(name: &OsStr) -> PathBuf {
+    service_path(name).join(warden::service::LOG)
+}
+
+/// The path of the supervisor of `role`.
+pub fn path_of(name: &OsStr, role: crate::life::Role) -> PathBuf {
+    match role {
+        crate::life::Role::Service => service_path(name),
+        crate::life::Role::Log => log_path(name),
+    }
+}
+
+/// Whether the service has a `log/` directory (a symlink to one counts).
+pub fn has_log(name: &OsStr) -> bool {
+    log_path(name).is_dir()
+}
+
+/// A name for messages: quoted and escaped, so spaces, newlines and odd bytes stay visible.
+pub fn shown(name: &OsStr) -> String {
+    format!("{:?}", name)
+}
+
+/// The service's name, or `NAME/log` for its logger, for messages.
+pub fn shown_as(name: &OsStr, role: crate::life::Role) -> String {
+    match role {
+        crate::life::Role::Service => shown(name),
+        crate::life::Role::Log => shown(Path::new(name).join(warden::service::LOG).as_os_str()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_that_look_like_options_get_a_path() {
+        use crate::life::Role;
+        assert_eq!(service_path(OsStr::new("-x")), PathBuf::from("./-x"));
+        assert_eq!(service_path(OsStr::new("x y")), PathBuf::from("x y"));
+        assert_eq!(log_path(OsStr::new("a")), PathBuf::from("a/log"));
+        assert_eq!(
+            path_of(OsStr::new("-a"), Role::Log),
+            PathBuf::from("./-a/log")
+        );
+        assert_eq!(shown(OsStr::new("a\nb")), "\"a\\nb\"");
+        assert_eq!(shown_as(OsStr::new("a"), Role::Log), "\"a/log\"");
+    }
 
     #[test]
     fn hidden_names_are_ignored() {

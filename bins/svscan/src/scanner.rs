@@ -3,8 +3,11 @@
 //! deadline (a restart back-off, a retry, the end of a shutdown grace) or none at all.
 
 use crate::controldir::ControlDir;
+use crate::life::{self, Role};
+use crate::scandir::shown;
 use crate::scandir::{self, Id, Probe, Watch};
-use crate::tree::{self, shown, Hup, Role, Tree};
+use crate::system;
+use crate::tree::{Hup, Tree};
 use rustix::event::{PollFd, PollFlags};
 use rustix::io::Errno;
 use rustix::process::{Signal, WaitOptions};
@@ -84,6 +87,9 @@ pub struct Scanner {
     shutdown: Option<Shutdown>,
     /// inotify watches on `log/supervise/` of loggers waiting for their HUP, by entry.
     hup_watches: HashMap<Id, i32>,
+    /// Loggers' supervisors waiting for their HUP, by entry: the directory whose `supervise/`
+    /// is watched, and its name for messages.
+    hup_waiting: HashMap<Id, (std::path::PathBuf, OsString)>,
     /// Without inotify, pending HUPs are re-checked at this deadline instead.
     hup_recheck: Option<Instant>,
     /// Services just made in place, watched until a deadline for their `log/` appearing.
@@ -98,17 +104,6 @@ pub struct Scanner {
     /// Without inotify, `container-exit` services are looked at again at this deadline.
     exit_recheck: Option<Instant>,
 }
-
-const SIGNALS: &[Signal] = &[
-    Signal::CHILD,
-    Signal::HUP,
-    Signal::ALARM,
-    Signal::TERM,
-    Signal::INT,
-    Signal::USR1,
-    Signal::USR2,
-    Signal::POWER,
-];
 
 impl Scanner {
     pub fn new(
@@ -133,6 +128,7 @@ impl Scanner {
             tree,
             shutdown: None,
             hup_watches: HashMap::new(),
+            hup_waiting: HashMap::new(),
             hup_recheck: None,
             young: HashMap::new(),
             watch_shortage_reported: false,
@@ -143,7 +139,7 @@ impl Scanner {
     }
 
     pub fn signals() -> &'static [Signal] {
-        SIGNALS
+        system::CAUGHT
     }
 
     /// Watches the scan directory, then scans it: watching first, so nothing that appears
@@ -363,22 +359,31 @@ impl Scanner {
         None
     }
 
-    /// Keeps one inotify watch per logger waiting for its HUP, and sends the HUPs that are due.
+    /// Keeps one inotify watch per logger waiting for its HUP, as the tree says which wait,
+    /// and sends the HUPs that are due: at once for a logger that just began to wait (it may
+    /// run already), for all of them when a recheck is due; otherwise when a watch fires.
     fn sync_hup_watches(&mut self, now: Instant) {
-        let pending = self.tree.pending_hups();
-        let pending_ids: Vec<Id> = pending.iter().map(|(id, _, _)| *id).collect();
-        let watch = self.watch.as_ref();
-        self.hup_watches.retain(|id, wd| {
-            let keep = pending_ids.contains(id);
-            if !keep {
-                if let Some(watch) = watch {
-                    watch.remove(*wd);
+        let mut fresh = Vec::new();
+        for (id, change) in self.tree.take_status_watches() {
+            match change {
+                Some(waiting) => {
+                    self.hup_waiting.insert(id, waiting);
+                    fresh.push(id);
                 }
+                None => self.stop_hup_watch(&id),
             }
-            keep
-        });
-        self.hup_recheck = None;
-        for (id, dir, name) in pending {
+        }
+        let recheck_due = self.hup_recheck.is_some_and(|at| at <= now);
+        let ids: Vec<Id> = if recheck_due {
+            self.hup_recheck = None;
+            self.hup_waiting.keys().copied().collect()
+        } else {
+            fresh
+        };
+        for id in ids {
+            let Some((dir, name)) = self.hup_waiting.get(&id).cloned() else {
+                continue;
+            };
             if !self.hup_watches.contains_key(&id) {
                 let added = self
                     .watch
@@ -396,9 +401,24 @@ impl Scanner {
                 }
             }
             // The logger may have started before the watch was in place.
-            if self.tree.try_hup(&id) == Hup::Recheck {
-                self.hup_recheck = Some(now + HUP_RECHECK);
-            }
+            self.try_hup(&id, now);
+        }
+    }
+
+    /// Sends the pending HUP of `id` if its logger now runs.
+    fn try_hup(&mut self, id: &Id, now: Instant) {
+        match self.tree.try_hup(id) {
+            Hup::Recheck => self.hup_recheck = Some(now + HUP_RECHECK),
+            Hup::Pending => {}
+            // Sent, or no longer needed (the tree says so too, in its next changes).
+            Hup::Done => self.stop_hup_watch(id),
+        }
+    }
+
+    fn stop_hup_watch(&mut self, id: &Id) {
+        self.hup_waiting.remove(id);
+        if let Some(wd) = self.hup_watches.remove(id) {
+            self.forget_watch(wd);
         }
     }
 
@@ -537,7 +557,7 @@ impl Scanner {
             }
             Err(e) => {
                 self.watch_failures = self.watch_failures.saturating_add(1);
-                let delay = tree::restart_delay(self.watch_failures);
+                let delay = life::restart_delay(self.watch_failures);
                 if self.watch_failures == 1 {
                     warden::say!(
                         "svscan: warning: unable to watch the scan directory with inotify: {e}; \
@@ -569,9 +589,7 @@ impl Scanner {
                 .map(|(id, _)| *id)
                 .collect();
             for id in ids {
-                if self.tree.try_hup(&id) == Hup::Recheck {
-                    self.hup_recheck = Some(now + HUP_RECHECK);
-                }
+                self.try_hup(&id, now);
             }
             let young: Vec<Id> = self
                 .young
@@ -659,7 +677,7 @@ impl Scanner {
             return;
         }
         self.rescan_at = None;
-        let listing = tree::with_fds(|| self.listing.list());
+        let listing = system::with_fds(|| self.listing.list());
         let (names, errors) = match listing {
             Ok(listing) => {
                 self.scan_failures = 0;
@@ -667,11 +685,11 @@ impl Scanner {
             }
             Err(e) => {
                 self.scan_failures = self.scan_failures.saturating_add(1);
-                let delay = tree::restart_delay(self.scan_failures);
+                let delay = life::restart_delay(self.scan_failures);
                 if self.scan_failures == 1 {
                     warden::say!(
                         "svscan: warning: unable to read the scan directory: {e}; retrying in {}",
-                        tree::humanize(delay)
+                        life::humanize(delay)
                     );
                 }
                 self.rescan_at = Some(now + delay);
