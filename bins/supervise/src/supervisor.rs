@@ -603,10 +603,12 @@ impl Supervisor {
         }
         let identity = self.read_identity(present.as_deref())?;
         let mut warnings = Vec::new();
-        let restart_limit = match has(runas::RESTART_LIMIT)
-            .then(|| runas::read_file(here, runas::RESTART_LIMIT, runas::SETTING_CAP))
-            .unwrap_or(Ok(None))
-        {
+        let limit_text = if has(runas::RESTART_LIMIT) {
+            runas::read_file(here, runas::RESTART_LIMIT, runas::SETTING_CAP)
+        } else {
+            Ok(None)
+        };
+        let restart_limit = match limit_text {
             Ok(None) => None,
             Ok(Some(text)) => match runas::parse_restart_limit(&text) {
                 Ok(limit) => Some(limit),
