@@ -459,7 +459,7 @@ fn boot_with_fds_0_to_2_closed_and_no_dev_null_opens_the_console_itself() {
     let out = until(
         &mut guest,
         "for fd in 0 1 2; do echo \"fd$fd=$(readlink /proc/1/fd/$fd)\"; done; \
-         grep ' /dev ' /proc/mounts | cut -d' ' -f3; svctl status ticker",
+         grep ' /dev ' /proc/mounts | cut -d' ' -f3; NO_COLOR=1 svctl status ticker",
         "ticker: up",
         Duration::from_secs(30),
     );

@@ -121,7 +121,7 @@ fn issue_17_limits_on_pure_cgroup2() {
     }
     until(
         &mut guest,
-        "svctl status hog; echo",
+        "NO_COLOR=1 svctl status hog; echo",
         "hog: down",
         Duration::from_secs(30),
     );
@@ -186,7 +186,7 @@ fn issue_17_limits_on_pure_cgroup2() {
     // A value the kernel refuses: not started, the message names the file and the cause.
     let bad = until(
         &mut guest,
-        "svctl status bad; echo",
+        "NO_COLOR=1 svctl status bad; echo",
         "Invalid argument",
         Duration::from_secs(30),
     );
