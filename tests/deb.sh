@@ -35,7 +35,15 @@ info=$(dpkg-deb --info "$deb")
 work=$(mktemp -d)
 tree_pid=
 cleanup() {
-  [ -n "$tree_pid" ] && kill "$tree_pid" 2>/dev/null && wait "$tree_pid" 2>/dev/null
+  if [ -n "$tree_pid" ]; then
+    # A failed check left the tree running: stop it the way users do, then by pid.
+    timeout 15 /usr/bin/svctl -d "$work/sv" -w 10 shutdown >/dev/null 2>&1 || kill "$tree_pid" 2>/dev/null
+    wait "$tree_pid" 2>/dev/null
+  fi
+  # And no cgroup of this tree is left (supervise names them after the service's path).
+  for cg in /sys/fs/cgroup/unified /sys/fs/cgroup; do
+    for d in "$cg/warden${work//\//:}:"*; do if [ -d "$d" ]; then rmdir "$d" 2>/dev/null || true; fi; done
+  done
   if installed warden; then DEBIAN_FRONTEND=noninteractive apt-get purge -y -q warden >/dev/null 2>&1 || true; fi
   rm -rf "$work"
 }
