@@ -488,18 +488,17 @@ impl Supervisor {
                 }
             },
             Action::Signal(target, signal) => self.signal(target, signal),
-            Action::Hook { letter, pid } => match self
-                .read_identity(None)
-                .and_then(|identity| spawn::hook(&self.service, letter, pid, &identity))
-            {
-                Ok(Some(pid)) => self.events.push_back(Event::HookStarted { pid }),
-                Ok(None) => self.events.push_back(Event::HookAbsent),
-                Err(error) => {
-                    say!("supervise: warning: {error}");
-                    self.events.push_back(Event::HookAbsent);
-                    self.events.push_back(Event::Warning { error });
+            Action::Hook { letter, pid } => {
+                match spawn::hook(&self.service, letter, pid, || self.read_identity(None)) {
+                    Ok(Some(pid)) => self.events.push_back(Event::HookStarted { pid }),
+                    Ok(None) => self.events.push_back(Event::HookAbsent),
+                    Err(error) => {
+                        say!("supervise: warning: {error}");
+                        self.events.push_back(Event::HookAbsent);
+                        self.events.push_back(Event::Warning { error });
+                    }
                 }
-            },
+            }
             Action::Resume => self.events.push_back(Event::Resume),
             Action::Publish => self.dirty = true,
             // The loop sees `machine.done` and returns after publishing.
