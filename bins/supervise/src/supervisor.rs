@@ -602,10 +602,12 @@ impl Supervisor {
         }
         let identity = self.read_identity(present.as_deref())?;
         let mut warnings = Vec::new();
-        let restart_limit = match has(runas::RESTART_LIMIT)
-            .then(|| runas::read_file(here, runas::RESTART_LIMIT, runas::SETTING_CAP))
-            .unwrap_or(Ok(None))
-        {
+        let restart_limit = if has(runas::RESTART_LIMIT) {
+            runas::read_file(here, runas::RESTART_LIMIT, runas::SETTING_CAP)
+        } else {
+            Ok(None)
+        };
+        let restart_limit = match restart_limit {
             Ok(None) => None,
             Ok(Some(text)) => match runas::parse_restart_limit(&text) {
                 Ok(limit) => Some(limit),
