@@ -393,7 +393,13 @@ def restart_latencies_with(cases):
                 os.kill(pid, signal.SIGKILL)
                 next_byte(name, 10)
                 times[name].append(time.monotonic() - t0)
-        return {name: statistics.median(t) for name, t in times.items()}
+        medians = {name: statistics.median(t) for name, t in times.items()}
+        # Paired: each case against the first one in the same round, the median of those
+        # ratios; a busy moment of the machine hits both sides of a pair alike.
+        first = list(cases)[0]
+        paired = {name: statistics.median(a / b for a, b in zip(t, times[first]))
+                  for name, t in times.items()}
+        return medians, paired, times
     finally:
         for fleet in fleets.values():
             fleet.stop()
@@ -402,7 +408,8 @@ def restart_latencies_with(cases):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-ROUNDS17 = 10 if QUICK else 60
+ROUNDS17 = 10 if QUICK else 100
+REPLICAS = 2 if QUICK else 4
 CGROUP_KEYS = ("memory.max", "memory.high", "memory.swap.max", "pids.max", "cpu.max",
                "cpu.weight", "io.weight")
 
@@ -423,18 +430,41 @@ def issue17(this_bin):
             mems[name].append(got[name])
     pss = {n: statistics.median(m["pss"] for m in ms) for n, ms in mems.items()}
     private = {n: statistics.median(m["private"] for m in ms) for n, ms in mems.items()}
-    rl = restart_latencies_with({
-        "main": ([main_bin], {}),
-        "this, settings absent": ([this_bin], {}),
-        "this, all settings": ([this_bin], ALL_LIMITS),
-        "this, no cgroup settings": ([this_bin], {k: v for k, v in ALL_LIMITS.items()
-                                                  if k not in CGROUP_KEYS}),
-    })
+    # Each build over REPLICAS service dirs of its own: one supervisor alone shows a bias of
+    # its own (up to 10 % between two of the same binary here), which the replicas average out.
+    cases = {}
+    for i in range(REPLICAS):
+        cases[f"main #{i}"] = ([main_bin], {})
+        cases[f"absent #{i}"] = ([this_bin], {})
+    cases["all settings"] = ([this_bin], ALL_LIMITS)
+    cases["no cgroup settings"] = ([this_bin], {k: v for k, v in ALL_LIMITS.items()
+                                                if k not in CGROUP_KEYS})
+    medians, _, times = restart_latencies_with(cases)
+
+    def pooled(prefix):
+        return statistics.median(t for name, ts in times.items() if name.startswith(prefix)
+                                 for t in ts)
+
+    rl = {
+        "main": pooled("main #"),
+        "this, settings absent": pooled("absent #"),
+        "this, all settings": medians["all settings"],
+        "this, no cgroup settings": medians["no cgroup settings"],
+    }
+    # Per round: the mean of this build's replicas over the mean of main's.
+    rounds = len(times["main #0"])
+    ratios = []
+    for r in range(rounds):
+        a = statistics.mean(times[f"absent #{i}"][r] for i in range(REPLICAS))
+        m = statistics.mean(times[f"main #{i}"][r] for i in range(REPLICAS))
+        ratios.append(a / m)
+    paired = {"this, settings absent": statistics.median(ratios)}
     lines = [
         f"## Issue 17: settings absent vs main ({commit}), and a start with all of them",
         "",
         f"Memory: {N} supervisors of each build alive at once, medians, three repetitions. "
-        f"Restart latency: {ROUNDS17} rounds, the three cases interleaved.",
+        f"Restart latency: {ROUNDS17} rounds, every case interleaved, each build over "
+        f"{REPLICAS} service dirs (their samples pooled).",
         "",
         "| supervise | Pss kB | Private kB | restart latency ms |",
         "|---|---|---|---|",
@@ -447,7 +477,8 @@ def issue17(this_bin):
         "",
         f"Ratios this/main with the settings absent: Pss {pss['this'] / pss['main']:.3f}, "
         f"Private {private['this'] / private['main']:.3f}, restart latency "
-        f"{rl['this, settings absent'] / rl['main']:.3f}. A start with all settings costs "
+        f"{rl['this, settings absent'] / rl['main']:.3f} (median of the per-round ratios: "
+        f"{paired['this, settings absent']:.3f}). A start with all settings costs "
         f"{(rl['this, all settings'] - rl['this, settings absent']) * 1000:.2f} ms more "
         f"({rl['this, all settings'] / rl['this, settings absent']:.2f}x); without the cgroup "
         f"files, {(rl['this, no cgroup settings'] - rl['this, settings absent']) * 1000:.2f} ms. "

@@ -368,24 +368,29 @@ const TEST_USER: &str = "wdn17u";
 const TEST_GROUP: &str = "wdn17g";
 
 impl TestUser {
+    /// `None` only where there is no useradd; a useradd that fails is a failed test (retried
+    /// a few times: another program may hold the lock on /etc/passwd for a moment).
     fn create() -> Option<TestUser> {
         if !warden_tests::have("useradd") {
             return None;
         }
-        let _ = Command::new("userdel").arg(TEST_USER).status();
-        let _ = Command::new("groupdel").arg(TEST_GROUP).status();
-        let ok = Command::new("groupadd")
-            .arg(TEST_GROUP)
-            .status()
-            .ok()?
-            .success()
-            && Command::new("useradd")
+        let made = || {
+            let _ = Command::new("userdel").arg(TEST_USER).status();
+            let _ = Command::new("groupdel").arg(TEST_GROUP).status();
+            let group = Command::new("groupadd").arg(TEST_GROUP).status();
+            let user = Command::new("useradd")
                 .args(["-M", "-N", "-g", "nogroup", "-G", TEST_GROUP])
                 .args(["-d", "/nonexistent", "-s", "/usr/sbin/nologin", TEST_USER])
-                .status()
-                .ok()?
-                .success();
-        ok.then_some(TestUser)
+                .status();
+            group.is_ok_and(|s| s.success()) && user.is_ok_and(|s| s.success())
+        };
+        for _ in 0..10 {
+            if made() {
+                return Some(TestUser);
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        panic!("unable to make the test user {TEST_USER} with useradd");
     }
 }
 
@@ -425,6 +430,19 @@ fn issue_17_user_runs_run_and_finish_as_that_user_with_its_groups() {
         &[("user", &format!("{TEST_USER}\n"))],
     );
     script(&svc.join("finish"), "exec sleep 5");
+    // The control/ hooks too: control/u runs before each start.
+    let out = root.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o777)).unwrap();
+    script(
+        &svc.join("control/u"),
+        &format!(
+            "id -u > {}/u.new && mv {}/u.new {}/u",
+            out.display(),
+            out.display(),
+            out.display()
+        ),
+    );
     // svctl runs ./check as the service's user too: it passes only as that user.
     script(
         &svc.join("check"),
@@ -458,6 +476,13 @@ fn issue_17_user_runs_run_and_finish_as_that_user_with_its_groups() {
             "{var} in {environ:?}"
         );
     }
+    wait_until("control/u to run", WAIT, || out.join("u").exists());
+    let hook_uid = std::fs::read_to_string(out.join("u")).unwrap();
+    assert_eq!(
+        hook_uid.trim(),
+        uid.to_string(),
+        "control/u runs as the user"
+    );
     let (code, _, err) = run(
         Command::new(bin("svctl"))
             .args(["-w", "5", "check"])

@@ -140,7 +140,7 @@ pub fn hook(
     service: &Path,
     letter: u8,
     pid: u32,
-    identity: &Identity,
+    identity: impl FnOnce() -> Result<Identity, String>,
 ) -> Result<Option<u32>, String> {
     use std::os::unix::fs::PermissionsExt;
     let name = format!("control/{}", char::from(letter));
@@ -152,6 +152,9 @@ pub fn hook(
         Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => return Ok(None),
         Err(e) => return Err(format!("unable to stat {}: {}", shown(), crate::cause(&e))),
     }
+    // Read only for a hook that is there: most services have none, and `control/u` is
+    // asked for before every start.
+    let identity = identity()?;
     let env = read_envdir(Path::new(warden::service::ENV)).unwrap_or_default();
     let arg = if pid == 0 {
         CString::default()
@@ -159,7 +162,7 @@ pub fn hook(
         number(pid.into())
     };
     let argv = [CString::new(name.as_bytes()).unwrap_or_default(), arg];
-    fork_exec(&argv, &env, None, None, identity, &[])
+    fork_exec(&argv, &env, None, None, &identity, &[])
         .map(Some)
         .map_err(|e| format!("unable to start {}: {e}", shown()))
 }

@@ -488,18 +488,17 @@ impl Supervisor {
                 }
             },
             Action::Signal(target, signal) => self.signal(target, signal),
-            Action::Hook { letter, pid } => match self
-                .read_identity(None)
-                .and_then(|identity| spawn::hook(&self.service, letter, pid, &identity))
-            {
-                Ok(Some(pid)) => self.events.push_back(Event::HookStarted { pid }),
-                Ok(None) => self.events.push_back(Event::HookAbsent),
-                Err(error) => {
-                    say!("supervise: warning: {error}");
-                    self.events.push_back(Event::HookAbsent);
-                    self.events.push_back(Event::Warning { error });
+            Action::Hook { letter, pid } => {
+                match spawn::hook(&self.service, letter, pid, || self.read_identity(None)) {
+                    Ok(Some(pid)) => self.events.push_back(Event::HookStarted { pid }),
+                    Ok(None) => self.events.push_back(Event::HookAbsent),
+                    Err(error) => {
+                        say!("supervise: warning: {error}");
+                        self.events.push_back(Event::HookAbsent);
+                        self.events.push_back(Event::Warning { error });
+                    }
                 }
-            },
+            }
             Action::Resume => self.events.push_back(Event::Resume),
             Action::Publish => self.dirty = true,
             // The loop sees `machine.done` and returns after publishing.
@@ -603,12 +602,12 @@ impl Supervisor {
         }
         let identity = self.read_identity(present.as_deref())?;
         let mut warnings = Vec::new();
-        let limit_text = if has(runas::RESTART_LIMIT) {
+        let restart_limit = if has(runas::RESTART_LIMIT) {
             runas::read_file(here, runas::RESTART_LIMIT, runas::SETTING_CAP)
         } else {
             Ok(None)
         };
-        let restart_limit = match limit_text {
+        let restart_limit = match restart_limit {
             Ok(None) => None,
             Ok(Some(text)) => match runas::parse_restart_limit(&text) {
                 Ok(limit) => Some(limit),
