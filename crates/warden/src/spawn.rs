@@ -342,6 +342,8 @@ enum Report {
     Shared(*const AtomicI32),
     /// Written to the close-on-exec pipe of a forked child.
     Pipe(RawFd),
+    /// Only the exit status 127: a forked child without a pipe (no fd was left for one).
+    Exit,
 }
 
 /// Everything the child reads, prepared before the clone: raw pointers into a ChildMemory.
@@ -703,11 +705,22 @@ fn fork_child(cgroup: Option<BorrowedFd<'_>>, setup: &ChildSetup) -> io::Result<
 
 /// [`fork_child`]'s fork: the child's pid and, once it has exec'd or exited, the errno of a
 /// failed exec, or 0.
+///
+/// With no fd left for the pipe (EMFILE, ENFILE: svscan short of fds for a log pipe still
+/// starts the service's supervisor, as the clone3 path does), the child is started without
+/// it: a failed exec is then seen only as the child's exit 127.
 fn fork_exec(cgroup: Option<BorrowedFd<'_>>, setup: &ChildSetup) -> io::Result<(u32, i32)> {
-    let (report_read, report_write) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC)?;
+    let (report_read, report_write) = match rustix::pipe::pipe_with(PipeFlags::CLOEXEC) {
+        Ok((read, write)) => (Some(read), Some(write)),
+        Err(rustix::io::Errno::MFILE | rustix::io::Errno::NFILE) => (None, None),
+        Err(e) => return Err(e.into()),
+    };
     let procs = cgroup.and_then(open_procs);
     let setup = ChildSetup {
-        report: Report::Pipe(report_write.as_raw_fd()),
+        report: match &report_write {
+            Some(write) => Report::Pipe(write.as_raw_fd()),
+            None => Report::Exit,
+        },
         join: procs.as_ref().map(|fd| fd.as_raw_fd()),
         ..*setup
     };
@@ -724,6 +737,9 @@ fn fork_exec(cgroup: Option<BorrowedFd<'_>>, setup: &ChildSetup) -> io::Result<(
     drop(blocked);
     drop(report_write);
     drop(procs);
+    let Some(report_read) = report_read else {
+        return Ok((pid, 0));
+    };
     let mut errno = [0u8; 4];
     let mut got = 0;
     while got < errno.len() {
@@ -862,6 +878,7 @@ unsafe fn child<C: ChildCalls>(setup: &ChildSetup) -> ! {
                 // SAFETY: a write of four bytes of this frame; a failure changes nothing.
                 unsafe { C::write(fd, &errno.to_ne_bytes()) };
             }
+            Report::Exit => {}
         }
         // SAFETY: ends the child.
         unsafe { C::exit(127) }
