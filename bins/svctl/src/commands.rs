@@ -129,7 +129,9 @@ pub fn status(inv: &Invocation, json: bool) -> Outcome {
     // Names and last_error are anyone's text: on a terminal their control characters are
     // shown escaped, and a newline in them cannot start a line of its own.
     let terminal = warden::diag::is_terminal(std::io::stdout());
-    let mut out = std::io::stdout().lock();
+    // Buffered: stdout is line-buffered, and a write per line was a tenth of the cost of
+    // `svctl status` for 10,000 services.
+    let mut out = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout().lock());
     for (name, dir) in &targets {
         let entry = Entry::read(name, dir);
         match &entry.state {
@@ -152,7 +154,14 @@ pub fn status(inv: &Invocation, json: bool) -> Outcome {
             return worst.max(stop);
         }
     }
-    worst
+    match out.flush() {
+        Ok(()) => worst,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => worst,
+        Err(e) => {
+            warden::say!("svctl: fatal: unable to write to standard output: {e}");
+            worst.max(Outcome::System)
+        }
+    }
 }
 
 /// The directory of the service's cgroup, from the name its supervisor recorded (warden's
