@@ -748,6 +748,7 @@ def main():
     # A TERM ends the bench as Ctrl-C does: through the finally below.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     cg = Cgroups()
+    before = set(os.listdir(cg.parent)) if cg.parent else set()
     text = ""
     try:
         if not BIG_ONLY:
@@ -761,7 +762,7 @@ def main():
     finally:
         cg.close()
         if cg.parent:
-            left = [d for d in os.listdir(cg.parent) if "warden" in d]
+            left = [d for d in os.listdir(cg.parent) if "warden" in d and d not in before]
             if left:
                 print(f"bench: warning: cgroups left in {cg.parent}: {left[:5]} "
                       f"({len(left)})", file=sys.stderr)
