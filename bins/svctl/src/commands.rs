@@ -145,7 +145,9 @@ pub fn status(inv: &Invocation, json: bool, form: Form) -> Outcome {
     // shown escaped, and a newline in them cannot start a line of its own. Colours only
     // there too, and not with NO_COLOR.
     let style = crate::report::Style::for_stdout();
-    let mut out = std::io::stdout().lock();
+    // Buffered: stdout is line-buffered, and a write per line was a tenth of the cost of
+    // `svctl status` for 10,000 services.
+    let mut out = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout().lock());
     let mut first = true;
     for (name, dir) in &targets {
         let entry = Entry::read(name, dir);
@@ -177,7 +179,14 @@ pub fn status(inv: &Invocation, json: bool, form: Form) -> Outcome {
             return worst.max(stop);
         }
     }
-    worst
+    match out.flush() {
+        Ok(()) => worst,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => worst,
+        Err(e) => {
+            warden::say!("svctl: fatal: unable to write to standard output: {e}");
+            worst.max(Outcome::System)
+        }
+    }
 }
 
 /// The directory of the service's cgroup, from the name its supervisor recorded (warden's

@@ -3,6 +3,7 @@
 //! children are started.
 // unsafe only in `spawn`, where clone3 and the child's raw syscalls need it.
 #![deny(unsafe_code)]
+#![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod cgroupfs;
 pub mod companion;
