@@ -40,56 +40,62 @@ EARLY = "loglevel=6 earlycon=uart8250,io,0x3f8,115200 loglevel=4"
 
 
 class Console:
-    """qemu's serial console, read in a thread: every line with the host's monotonic time of
-    its first byte, copied to `log`."""
+    """qemu's serial console, read in a thread: the bytes as they come, each chunk with the
+    host's monotonic time of its arrival, copied to `log` with that time."""
 
     def __init__(self, pipe, log):
-        self.lines = []
+        self.text = b""
+        self.chunks = []  # (offset in text, arrival time)
         self.cond = threading.Condition()
         self.eof = False
         self.thread = threading.Thread(target=self._read, args=(pipe, log), daemon=True)
         self.thread.start()
 
     def _read(self, pipe, log):
-        partial, since = b"", None
         while True:
             data = os.read(pipe.fileno(), 65536)
             now = time.monotonic()
             if not data:
                 break
-            if since is None:
-                since = now
-            partial += data
-            while b"\n" in partial:
-                line, partial = partial.split(b"\n", 1)
-                text = line.decode(errors="replace").rstrip("\r")
-                log.write(f"{since:.3f} {text}\n")
-                with self.cond:
-                    self.lines.append((since, text))
-                    self.cond.notify_all()
-                since = now if partial else None
+            log.write(f"\n[{now:.3f}] " + data.decode(errors="replace"))
+            with self.cond:
+                self.chunks.append((len(self.text), now))
+                self.text += data
+                self.cond.notify_all()
         log.flush()
         with self.cond:
             self.eof = True
             self.cond.notify_all()
 
+    def _find(self, needle):
+        i = self.text.find(needle.encode())
+        if i < 0:
+            return None
+        # The arrival of the needle's first byte: the last chunk starting at or before it
+        # (not the start of its line: a getty's prompt may be on the same line, earlier).
+        when = max(t for off, t in self.chunks if off <= i)
+        line_end = self.text.find(b"\n", i)
+        if line_end < 0:
+            return None  # the rest of the line is still to come
+        line = self.text[i:line_end]
+        return when, line.decode(errors="replace").rstrip("\r")
+
     def find(self, needle):
-        """(time, line) of the first line containing `needle`, or None."""
+        """(arrival time of `needle`, the rest of its line), or None."""
         with self.cond:
-            for when, text in self.lines:
-                if needle in text:
-                    return when, text
-        return None
+            return self._find(needle)
 
     def wait(self, needle, deadline):
         with self.cond:
             while True:
-                for when, text in self.lines:
-                    if needle in text:
-                        return when, text
-                if self.eof or time.monotonic() > deadline:
-                    return None
+                found = self._find(needle)
+                if found or self.eof or time.monotonic() > deadline:
+                    return found
                 self.cond.wait(timeout=0.5)
+
+    def tail(self):
+        with self.cond:
+            return self.text[-4000:].decode(errors="replace")
 
 
 def build(flavour):
@@ -192,8 +198,7 @@ def boot_once(flavour, image, work):
             "uptime": uptime,
         }
     except Exception:
-        tail = [text for _, text in console.lines[-40:]]
-        print(f"{flavour}: console tail:\n" + "\n".join(tail), file=sys.stderr)
+        print(f"{flavour}: console tail:\n{console.tail()}", file=sys.stderr)
         raise
     finally:
         if qemu.poll() is None:
