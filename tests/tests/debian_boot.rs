@@ -3,7 +3,8 @@
 //! and warden's own .deb; a copy of it boots under qemu (TCG, user network restricted to this
 //! machine, the guest's ssh on a loopback port) with `init=/usr/lib/warden/init`. From the host,
 //! over ssh: Debian's services (cron, rsyslog, dbus, ssh, the serial getty; their service dirs
-//! as Debian ships them) are up for `svctl status` and runit's `sv status`; util-linux's
+//! as Debian ships them) are up for `svctl status` and runit's `sv status`, and the image's
+//! last service says so on the console, once; util-linux's
 //! `logger` reaches rsyslog's file; a killed daemon comes back; a service dir linked in starts;
 //! `poweroff` ends qemu by itself within 10 s; then the disk is clean for `e2fsck -n` and holds
 //! what was written before the power-off.
@@ -178,6 +179,11 @@ fn debian_boots_on_warden_with_its_own_service_dirs_and_powers_off_cleanly() {
     }
     let to_ssh = started.elapsed();
     eprintln!("debian boot test: qemu start -> ssh login: {to_ssh:.1?}");
+    // The image's end of boot (bench/run debian times it): its last service, `svctl -w check`
+    // on every other one of /etc/service, says on the console that all are up.
+    guest
+        .expect(debian::ALL_UP, boot)
+        .unwrap_or_else(|e| panic!("{e}"));
 
     // 2. Debian's services are up, for warden's svctl and for runit's sv.
     let services = debian::SERVICES;
@@ -266,6 +272,17 @@ fn debian_boots_on_warden_with_its_own_service_dirs_and_powers_off_cleanly() {
     );
     let status = ssh.run("svctl status hello");
     assert!(status_line(&status, "hello").contains(": up"), "{status}");
+
+    // The last service ran once, and stays down: told `once` before it waited, its supervise
+    // did not start it again; its line is on the console once.
+    let last = format!("/etc/service/{}", debian::ALL_UP_SERVICE);
+    let sv = ssh.run(&format!("sv status {last}"));
+    assert!(
+        sv.starts_with(&format!("down: {last}: ")),
+        "{last} should be down after its one run:\n{sv}"
+    );
+    let said = guest.transcript().matches(debian::ALL_UP).count();
+    assert_eq!(said, 1, "{:?} on the console {said} times", debian::ALL_UP);
 
     // 6. Files written before the power-off (no sync: stage 3's job), then poweroff.
     ssh.run(&format!("echo {token} > /root/before-poweroff"));

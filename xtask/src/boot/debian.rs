@@ -42,6 +42,13 @@ pub const PACKAGES: &[&str] = &[
 ];
 /// The services enabled in each flavour, as named in `/etc/sv`.
 pub const SERVICES: &[&str] = &["cron", "rsyslog", "dbus", "ssh", "getty-ttyS0"];
+/// What every flavour prints on the serial console once its init has all enabled services up,
+/// by that init's own notion (`customize`): warden's and runit's `all-up` service, systemd's
+/// `all-up.service` after multi-user.target, sysvinit's `/etc/rc.local`. Followed by the
+/// guest's uptime then and the notion; bench/run debian times it from the host.
+pub const ALL_UP: &str = "all-up: all enabled services up";
+/// The service dir of the last service in the warden and runit flavours.
+pub const ALL_UP_SERVICE: &str = "all-up";
 /// Where warden's `.deb` puts init.
 pub const WARDEN_INIT: &str = "/usr/lib/warden/init";
 pub const DISK_SIZE: &str = "1536M";
@@ -86,7 +93,9 @@ impl Flavour {
             Flavour::Warden => &[],
             Flavour::Systemd => &["systemd-sysv"],
             Flavour::Runit => &["runit-init", "ifupdown"],
-            Flavour::Sysvinit => &["sysvinit-core", "ifupdown"],
+            // orphan-sysvinit-scripts (which sysvinit-core recommends) has the init script
+            // rsyslog no longer ships.
+            Flavour::Sysvinit => &["sysvinit-core", "orphan-sysvinit-scripts", "ifupdown"],
         }
     }
 
@@ -395,6 +404,7 @@ fn customize(flavour: Flavour, root: &Path, inputs: &Inputs) -> Result<(), Strin
     // /etc/service is a chain of absolute links in Debian (-> runit/runsvdir/current ->
     // /etc/runit/runsvdir/default): resolved inside `root`, never on this machine.
     let service = in_root(root, "etc/service")?;
+    write(&at(root, SAY_ALL_UP)?, &say_all_up(), 0o755)?;
     match flavour {
         Flavour::Warden => {
             let deb = inputs.deb.ok_or("the warden flavour needs warden's .deb")?;
@@ -418,6 +428,7 @@ fn customize(flavour: Flavour, root: &Path, inputs: &Inputs) -> Result<(), Strin
                 symlink("/usr/bin/svctl", &at(root, &format!("usr/sbin/{name}"))?)?;
             }
             enable_runit_way(&service)?;
+            last_service(root, &service, "svctl -w 5m check", "svctl once .")?;
         }
         Flavour::Runit => {
             // runit-init's stage 1 runs the rcS scripts: ifupdown's networking brings eth0 up.
@@ -427,6 +438,7 @@ fn customize(flavour: Flavour, root: &Path, inputs: &Inputs) -> Result<(), Strin
                 0o644,
             )?;
             enable_runit_way(&service)?;
+            last_service(root, &service, "sv -w 300 check", "sv once .")?;
         }
         Flavour::Sysvinit => {
             // ifupdown's networking service brings the interface up.
@@ -440,6 +452,22 @@ fn customize(flavour: Flavour, root: &Path, inputs: &Inputs) -> Result<(), Strin
             let mut text = std::fs::read_to_string(&inittab).unwrap_or_default();
             text.push_str("T0:23:respawn:/sbin/getty -L ttyS0 115200 vt100\n");
             write(&inittab, &text, 0o644)?;
+            // The end of the boot, sysvinit's way: /etc/rc.local, which /etc/init.d/rc.local
+            // (`Required-Start: $all`, so insserv orders it after every other script of the
+            // runlevel) runs last. Debian's own lines kept.
+            write(
+                &at(root, "etc/rc.local")?,
+                &format!(
+                    "#!/bin/sh -e\n\
+                     # rc.local: run by /etc/init.d/rc.local, the last script of runlevels 2-5.\n\
+                     if test -d /etc/boot.d ; then\n\
+                     \trun-parts /etc/boot.d\n\
+                     fi\n\
+                     /{SAY_ALL_UP} \"sysvinit: rc.local, after every other script of the runlevel\"\n\
+                     exit 0\n"
+                ),
+                0o755,
+            )?;
         }
         Flavour::Systemd => {
             write(
@@ -457,9 +485,76 @@ fn customize(flavour: Flavour, root: &Path, inputs: &Inputs) -> Result<(), Strin
                     "etc/systemd/system/multi-user.target.wants/systemd-networkd.service",
                 )?,
             )?;
+            // The end of the boot, systemd's way: a unit ordered after multi-user.target, which
+            // is reached once every unit it wants has started (ready, for Type=notify), as
+            // systemd-update-utmp-runlevel.service is (DefaultDependencies=no: with them, the
+            // target that wants it would be ordered after it, a cycle).
+            write(
+                &at(root, "etc/systemd/system/all-up.service")?,
+                &format!(
+                    "[Unit]\n\
+                     Description=Tell the console the boot is done\n\
+                     DefaultDependencies=no\n\
+                     After=multi-user.target\n\
+                     Conflicts=shutdown.target\n\
+                     Before=shutdown.target\n\n\
+                     [Service]\n\
+                     Type=oneshot\n\
+                     ExecStart=/{SAY_ALL_UP} \"systemd: after multi-user.target\"\n\n\
+                     [Install]\n\
+                     WantedBy=multi-user.target\n"
+                ),
+                0o644,
+            )?;
+            symlink(
+                "/etc/systemd/system/all-up.service",
+                &at(
+                    root,
+                    "etc/systemd/system/multi-user.target.wants/all-up.service",
+                )?,
+            )?;
         }
     }
     Ok(())
+}
+
+/// The script every flavour's end-of-boot hook calls: [`ALL_UP`] on the console, with the
+/// guest's uptime and the notion it is given.
+const SAY_ALL_UP: &str = "usr/local/sbin/say-all-up";
+
+fn say_all_up() -> String {
+    format!(
+        "#!/bin/sh\n\
+         # Says on the console that the init has all enabled services up (\"$*\": by which\n\
+         # notion), with the uptime then. cargo xtask debian; bench/run debian times the line.\n\
+         read -r up _ < /proc/uptime\n\
+         echo \"{ALL_UP}, uptime $up s ($*)\" > /dev/console\n"
+    )
+}
+
+/// The last service of a runit-style scan dir (warden, runit): it tells its supervisor not to
+/// start it again once it ends (`once`: before the wait, so that its exit cannot come first),
+/// waits with `check` (the client's `-w ... check`: every other service of the scan dir in
+/// the state it wants, up with its `./check` passing, or down), then says so on the console.
+fn last_service(root: &Path, service: &Path, check: &str, once: &str) -> Result<(), String> {
+    let name = ALL_UP_SERVICE;
+    write(
+        &at(root, &format!("etc/sv/{name}/run"))?,
+        &format!(
+            "#!/bin/sh\n\
+             # The last service: once `{check}` sees every other service of /etc/service\n\
+             # as it wants to be, say so on the console; then stay down.\n\
+             exec 2>&1\n\
+             {once}\n\
+             set --\n\
+             for dir in /etc/service/*; do\n  \
+               [ \"${{dir##*/}}\" = {name} ] || set -- \"$@\" \"$dir\"\n\
+             done\n\
+             {check} \"$@\" && /{SAY_ALL_UP} \"{check} /etc/service/*\"\n"
+        ),
+        0o755,
+    )?;
+    symlink(&format!("/etc/sv/{name}"), &service.join(name))
 }
 
 /// `path` (relative) inside `root`, its symlinks followed as the guest would follow them: an
