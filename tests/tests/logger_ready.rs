@@ -352,3 +352,31 @@ fn a_logger_in_a_run_pipeline_does_not_announce_the_service_ready() {
     );
     assert!(!status.contains(", ready"), "{status}");
 }
+
+/// A FIFO planted as `notification-fd` must not block the logger's start: it is not a
+/// setting, and the logger logs as usual.
+#[test]
+fn a_fifo_as_notification_fd_does_not_block_the_logger() {
+    let tmp = tempfile::tempdir().unwrap();
+    let made = Command::new("mkfifo")
+        .arg(tmp.path().join("notification-fd"))
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let logdir = tmp.path().join("main");
+    let mut child = Spawned::new(
+        Command::new(bin("logger"))
+            .arg(&logdir)
+            .current_dir(tmp.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
+    let mut input = child.child.stdin.take().unwrap();
+    input.write_all(b"past the fifo\n").unwrap();
+    wait_until("the line", SETTLE, || {
+        fs::read_to_string(logdir.join("current")).is_ok_and(|c| c.contains("past the fifo"))
+    });
+    drop(input);
+    assert!(child.wait_exit(SETTLE).success());
+}

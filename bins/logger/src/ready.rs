@@ -71,10 +71,13 @@ impl Notifier {
 }
 
 /// The number in `./notification-fd`, as supervise reads it (the first line, 3 or more).
+/// Read as supervise reads its settings: a FIFO planted there must not block the logger's
+/// start, nor a link to /dev/zero fill its memory.
 fn default_fd() -> Option<RawFd> {
-    let text = std::fs::read(warden::service::NOTIFICATION_FD).ok()?;
-    let first = text.split(|&b| b == b'\n').next()?;
-    parse_fd(std::str::from_utf8(first).ok()?)
+    let text = warden::runas::read_file(rustix::fs::CWD, warden::service::NOTIFICATION_FD, 64)
+        .ok()
+        .flatten()?;
+    parse_fd(text.lines().next()?)
 }
 
 /// Whether this process is the one supervise started: supervise runs `run` in a session of
