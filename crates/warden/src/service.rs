@@ -128,17 +128,38 @@ pub fn deadline(at: Instant, d: Duration) -> Instant {
     at.checked_add(d.min(FOREVER)).unwrap_or(at)
 }
 
+/// The most of a setting file that is read: its value is on the first line.
+const SETTING_FILE_CAP: u64 = 4096;
+
 /// The first line of a setting file, without its newline and surrounding blanks; `None` if
-/// the file does not exist.
+/// the file does not exist. Opened without blocking and read only if it is a regular file
+/// (a symlink to one is followed, as runit users link settings), so that a FIFO planted
+/// there cannot block the supervisor, nor /dev/zero fill its memory.
 fn read_first_line(file: &Path) -> io::Result<Option<String>> {
-    match std::fs::read(file) {
-        Ok(bytes) => {
-            let line = bytes.split(|&b| b == b'\n').next().unwrap_or_default();
-            Ok(Some(String::from_utf8_lossy(line).trim().to_owned()))
-        }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e),
+    use std::io::Read;
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let opened = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(file);
+    let mut f = match opened {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let kind = f.metadata()?.file_type();
+    if !kind.is_file() {
+        let what = if kind.is_fifo() {
+            "a FIFO"
+        } else {
+            "not a regular file"
+        };
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, what));
     }
+    let mut bytes = Vec::new();
+    f.by_ref().take(SETTING_FILE_CAP).read_to_end(&mut bytes)?;
+    let line = bytes.split(|&b| b == b'\n').next().unwrap_or_default();
+    Ok(Some(String::from_utf8_lossy(line).trim().to_owned()))
 }
 
 /// One variable of an envdir: set to a value, or removed (empty file).
@@ -296,6 +317,32 @@ mod tests {
         let (s, errors) = Settings::read(dir.path());
         assert_eq!(s, Settings::default());
         assert!(errors.is_empty());
+    }
+
+    #[test]
+    fn a_fifo_as_a_setting_is_reported_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join(DOWN_SIGNAL);
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        let path = dir.path().to_owned();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(Settings::read(&path));
+        });
+        let (s, errors) = rx
+            .recv_timeout(std::time::Duration::from_secs(5))
+            .expect("Settings::read blocked on a FIFO");
+        assert_eq!(s.down_signal, Settings::default().down_signal);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].file, fifo);
+        assert!(errors[0].cause.contains("FIFO"), "{errors:?}");
     }
 
     #[test]
