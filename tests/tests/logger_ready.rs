@@ -295,9 +295,25 @@ fn notification_fd_file_without_the_fd_is_harmless() {
         );
         let mut input = child.child.stdin.take().unwrap();
         input.write_all(b"by hand\n").unwrap();
-        wait_until("the line", SETTLE, || {
-            fs::read_to_string(logdir.join("current")).is_ok_and(|c| c.contains("by hand"))
+        // A logger that gave up says why, rather than leaving a bare timeout to guess from.
+        let mut exited = None;
+        wait_until(&format!("{name}: the line"), SETTLE, || {
+            exited = child.child.try_wait().ok().flatten();
+            exited.is_some()
+                || fs::read_to_string(logdir.join("current")).is_ok_and(|c| c.contains("by hand"))
         });
+        if let Some(status) = exited {
+            let mut err = String::new();
+            let _ = child
+                .child
+                .stderr
+                .take()
+                .map(|mut e| e.read_to_string(&mut err));
+            let current = fs::read_to_string(logdir.join("current"));
+            panic!(
+                "{name}: logger exited ({status}) with stdin open: {err:?}, current {current:?}"
+            );
+        }
         if open_seven {
             let target = fs::read_link(format!("/proc/{}/fd/7", child.pid()));
             assert_eq!(target.ok(), Some(other.clone()), "{name}: fd 7 taken");
