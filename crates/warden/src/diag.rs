@@ -118,6 +118,16 @@ macro_rules! say {
     };
 }
 
+/// An I/O error's cause as people read it: "No such file or directory", without
+/// "(os error 2)".
+pub fn cause(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    match text.rfind(" (os error ") {
+        Some(at) => text.get(..at).unwrap_or(&text).to_owned(),
+        None => text,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,6 +8,7 @@
 pub mod cgroupfs;
 pub mod companion;
 pub mod control;
+pub mod deps;
 pub mod diag;
 pub mod entry;
 pub mod runas;

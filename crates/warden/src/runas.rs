@@ -618,11 +618,7 @@ impl Identity {
 
 /// An I/O error as people read it: `Permission denied`, without `(os error 13)`.
 pub fn cause(e: &std::io::Error) -> String {
-    let text = e.to_string();
-    match text.rfind(" (os error ") {
-        Some(at) => text.get(..at).unwrap_or(&text).to_owned(),
-        None => text,
-    }
+    crate::diag::cause(e)
 }
 
 /// Reads a user or group database, capped at [`DATABASE_CAP`].

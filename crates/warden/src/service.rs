@@ -135,7 +135,7 @@ const SETTING_FILE_CAP: u64 = 4096;
 /// the file does not exist. Opened without blocking and read only if it is a regular file
 /// (a symlink to one is followed, as runit users link settings), so that a FIFO planted
 /// there cannot block the supervisor, nor /dev/zero fill its memory.
-fn read_first_line(file: &Path) -> io::Result<Option<String>> {
+pub(crate) fn read_first_line(file: &Path) -> io::Result<Option<String>> {
     use std::io::Read;
     use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
     let opened = std::fs::OpenOptions::new()
