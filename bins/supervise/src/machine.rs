@@ -591,6 +591,8 @@ impl Machine {
                     Phase::Finish { .. } => out.push(Action::Publish),
                 }
             }
+            // The gate is the supervise side of issue 14 (a branch of its own).
+            Command::Hold | Command::Go => {}
             Command::ExitAfter => {
                 self.exit_after = true;
                 if let Phase::Down { .. } = self.phase {

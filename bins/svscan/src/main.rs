@@ -4,6 +4,8 @@
 
 mod catchall;
 mod controldir;
+mod gates;
+mod graph;
 mod launch;
 mod life;
 mod options;

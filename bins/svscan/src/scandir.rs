@@ -163,12 +163,20 @@ impl Watch {
         inotify::add_watch(&self.fd, dir, WatchFlags::MOVED_TO | WatchFlags::ONLYDIR)
     }
 
-    /// Watches a service directory made in place for its `log/` appearing.
+    /// Watches a service directory (or one of its dependency directories) for entries made,
+    /// removed, renamed or written: a `log/` appearing, `supervise/` made, dependencies
+    /// changed. One mask for every user of such a watch, since a second `inotify_add_watch`
+    /// of the same directory replaces the mask of the first.
     pub fn add_log_watch(&self, dir: &std::path::Path) -> Result<i32, Errno> {
         inotify::add_watch(
             &self.fd,
             dir,
-            WatchFlags::CREATE | WatchFlags::MOVED_TO | WatchFlags::ONLYDIR,
+            WatchFlags::CREATE
+                | WatchFlags::DELETE
+                | WatchFlags::MOVED_FROM
+                | WatchFlags::MOVED_TO
+                | WatchFlags::CLOSE_WRITE
+                | WatchFlags::ONLYDIR,
         )
     }
 

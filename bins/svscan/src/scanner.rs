@@ -3,6 +3,7 @@
 //! deadline (a restart back-off, a retry, the end of a shutdown grace) or none at all.
 
 use crate::controldir::ControlDir;
+use crate::gates::Gates;
 use crate::life::{self, Role};
 use crate::scandir::shown;
 use crate::scandir::{self, Id, Probe, Watch};
@@ -103,6 +104,8 @@ pub struct Scanner {
     exit_checks: HashSet<Id>,
     /// Without inotify, `container-exit` services are looked at again at this deadline.
     exit_recheck: Option<Instant>,
+    /// The dependency graph, its watches, and the gates it sends.
+    gates: Gates,
 }
 
 impl Scanner {
@@ -135,6 +138,7 @@ impl Scanner {
             exit_watches: HashMap::new(),
             exit_checks: HashSet::new(),
             exit_recheck: None,
+            gates: Gates::default(),
         }
     }
 
@@ -185,6 +189,8 @@ impl Scanner {
                 self.on_watch(now);
             }
             self.expire_young(now);
+            let dropped = self.gates.retry(now, self.watch.as_ref(), &mut self.tree);
+            self.forget_watches(dropped);
             if self.rescan_at.is_some_and(|at| at <= now) {
                 self.rescan(now);
             }
@@ -204,6 +210,7 @@ impl Scanner {
             self.watch_retry,
             self.hup_recheck,
             self.exit_recheck,
+            self.gates.retry_at(),
             self.young.values().map(|(_, at)| *at).min(),
         ];
         if let Some(s) = &self.shutdown {
@@ -326,17 +333,40 @@ impl Scanner {
             give_up: None,
         });
         self.rescan_at = None;
-        self.tree.unwant_all();
+        if self.gates.has_edges() {
+            // Dependents first: each service is told to stop once no service that depends
+            // on it has a supervisor left (see `stop_in_order`).
+            self.tree.begin_shutdown();
+            self.stop_in_order();
+        } else {
+            self.tree.unwant_all();
+        }
+    }
+
+    /// During a shutdown with dependencies: tells to stop each service whose dependents are
+    /// all gone. Each step is bounded by the service's own `timeout-kill` (its supervisor
+    /// sees to that), the whole by the shutdown grace.
+    fn stop_in_order(&mut self) {
+        for id in self.tree.wanted() {
+            if !self.gates.stop_waits(&id, &self.tree) {
+                self.tree.unwant(&id);
+            }
+        }
     }
 
     /// Moves a shutdown along its deadlines; the ending once everything has exited.
     fn shutdown_step(&mut self, now: Instant) -> Option<Ending> {
+        if self.shutdown.is_some() && self.gates.has_edges() {
+            self.stop_in_order();
+        }
         let s = self.shutdown.as_mut()?;
         if self.tree.is_empty() {
             return Some(s.ending);
         }
         if !s.services_killed && now >= s.services_deadline && !self.tree.services_gone() {
             s.services_killed = true;
+            // Those still waiting for their dependents to stop are out of time too.
+            self.tree.unwant_all();
             s.give_up = Some(now + self.grace + AFTER_KILL);
             self.tree.kill_stragglers(Role::Service);
         }
@@ -538,11 +568,40 @@ impl Scanner {
         }
     }
 
+    /// A service appeared: supervised, held if its dependencies are not ready.
+    fn add(&mut self, id: Id, name: &OsString, now: Instant) {
+        let held = self
+            .gates
+            .appear(id, name, self.watch.as_ref(), &mut self.tree);
+        let adopted = self.tree.add(id, name, held, now);
+        self.gates.added(name, adopted, &mut self.tree);
+    }
+
+    /// A known directory is (still, or again) in the scan directory.
+    fn want(&mut self, id: Id, name: &OsString, now: Instant) {
+        self.tree.want(&id, now);
+        if !self.gates.knows(&id) {
+            // Back after it vanished: its supervisor may still run.
+            let held = self
+                .gates
+                .appear(id, name, self.watch.as_ref(), &mut self.tree);
+            self.tree.set_held(&id, held);
+            self.gates.added(name, true, &mut self.tree);
+        }
+    }
+
+    fn forget_watches(&self, wds: Vec<i32>) {
+        for wd in wds {
+            self.forget_watch(wd);
+        }
+    }
+
     /// Removes a watch unless another user (same inode) still needs it.
     fn forget_watch(&self, wd: i32) {
         let shared = self.young.values().any(|(w, _)| *w == wd)
             || self.hup_watches.values().any(|w| *w == wd)
-            || self.exit_watches.values().any(|(w, _)| *w == wd);
+            || self.exit_watches.values().any(|(w, _)| *w == wd)
+            || self.gates.uses(wd);
         if let (Some(watch), false) = (self.watch.as_ref(), shared) {
             watch.remove(wd);
         }
@@ -576,12 +635,19 @@ impl Scanner {
         let mut changes = watch.read();
         if changes.overflow {
             // Any logger waiting for its HUP may have missed its event.
+            changes.others.extend(self.gates.all_watches());
             changes.others.extend(self.hup_watches.values().copied());
             changes
                 .others
                 .extend(self.exit_watches.values().map(|(wd, _)| *wd));
         }
         for wd in &changes.others {
+            if self.gates.uses(*wd) {
+                let dropped = self
+                    .gates
+                    .on_watch(*wd, self.watch.as_ref(), &mut self.tree);
+                self.forget_watches(dropped);
+            }
             let ids: Vec<Id> = self
                 .hup_watches
                 .iter()
@@ -640,9 +706,9 @@ impl Scanner {
                     }
                     self.broken.remove(name);
                     if self.tree.contains(&id) {
-                        self.tree.want(&id, now);
+                        self.want(id, name, now);
                     } else {
-                        self.tree.add(id, name, now);
+                        self.add(id, name, now);
                         self.watch_young(id, name, now);
                     }
                 }
@@ -710,7 +776,7 @@ impl Scanner {
                 Probe::Service(id) if !seen.contains_key(&id) && !self.tree.contains(&id) => {
                     // Started now, while the scan goes on (at boot, the first supervisors are
                     // at work while svscan still looks at the rest).
-                    self.tree.add(id, &name, now);
+                    self.add(id, &name, now);
                     // Made while svscan started (or while inotify's events were lost): its
                     // log/ may be on its way, as for a service inotify reported.
                     if scandir::changed_within(&name, SETTLE) {
@@ -739,13 +805,22 @@ impl Scanner {
             let current = self.tree.name(id).map(|n| n.to_owned());
             if !current.is_some_and(|c| names.contains(&c)) {
                 self.tree.rename(id, first);
+                let dropped = self
+                    .gates
+                    .renamed(*id, first, self.watch.as_ref(), &mut self.tree);
+                self.forget_watches(dropped);
             }
-            self.tree.want(id, now);
+            let name = self.tree.name(id).map(|n| n.to_owned());
+            if let Some(name) = name {
+                self.want(*id, &name, now);
+            }
         }
         if complete {
             for (_, id) in known {
                 if !seen.contains_key(&id) && self.tree.is_wanted(&id) {
                     self.tree.unwant(&id);
+                    let dropped = self.gates.vanish(&id, &mut self.tree);
+                    self.forget_watches(dropped);
                 }
             }
         }

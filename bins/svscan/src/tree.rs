@@ -65,6 +65,8 @@ struct Node {
     /// The service has a `container-exit` file: its end ends svscan (read at each start of
     /// its supervisor).
     container_exit: Option<ContainerExit>,
+    /// Its dependencies are not ready: its supervisor starts held (`supervise --held`).
+    start_held: bool,
 }
 
 impl Node {
@@ -338,6 +340,9 @@ impl Exec<'_> {
         };
         let dir = path_of(&node.name, role);
         let mut args = Vec::with_capacity(2);
+        if role == Role::Service && node.start_held {
+            args.push(OsStr::new("--held"));
+        }
         if role == Role::Log {
             // Supervised even without a `run`: supervise then runs the built-in default,
             // `logger ./main`, so its status and control work as for any service.
@@ -760,9 +765,10 @@ impl Tree {
         }
     }
 
-    /// A service directory appeared: supervise it, adopting supervisors an earlier svscan
-    /// left running, and their pipe.
-    pub fn add(&mut self, id: Id, name: &OsStr, now: Instant) {
+    /// A service directory appeared: supervise it (held, if its dependencies are not ready),
+    /// adopting supervisors an earlier svscan left running, and their pipe. True when the
+    /// service's supervisor was adopted.
+    pub fn add(&mut self, id: Id, name: &OsStr, held: bool, now: Instant) -> bool {
         let (service, service_pidfd) = adoption(&service_path(name));
         let log_dir = has_log(name);
         let (log, log_pidfd) = if log_dir {
@@ -782,6 +788,7 @@ impl Tree {
                 self.pids.insert(pid, (id, role));
             }
         }
+        let adopted = pid_of(&service).is_some();
         let found = Found {
             log_dir,
             service,
@@ -805,12 +812,45 @@ impl Tree {
                 cgroup: None,
             },
             container_exit,
+            start_held: held,
         };
         let (entries, mut exec) = self.parts(now);
         // Started at once, not at the end of the scan that found it: at boot the first
         // supervisors are then at work while svscan still looks at the rest.
         exec.carry_out(id, &mut node, actions);
         entries.insert(id, node);
+        adopted
+    }
+
+    /// Whether the service's supervisor, at its next start, starts held.
+    pub fn set_held(&mut self, id: &Id, held: bool) {
+        if let Some(node) = self.entries.get_mut(id) {
+            node.start_held = held;
+        }
+    }
+
+    /// The pid of the service's supervisor, while it runs.
+    pub fn supervisor_pid(&self, id: &Id) -> Option<i32> {
+        self.entries.get(id)?.life.service.running().map(|r| r.pid)
+    }
+
+    /// Whether the service's supervisor has exited for good (or there is no such entry).
+    pub fn service_gone(&self, id: &Id) -> bool {
+        self.entries
+            .get(id)
+            .map_or(true, |e| e.life.service.is_gone())
+    }
+
+    /// Entries still wanted (during a shutdown in dependency order: not told to stop yet).
+    pub fn wanted(&self) -> Vec<Id> {
+        let wanted = self.entries.iter().filter(|(_, e)| e.life.wanted);
+        wanted.map(|(id, _)| *id).collect()
+    }
+
+    /// A shutdown begins: the catch-all logger is to stop once the entries are gone, which
+    /// are told to stop one by one (`unwant`), dependents first.
+    pub fn begin_shutdown(&mut self) {
+        self.shutting_down = true;
     }
 
     /// A directory that was being stopped is back (moved out and in again).

@@ -22,6 +22,11 @@ pub enum Command {
     /// itself. svscan sends it to a logger's supervisor, whose logger then drains its pipe to
     /// EOF (daemontools' `x`, s6-supervise's SIGHUP).
     ExitAfter,
+    /// warden's own (`H`): svscan's word that the service's dependencies are not ready: it is
+    /// not started (stopped if it runs), though still wanted up.
+    Hold,
+    /// warden's own (`G`): its dependencies are ready: a wanted-up service starts at once.
+    Go,
 }
 
 const TABLE: &[(u8, Command)] = &[
@@ -40,6 +45,8 @@ const TABLE: &[(u8, Command)] = &[
     (b't', Command::Term),
     (b'k', Command::Kill),
     (b'e', Command::ExitAfter),
+    (b'H', Command::Hold),
+    (b'G', Command::Go),
 ];
 
 impl Command {
@@ -69,9 +76,13 @@ impl Command {
             Command::Usr2 => Signal::USR2,
             Command::Term => Signal::TERM,
             Command::Kill => Signal::KILL,
-            Command::Up | Command::Down | Command::Once | Command::Exit | Command::ExitAfter => {
-                return None
-            }
+            Command::Up
+            | Command::Down
+            | Command::Once
+            | Command::Exit
+            | Command::ExitAfter
+            | Command::Hold
+            | Command::Go => return None,
         })
     }
 

@@ -98,6 +98,8 @@ pub struct Problem {
     /// Relative to the service directory: `needs/db`, `type`, `up`.
     pub file: String,
     pub cause: String,
+    /// Out of file descriptors or memory, interrupted: the files may be fine; read again.
+    pub transient: bool,
 }
 
 impl fmt::Display for Problem {
@@ -110,7 +112,28 @@ fn problem(file: impl Into<String>, cause: impl Into<String>) -> Problem {
     Problem {
         file: file.into(),
         cause: cause.into(),
+        transient: false,
     }
+}
+
+fn io_problem(file: impl Into<String>, e: &io::Error) -> Problem {
+    let transient = matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOMEM | libc::EINTR | libc::EAGAIN)
+    );
+    Problem {
+        transient,
+        ..problem(file, crate::diag::cause(e))
+    }
+}
+
+/// Whether the directory declares anything of this module at all: one `lstat` per name, no
+/// file descriptor (a tree of thousands of plain services is read at boot, maybe short of
+/// fds).
+pub fn declares_any(dir: &Path) -> bool {
+    [TYPE, NEEDS, DEPENDENCIES_D, WANTS, AFTER]
+        .iter()
+        .any(|name| std::fs::symlink_metadata(dir.join(name)).is_ok())
 }
 
 /// Whether `name` can name a service of the scan directory: not empty, not a dot-name, no
@@ -136,6 +159,9 @@ pub fn check_name(name: &OsStr) -> Result<&str, String> {
 /// Reads the dependencies and type of the service in `dir`. The first unusable file found is
 /// the error; no dependency directory at all is no dependencies.
 pub fn read(dir: &Path) -> Result<Deps, Problem> {
+    if !declares_any(dir) {
+        return Ok(Deps::default());
+    }
     let mut deps = Deps {
         kind: read_kind(dir)?,
         ..Deps::default()
@@ -167,7 +193,7 @@ fn read_kind(dir: &Path) -> Result<Kind, Problem> {
                 format!("unknown type {other:?} (longrun or oneshot)"),
             )),
         },
-        Err(e) => Err(problem(TYPE, crate::diag::cause(&e))),
+        Err(e) => Err(io_problem(TYPE, &e)),
     }
 }
 
@@ -182,7 +208,7 @@ fn check_program(dir: &Path, name: &str, required: bool) -> Result<(), Problem> 
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             Err(problem(name, "missing: a oneshot runs its up program"))
         }
-        Err(e) => Err(problem(name, crate::diag::cause(&e))),
+        Err(e) => Err(io_problem(name, &e)),
     }
 }
 
@@ -191,19 +217,19 @@ fn read_dir_into(dir: &Path, sub: &str, set: &mut BTreeSet<String>) -> Result<()
     let entries = match std::fs::read_dir(&path) {
         Ok(entries) => entries,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(problem(sub, crate::diag::cause(&e))),
+        Err(e) => return Err(io_problem(sub, &e)),
     };
     for (n, entry) in entries.enumerate() {
         if n >= MAX_PER_DIR {
             return Err(problem(sub, format!("more than {MAX_PER_DIR} entries")));
         }
-        let entry = entry.map_err(|e| problem(sub, crate::diag::cause(&e)))?;
+        let entry = entry.map_err(|e| io_problem(sub, &e))?;
         let raw = entry.file_name();
         let shown = format!("{sub}/{}", String::from_utf8_lossy(raw.as_bytes()));
         let name = check_name(&raw).map_err(|cause| problem(shown.as_str(), cause))?;
         let kind = entry
             .file_type()
-            .map_err(|e| problem(shown.as_str(), crate::diag::cause(&e)))?;
+            .map_err(|e| io_problem(shown.as_str(), &e))?;
         if kind.is_symlink() {
             if let Err(e) = std::fs::metadata(entry.path()) {
                 let target = std::fs::read_link(entry.path())

@@ -1,0 +1,317 @@
+//! The executor of `graph`: reads each service's dependency files (`warden::deps`) and its
+//! supervisor's status, keeps inotify watches on what can change them (the service directory,
+//! its `needs/`, `wants/`, `after/`, `dependencies.d/`, and `supervise/` of the services
+//! that take part in the graph), and tells the supervisors their gate (`H` or `G` on
+//! `supervise/control`, or `supervise --held` at a start). A dependency's readiness is learnt
+//! from its `supervise/` events, never by polling.
+
+use crate::graph::{Gate, Graph, Out, Seen};
+use crate::scandir::{service_path, shown, Id, Watch};
+use crate::tree::Tree;
+use std::collections::{BTreeSet, HashMap};
+use std::ffi::{OsStr, OsString};
+use std::time::{Duration, Instant};
+use warden::control::Command;
+use warden::status::{RunState, Want};
+use warden::svdir::ServiceDir;
+
+/// The inotify watches kept for one service.
+#[derive(Default)]
+struct Watched {
+    /// The service directory: dependency directories made or removed, `type` written,
+    /// `supervise/` made.
+    dir: Option<i32>,
+    /// Its dependency directories that exist.
+    subdirs: Vec<i32>,
+    /// Its `supervise/`, while it takes part in the graph.
+    supervise: Option<i32>,
+}
+
+impl Watched {
+    fn all(&self) -> impl Iterator<Item = i32> + '_ {
+        self.dir
+            .iter()
+            .chain(&self.subdirs)
+            .chain(&self.supervise)
+            .copied()
+    }
+}
+
+#[derive(Default)]
+pub struct Gates {
+    graph: Graph,
+    ids: HashMap<OsString, Id>,
+    names: HashMap<Id, OsString>,
+    watched: HashMap<OsString, Watched>,
+    /// Which services each watch is for.
+    by_wd: HashMap<i32, BTreeSet<OsString>>,
+    /// Services whose files could not be read for a reason that passes (out of fds), and
+    /// when they are read again.
+    retry: BTreeSet<OsString>,
+    retry_at: Option<Instant>,
+}
+
+/// How often files that could not be read for want of fds or memory are read again.
+const RETRY: Duration = Duration::from_secs(1);
+
+impl Gates {
+    /// A service appeared: its dependencies are read, and the gate its supervisor is to start
+    /// with is returned (true: held).
+    pub fn appear(&mut self, id: Id, name: &OsStr, watch: Option<&Watch>, tree: &mut Tree) -> bool {
+        self.ids.insert(name.to_owned(), id);
+        self.names.insert(id, name.to_owned());
+        let (gate, out) = self.declare(name);
+        self.carry_out(out, tree);
+        self.sync_watches(name, watch);
+        gate == Gate::Hold
+    }
+
+    /// After [`Gates::appear`], once the tree has the entry: an adopted supervisor is told its
+    /// gate, and what it says is read.
+    pub fn added(&mut self, name: &OsStr, adopted: bool, tree: &mut Tree) {
+        if adopted {
+            let out = self.graph.adopted(name);
+            self.carry_out(out, tree);
+        }
+        if self.graph.is_member(name) {
+            self.read_status(name, tree);
+        }
+    }
+
+    /// The service is gone from the scan directory; returns the watches no longer needed.
+    pub fn vanish(&mut self, id: &Id, tree: &mut Tree) -> Vec<i32> {
+        let Some(name) = self.names.remove(id) else {
+            return Vec::new();
+        };
+        self.ids.remove(&name);
+        let out = self.graph.remove(&name);
+        self.carry_out(out, tree);
+        self.drop_watches(&name)
+    }
+
+    /// The entry now goes by another name (renamed in the scan directory): for the graph, the
+    /// old name is gone and the new one appeared, with the supervisor it has.
+    pub fn renamed(
+        &mut self,
+        id: Id,
+        name: &OsStr,
+        watch: Option<&Watch>,
+        tree: &mut Tree,
+    ) -> Vec<i32> {
+        let dropped = self.vanish(&id, tree);
+        let held = self.appear(id, name, watch, tree);
+        tree.set_held(&id, held);
+        self.added(name, true, tree);
+        dropped
+    }
+
+    /// Whether the graph knows the entry (it may have vanished and come back).
+    pub fn knows(&self, id: &Id) -> bool {
+        self.names.contains_key(id)
+    }
+
+    /// Whether one of these watches is ours.
+    pub fn uses(&self, wd: i32) -> bool {
+        self.by_wd.contains_key(&wd)
+    }
+
+    /// Watches of every service: after an inotify overflow, all are looked at again.
+    pub fn all_watches(&self) -> Vec<i32> {
+        self.by_wd.keys().copied().collect()
+    }
+
+    /// A watch fired: the dependency files and the status of its services are read again.
+    /// Returns the watches no longer needed.
+    pub fn on_watch(&mut self, wd: i32, watch: Option<&Watch>, tree: &mut Tree) -> Vec<i32> {
+        let names: Vec<OsString> = self.by_wd.get(&wd).into_iter().flatten().cloned().collect();
+        let mut dropped = Vec::new();
+        for name in names {
+            if !self.ids.contains_key(&name) {
+                continue;
+            }
+            let (_, out) = self.declare(&name);
+            self.carry_out(out, tree);
+            dropped.extend(self.sync_watches(&name, watch));
+            if self.graph.is_member(&name) {
+                self.read_status(&name, tree);
+            }
+        }
+        dropped
+    }
+
+    /// When files that could not be read are to be read again.
+    pub fn retry_at(&self) -> Option<Instant> {
+        self.retry_at
+    }
+
+    /// Reads again the files that could not be read, once their time has come.
+    pub fn retry(&mut self, now: Instant, watch: Option<&Watch>, tree: &mut Tree) -> Vec<i32> {
+        if self.retry_at.map_or(true, |at| at > now) {
+            return Vec::new();
+        }
+        self.retry_at = None;
+        let mut dropped = Vec::new();
+        for name in std::mem::take(&mut self.retry) {
+            if self.ids.contains_key(&name) {
+                let (_, out) = self.declare(&name);
+                self.carry_out(out, tree);
+                dropped.extend(self.sync_watches(&name, watch));
+                if self.graph.is_member(&name) {
+                    self.read_status(&name, tree);
+                }
+            }
+        }
+        dropped
+    }
+
+    /// Reads the service's files and tells the graph.
+    fn declare(&mut self, name: &OsStr) -> (Gate, Vec<Out>) {
+        let decl = warden::deps::read(&service_path(name));
+        if decl.as_ref().is_err_and(|p| p.transient) {
+            self.retry.insert(name.to_owned());
+            self.retry_at.get_or_insert_with(|| Instant::now() + RETRY);
+        }
+        self.graph.declare(name, decl)
+    }
+
+    pub fn has_edges(&self) -> bool {
+        self.graph.has_edges()
+    }
+
+    /// At shutdown: whether the entry is still to wait, for a dependent that still runs.
+    pub fn stop_waits(&self, id: &Id, tree: &Tree) -> bool {
+        let Some(name) = self.names.get(id) else {
+            return false;
+        };
+        self.graph.stop_waits(name, |dependent| {
+            self.ids
+                .get(dependent)
+                .map_or(true, |id| tree.service_gone(id))
+        })
+    }
+
+    fn read_status(&mut self, name: &OsStr, tree: &mut Tree) {
+        let seen = self
+            .ids
+            .get(name)
+            .map_or(Seen::UNKNOWN, |id| seen(name, id, tree));
+        let out = self.graph.seen(name, seen);
+        self.carry_out(out, tree);
+    }
+
+    fn carry_out(&mut self, out: Vec<Out>, tree: &mut Tree) {
+        for o in out {
+            match o {
+                Out::Send(name, gate) => {
+                    let Some(id) = self.ids.get(&name) else {
+                        continue;
+                    };
+                    tree.set_held(id, gate == Gate::Hold);
+                    let command = match gate {
+                        Gate::Hold => Command::Hold,
+                        Gate::Go => Command::Go,
+                    };
+                    // No supervisor reads the FIFO yet (just started): it started with the
+                    // gate of its start, or is told when its status first appears.
+                    if ServiceDir::new(service_path(&name))
+                        .send(&[command.byte()])
+                        .is_err()
+                    {
+                        self.graph.undelivered(&name);
+                    }
+                }
+                Out::Cycle(path) => warden::say!(
+                    "svscan: warning: dependency cycle: {}: its services are not started until \
+                     it is broken",
+                    path.join(" -> ")
+                ),
+                Out::CycleGone(path) => {
+                    warden::say!("svscan: dependency cycle {} is broken", path.join(" -> "))
+                }
+                Out::Problem(name, problem) => warden::say!(
+                    "svscan: warning: {}: {problem}: the service is not started until this is \
+                     fixed",
+                    shown(&name)
+                ),
+            }
+        }
+    }
+
+    /// Adds the watches the service needs now, and returns those it no longer needs.
+    fn sync_watches(&mut self, name: &OsStr, watch: Option<&Watch>) -> Vec<i32> {
+        let Some(watch) = watch else {
+            return Vec::new();
+        };
+        let dir = service_path(name);
+        let mut want = Watched {
+            dir: watch.add_log_watch(&dir).ok(),
+            ..Watched::default()
+        };
+        if self.graph.is_member(name) {
+            for (sub, _) in warden::deps::DIRS {
+                if let Ok(wd) = watch.add_log_watch(&dir.join(sub)) {
+                    want.subdirs.push(wd);
+                }
+            }
+            want.supervise = watch
+                .add_status_watch(&dir.join(warden::svdir::SUPERVISE))
+                .ok();
+        }
+        let old = self.watched.remove(name).unwrap_or_default();
+        let kept: BTreeSet<i32> = want.all().collect();
+        let mut dropped = Vec::new();
+        for wd in old.all().filter(|wd| !kept.contains(wd)) {
+            if self.unlink(wd, name) {
+                dropped.push(wd);
+            }
+        }
+        for wd in &kept {
+            self.by_wd.entry(*wd).or_default().insert(name.to_owned());
+        }
+        self.watched.insert(name.to_owned(), want);
+        dropped
+    }
+
+    fn drop_watches(&mut self, name: &OsStr) -> Vec<i32> {
+        let old = self.watched.remove(name).unwrap_or_default();
+        old.all().filter(|wd| self.unlink(*wd, name)).collect()
+    }
+
+    /// Forgets that `wd` is for `name`; true when no service needs it any more.
+    fn unlink(&mut self, wd: i32, name: &OsStr) -> bool {
+        let Some(set) = self.by_wd.get_mut(&wd) else {
+            return false;
+        };
+        set.remove(name);
+        if set.is_empty() {
+            self.by_wd.remove(&wd);
+            return true;
+        }
+        false
+    }
+}
+
+/// What the status of the service's supervisor says, if it is the supervisor svscan knows
+/// runs there (a status left by an earlier one says nothing of now).
+fn seen(name: &OsStr, id: &Id, tree: &Tree) -> Seen {
+    let Some(pid) = tree.supervisor_pid(id) else {
+        return Seen::UNKNOWN;
+    };
+    let dir = ServiceDir::new(service_path(name));
+    let Some(x) = dir.extended() else {
+        return Seen::UNKNOWN;
+    };
+    if x.supervisor_pid.map(i64::from) != Some(i64::from(pid)) {
+        return Seen::UNKNOWN;
+    }
+    let Ok(status) = dir.status() else {
+        return Seen::UNKNOWN;
+    };
+    let up = status.state == RunState::Run;
+    Seen {
+        up,
+        ready: up && x.ready_at.is_some(),
+        want_up: status.want == Want::Up && !x.failed,
+        failed: x.failed,
+    }
+}
