@@ -1,0 +1,413 @@
+//! Dependencies and oneshots (issue 14) with the real svscan, supervise and svctl: services
+//! write timestamps (ns since the epoch) into their directories, and the tests read the order
+//! from them.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use warden_tests::warden::status::RunState;
+use warden_tests::warden::svdir::ServiceDir;
+use warden_tests::{alive, bin, run, script, wait_until, Spawned};
+
+const LONG: Duration = Duration::from_secs(20);
+
+struct Scan {
+    root: tempfile::TempDir,
+    dir: PathBuf,
+    svscan: Option<Spawned>,
+}
+
+impl Scan {
+    fn new() -> Scan {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("service");
+        fs::create_dir(&dir).unwrap();
+        Scan {
+            root,
+            dir,
+            svscan: None,
+        }
+    }
+
+    fn start(&mut self) {
+        let log = fs::File::create(self.root.path().join("svscan.stderr")).unwrap();
+        let mut cmd = Command::new(bin("svscan"));
+        cmd.arg(&self.dir)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        self.svscan = Some(Spawned::new(&mut cmd));
+        let fifo = self.dir.join(".svscan/control");
+        wait_until("svscan's control FIFO", LONG, || fifo.exists());
+    }
+
+    fn stderr(&self) -> String {
+        fs::read_to_string(self.root.path().join("svscan.stderr")).unwrap_or_default()
+    }
+
+    fn stage(&self) -> PathBuf {
+        let stage = self.root.path().join("stage");
+        fs::create_dir_all(&stage).unwrap();
+        stage
+    }
+
+    fn svctl(&self, args: &[&str]) -> (Option<i32>, String, String) {
+        run(
+            Command::new(bin("svctl")).arg("-d").arg(&self.dir).args(args),
+            LONG,
+        )
+    }
+
+    /// TERM to svscan, and its exit within the deadline.
+    fn stop(&mut self) -> Option<i32> {
+        let mut svscan = self.svscan.take()?;
+        signal(svscan.pid(), rustix::process::Signal::TERM);
+        svscan.wait_exit(LONG).code()
+    }
+}
+
+impl Drop for Scan {
+    fn drop(&mut self) {
+        self.stop();
+        for pid in processes_under(self.root.path()) {
+            signal(pid, rustix::process::Signal::KILL);
+        }
+        warden_tests::remove_cgroups_under(self.root.path(), Duration::from_secs(5));
+    }
+}
+
+fn signal(pid: i32, sig: rustix::process::Signal) {
+    if let Some(pid) = rustix::process::Pid::from_raw(pid).filter(|_| pid > 1) {
+        let _ = rustix::process::kill_process(pid, sig);
+    }
+}
+
+fn processes_under(root: &Path) -> Vec<i32> {
+    let root = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
+    let mut out = Vec::new();
+    for entry in fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
+            continue;
+        };
+        if let Ok(cwd) = fs::read_link(entry.path().join("cwd")) {
+            if cwd.starts_with(&root) && alive(pid) {
+                out.push(pid);
+            }
+        }
+    }
+    out
+}
+
+/// A run script that notes when it started (`started`, appended), becomes ready after
+/// `ready_after` (notification-fd 3, noting `ready`), notes when it was told to stop
+/// (`stopped`), and lingers `linger` seconds after TERM.
+fn timed_service(root: &Path, name: &str, ready_after: &str, linger: &str) -> PathBuf {
+    let dir = root.join(name);
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(dir.join("notification-fd"), "3\n").unwrap();
+    script(
+        &dir.join("run"),
+        &format!(
+            "date +%s%N >> started\n\
+             trap 'date +%s%N >> stopped; sleep {linger}; exit 0' TERM\n\
+             sleep {ready_after}\n\
+             date +%s%N >> ready\n\
+             echo >&3\n\
+             exec 3>&-\n\
+             while :; do sleep 1 & wait $!; done"
+        ),
+    );
+    dir
+}
+
+/// A plain service (ready once it runs): notes `started` and `stopped`.
+fn plain_service(root: &Path, name: &str) -> PathBuf {
+    let dir = root.join(name);
+    script(
+        &dir.join("run"),
+        "date +%s%N >> started\ntrap 'date +%s%N >> stopped; exit 0' TERM\n\
+         while :; do sleep 1 & wait $!; done",
+    );
+    dir
+}
+
+fn stamps(dir: &Path, file: &str) -> Vec<u128> {
+    let text = fs::read_to_string(dir.join(file)).unwrap_or_default();
+    text.lines().filter_map(|l| l.trim().parse().ok()).collect()
+}
+
+fn first(dir: &Path, file: &str) -> u128 {
+    stamps(dir, file)
+        .first()
+        .copied()
+        .unwrap_or_else(|| panic!("no {file} in {}", dir.display()))
+}
+
+fn last(dir: &Path, file: &str) -> u128 {
+    stamps(dir, file)
+        .last()
+        .copied()
+        .unwrap_or_else(|| panic!("no {file} in {}", dir.display()))
+}
+
+fn has(dir: &Path, file: &str) -> bool {
+    !stamps(dir, file).is_empty()
+}
+
+fn dep(dir: &Path, kind: &str, name: &str) {
+    fs::create_dir_all(dir.join(kind)).unwrap();
+    fs::write(dir.join(kind).join(name), "").unwrap();
+}
+
+fn is_up(dir: &Path) -> bool {
+    ServiceDir::new(dir)
+        .status()
+        .is_ok_and(|s| s.state == RunState::Run && s.pid != 0)
+}
+
+#[test]
+fn a_three_level_graph_comes_up_in_order_each_level_after_the_previous_is_ready() {
+    let mut scan = Scan::new();
+    let s = scan.dir.clone();
+    let disk = timed_service(&s, "disk", "0.3", "0");
+    let db = timed_service(&s, "db", "0.3", "0");
+    let app = timed_service(&s, "app", "0", "0");
+    dep(&db, "needs", "disk");
+    dep(&app, "needs", "db");
+    scan.start();
+    wait_until("app started", LONG, || has(&app, "started"));
+    assert!(first(&db, "started") >= first(&disk, "ready"), "db before disk was ready");
+    assert!(first(&app, "started") >= first(&db, "ready"), "app before db was ready");
+    assert_eq!(stamps(&db, "started").len(), 1, "db was started once, not restarted");
+    assert_eq!(stamps(&app, "started").len(), 1);
+    // Waiting did not count as restarts.
+    let x = ServiceDir::new(&app).extended().unwrap();
+    assert_eq!(x.restarts, 0);
+}
+
+#[test]
+fn a_need_that_dies_stops_its_dependents_and_they_come_back_after_it_is_ready() {
+    let mut scan = Scan::new();
+    let s = scan.dir.clone();
+    let db = timed_service(&s, "db", "0.2", "0");
+    let app = plain_service(&s, "app");
+    dep(&app, "needs", "db");
+    scan.start();
+    wait_until("app started", LONG, || has(&app, "started"));
+    let db_pid = ServiceDir::new(&db).status().unwrap().pid as i32;
+    signal(db_pid, rustix::process::Signal::KILL);
+    wait_until("app stopped", LONG, || has(&app, "stopped"));
+    wait_until("app started again", LONG, || stamps(&app, "started").len() == 2);
+    assert!(
+        last(&app, "started") >= last(&db, "ready"),
+        "app came back before db was ready again"
+    );
+}
+
+#[test]
+fn wants_and_after_order_without_requiring() {
+    let mut scan = Scan::new();
+    let s = scan.dir.clone();
+    let net = timed_service(&s, "net", "0.5", "0");
+    let web = plain_service(&s, "web");
+    dep(&web, "after", "net");
+    dep(&web, "wants", "metrics"); // no such service: not waited for
+    let cron = plain_service(&s, "cron");
+    dep(&cron, "wants", "net");
+    scan.start();
+    wait_until("web and cron started", LONG, || {
+        has(&web, "started") && has(&cron, "started")
+    });
+    assert!(first(&web, "started") >= first(&net, "ready"));
+    assert!(first(&cron, "started") >= first(&net, "ready"));
+    // net going down stops neither.
+    let (code, _, err) = scan.svctl(&["-w", "10s", "down", "net"]);
+    assert_eq!(code, Some(0), "{err}");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!has(&web, "stopped") && !has(&cron, "stopped"));
+    assert!(is_up(&web) && is_up(&cron));
+}
+
+#[test]
+fn a_dependency_dropped_in_later_starts_the_waiting_service_at_once() {
+    let mut scan = Scan::new();
+    let s = scan.dir.clone();
+    let app = plain_service(&s, "app");
+    dep(&app, "needs", "db");
+    scan.start();
+    wait_until("app's supervisor", LONG, || {
+        ServiceDir::new(&app).status().is_ok()
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!has(&app, "started"), "app started without db");
+    let staged = timed_service(&scan.stage(), "db", "0", "0");
+    fs::rename(&staged, s.join("db")).unwrap();
+    wait_until("app started", LONG, || has(&app, "started"));
+    let db = s.join("db");
+    let latency = first(&app, "started").saturating_sub(first(&db, "ready"));
+    // A shell's fork and exec of `date` are in there too: the bench measures the real figure.
+    assert!(latency < 500_000_000, "app started {latency} ns after db was ready");
+}
+
+#[test]
+fn an_edge_added_live_holds_and_removed_live_releases() {
+    let mut scan = Scan::new();
+    let s = scan.dir.clone();
+    let cache = plain_service(&s, "cache");
+    fs::write(cache.join("down"), "").unwrap();
+    let web = plain_service(&s, "web");
+    scan.start();
+    wait_until("web started", LONG, || has(&web, "started"));
+    dep(&web, "needs", "cache");
+    wait_until("web stopped for its new need", LONG, || has(&web, "stopped"));
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(stamps(&web, "started").len(), 1);
+    fs::remove_file(web.join("needs/cache")).unwrap();
+    wait_until("web started again", LONG, || stamps(&web, "started").len() == 2);
+}
+
+#[test]
+fn a_cycle_is_reported_once_and_breaking_it_starts_its_services() {
+    let mut scan = Scan::new();
+    let s = scan.dir.clone();
+    let a = plain_service(&s, "a");
+    let b = plain_service(&s, "b");
+    let c = plain_service(&s, "c");
+    dep(&a, "needs", "b");
+    dep(&b, "wants", "a");
+    scan.start();
+    wait_until("c started", LONG, || has(&c, "started"));
+    wait_until("the cycle reported", LONG, || {
+        scan.stderr().contains("dependency cycle: a -> b -> a")
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!has(&a, "started") && !has(&b, "started"));
+    assert_eq!(scan.stderr().matches("dependency cycle: a -> b -> a").count(), 1);
+    fs::remove_file(b.join("wants/a")).unwrap();
+    wait_until("a and b started", LONG, || {
+        has(&a, "started") && has(&b, "started")
+    });
+    assert!(first(&a, "started") >= first(&b, "started"));
+}
+
+#[test]
+fn a_oneshot_dependency_runs_up_first_and_down_at_shutdown_after_its_dependent() {
+    let mut scan = Scan::new();
+    let s = scan.dir.clone();
+    let mount = s.join("mount");
+    fs::create_dir(&mount).unwrap();
+    fs::write(mount.join("type"), "oneshot\n").unwrap();
+    script(&mount.join("up"), "sleep 0.2\ndate +%s%N >> ready");
+    script(&mount.join("down"), "date +%s%N >> stopped");
+    let app = plain_service(&s, "app");
+    dep(&app, "needs", "mount");
+    scan.start();
+    wait_until("app started", LONG, || has(&app, "started"));
+    assert!(first(&app, "started") >= first(&mount, "ready"));
+    assert_eq!(scan.stop(), Some(0));
+    assert!(has(&mount, "stopped"), "the oneshot's down did not run");
+    assert!(first(&mount, "stopped") >= first(&app, "stopped"), "down ran before app stopped");
+}
+
+#[test]
+fn a_failing_oneshot_up_is_retried_and_its_dependent_waits() {
+    let mut scan = Scan::new();
+    let s = scan.dir.clone();
+    let setup = s.join("setup");
+    fs::create_dir(&setup).unwrap();
+    fs::write(setup.join("type"), "oneshot\n").unwrap();
+    // Fails twice, then works.
+    script(
+        &setup.join("up"),
+        "date +%s%N >> tries\n[ $(wc -l < tries) -ge 3 ]",
+    );
+    let app = plain_service(&s, "app");
+    dep(&app, "needs", "setup");
+    scan.start();
+    wait_until("app started", LONG, || has(&app, "started"));
+    let tries = stamps(&setup, "tries");
+    assert_eq!(tries.len(), 3, "{tries:?}");
+    assert!(first(&app, "started") >= tries[2]);
+}
+
+#[test]
+fn shutdown_stops_dependents_first() {
+    let mut scan = Scan::new();
+    let s = scan.dir.clone();
+    let db = timed_service(&s, "db", "0", "0");
+    let app = timed_service(&s, "app", "0", "0.3");
+    let web = timed_service(&s, "web", "0", "0.3");
+    dep(&app, "needs", "db");
+    dep(&web, "needs", "app");
+    scan.start();
+    wait_until("web ready", LONG, || has(&web, "ready"));
+    assert_eq!(scan.stop(), Some(0));
+    let (w, a, d) = (first(&web, "stopped"), first(&app, "stopped"), first(&db, "stopped"));
+    // Each lingers 0.3 s after TERM: the next one in line is told only after it exited.
+    assert!(a >= w + 250_000_000, "app told to stop {} ns after web", a as i128 - w as i128);
+    assert!(d >= a + 250_000_000, "db told to stop {} ns after app", d as i128 - a as i128);
+}
+
+#[test]
+fn an_s6_rc_longrun_dir_with_dependencies_d_runs_unchanged() {
+    let mut scan = Scan::new();
+    let s = scan.dir.clone();
+    let db = timed_service(&s, "db", "0.2", "0");
+    fs::write(db.join("type"), "longrun\n").unwrap();
+    let app = plain_service(&s, "app");
+    fs::write(app.join("type"), "longrun\n").unwrap();
+    dep(&app, "dependencies.d", "db");
+    scan.start();
+    wait_until("app started", LONG, || has(&app, "started"));
+    assert!(first(&app, "started") >= first(&db, "ready"));
+}
+
+#[test]
+fn the_runit_idiom_sv_start_in_run_still_works() {
+    warden_tests::require("sv", "runit");
+    let mut scan = Scan::new();
+    let s = scan.dir.clone();
+    let db = plain_service(&s, "db");
+    let app = s.join("app");
+    script(
+        &app.join("run"),
+        &format!(
+            "SVDIR={} sv -w 10 start db || exit 1\ndate +%s%N >> started\nexec sleep 1000",
+            s.display()
+        ),
+    );
+    scan.start();
+    wait_until("app started", LONG, || has(&app, "started"));
+    assert!(first(&app, "started") >= first(&db, "started"));
+}
+
+#[test]
+fn bad_dependency_files_are_reported_once_naming_the_file_and_hold_only_that_service() {
+    let mut scan = Scan::new();
+    let s = scan.dir.clone();
+    let bad = plain_service(&s, "bad");
+    fs::create_dir(bad.join("needs")).unwrap();
+    std::os::unix::fs::symlink("/nonexistent/db", bad.join("needs/db")).unwrap();
+    let odd = plain_service(&s, "odd");
+    fs::write(odd.join("type"), "bundle\n").unwrap();
+    let shot = s.join("shot");
+    fs::create_dir(&shot).unwrap();
+    fs::write(shot.join("type"), "oneshot\n").unwrap();
+    let good = plain_service(&s, "good");
+    scan.start();
+    wait_until("good started", LONG, || has(&good, "started"));
+    wait_until("the three reports", LONG, || {
+        let err = scan.stderr();
+        err.contains("\"bad\": needs/db: dangling symlink to /nonexistent/db")
+            && err.contains("\"odd\": type: unknown type \"bundle\"")
+            && err.contains("\"shot\": up: missing")
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!has(&bad, "started") && !has(&odd, "started"));
+    assert_eq!(scan.stderr().matches("needs/db: dangling").count(), 1);
+    // Fixed: started.
+    fs::remove_file(bad.join("needs/db")).unwrap();
+    wait_until("bad started once fixed", LONG, || has(&bad, "started"));
+    let _ = Instant::now();
+}
