@@ -54,7 +54,10 @@ impl Scan {
 
     fn svctl(&self, args: &[&str]) -> (Option<i32>, String, String) {
         run(
-            Command::new(bin("svctl")).arg("-d").arg(&self.dir).args(args),
+            Command::new(bin("svctl"))
+                .arg("-d")
+                .arg(&self.dir)
+                .args(args),
             LONG,
         )
     }
@@ -177,9 +180,19 @@ fn a_three_level_graph_comes_up_in_order_each_level_after_the_previous_is_ready(
     dep(&app, "needs", "db");
     scan.start();
     wait_until("app started", LONG, || has(&app, "started"));
-    assert!(first(&db, "started") >= first(&disk, "ready"), "db before disk was ready");
-    assert!(first(&app, "started") >= first(&db, "ready"), "app before db was ready");
-    assert_eq!(stamps(&db, "started").len(), 1, "db was started once, not restarted");
+    assert!(
+        first(&db, "started") >= first(&disk, "ready"),
+        "db before disk was ready"
+    );
+    assert!(
+        first(&app, "started") >= first(&db, "ready"),
+        "app before db was ready"
+    );
+    assert_eq!(
+        stamps(&db, "started").len(),
+        1,
+        "db was started once, not restarted"
+    );
     assert_eq!(stamps(&app, "started").len(), 1);
     // Waiting did not count as restarts.
     let x = ServiceDir::new(&app).extended().unwrap();
@@ -198,7 +211,9 @@ fn a_need_that_dies_stops_its_dependents_and_they_come_back_after_it_is_ready() 
     let db_pid = ServiceDir::new(&db).status().unwrap().pid as i32;
     signal(db_pid, rustix::process::Signal::KILL);
     wait_until("app stopped", LONG, || has(&app, "stopped"));
-    wait_until("app started again", LONG, || stamps(&app, "started").len() == 2);
+    wait_until("app started again", LONG, || {
+        stamps(&app, "started").len() == 2
+    });
     assert!(
         last(&app, "started") >= last(&db, "ready"),
         "app came back before db was ready again"
@@ -247,7 +262,10 @@ fn a_dependency_dropped_in_later_starts_the_waiting_service_at_once() {
     let db = s.join("db");
     let latency = first(&app, "started").saturating_sub(first(&db, "ready"));
     // A shell's fork and exec of `date` are in there too: the bench measures the real figure.
-    assert!(latency < 500_000_000, "app started {latency} ns after db was ready");
+    assert!(
+        latency < 500_000_000,
+        "app started {latency} ns after db was ready"
+    );
 }
 
 #[test]
@@ -260,11 +278,15 @@ fn an_edge_added_live_holds_and_removed_live_releases() {
     scan.start();
     wait_until("web started", LONG, || has(&web, "started"));
     dep(&web, "needs", "cache");
-    wait_until("web stopped for its new need", LONG, || has(&web, "stopped"));
+    wait_until("web stopped for its new need", LONG, || {
+        has(&web, "stopped")
+    });
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(stamps(&web, "started").len(), 1);
     fs::remove_file(web.join("needs/cache")).unwrap();
-    wait_until("web started again", LONG, || stamps(&web, "started").len() == 2);
+    wait_until("web started again", LONG, || {
+        stamps(&web, "started").len() == 2
+    });
 }
 
 #[test]
@@ -283,7 +305,12 @@ fn a_cycle_is_reported_once_and_breaking_it_starts_its_services() {
     });
     std::thread::sleep(Duration::from_millis(300));
     assert!(!has(&a, "started") && !has(&b, "started"));
-    assert_eq!(scan.stderr().matches("dependency cycle: a -> b -> a").count(), 1);
+    assert_eq!(
+        scan.stderr()
+            .matches("dependency cycle: a -> b -> a")
+            .count(),
+        1
+    );
     fs::remove_file(b.join("wants/a")).unwrap();
     wait_until("a and b started", LONG, || {
         has(&a, "started") && has(&b, "started")
@@ -307,7 +334,10 @@ fn a_oneshot_dependency_runs_up_first_and_down_at_shutdown_after_its_dependent()
     assert!(first(&app, "started") >= first(&mount, "ready"));
     assert_eq!(scan.stop(), Some(0));
     assert!(has(&mount, "stopped"), "the oneshot's down did not run");
-    assert!(first(&mount, "stopped") >= first(&app, "stopped"), "down ran before app stopped");
+    assert!(
+        first(&mount, "stopped") >= first(&app, "stopped"),
+        "down ran before app stopped"
+    );
 }
 
 #[test]
@@ -343,10 +373,22 @@ fn shutdown_stops_dependents_first() {
     scan.start();
     wait_until("web ready", LONG, || has(&web, "ready"));
     assert_eq!(scan.stop(), Some(0));
-    let (w, a, d) = (first(&web, "stopped"), first(&app, "stopped"), first(&db, "stopped"));
+    let (w, a, d) = (
+        first(&web, "stopped"),
+        first(&app, "stopped"),
+        first(&db, "stopped"),
+    );
     // Each lingers 0.3 s after TERM: the next one in line is told only after it exited.
-    assert!(a >= w + 250_000_000, "app told to stop {} ns after web", a as i128 - w as i128);
-    assert!(d >= a + 250_000_000, "db told to stop {} ns after app", d as i128 - a as i128);
+    assert!(
+        a >= w + 250_000_000,
+        "app told to stop {} ns after web",
+        a as i128 - w as i128
+    );
+    assert!(
+        d >= a + 250_000_000,
+        "db told to stop {} ns after app",
+        d as i128 - a as i128
+    );
 }
 
 #[test]
