@@ -411,6 +411,8 @@ fn the_runit_idiom_sv_start_in_run_still_works() {
     let mut scan = Scan::new();
     let s = scan.dir.clone();
     let db = plain_service(&s, "db");
+    // `sv start` waits for `check` where there is one: here, for db's first line.
+    script(&db.join("check"), "[ -s started ]");
     let app = s.join("app");
     script(
         &app.join("run"),

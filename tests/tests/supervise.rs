@@ -710,7 +710,7 @@ fn usage_and_missing_dir() {
     let (code, _, err) = run(&mut Command::new(bin("supervise")), WAIT);
     assert_eq!(
         (code, err.as_str()),
-        (Some(100), "usage: supervise [--default-log] DIR\n")
+        (Some(100), "usage: supervise [--default-log] [--held] DIR\n")
     );
     let (code, _, err) = run(Command::new(bin("supervise")).arg("/nonexistent/svc"), WAIT);
     assert_eq!(code, Some(111));

@@ -27,6 +27,12 @@ pub const DEFAULT_LEFTOVER_GRACE: Duration = Duration::from_secs(2);
 /// How long the tree gets to empty after KILL (processes in uninterruptible sleep die only
 /// when their I/O ends) before a new run starts anyway, with a warning.
 pub const KILLED_TREE_WAIT: Duration = Duration::from_secs(10);
+/// The first wait before `./check` runs again after it failed; it doubles up to
+/// [`CHECK_MAX_DELAY`].
+pub const CHECK_FIRST_DELAY: Duration = Duration::from_millis(10);
+pub const CHECK_MAX_DELAY: Duration = Duration::from_secs(1);
+/// A `./check` that runs longer than this is killed (and counts as failed).
+pub const CHECK_TIMEOUT: Duration = Duration::from_secs(10);
 /// Commands kept while a hook runs; the I/O layer does not read the control FIFO meanwhile,
 /// so only the rest of one read (and SIGTERMs) can come, far fewer than this.
 pub const MAX_DEFERRED: usize = 256;
@@ -70,6 +76,12 @@ pub struct Limits {
     pub timeout_finish: Duration,
     /// `restart-limit`: after this many quick deaths within the window, stop restarting.
     pub restart_limit: Option<RestartLimit>,
+    /// How the service tells that it is ready.
+    pub readiness: Readiness,
+    /// `type` is `oneshot`: its program is `up`, and its exit 0 makes it up.
+    pub oneshot: bool,
+    /// The oneshot has a `down` program.
+    pub has_down: bool,
 }
 
 impl Default for Limits {
@@ -79,8 +91,45 @@ impl Default for Limits {
             timeout_kill: None,
             timeout_finish: warden::service::DEFAULT_TIMEOUT_FINISH,
             restart_limit: None,
+            readiness: Readiness::Exec,
+            oneshot: false,
+            has_down: false,
         }
     }
+}
+
+/// What makes a running service ready (issue 14): a newline on its `notification-fd`, else
+/// `./check` exiting 0 (run by the supervisor with a back-off), else running at all.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Readiness {
+    #[default]
+    Exec,
+    Notification,
+    Check,
+}
+
+impl Readiness {
+    /// As the extended status says it (`ready_by`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Readiness::Exec => "exec",
+            Readiness::Notification => "notification-fd",
+            Readiness::Check => "check",
+        }
+    }
+}
+
+/// `./check` as the supervisor runs it for readiness.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Check {
+    /// The check that runs; none between runs.
+    pub pid: Option<u32>,
+    /// When the next one starts (none while one runs or is being started).
+    pub next_at: Option<Instant>,
+    /// When the running one is killed.
+    pub kill_at: Option<Instant>,
+    /// The wait after the next failure.
+    pub delay: Duration,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -121,6 +170,12 @@ pub enum Event {
     FinishFailed {
         error: String,
     },
+    /// `./check` was started (answer to `Action::SpawnCheck`).
+    CheckStarted {
+        pid: u32,
+    },
+    /// `./check` could not be started: tried again after the back-off.
+    CheckFailed,
     /// A child was reaped. `leftovers`: the service's tree (process group, cgroup) still has
     /// processes; `has_finish`: `./finish` exists.
     Exited {
@@ -160,12 +215,18 @@ pub enum Target {
     Tree,
     /// A `control/` hook's process group.
     Hook(u32),
+    /// `./check`'s process group.
+    Check(u32),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Action {
     SpawnRun,
     SpawnFinish(Exit),
+    /// Run `./check` for readiness; answer `CheckStarted` or `CheckFailed`.
+    SpawnCheck,
+    /// Run a oneshot's `down`; answer `FinishStarted` or `FinishFailed`.
+    SpawnDown,
     Signal(Target, Signal),
     /// Write `status`, `stat`, `pid` and the extended status.
     Publish,
@@ -244,6 +305,8 @@ pub enum Phase {
         /// After `d` or `x` with `timeout-kill`: KILL then.
         kill_at: Option<Instant>,
     },
+    /// A oneshot whose `up` exited 0: up, with nothing running.
+    Up,
     /// The run is over: `./finish` runs, and/or what is left of the tree is being stopped.
     /// The run's pid is dead, so it is never published (issue 11 item 12): `status` and `pid`
     /// name the finish script while it runs, and no process (0) while leftovers are stopped.
@@ -286,6 +349,10 @@ pub struct Machine {
     pub start_due: bool,
     /// When the last quick deaths happened, for `restart-limit` (at most its count).
     pub quick_deaths: std::collections::VecDeque<Instant>,
+    /// The readiness check of the current run.
+    pub check: Option<Check>,
+    /// The oneshot's `up` just exited 0: once nothing of it is left, it is up.
+    pub oneshot_done: bool,
 }
 
 impl Machine {
@@ -308,6 +375,8 @@ impl Machine {
             deferred: std::collections::VecDeque::new(),
             start_due: false,
             quick_deaths: std::collections::VecDeque::new(),
+            check: None,
+            oneshot_done: false,
         }
     }
 
@@ -323,9 +392,17 @@ impl Machine {
 
     /// The nearest deadline, or none: then the loop sleeps until an event.
     pub fn deadline(&self) -> Option<Instant> {
+        let check = self.check.and_then(|c| match (c.next_at, c.kill_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        });
         let phase = match self.phase {
             Phase::Down { restart_at } => restart_at,
-            Phase::Run { kill_at, .. } => kill_at,
+            Phase::Up => None,
+            Phase::Run { kill_at, .. } => match (kill_at, check) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            },
             Phase::Finish {
                 finish_kill_at,
                 tree_kill_at,
@@ -370,6 +447,8 @@ impl Machine {
     pub fn status(&self) -> Status {
         let (pid, state) = match self.phase {
             Phase::Down { .. } => (0, RunState::Down),
+            // runit's tools then read the oneshot as up: `sv start` of it returns.
+            Phase::Up => (0, RunState::Run),
             Phase::Run { pid, .. } => (pid, RunState::Run),
             Phase::Finish { finish, .. } => (finish.unwrap_or(0), RunState::Finish),
         };
@@ -435,8 +514,34 @@ impl Machine {
                 self.ext.next_start_at = None;
                 self.ext.last_error = None;
                 self.ext.pgid = Some(pid);
+                self.ext.oneshot = limits.oneshot;
+                // A oneshot is ready when its `up` has exited 0, not while it runs.
+                let ready_by = if limits.oneshot {
+                    "oneshot"
+                } else {
+                    limits.readiness.name()
+                };
+                self.ext.ready_by = Some(ready_by.to_owned());
+                self.oneshot_done = false;
+                self.check = None;
+                if limits.readiness == Readiness::Check && !limits.oneshot {
+                    self.check = Some(Check {
+                        pid: None,
+                        next_at: None,
+                        kill_at: None,
+                        delay: CHECK_FIRST_DELAY,
+                    });
+                    out.push(Action::SpawnCheck);
+                }
                 out.push(Action::Publish);
             }
+            Event::CheckStarted { pid } => {
+                if let Some(check) = &mut self.check {
+                    check.pid = Some(pid);
+                    check.kill_at = now.after(CHECK_TIMEOUT);
+                }
+            }
+            Event::CheckFailed => self.check_failed(now),
             Event::StartFailed { error } => {
                 self.ext.last_error = Some(error);
                 self.phase = Phase::Down { restart_at: None };
@@ -584,6 +689,10 @@ impl Machine {
                             out.push(Action::Exit);
                         }
                     }
+                    Phase::Up => {
+                        self.bring_down(now, out);
+                        out.push(Action::Publish);
+                    }
                     Phase::Run { pid, .. } => {
                         self.stop(pid, now, out);
                         out.push(Action::Publish);
@@ -591,8 +700,29 @@ impl Machine {
                     Phase::Finish { .. } => out.push(Action::Publish),
                 }
             }
-            // The gate is the supervise side of issue 14 (a branch of its own).
-            Command::Hold | Command::Go => {}
+            Command::Hold => {
+                self.ext.held = true;
+                // Waiting for dependencies is not failing: no back-off is left when it goes.
+                self.next_backoff = FIRST_BACKOFF;
+                self.not_before = None;
+                self.ext.next_start_at = None;
+                match self.phase {
+                    Phase::Down { .. } => self.phase = Phase::Down { restart_at: None },
+                    Phase::Up => self.bring_down(now, out),
+                    Phase::Run { pid, .. } => self.stop(pid, now, out),
+                    Phase::Finish { .. } => {}
+                }
+                out.push(Action::Publish);
+            }
+            Command::Go => {
+                self.ext.held = false;
+                if self.want == Want::Up && matches!(self.phase, Phase::Down { .. }) {
+                    self.not_before = None;
+                    self.phase = Phase::Down { restart_at: None };
+                    self.start(out);
+                }
+                out.push(Action::Publish);
+            }
             Command::ExitAfter => {
                 self.exit_after = true;
                 if let Phase::Down { .. } = self.phase {
@@ -669,6 +799,10 @@ impl Machine {
     /// Starts `./run`, after `control/u` where hooks apply (after the running hook, if one
     /// runs). Returns whether `SpawnRun` was asked for (its answer publishes).
     fn start(&mut self, out: &mut Actions) -> bool {
+        if self.ext.held {
+            // Waits for `G`: svscan's word that its dependencies are ready.
+            return false;
+        }
         if !self.customisable {
             out.push(Action::SpawnRun);
             return true;
@@ -688,7 +822,7 @@ impl Machine {
         let running = |m: &Machine, pid: u32| m.run_pid() == Some(pid);
         match hook.then {
             Then::Start => {
-                if matches!(self.phase, Phase::Down { .. }) && !self.done {
+                if matches!(self.phase, Phase::Down { .. }) && !self.done && !self.ext.held {
                     out.push(Action::SpawnRun);
                     // RunStarted or StartFailed publishes; commands go on after it.
                     if !self.deferred.is_empty() {
@@ -761,6 +895,33 @@ impl Machine {
         }
     }
 
+    /// A failed (or unstartable) `./check`: the next one after the back-off.
+    fn check_failed(&mut self, now: Now) {
+        if let Some(check) = &mut self.check {
+            check.pid = None;
+            check.kill_at = None;
+            check.next_at = now.after(check.delay);
+            check.delay = (check.delay * 2).min(CHECK_MAX_DELAY);
+        }
+    }
+
+    /// A oneshot that is up is brought down (`d`, `x`, `H`): its `down` runs, if it has one,
+    /// as `finish` would; it is down once that has exited.
+    fn bring_down(&mut self, now: Now, out: &mut Actions) {
+        if self.limits.has_down {
+            self.phase = Phase::Finish {
+                finish: None,
+                finish_kill_at: None,
+                leftovers: false,
+                tree_killed: false,
+                tree_kill_at: None,
+            };
+            out.push(Action::SpawnDown);
+        } else {
+            self.settle(now, out);
+        }
+    }
+
     /// `d` or `x` on a running service: down-signal then CONT to the main process (or, where
     /// hooks apply, `control/t` first, then CONT and `control/d` or `control/x`).
     fn stop(&mut self, pid: u32, now: Now, out: &mut Actions) {
@@ -797,6 +958,16 @@ impl Machine {
             self.hook_done(exit == Exit::Code(0), now, out);
             return;
         }
+        if self.check.is_some_and(|c| c.pid == Some(pid)) {
+            if exit == Exit::Code(0) && matches!(self.phase, Phase::Run { .. }) {
+                self.check = None;
+                self.ext.ready_at = Some(now.wall);
+                out.push(Action::Publish);
+            } else {
+                self.check_failed(now);
+            }
+            return;
+        }
         match self.phase {
             Phase::Run {
                 pid: run_pid,
@@ -807,9 +978,22 @@ impl Machine {
                 self.ext.last_exit_oom = None;
                 self.ext.last_exit_at = Some(now.wall);
                 self.ext.ready_at = None;
+                if let Some(Check {
+                    pid: Some(check), ..
+                }) = self.check.take()
+                {
+                    out.push(Action::Signal(Target::Check(check), Signal::KILL));
+                }
+                let stopped = self.term_sent;
                 self.term_sent = false;
                 let lived = now.mono.saturating_duration_since(started);
-                let delay = if lived < QUICK_DEATH {
+                // A oneshot's `up` that worked is up, not dead.
+                self.oneshot_done = self.limits.oneshot && exit == Exit::Code(0) && !stopped;
+                // Stopped for its dependencies (held), or a oneshot done: no back-off.
+                let delay = if self.ext.held || self.oneshot_done {
+                    self.next_backoff = FIRST_BACKOFF;
+                    Duration::ZERO
+                } else if lived < QUICK_DEATH {
                     self.count_quick_death(now);
                     self.take_backoff()
                 } else {
@@ -911,11 +1095,23 @@ impl Machine {
                     }
                 }
             }
+            Phase::Up => {}
             Phase::Run { pid, kill_at, .. } => {
                 if due(*kill_at) {
                     *kill_at = None;
                     out.push(Action::Signal(Target::Main(*pid), Signal::KILL));
                     out.push(Action::Signal(Target::Tree, Signal::KILL));
+                }
+                if let Some(check) = &mut self.check {
+                    if let (true, Some(pid)) = (due(check.kill_at), check.pid) {
+                        // Its exit (by KILL: not 0) counts as a failed check.
+                        check.kill_at = None;
+                        out.push(Action::Signal(Target::Check(pid), Signal::KILL));
+                    }
+                    if due(check.next_at) && check.pid.is_none() {
+                        check.next_at = None;
+                        out.push(Action::SpawnCheck);
+                    }
                 }
             }
             Phase::Finish {
@@ -973,6 +1169,13 @@ impl Machine {
                 self.done = true;
                 out.push(Action::Exit);
             }
+            return;
+        }
+        if self.want == Want::Up && std::mem::take(&mut self.oneshot_done) && !self.ext.held {
+            self.phase = Phase::Up;
+            self.stamp = now.wall;
+            self.ext.ready_at = Some(now.wall);
+            out.push(Action::Publish);
             return;
         }
         if self.want == Want::Up {

@@ -1425,3 +1425,361 @@ fn issue_17_an_oom_kill_is_recorded_with_the_exit_and_cleared_by_the_next() {
     assert_eq!(m.ext.last_exit_oom, None);
     assert_eq!(m.ext.last_exit_text().as_deref(), Some("exit 0"));
 }
+
+// Issue 14: the gate (H/G), readiness by ./check, oneshots.
+
+fn held_boot(clock: &Clock, limits: Limits) -> Machine {
+    let mut m = Machine::new(clock.at(0));
+    m.ext.held = true;
+    let a = m.step(
+        Event::Boot {
+            normally_down: false,
+            leftovers: false,
+            limits,
+            customisable: false,
+        },
+        clock.at(0),
+    );
+    assert_eq!(acts(a), vec![Publish], "a held service is not started");
+    m
+}
+
+#[test]
+fn a_held_service_waits_wanted_up_and_go_starts_it_at_once() {
+    let clock = Clock::new();
+    let mut m = held_boot(&clock, limits());
+    assert_eq!(m.want, Want::Up);
+    assert_eq!(m.status().state, RunState::Down);
+    assert_eq!(m.deadline(), None, "waiting is not a timer");
+    // `u` while held: still waits.
+    assert_eq!(
+        acts(m.step(Event::Command(C::Up), clock.at(10))),
+        vec![Publish]
+    );
+    assert_eq!(
+        acts(m.step(Event::Command(C::Go), clock.at(20))),
+        vec![SpawnRun, Publish]
+    );
+    assert!(!m.ext.held);
+    m.step(
+        Event::RunStarted {
+            pid: 100,
+            limits: limits(),
+        },
+        clock.at(20),
+    );
+    assert_eq!(m.ext.restarts, 0, "the wait was not a restart");
+}
+
+#[test]
+fn hold_stops_a_running_service_keeps_want_up_and_leaves_no_back_off() {
+    let clock = Clock::new();
+    let mut m = running(&clock, 0);
+    let a = acts(m.step(Event::Command(C::Hold), clock.at(100)));
+    assert_eq!(
+        a,
+        vec![
+            Sig(Target::Main(100), Signal::TERM),
+            Sig(Target::Main(100), Signal::CONT),
+            Publish
+        ]
+    );
+    assert_eq!(m.want, Want::Up);
+    assert!(m.ext.held);
+    // It dies within a second of its start: not a quick death while held.
+    let a = acts(m.step(exited(100, Exit::Signal(15), false, false), clock.at(200)));
+    assert_eq!(a, vec![Publish], "not restarted while held");
+    assert_eq!(m.deadline(), None);
+    let a = acts(m.step(Event::Command(C::Go), clock.at(300)));
+    assert_eq!(
+        a,
+        vec![SpawnRun, Publish],
+        "started at once, no back-off left over"
+    );
+}
+
+#[test]
+fn hold_during_a_back_off_cancels_it_and_go_starts_at_once() {
+    let clock = Clock::new();
+    let mut m = throttled(&clock);
+    assert!(m.deadline().is_some());
+    m.step(Event::Command(C::Hold), clock.at(150));
+    assert_eq!(m.deadline(), None);
+    assert_eq!(m.ext.next_start_at, None);
+    let a = acts(m.step(Event::Command(C::Go), clock.at(160)));
+    assert_eq!(a, vec![SpawnRun, Publish]);
+}
+
+#[test]
+fn go_on_a_service_wanted_down_only_clears_the_hold() {
+    let clock = Clock::new();
+    let mut m = boot(&clock, true);
+    m.step(Event::Command(C::Hold), clock.at(10));
+    assert_eq!(
+        acts(m.step(Event::Command(C::Go), clock.at(20))),
+        vec![Publish]
+    );
+    assert!(!m.ext.held);
+}
+
+fn with_check() -> Limits {
+    Limits {
+        readiness: Readiness::Check,
+        ..limits()
+    }
+}
+
+#[test]
+fn check_runs_after_the_start_and_again_with_a_doubling_back_off_until_it_passes() {
+    let clock = Clock::new();
+    let mut m = boot(&clock, false);
+    let a = acts(m.step(
+        Event::RunStarted {
+            pid: 100,
+            limits: with_check(),
+        },
+        clock.at(0),
+    ));
+    assert_eq!(a, vec![Action::SpawnCheck, Publish]);
+    assert_eq!(m.ext.ready_by.as_deref(), Some("check"));
+    m.step(Event::CheckStarted { pid: 300 }, clock.at(0));
+    assert_eq!(
+        m.deadline(),
+        Some(clock.at(10_000).mono),
+        "a check is bounded"
+    );
+    assert!(acts(m.step(exited(300, Exit::Code(1), false, false), clock.at(5))).is_empty());
+    assert_eq!(m.ext.ready_at, None);
+    assert_eq!(m.deadline(), Some(clock.at(15).mono), "10 ms later");
+    assert_eq!(
+        acts(m.step(Event::Tick, clock.at(15))),
+        vec![Action::SpawnCheck]
+    );
+    m.step(Event::CheckStarted { pid: 301 }, clock.at(15));
+    m.step(exited(301, Exit::Code(1), false, false), clock.at(16));
+    assert_eq!(m.deadline(), Some(clock.at(36).mono), "then 20 ms");
+    m.step(Event::Tick, clock.at(36));
+    m.step(Event::CheckStarted { pid: 302 }, clock.at(36));
+    let a = acts(m.step(exited(302, Exit::Code(0), false, false), clock.at(40)));
+    assert_eq!(a, vec![Publish]);
+    assert_eq!(m.ext.ready_at, Some(clock.at(40).wall));
+    assert_eq!(m.deadline(), None, "no more checks once ready");
+}
+
+#[test]
+fn a_check_that_hangs_is_killed_and_one_left_when_the_run_ends_too() {
+    let clock = Clock::new();
+    let mut m = boot(&clock, false);
+    m.step(
+        Event::RunStarted {
+            pid: 100,
+            limits: with_check(),
+        },
+        clock.at(0),
+    );
+    m.step(Event::CheckStarted { pid: 300 }, clock.at(0));
+    let a = acts(m.step(Event::Tick, clock.at(10_000)));
+    assert_eq!(a, vec![Sig(Target::Check(300), Signal::KILL)]);
+    m.step(exited(300, Exit::Signal(9), false, false), clock.at(10_001));
+    m.step(Event::Tick, clock.at(10_011));
+    m.step(Event::CheckStarted { pid: 301 }, clock.at(10_011));
+    let a = acts(m.step(exited(100, Exit::Code(0), false, false), clock.at(20_000)));
+    assert!(a.contains(&Sig(Target::Check(301), Signal::KILL)), "{a:?}");
+    assert_eq!(m.check, None);
+    // The check's exit after its run's end changes nothing.
+    m.step(
+        Event::RunStarted {
+            pid: 101,
+            limits: limits(),
+        },
+        clock.at(20_000),
+    );
+    m.step(exited(301, Exit::Code(0), false, false), clock.at(20_001));
+    assert_eq!(m.ext.ready_at, None);
+}
+
+#[test]
+fn a_check_that_cannot_start_is_retried() {
+    let clock = Clock::new();
+    let mut m = boot(&clock, false);
+    m.step(
+        Event::RunStarted {
+            pid: 100,
+            limits: with_check(),
+        },
+        clock.at(0),
+    );
+    m.step(Event::CheckFailed, clock.at(0));
+    assert_eq!(
+        acts(m.step(Event::Tick, clock.at(10))),
+        vec![Action::SpawnCheck]
+    );
+}
+
+fn oneshot(has_down: bool) -> Limits {
+    Limits {
+        oneshot: true,
+        has_down,
+        ..limits()
+    }
+}
+
+#[test]
+fn a_oneshot_whose_up_exits_0_is_up_and_ready_with_nothing_running() {
+    let clock = Clock::new();
+    let mut m = boot(&clock, false);
+    m.step(
+        Event::RunStarted {
+            pid: 100,
+            limits: oneshot(true),
+        },
+        clock.at(0),
+    );
+    assert!(m.ext.oneshot);
+    let a = acts(m.step(exited(100, Exit::Code(0), false, false), clock.at(50)));
+    assert_eq!(a, vec![Publish], "not restarted");
+    assert_eq!(m.phase, Phase::Up);
+    let s = m.status();
+    assert_eq!((s.state, s.pid), (RunState::Run, 0));
+    assert_eq!(m.ext.ready_at, Some(clock.at(50).wall));
+    assert_eq!(m.deadline(), None);
+    // Signals have nobody to go to.
+    assert!(acts(m.step(Event::Command(C::Hup), clock.at(60))).is_empty());
+    assert_eq!(
+        acts(m.step(Event::Command(C::Up), clock.at(60))),
+        vec![Publish]
+    );
+}
+
+#[test]
+fn a_oneshot_brought_down_runs_its_down_then_is_down() {
+    let clock = Clock::new();
+    let mut m = boot(&clock, false);
+    m.step(
+        Event::RunStarted {
+            pid: 100,
+            limits: oneshot(true),
+        },
+        clock.at(0),
+    );
+    m.step(exited(100, Exit::Code(0), false, false), clock.at(50));
+    let a = acts(m.step(Event::Command(C::Down), clock.at(100)));
+    assert_eq!(a, vec![Action::SpawnDown, Publish]);
+    m.step(Event::FinishStarted { pid: 200 }, clock.at(100));
+    assert_eq!(m.status().pid, 200, "down shows as finish does");
+    let a = acts(m.step(exited(200, Exit::Code(0), false, false), clock.at(150)));
+    assert_eq!(a, vec![Publish]);
+    assert_eq!(m.status().state, RunState::Down);
+    // Without a down program: down at once. `x` exits.
+    let mut m = boot(&clock, false);
+    m.step(
+        Event::RunStarted {
+            pid: 100,
+            limits: oneshot(false),
+        },
+        clock.at(0),
+    );
+    m.step(exited(100, Exit::Code(0), false, false), clock.at(50));
+    let a = acts(m.step(Event::Command(C::Exit), clock.at(100)));
+    assert!(a.contains(&Action::Exit), "{a:?}");
+}
+
+#[test]
+fn a_oneshot_held_when_up_runs_down_and_runs_up_again_on_go() {
+    let clock = Clock::new();
+    let mut m = boot(&clock, false);
+    m.step(
+        Event::RunStarted {
+            pid: 100,
+            limits: oneshot(true),
+        },
+        clock.at(0),
+    );
+    m.step(exited(100, Exit::Code(0), false, false), clock.at(50));
+    let a = acts(m.step(Event::Command(C::Hold), clock.at(100)));
+    assert_eq!(a, vec![Action::SpawnDown, Publish]);
+    m.step(Event::FinishStarted { pid: 200 }, clock.at(100));
+    assert_eq!(
+        acts(m.step(exited(200, Exit::Code(0), false, false), clock.at(150))),
+        vec![Publish]
+    );
+    assert_eq!(m.want, Want::Up);
+    assert_eq!(
+        acts(m.step(Event::Command(C::Go), clock.at(200))),
+        vec![SpawnRun, Publish]
+    );
+}
+
+#[test]
+fn a_failing_oneshot_up_is_retried_with_the_back_off() {
+    let clock = Clock::new();
+    let mut m = boot(&clock, false);
+    m.step(
+        Event::RunStarted {
+            pid: 100,
+            limits: oneshot(false),
+        },
+        clock.at(0),
+    );
+    let a = acts(m.step(exited(100, Exit::Code(1), false, false), clock.at(50)));
+    assert_eq!(a, vec![Publish]);
+    assert_eq!(
+        m.phase,
+        Phase::Down {
+            restart_at: Some(clock.at(1050).mono)
+        }
+    );
+    assert_eq!(acts(m.step(Event::Tick, clock.at(1050))), vec![SpawnRun]);
+    m.step(
+        Event::RunStarted {
+            pid: 101,
+            limits: oneshot(false),
+        },
+        clock.at(1050),
+    );
+    m.step(exited(101, Exit::Code(1), false, false), clock.at(1100));
+    assert_eq!(
+        m.phase,
+        Phase::Down {
+            restart_at: Some(clock.at(3100).mono)
+        },
+        "2 s"
+    );
+}
+
+#[test]
+fn an_up_stopped_while_it_runs_is_not_up() {
+    let clock = Clock::new();
+    let mut m = boot(&clock, false);
+    m.step(
+        Event::RunStarted {
+            pid: 100,
+            limits: oneshot(false),
+        },
+        clock.at(0),
+    );
+    m.step(Event::Command(C::Down), clock.at(10));
+    m.step(exited(100, Exit::Code(0), false, false), clock.at(20));
+    assert_eq!(m.status().state, RunState::Down);
+}
+
+#[test]
+fn readiness_is_named_in_the_extended_status() {
+    let clock = Clock::new();
+    let m = running(&clock, 0);
+    assert_eq!(m.ext.ready_by.as_deref(), Some("exec"));
+    assert_eq!(
+        m.ext.ready_at, None,
+        "exec readiness claims no notification"
+    );
+    let mut m = boot(&clock, false);
+    m.step(
+        Event::RunStarted {
+            pid: 100,
+            limits: oneshot(false),
+        },
+        clock.at(0),
+    );
+    assert_eq!(m.ext.ready_by.as_deref(), Some("oneshot"));
+    assert_eq!(m.ext.ready_at, None, "not ready while up runs");
+}

@@ -31,12 +31,14 @@ warden::lean_main!(supervise);
 warden::companion_mark!();
 
 fn supervise() -> u8 {
-    let Some((dir, default_log)) = arguments() else {
-        say!("usage: supervise [--default-log] DIR");
+    let Some(args) = arguments() else {
+        say!("usage: supervise [--default-log] [--held] DIR");
         return EXIT_USAGE;
     };
-    let default_run = default_log.then(spawn::find_logger);
-    match supervisor::Supervisor::start(&dir, default_run).and_then(supervisor::Supervisor::run) {
+    let default_run = args.default_log.then(spawn::find_logger);
+    match supervisor::Supervisor::start(&args.dir, default_run, args.held)
+        .and_then(supervisor::Supervisor::run)
+    {
         Ok(()) => 0,
         Err(fatal) => {
             say!("supervise: fatal: {fatal}");
@@ -45,19 +47,35 @@ fn supervise() -> u8 {
     }
 }
 
-/// The service directory, after an optional `--default-log` (the directory is a `log/`: while
-/// it has no `run`, run the built-in default `logger ./main`).
-fn arguments() -> Option<(PathBuf, bool)> {
+struct Arguments {
+    dir: PathBuf,
+    /// The directory is a `log/`: while it has no `run`, run the built-in default
+    /// `logger ./main`.
+    default_log: bool,
+    /// Start held: the service waits for `G` (svscan's word that its dependencies are ready).
+    held: bool,
+}
+
+/// `[--default-log] [--held] DIR`, the options in any order before the directory.
+fn arguments() -> Option<Arguments> {
     let mut args = std::env::args_os().skip(1);
-    let mut dir = args.next()?;
-    let default_log = dir == "--default-log";
-    if default_log {
-        dir = args.next()?;
-    }
+    let (mut default_log, mut held) = (false, false);
+    let dir = loop {
+        let arg = args.next()?;
+        match arg.to_str() {
+            Some("--default-log") if !default_log => default_log = true,
+            Some("--held") if !held => held = true,
+            _ => break arg,
+        }
+    };
     if args.next().is_some() || dir.is_empty() {
         return None;
     }
-    Some((PathBuf::from(dir), default_log))
+    Some(Arguments {
+        dir: PathBuf::from(dir),
+        default_log,
+        held,
+    })
 }
 
 /// A setup error that stops the supervisor: `unable to <verb> <object>: <cause>`.

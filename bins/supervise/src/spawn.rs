@@ -39,6 +39,7 @@ pub fn find_logger() -> Result<PathBuf, String> {
 /// built-in default `logger ./main`; the error names the file and the cause.
 pub fn run(
     service: &Path,
+    oneshot: bool,
     default_run: Option<Result<&Path, &str>>,
     cgroup: Option<BorrowedFd<'_>>,
     notification_fd: Option<i32>,
@@ -66,10 +67,13 @@ pub fn run(
                 .map_err(|_| format!("unable to start {}: NUL in its path", logger.display()))?,
             c"./main".to_owned(),
         ],
+        // A oneshot's program is `up` (checked executable by warden::deps).
+        None if oneshot => vec![c"./up".to_owned()],
         None => vec![c"./run".to_owned()],
     };
     let shown = || match default_run {
         Some(logger) => format!("{} ./main in {}", logger.display(), service.display()),
+        None if oneshot => format!("./up in {}", service.display()),
         None => format!("./run in {}", service.display()),
     };
     if default_run.is_none() && std::fs::metadata("run").is_ok_and(|meta| meta.is_dir()) {
@@ -130,6 +134,21 @@ pub fn finish(service: &Path, exit: Exit, identity: &Identity) -> Result<u32, St
     ];
     fork_exec(&argv, &env, None, None, identity, &[])
         .map_err(|e| format!("unable to start ./finish in {}: {e}", service.display()))
+}
+
+/// Starts `./check` for the service's readiness: as `finish`, in a session of its own, with
+/// `env/` and the service's user, its output where the service's goes.
+pub fn check(service: &Path, identity: &Identity) -> Result<u32, String> {
+    let env = read_envdir(Path::new(warden::service::ENV)).unwrap_or_default();
+    fork_exec(&[c"./check".to_owned()], &env, None, None, identity, &[])
+        .map_err(|e| format!("unable to start ./check in {}: {e}", service.display()))
+}
+
+/// Starts a oneshot's `./down`, as `finish`.
+pub fn oneshot_down(service: &Path, identity: &Identity) -> Result<u32, String> {
+    let env = read_envdir(Path::new(warden::service::ENV)).unwrap_or_default();
+    fork_exec(&[c"./down".to_owned()], &env, None, None, identity, &[])
+        .map_err(|e| format!("unable to start ./down in {}: {e}", service.display()))
 }
 
 /// Starts `control/<letter>` (runsv's "customize control") with the service's pid as its

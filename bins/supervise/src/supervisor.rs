@@ -3,7 +3,7 @@
 //! and carries out the actions the machine returns.
 
 use crate::files::{SuperviseDir, CHUNK};
-use crate::machine::{Action, Event, Limits, Machine, Now, Target};
+use crate::machine::{Action, Event, Limits, Machine, Now, Readiness, Target};
 use crate::tree::Tree;
 use crate::{spawn, Fatal};
 use rustix::event::{PollFd, PollFlags};
@@ -65,9 +65,12 @@ pub struct Supervisor {
 
 impl Supervisor {
     /// Enters the service dir and takes it over: lock, FIFOs, signals, cgroup.
+    /// `held`: started by svscan for a service whose dependencies are not ready yet (`G` lets
+    /// it go).
     pub fn start(
         dir: &Path,
         default_run: Option<Result<PathBuf, String>>,
+        held: bool,
     ) -> Result<Supervisor, Fatal> {
         let service = absolute(dir);
         std::env::set_current_dir(dir)
@@ -83,6 +86,7 @@ impl Supervisor {
         machine.ext.cgroup = tree.cgroup_name().map(str::to_owned);
         let pid = rustix::process::getpid().as_raw_nonzero().get() as u32;
         machine.ext.supervisor_pid = Some(pid);
+        machine.ext.held = held;
         Ok(Supervisor {
             service,
             files,
@@ -110,8 +114,10 @@ impl Supervisor {
         let (limits, warnings) = self.read_settings();
         self.boot_settings = Some((limits, warnings.clone()));
         let leftovers = !self.tree.is_empty();
+        // A oneshot's `down` is its program, not runit's marker.
+        let oneshot = limits.oneshot;
         self.events.push_back(Event::Boot {
-            normally_down: Path::new(warden::service::DOWN).exists(),
+            normally_down: Path::new(warden::service::DOWN).exists() && !oneshot,
             leftovers,
             limits,
             customisable: self.default_run.is_none(),
@@ -381,6 +387,17 @@ impl Supervisor {
                 });
                 continue;
             }
+            if self.machine.check.and_then(|c| c.pid) == Some(pid) {
+                // What the check left behind goes with it, as for a hook.
+                self.signal(Target::Check(pid), Signal::KILL);
+                self.feed(Event::Exited {
+                    pid,
+                    exit,
+                    leftovers: false,
+                    has_finish: false,
+                });
+                continue;
+            }
             if !is_run && !is_finish {
                 continue;
             }
@@ -403,7 +420,9 @@ impl Supervisor {
                 self.signal(Target::Finish(pid), Signal::CONT);
             }
             let leftovers = !self.tree.is_empty();
-            let has_finish = is_run && Path::new(warden::service::FINISH).exists();
+            let has_finish = is_run
+                && !self.machine.limits.oneshot
+                && Path::new(warden::service::FINISH).exists();
             self.feed(Event::Exited {
                 pid,
                 exit,
@@ -487,6 +506,26 @@ impl Supervisor {
                     self.events.push_back(Event::FinishFailed { error });
                 }
             },
+            Action::SpawnCheck => match spawn::check(&self.service, &self.identity) {
+                Ok(pid) => self.events.push_back(Event::CheckStarted { pid }),
+                Err(error) => {
+                    // Said once per run: a check that cannot start is retried quietly.
+                    if self.machine.ext.last_error.as_deref() != Some(error.as_str()) {
+                        say!("supervise: warning: {error}");
+                        self.events.push_back(Event::Warning {
+                            error: error.clone(),
+                        });
+                    }
+                    self.events.push_back(Event::CheckFailed);
+                }
+            },
+            Action::SpawnDown => match spawn::oneshot_down(&self.service, &self.identity) {
+                Ok(pid) => self.events.push_back(Event::FinishStarted { pid }),
+                Err(error) => {
+                    say!("supervise: warning: {error}");
+                    self.events.push_back(Event::FinishFailed { error });
+                }
+            },
             Action::Signal(target, signal) => self.signal(target, signal),
             Action::Hook { letter, pid } => {
                 match spawn::hook(&self.service, letter, pid, || self.read_identity(None)) {
@@ -532,6 +571,7 @@ impl Supervisor {
         }
         match spawn::run(
             &self.service,
+            limits.oneshot,
             self.default_run
                 .as_ref()
                 .map(|found| found.as_deref().map_err(String::as_str)),
@@ -583,6 +623,9 @@ impl Supervisor {
                 self.service.join(file).display()
             )
         };
+        // A bad dependency or type file: not started until it is fixed (svscan holds such a
+        // service anyway; a supervise run by hand says why here).
+        warden::deps::read(Path::new(".")).map_err(|p| unusable(&p.file, &p.cause))?;
         // One listing of the dir instead of a dozen failed opens on every start.
         let present = runas::present(here);
         let has = |file: &str| present.as_ref().map_or(true, |p| p.contains(&file));
@@ -661,11 +704,25 @@ impl Supervisor {
             warnings.push(Event::Warning { error: message });
         }
         self.notification_fd = settings.notification_fd;
+        let readiness = if settings.notification_fd.is_some() {
+            Readiness::Notification
+        } else if is_executable(warden::service::CHECK) {
+            Readiness::Check
+        } else {
+            Readiness::Exec
+        };
+        // Read for the type: the graph itself is svscan's. A bad file fails the start
+        // (`prepare`), naming it.
+        let kind = warden::deps::read(here).map(|d| d.kind).unwrap_or_default();
+        let oneshot = kind == warden::deps::Kind::Oneshot;
         let limits = Limits {
             down_signal: settings.down_signal,
             timeout_kill: settings.timeout_kill,
             timeout_finish: settings.timeout_finish,
             restart_limit: None,
+            readiness,
+            oneshot,
+            has_down: oneshot && is_executable(warden::deps::ONESHOT_DOWN),
         };
         (limits, warnings)
     }
@@ -677,7 +734,7 @@ impl Supervisor {
                 Some(pid) => rustix::process::kill_process(pid, signal),
                 None => Ok(()),
             },
-            Target::Finish(pid) | Target::Hook(pid) => match to_pid(pid) {
+            Target::Finish(pid) | Target::Hook(pid) | Target::Check(pid) => match to_pid(pid) {
                 Some(pid) => rustix::process::kill_process_group(pid, signal),
                 None => Ok(()),
             },
@@ -735,4 +792,10 @@ fn absolute(dir: &Path) -> PathBuf {
         Ok(cwd) => cwd.join(dir),
         Err(_) => dir.to_owned(),
     }
+}
+
+/// Whether `name` in the service dir is an executable file (a `check`, a oneshot's `down`).
+fn is_executable(name: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(name).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }

@@ -96,9 +96,20 @@ impl Snapshot {
         }
         match extended.ready_at {
             Some(at) if at >= self.status.stamp => Some(true),
-            _ if self.notifies => Some(false),
+            _ if self.notifies || self.supervisor_checks() => Some(false),
             _ => None,
         }
+    }
+
+    /// warden's supervisor runs `./check` itself for this run's readiness (issue 14).
+    pub fn supervisor_checks(&self) -> bool {
+        let by = self.extended.as_ref().and_then(|x| x.ready_by.as_deref());
+        by == Some("check")
+    }
+
+    /// Up, and made ready by a `./check` its supervisor ran: no need to run it again.
+    pub fn checked_by_supervisor(&self) -> bool {
+        self.supervisor_checks() && self.ready() == Some(true)
     }
 
     /// Up and, where readiness is known, ready.

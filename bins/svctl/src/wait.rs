@@ -61,9 +61,13 @@ pub fn wait_for(
                 return Ok(Waited::Reached);
             }
         } else {
-            match judge(goal, &Snapshot::take(dir)?, since) {
+            let snap = Snapshot::take(dir)?;
+            match judge(goal, &snap, since) {
                 Verdict::Reached => return Ok(Waited::Reached),
                 Verdict::NeedsCheck if !has_check(&dir.path) => return Ok(Waited::Reached),
+                // Its supervisor ran `./check` until it passed (and says so in `ready_at`):
+                // the wait is over without running it again. `svctl check` still runs it.
+                Verdict::NeedsCheck if snap.checked_by_supervisor() => return Ok(Waited::Reached),
                 Verdict::NeedsCheck => {
                     if next_check.map_or(true, |at| at <= Instant::now()) {
                         match run_check(&dir.path, deadline)? {

@@ -55,15 +55,19 @@ pub struct Gates {
 const RETRY: Duration = Duration::from_secs(1);
 
 impl Gates {
-    /// A service appeared: its dependencies are read, and the gate its supervisor is to start
-    /// with is returned (true: held).
-    pub fn appear(&mut self, id: Id, name: &OsStr, watch: Option<&Watch>, tree: &mut Tree) -> bool {
+    /// A service appeared: its dependencies are read (its supervisor is started after, with
+    /// [`Gates::starting`]).
+    pub fn appear(&mut self, id: Id, name: &OsStr, watch: Option<&Watch>, tree: &mut Tree) {
         self.ids.insert(name.to_owned(), id);
         self.names.insert(id, name.to_owned());
-        let (gate, out) = self.declare(name);
+        let (_, out) = self.declare(name);
         self.carry_out(out, tree);
         self.sync_watches(name, watch);
-        gate == Gate::Hold
+    }
+
+    /// The service's supervisor is started now: whether it starts held.
+    pub fn starting(&mut self, name: &OsStr) -> bool {
+        self.graph.starting(name) == Gate::Hold
     }
 
     /// After [`Gates::appear`], once the tree has the entry: an adopted supervisor is told its
@@ -99,7 +103,8 @@ impl Gates {
         tree: &mut Tree,
     ) -> Vec<i32> {
         let dropped = self.vanish(&id, tree);
-        let held = self.appear(id, name, watch, tree);
+        self.appear(id, name, watch, tree);
+        let held = self.starting(name);
         tree.set_held(&id, held);
         self.added(name, true, tree);
         dropped
@@ -310,7 +315,9 @@ fn seen(name: &OsStr, id: &Id, tree: &Tree) -> Seen {
     let up = status.state == RunState::Run;
     Seen {
         up,
-        ready: up && x.ready_at.is_some(),
+        // Ready by a notification or a passed `./check` (`ready_at`), or by running at all
+        // when the service has neither (`ready_by exec`); a oneshot once its `up` worked.
+        ready: up && (x.ready_at.is_some() || x.ready_by.as_deref() == Some("exec")),
         want_up: status.want == Want::Up && !x.failed,
         failed: x.failed,
     }

@@ -135,6 +135,17 @@ impl Graph {
         (gate, out)
     }
 
+    /// The service's supervisor is being started now: with the gate returned, which it
+    /// then knows.
+    pub fn starting(&mut self, name: &OsStr) -> Gate {
+        let gate = self.gate(name);
+        if let Some(node) = self.nodes.get_mut(name) {
+            node.gate = gate;
+            node.delivered = true;
+        }
+        gate
+    }
+
     /// The service is gone from the scan directory.
     pub fn remove(&mut self, name: &OsStr) -> Vec<Out> {
         let mut out = Vec::new();

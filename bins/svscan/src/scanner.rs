@@ -563,9 +563,14 @@ impl Scanner {
 
     /// A service appeared: supervised, held if its dependencies are not ready.
     fn add(&mut self, id: Id, name: &OsString, now: Instant) {
-        let held = self
-            .gates
+        self.gates
             .appear(id, name, self.watch.as_ref(), &mut self.tree);
+        self.supervise(id, name, now);
+    }
+
+    /// Starts the supervisor of a service the graph knows (see [`Gates::appear`]).
+    fn supervise(&mut self, id: Id, name: &OsString, now: Instant) {
+        let held = self.gates.starting(name);
         let adopted = self.tree.add(id, name, held, now);
         self.gates.added(name, adopted, &mut self.tree);
     }
@@ -575,9 +580,9 @@ impl Scanner {
         self.tree.want(&id, now);
         if !self.gates.knows(&id) {
             // Back after it vanished: its supervisor may still run.
-            let held = self
-                .gates
+            self.gates
                 .appear(id, name, self.watch.as_ref(), &mut self.tree);
+            let held = self.gates.starting(name);
             self.tree.set_held(&id, held);
             self.gates.added(name, true, &mut self.tree);
         }
@@ -758,12 +763,22 @@ impl Scanner {
         let mut seen: HashMap<Id, Vec<OsString>> = HashMap::new();
         let mut added = HashSet::new();
         let mut broken = HashMap::new();
+        // Services with dependency files start once the scan has seen every name, so that
+        // the graph is whole when their gates are decided (a cycle found before any of it
+        // runs, a dependency listed later known to exist).
+        let mut with_deps = Vec::new();
         for name in names {
             match scandir::probe(&name) {
                 Probe::Service(id) if !seen.contains_key(&id) && !self.tree.contains(&id) => {
-                    // Started now, while the scan goes on (at boot, the first supervisors are
-                    // at work while svscan still looks at the rest).
-                    self.add(id, &name, now);
+                    if warden::deps::declares_any(&scandir::service_path(&name)) {
+                        self.gates
+                            .appear(id, &name, self.watch.as_ref(), &mut self.tree);
+                        with_deps.push((id, name.clone()));
+                    } else {
+                        // Started now, while the scan goes on (at boot, the first
+                        // supervisors are at work while svscan still looks at the rest).
+                        self.add(id, &name, now);
+                    }
                     // Made while svscan started (or while inotify's events were lost): its
                     // log/ may be on its way, as for a service inotify reported.
                     if scandir::changed_within(&name, SETTLE) {
@@ -782,6 +797,9 @@ impl Scanner {
                     broken.insert(name, cause);
                 }
             }
+        }
+        for (id, name) in with_deps {
+            self.supervise(id, &name, now);
         }
         for (name, cause) in broken.clone() {
             self.report_broken(&name, cause);

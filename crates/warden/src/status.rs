@@ -200,6 +200,13 @@ pub struct Extended {
     /// `restart-limit` was reached: the supervisor stopped restarting the service (the runit
     /// record then reads down, want down) until `u` or a change of the file.
     pub failed: bool,
+    /// Held by svscan (`H`): wanted up, but waiting for its dependencies to be ready.
+    pub held: bool,
+    /// The service is a oneshot (`type` says so): up means its `up` exited 0.
+    pub oneshot: bool,
+    /// What makes the current run ready: `notification-fd`, `check`, `oneshot` (its `up`
+    /// exited 0) or `exec` (ready once it runs, without a `ready_at`).
+    pub ready_by: Option<String>,
     /// The service-dir settings applied at the last start (`memory.max 64M`, `user www`,
     /// `limits nofile 4096`...), as `NAME VALUE`, in the order applied.
     pub settings: Vec<(String, String)>,
@@ -241,6 +248,15 @@ impl Extended {
         if self.failed {
             s.push_str("failed 1\n");
         }
+        if self.held {
+            s.push_str("held 1\n");
+        }
+        if self.oneshot {
+            s.push_str("oneshot 1\n");
+        }
+        if let Some(by) = &self.ready_by {
+            s.push_str(&format!("ready_by {}\n", one_line(by)));
+        }
         for (name, value) in &self.settings {
             let name = one_line(name).replace(' ', "_");
             s.push_str(&format!("setting {name} {}\n", one_line(value)));
@@ -281,6 +297,9 @@ impl Extended {
                 "last_error" => x.last_error = Some(value.to_owned()),
                 "last_exit_oom" => x.last_exit_oom = Some(value.to_owned()),
                 "failed" => x.failed = value == "1",
+                "held" => x.held = value == "1",
+                "oneshot" => x.oneshot = value == "1",
+                "ready_by" => x.ready_by = Some(value.to_owned()),
                 "setting" => {
                     let (name, value) = value.split_once(' ').unwrap_or((value, ""));
                     if !name.is_empty() {
