@@ -424,6 +424,9 @@ mod tests {
             last_error: Some("unable to exec ./run: No such file or directory".into()),
             last_exit_oom: Some("memory.max 64M".into()),
             failed: true,
+            held: true,
+            oneshot: true,
+            ready_by: Some("check".into()),
             settings: vec![
                 ("memory.max".into(), "64M".into()),
                 ("cpu.max".into(), "50000 100000".into()),

@@ -77,13 +77,23 @@ fn any_extended() -> impl Strategy<Value = Extended> {
         proptest::option::of(any_text()),
         any::<bool>(),
         settings,
+        (
+            any::<bool>(),
+            any::<bool>(),
+            proptest::option::of(any_text()),
+        ),
     )
-        .prop_map(|(x, last_exit_oom, failed, settings)| Extended {
-            last_exit_oom,
-            failed,
-            settings,
-            ..x
-        })
+        .prop_map(
+            |(x, last_exit_oom, failed, settings, (held, oneshot, ready_by))| Extended {
+                last_exit_oom,
+                failed,
+                settings,
+                held,
+                oneshot,
+                ready_by,
+                ..x
+            },
+        )
 }
 
 fn any_extended_runit_part() -> impl Strategy<Value = Extended> {
@@ -204,7 +214,7 @@ proptest! {
             Just("restarts"), Just("last_exit"), Just("last_exit_at"), Just("ready_at"),
             Just("next_start_at"), Just("pgid"), Just("supervisor_pid"), Just("cgroup"),
             Just("last_error"), Just("last_exit_oom"), Just("failed"), Just("setting"),
-            Just("future_key")
+            Just("held"), Just("oneshot"), Just("ready_by"), Just("future_key")
         ], "[ -~]{0,40}"), 0..12)) {
         let text: String = lines.iter().map(|(k, v)| format!("{k} {v}\n")).collect();
         let x = Extended::decode(&text);
@@ -220,6 +230,7 @@ proptest! {
             cgroup: flat(&x.cgroup),
             last_error: flat(&x.last_error),
             last_exit_oom: flat(&x.last_exit_oom),
+            ready_by: flat(&x.ready_by),
             settings,
             ..x.clone()
         };
@@ -229,7 +240,7 @@ proptest! {
     #[test]
     fn fuzz_control_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
         let cmds: Vec<Command> = Command::parse_all(&bytes).collect();
-        let kept: Vec<u8> = bytes.iter().copied().filter(|b| b"udoxpchaiq12tke".contains(b)).collect();
+        let kept: Vec<u8> = bytes.iter().copied().filter(|b| b"udoxpchaiq12tkeHG".contains(b)).collect();
         prop_assert_eq!(cmds.len(), kept.len());
         for (c, b) in cmds.iter().zip(&kept) {
             prop_assert_eq!(c.byte(), *b);
