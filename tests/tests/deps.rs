@@ -256,6 +256,9 @@ fn a_dependency_dropped_in_later_starts_the_waiting_service_at_once() {
     });
     std::thread::sleep(Duration::from_millis(300));
     assert!(!has(&app, "started"), "app started without db");
+    let x = ServiceDir::new(&app).extended().unwrap();
+    assert!(x.held, "the waiting service's status says it is held");
+    assert_eq!(x.restarts, 0);
     let staged = timed_service(&scan.stage(), "db", "0", "0");
     fs::rename(&staged, s.join("db")).unwrap();
     wait_until("app started", LONG, || has(&app, "started"));
@@ -454,4 +457,24 @@ fn bad_dependency_files_are_reported_once_naming_the_file_and_hold_only_that_ser
     fs::remove_file(bad.join("needs/db")).unwrap();
     wait_until("bad started once fixed", LONG, || has(&bad, "started"));
     let _ = Instant::now();
+}
+
+#[test]
+fn a_dependency_made_ready_by_its_check_run_by_supervise() {
+    let mut scan = Scan::new();
+    let s = scan.dir.clone();
+    let db = s.join("db");
+    script(
+        &db.join("run"),
+        "date +%s%N >> started\nsleep 0.3\ndate +%s%N >> ready\n: > ok\nexec sleep 1000",
+    );
+    script(&db.join("check"), "[ -e ok ]");
+    let app = plain_service(&s, "app");
+    dep(&app, "needs", "db");
+    scan.start();
+    wait_until("app started", LONG, || has(&app, "started"));
+    assert!(first(&app, "started") >= first(&db, "ready"));
+    let x = ServiceDir::new(&db).extended().unwrap();
+    assert_eq!(x.ready_by.as_deref(), Some("check"));
+    assert!(x.ready_at.is_some());
 }
