@@ -65,6 +65,16 @@ impl Gates {
         self.sync_watches(name, watch);
     }
 
+    /// The gate the service is to have now.
+    pub fn gate(&self, name: &OsStr) -> crate::graph::Gate {
+        self.graph.gate(name)
+    }
+
+    /// How deep the service sits in the graph (0: no dependencies).
+    pub fn depth(&self, name: &OsStr) -> usize {
+        self.graph.depth(name)
+    }
+
     /// The service's supervisor is started now: whether it starts held.
     pub fn starting(&mut self, name: &OsStr) -> bool {
         self.graph.starting(name) == Gate::Hold

@@ -146,6 +146,41 @@ impl Graph {
         gate
     }
 
+    /// How deep the service sits: 0 without dependencies, else one more than its deepest
+    /// dependency (a cycle counts as reached). For starting supervisors in dependency order.
+    pub fn depth(&self, name: &OsStr) -> usize {
+        let mut memo: HashMap<OsString, usize> = HashMap::new();
+        // (node, children pushed)
+        let mut stack = vec![(name.to_owned(), false)];
+        let mut on_path: BTreeSet<OsString> = BTreeSet::new();
+        while let Some((node, expanded)) = stack.pop() {
+            let deps: Vec<OsString> = self
+                .nodes
+                .get(&node)
+                .into_iter()
+                .flat_map(|n| n.edges())
+                .map(|(d, _)| OsString::from(d))
+                .collect();
+            if expanded {
+                on_path.remove(&node);
+                let deepest = deps.iter().filter_map(|d| memo.get(d)).max();
+                let depth = deepest.map_or(0, |d| d.saturating_add(1));
+                memo.insert(node, depth);
+                continue;
+            }
+            if memo.contains_key(&node) || !on_path.insert(node.clone()) {
+                continue;
+            }
+            stack.push((node, true));
+            for d in deps {
+                if !memo.contains_key(&d) && !on_path.contains(&d) {
+                    stack.push((d, false));
+                }
+            }
+        }
+        memo.get(name).copied().unwrap_or(0)
+    }
+
     /// The service is gone from the scan directory.
     pub fn remove(&mut self, name: &OsStr) -> Vec<Out> {
         let mut out = Vec::new();

@@ -277,6 +277,21 @@ fn a_service_removed_and_back_is_known_again_by_its_dependents() {
 }
 
 #[test]
+fn depth_counts_the_longest_way_down_and_survives_a_cycle() {
+    let mut g = Graph::default();
+    g.declare(OsStr::new("web"), deps(&["app", "db"], &[], &[]));
+    g.declare(OsStr::new("app"), deps(&["db"], &[], &[]));
+    g.declare(OsStr::new("db"), deps(&[], &[], &[]));
+    assert_eq!(g.depth(OsStr::new("db")), 0);
+    assert_eq!(g.depth(OsStr::new("app")), 1);
+    assert_eq!(g.depth(OsStr::new("web")), 2);
+    assert_eq!(g.depth(OsStr::new("nothing")), 0);
+    g.declare(OsStr::new("x"), deps(&["y"], &[], &[]));
+    g.declare(OsStr::new("y"), deps(&["x"], &[], &[]));
+    assert!(g.depth(OsStr::new("x")) <= 2);
+}
+
+#[test]
 fn a_transient_problem_holds_without_a_report() {
     let mut g = Graph::default();
     let short = Err(Problem {

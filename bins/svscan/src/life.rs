@@ -343,9 +343,16 @@ pub enum Action {
 pub type Actions = Vec<Action>;
 
 /// A new entry for a directory a scan found, with what is to be done at once.
+#[cfg(test)]
 pub fn appear(found: Found, now: Instant) -> (Entry, Actions) {
+    appear_at(found, now, now)
+}
+
+/// As [`appear`], with the service's supervisor due at `start_at` rather than now (a service
+/// held for its dependencies, started after those it waits for), unless one is adopted.
+pub fn appear_at(found: Found, now: Instant, start_at: Instant) -> (Entry, Actions) {
     let mut actions = Vec::new();
-    let mut service = Slot::waiting(now);
+    let mut service = Slot::waiting(start_at);
     let adopted = adopt(&mut service, found.service, Role::Service, &mut actions);
     let log = found.log_dir.then(|| {
         let mut slot = Slot::waiting(now);

@@ -59,6 +59,8 @@ const MAX_NAMES_PER_BATCH: usize = 64;
 const AFTER_KILL: Duration = Duration::from_secs(5);
 /// Without inotify, how often a logger waiting for its HUP is looked at.
 const HUP_RECHECK: Duration = Duration::from_millis(100);
+/// Held supervisors found by one scan start this far apart, deepest last.
+const HELD_STAGGER: Duration = Duration::from_millis(2);
 /// How long a service made in place is watched for a `log/` that its maker adds after it.
 const SETTLE: Duration = Duration::from_secs(2);
 
@@ -568,11 +570,17 @@ impl Scanner {
         self.supervise(id, name, now);
     }
 
-    /// Starts the supervisor of a service the graph knows (see [`Gates::appear`]).
-    fn supervise(&mut self, id: Id, name: &OsString, now: Instant) {
+    /// Starts the supervisor of a service the graph knows (see [`Gates::appear`]), at
+    /// `start_at` if it is held (its gate brings it forward).
+    fn supervise_at(&mut self, id: Id, name: &OsString, start_at: Instant, now: Instant) {
         let held = self.gates.starting(name);
-        let adopted = self.tree.add(id, name, held, now);
+        let at = if held { start_at } else { now };
+        let adopted = self.tree.add(id, name, held, at, now);
         self.gates.added(name, adopted, &mut self.tree);
+    }
+
+    fn supervise(&mut self, id: Id, name: &OsString, now: Instant) {
+        self.supervise_at(id, name, now, now);
     }
 
     /// A known directory is (still, or again) in the scan directory.
@@ -798,8 +806,17 @@ impl Scanner {
                 }
             }
         }
+        // In dependency order, and those held spread out (HELD_STAGGER apart): a boot of a
+        // deep graph spends the CPU first on what can run now, and a held service whose
+        // dependencies become ready before its turn starts then, unheld.
+        with_deps.sort_by_cached_key(|(_, name)| self.gates.depth(name));
+        let mut held = 0u32;
         for (id, name) in with_deps {
-            self.supervise(id, &name, now);
+            let at = now + HELD_STAGGER.saturating_mul(held);
+            if self.gates.gate(&name) == crate::graph::Gate::Hold {
+                held = held.saturating_add(1);
+            }
+            self.supervise_at(id, &name, at, now);
         }
         for (name, cause) in broken.clone() {
             self.report_broken(&name, cause);

@@ -67,6 +67,9 @@ struct Node {
     container_exit: Option<ContainerExit>,
     /// Its dependencies are not ready: its supervisor starts held (`supervise --held`).
     start_held: bool,
+    /// Its first start was put off (held, after the services it waits for): brought
+    /// forward when its dependencies become ready.
+    deferred: bool,
 }
 
 impl Node {
@@ -354,6 +357,9 @@ impl Exec<'_> {
                 *self.fd_shortage_reported = false;
                 self.pids.insert(pid, (id, role));
                 *node.held(role) = Held::default();
+                if role == Role::Service {
+                    node.deferred = false;
+                }
                 Ok(pid)
             }
             Err(e) => Err(failure(&e)),
@@ -768,7 +774,14 @@ impl Tree {
     /// A service directory appeared: supervise it (held, if its dependencies are not ready),
     /// adopting supervisors an earlier svscan left running, and their pipe. True when the
     /// service's supervisor was adopted.
-    pub fn add(&mut self, id: Id, name: &OsStr, held: bool, now: Instant) -> bool {
+    pub fn add(
+        &mut self,
+        id: Id,
+        name: &OsStr,
+        held: bool,
+        start_at: Instant,
+        now: Instant,
+    ) -> bool {
         let (service, service_pidfd) = adoption(&service_path(name));
         let log_dir = has_log(name);
         let (log, log_pidfd) = if log_dir {
@@ -797,7 +810,7 @@ impl Tree {
         };
         let container_exit = system::container_exit_of(name, None);
         self.container_exit_seen |= container_exit.is_some();
-        let (life, actions) = life::appear(found, now);
+        let (life, actions) = life::appear_at(found, now, start_at.max(now));
         let mut node = Node {
             name: name.to_owned(),
             life,
@@ -813,6 +826,7 @@ impl Tree {
             },
             container_exit,
             start_held: held,
+            deferred: start_at > now,
         };
         let (entries, mut exec) = self.parts(now);
         // Started at once, not at the end of the scan that found it: at boot the first
@@ -826,6 +840,12 @@ impl Tree {
     pub fn set_held(&mut self, id: &Id, held: bool) {
         if let Some(node) = self.entries.get_mut(id) {
             node.start_held = held;
+            if !held && std::mem::take(&mut node.deferred) {
+                // Its dependencies are ready before its put-off start: now.
+                if let life::State::Waiting { at } = &mut node.life.service.state {
+                    *at = (*at).min(Instant::now());
+                }
+            }
         }
     }
 
