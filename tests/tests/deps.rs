@@ -314,11 +314,12 @@ fn a_cycle_is_reported_once_and_breaking_it_starts_its_services() {
             .count(),
         1
     );
+    let (_, out, _) = scan.svctl(&["status", "--short", "a"]);
+    assert!(out.contains("dependency cycle: a -> b -> a"), "{out}");
     fs::remove_file(b.join("wants/a")).unwrap();
     wait_until("a and b started", LONG, || {
         has(&a, "started") && has(&b, "started")
     });
-    assert!(first(&a, "started") >= first(&b, "started"));
 }
 
 #[test]
@@ -477,4 +478,162 @@ fn a_dependency_made_ready_by_its_check_run_by_supervise() {
     let x = ServiceDir::new(&db).extended().unwrap();
     assert_eq!(x.ready_by.as_deref(), Some("check"));
     assert!(x.ready_at.is_some());
+}
+
+fn json_of(scan: &Scan, name: &str) -> serde_json::Value {
+    let (code, out, err) = scan.svctl(&["status", "--json", name]);
+    assert!(code.is_some(), "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    v[0].clone()
+}
+
+#[test]
+fn svctl_status_says_what_a_held_service_waits_for() {
+    let mut scan = Scan::new();
+    let s = scan.dir.clone();
+    let db = plain_service(&s, "db");
+    fs::write(db.join("down"), "").unwrap();
+    let app = plain_service(&s, "app");
+    dep(&app, "needs", "db");
+    dep(&app, "needs", "cache");
+    dep(&app, "wants", "metrics");
+    scan.start();
+    wait_until("app held", LONG, || {
+        ServiceDir::new(&app).extended().is_some_and(|x| x.held)
+    });
+    let (_, out, _) = scan.svctl(&["status", "--short", "app"]);
+    assert!(
+        out.contains("waiting for cache (no such service), db (down)"),
+        "{out}"
+    );
+    let v = json_of(&scan, "app");
+    assert_eq!(v["held"], true);
+    let waiting: Vec<(String, String)> = v["waiting"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| {
+            (
+                w["name"].as_str().unwrap().into(),
+                w["state"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        waiting,
+        [
+            ("cache".into(), "missing".into()),
+            ("db".into(), "down".into())
+        ]
+    );
+    assert_eq!(v["wants"][0]["name"], "metrics");
+    assert_eq!(v["needs"].as_array().unwrap().len(), 2);
+    // The long form lists the dependencies too.
+    let (_, long, _) = scan.svctl(&["status", "app"]);
+    assert!(
+        long.contains("needs: cache (no such service), db (down)"),
+        "{long}"
+    );
+}
+
+#[test]
+fn svctl_up_brings_up_what_a_service_needs_and_wants() {
+    let mut scan = Scan::new();
+    let s = scan.dir.clone();
+    let db = timed_service(&s, "db", "0.2", "0");
+    fs::write(db.join("down"), "").unwrap();
+    let cache = plain_service(&s, "cache");
+    fs::write(cache.join("down"), "").unwrap();
+    let app = plain_service(&s, "app");
+    fs::write(app.join("down"), "").unwrap();
+    dep(&app, "needs", "db");
+    dep(&db, "wants", "cache");
+    scan.start();
+    wait_until("app's supervisor", LONG, || {
+        ServiceDir::new(&app).status().is_ok()
+    });
+    let (code, _, err) = scan.svctl(&["-w", "10", "up", "app"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(is_up(&app) && is_up(&db) && is_up(&cache));
+    wait_until("app's run", LONG, || has(&app, "started"));
+    assert!(first(&app, "started") >= first(&db, "ready"));
+}
+
+#[test]
+fn svctl_down_stops_the_services_that_need_it_first_and_they_come_back_with_it() {
+    let mut scan = Scan::new();
+    let s = scan.dir.clone();
+    let db = timed_service(&s, "db", "0", "0");
+    let app = timed_service(&s, "app", "0", "0.3");
+    dep(&app, "needs", "db");
+    scan.start();
+    wait_until("app ready", LONG, || has(&app, "ready"));
+    let (code, _, err) = scan.svctl(&["-w", "10", "down", "db"]);
+    assert_eq!(code, Some(0), "{err}");
+    let (a, d) = (first(&app, "stopped"), first(&db, "stopped"));
+    assert!(
+        d >= a + 250_000_000,
+        "db told to stop {} ns after app",
+        d as i128 - a as i128
+    );
+    let x = ServiceDir::new(&app).extended().unwrap();
+    assert!(x.held);
+    assert_eq!(
+        ServiceDir::new(&app).status().unwrap().want,
+        warden_tests::warden::status::Want::Up
+    );
+    let (code, _, err) = scan.svctl(&["-w", "10", "up", "db"]);
+    assert_eq!(code, Some(0), "{err}");
+    wait_until("app back", LONG, || stamps(&app, "started").len() == 2);
+}
+
+#[test]
+fn svctl_deps_prints_the_graph_under_a_service() {
+    let mut scan = Scan::new();
+    let s = scan.dir.clone();
+    let web = plain_service(&s, "web");
+    let app = plain_service(&s, "app");
+    plain_service(&s, "db");
+    dep(&web, "needs", "app");
+    dep(&web, "wants", "metrics");
+    dep(&app, "needs", "db");
+    dep(&web, "after", "db");
+    scan.start();
+    wait_until("web started", LONG, || has(&web, "started"));
+    let (code, out, err) = scan.svctl(&["deps", "web"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(
+        out,
+        "web: up, ready\n\
+         ├─ needs app: up, ready\n\
+         │  └─ needs db: up, ready\n\
+         ├─ wants metrics: no such service\n\
+         └─ after db: up, ready (see above)\n"
+    );
+}
+
+#[test]
+fn a_oneshot_that_is_up_reads_as_up_to_svctl_and_sv() {
+    let mut scan = Scan::new();
+    let s = scan.dir.clone();
+    let setup = s.join("setup");
+    fs::create_dir(&setup).unwrap();
+    fs::write(setup.join("type"), "oneshot\n").unwrap();
+    script(&setup.join("up"), "exit 0");
+    scan.start();
+    wait_until("setup up", LONG, || {
+        ServiceDir::new(&setup)
+            .extended()
+            .is_some_and(|x| x.ready_at.is_some())
+    });
+    let (code, out, err) = scan.svctl(&["status", "--short", "setup"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.starts_with("setup: up (oneshot)"), "{out}");
+    let (code, _, err) = scan.svctl(&["-w", "5", "up", "setup"]);
+    assert_eq!(code, Some(0), "{err}");
+    if warden_tests::have("sv") {
+        let (code, out, _) = run(Command::new("sv").arg("status").arg(&setup), LONG);
+        assert_eq!(code, Some(0));
+        assert!(out.starts_with("run: "), "{out}");
+    }
 }

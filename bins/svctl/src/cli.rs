@@ -51,6 +51,8 @@ const fn verb(name: &'static str, bytes: &'static [u8], goal: Option<Goal>) -> V
 pub enum Action {
     Control(Verb),
     Check,
+    /// The dependency graph under each service.
+    Deps,
     /// Every service in the Prometheus text format.
     Metrics,
     Status {
@@ -100,8 +102,10 @@ SERVICE is a name in SCANDIR (-d, else $SVDIR, else {DEFAULT_SCANDIR}), or a pat
 starts with / or . or ends with /.
 
 Service commands (several services may be given; each is processed):
-  up | start     want up, start if down        -w: running (ready if notification-fd), ./check ok
-  down | stop    want down, send down-signal   -w: nothing runs
+  up | start     want up, start if down, and what it needs and wants (needs/, wants/)
+                                               -w: running (ready if notification-fd), ./check ok
+  down | stop    want down, send down-signal; first stop (hold) what needs it
+                                               -w: nothing runs
   once           start once, do not restart    -w: a run started after the command
   restart        down-signal, then up again    -w: a run started after the command, ./check ok
   pause | cont   send STOP | CONT              -w: paused | not paused
@@ -109,6 +113,7 @@ Service commands (several services may be given; each is processed):
   term | kill    send TERM | KILL              -w: restarted (want up) or down (want down)
   exit           stop the service, supervisor exits   -w: the supervisor is gone
   check          no command; is the service in the state it wants (up, or down)?
+  deps           the dependency graph under SERVICE: needs, wants, after, with states
   status         one line per service (all of SCANDIR without SERVICE); --json for machines;
                  one SERVICE (or -l): at length, with memory, CPU, tasks, process tree,
                  settings and the last log lines
@@ -258,6 +263,7 @@ pub fn parse(program: &str, args: Vec<OsString>) -> Result<Invocation, String> {
             },
         },
         "check" => Action::Check,
+        "deps" => Action::Deps,
         "metrics" => Action::Metrics,
         "log" => Action::Log(LogView { lines, follow }),
         "rescan" => Action::Svscan(scan_control::RESCAN),
@@ -289,7 +295,7 @@ pub fn parse(program: &str, args: Vec<OsString>) -> Result<Invocation, String> {
         return Err(format!("-w does not apply to {command}"));
     }
     match &action {
-        Action::Control(_) | Action::Check if services.is_empty() => {
+        Action::Control(_) | Action::Check | Action::Deps if services.is_empty() => {
             return Err(format!("{command} needs at least one SERVICE"))
         }
         Action::Log(_) if services.len() != 1 => return Err("log takes one SERVICE".into()),

@@ -29,8 +29,17 @@ pub fn control(inv: &Invocation, verb: Verb) -> Outcome {
         .wait
         .map(|wait| warden::service::deadline(Instant::now(), wait));
     let mut worst = Outcome::Success;
+    let mut targets: Vec<(String, ServiceDir)> = services(inv)
+        .map(|(name, dir)| (name.to_owned(), dir))
+        .collect();
+    match verb.name {
+        "up" => targets.extend(pulled_in(inv)),
+        "down" => worst = worst.max(hold_dependents(inv, deadline)),
+        _ => {}
+    }
     let mut sent = Vec::new();
-    for (name, dir) in services(inv) {
+    for (name, dir) in &targets {
+        let (name, dir) = (name.as_str(), dir.clone());
         let result = match deadline {
             // Just dropped into the scan directory: with -w, give its supervisor the time to
             // start, rather than fail a script that did `cp -r svc /service/ && svctl -w up`.
@@ -60,6 +69,129 @@ pub fn control(inv: &Invocation, verb: Verb) -> Outcome {
         }
     }
     worst
+}
+
+/// What `up` of the named services also brings up: their needs and wants, transitively,
+/// those that exist (a missing one is said, and does not fail the others).
+fn pulled_in(inv: &Invocation) -> Vec<(String, ServiceDir)> {
+    let named: Vec<String> = inv.services.clone();
+    let scandir = inv.scandir.clone();
+    let pulled = crate::graph::closure(&named, |n| {
+        let dir = resolve(&scandir, n);
+        let Some(deps) = warden::deps::read(&dir.path).ok() else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for dep in deps.pulled_in() {
+            if scandir.join(dep).is_dir() {
+                out.push(dep.to_owned());
+            } else {
+                warden::say!("svctl: warning: {n} depends on {dep}: no such service");
+            }
+        }
+        out
+    });
+    pulled
+        .into_iter()
+        .map(|n| {
+            let dir = ServiceDir::new(inv.scandir.join(&n));
+            (n, dir)
+        })
+        .collect()
+}
+
+/// How long `down` waits for a dependent it holds, without `-w`: its `timeout-kill` (or
+/// this) and a margin.
+const DEPENDENT_STOP: Duration = Duration::from_secs(10);
+const DEPENDENT_MARGIN: Duration = Duration::from_secs(2);
+
+/// Before `down` of the named services: the running services that need them (transitively,
+/// read from every service of the scan directory) are held (`H`: stopped, still wanted up,
+/// started again by svscan once what they need is ready), the farthest first, each waited
+/// for until it is down.
+fn hold_dependents(inv: &Invocation, deadline: Option<Instant>) -> Outcome {
+    let Ok(all) = scan(&inv.scandir) else {
+        return Outcome::Success;
+    };
+    let mut needs = std::collections::BTreeMap::new();
+    for (name, dir) in &all {
+        if let Some(deps) = warden::deps::declares_any(&dir.path)
+            .then(|| warden::deps::read(&dir.path).ok())
+            .flatten()
+        {
+            needs.insert(name.clone(), deps.needs.into_iter().collect::<Vec<_>>());
+        }
+    }
+    if needs.is_empty() {
+        return Outcome::Success;
+    }
+    let mut order: Vec<String> = Vec::new();
+    for target in &inv.services {
+        for d in crate::graph::needing(target, &needs) {
+            if !order.contains(&d) && !inv.services.contains(&d) {
+                order.push(d);
+            }
+        }
+    }
+    let mut worst = Outcome::Success;
+    let since = Tai64N::now();
+    for name in order {
+        let dir = ServiceDir::new(inv.scandir.join(&name));
+        let up = crate::goal::Snapshot::take(&dir).is_ok_and(|s| !s.is_down());
+        if !up {
+            continue;
+        }
+        if let Err(e) = dir.send(&[warden::control::Command::Hold.byte()]) {
+            worst = worst.max(report("hold", &e));
+            continue;
+        }
+        let grace = warden::service::Settings::read(&dir.path)
+            .0
+            .timeout_kill
+            .unwrap_or(DEPENDENT_STOP)
+            .saturating_add(DEPENDENT_MARGIN);
+        let until = deadline.unwrap_or_else(|| warden::service::deadline(Instant::now(), grace));
+        let wait = until.saturating_duration_since(Instant::now());
+        worst = worst.max(wait_one(&name, &dir, Goal::Down, since, until, wait));
+    }
+    worst
+}
+
+/// `deps`: the graph under each named service.
+pub fn deps(inv: &Invocation) -> Outcome {
+    let now = SystemTime::now();
+    let style = crate::report::Style::for_stdout();
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut worst = Outcome::Success;
+    for (name, dir) in services(inv) {
+        let scandir = dir.path.parent().unwrap_or(&inv.scandir).to_path_buf();
+        let root_state = match crate::goal::Snapshot::take(&dir) {
+            Err(e) => {
+                worst = worst.max(report("get status of", &e));
+                crate::report::error_words(&e)
+            }
+            Ok(snap) => crate::graph::from_snapshot(&snap, now).words(),
+        };
+        if let Err(problem) = warden::deps::read(&dir.path) {
+            warden::say!("svctl: warning: {name}: {problem}");
+        }
+        let text = crate::graph::render_tree(
+            name,
+            &root_state,
+            |n| crate::graph::edges_of(&scandir, n),
+            |n| crate::graph::state_of(&scandir, n, now).words(),
+        );
+        for line in text.lines() {
+            if let Err(stop) = emit(&mut out, style.text(line).as_ref()) {
+                return worst.max(stop);
+            }
+        }
+    }
+    match out.flush() {
+        Ok(()) => worst,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => worst,
+        Err(_) => worst.max(Outcome::System),
+    }
 }
 
 /// `check`: no command, only whether each service is in the state it wants.

@@ -331,6 +331,28 @@ pub fn render(entry: &Entry, detail: &Detail, now: SystemTime, style: Style) -> 
         "path",
         &[style.text(&entry.path.to_string_lossy()).into_owned()],
     );
+    if let Some(view) = &entry.deps {
+        use warden::deps::Edge;
+        for (label, edge) in [
+            ("needs", Edge::Needs),
+            ("wants", Edge::Wants),
+            ("after", Edge::After),
+        ] {
+            let items: Vec<String> = (view.deps.iter())
+                .filter(|d| d.edge == edge)
+                .map(|d| format!("{} ({})", d.name, d.state.words()))
+                .collect();
+            if !items.is_empty() {
+                put(label, &[style.text(&items.join(", ")).into_owned()]);
+            }
+        }
+        if let Some(problem) = &view.problem {
+            put("problem", &[style.text(&problem.to_string()).into_owned()]);
+        }
+        if let Some(cycle) = &view.cycle {
+            put("cycle", &[style.text(&cycle.join(" -> ")).into_owned()]);
+        }
+    }
     let running = entry.state.as_ref().is_ok_and(|s| s.status.pid != 0);
     if let Some(u) = detail.usage.as_ref().filter(|_| running) {
         let rss: Option<u64> = detail
@@ -466,6 +488,7 @@ mod tests {
                 notifies: false,
             }),
             log: None,
+            deps: None,
         }
     }
 

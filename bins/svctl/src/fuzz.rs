@@ -94,6 +94,10 @@ proptest! {
             Err(e) => prop_assert!(!e.is_empty()),
             Ok(inv) => match inv.action {
                 Action::Control(_) | Action::Check => prop_assert!(!inv.services.is_empty()),
+                Action::Deps => {
+                    prop_assert!(!inv.services.is_empty());
+                    prop_assert!(inv.wait.is_none());
+                }
                 Action::Log(_) => prop_assert_eq!(inv.services.len(), 1),
                 Action::Svscan(_) | Action::Init(_) => {
                     prop_assert!(inv.services.is_empty());

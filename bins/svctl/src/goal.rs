@@ -79,8 +79,10 @@ impl Snapshot {
         })
     }
 
+    /// Running, or a oneshot that is up (its `up` exited 0: nothing runs, pid 0).
     pub fn is_up(&self) -> bool {
-        self.status.pid != 0 && self.status.state == RunState::Run
+        let oneshot = self.extended.as_ref().is_some_and(|x| x.oneshot);
+        (self.status.pid != 0 || oneshot) && self.status.state == RunState::Run
     }
 
     pub fn is_down(&self) -> bool {

@@ -7,6 +7,7 @@ mod detail;
 #[cfg(test)]
 mod fuzz;
 mod goal;
+mod graph;
 mod interrupts;
 mod locks;
 mod logview;
@@ -48,6 +49,7 @@ fn run(inv: &cli::Invocation) -> Outcome {
         Action::Version => say(&format!("svctl {}\n", env!("CARGO_PKG_VERSION"))),
         Action::Control(verb) => commands::control(inv, *verb),
         Action::Check => commands::check(inv),
+        Action::Deps => commands::deps(inv),
         Action::Metrics => commands::metrics(inv),
         Action::Status { json, form } => commands::status(inv, *json, *form),
         Action::Log(view) => match inv.services.first() {

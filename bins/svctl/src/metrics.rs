@@ -240,6 +240,7 @@ mod tests {
                 notifies: false,
             }),
             log: None,
+            deps: None,
         }
     }
 

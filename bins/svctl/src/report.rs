@@ -17,6 +17,8 @@ pub struct Entry {
     pub normally_down: bool,
     pub state: Result<Snapshot, ClientError>,
     pub log: Option<Box<Entry>>,
+    /// Its dependencies, if it declares any (issue 14).
+    pub deps: Option<crate::graph::DepView>,
 }
 
 impl Entry {
@@ -26,8 +28,28 @@ impl Entry {
             path: dir.path.clone(),
             normally_down: dir.normally_down(),
             state: Snapshot::take(dir),
-            log: dir.log().map(|log| Box::new(Entry::read("log", &log))),
+            log: dir.log().map(|log| Box::new(Entry::read_log(&log))),
+            deps: dir.path.parent().and_then(|scandir| {
+                crate::graph::DepView::read(scandir, &dir.path, SystemTime::now())
+            }),
         }
+    }
+
+    fn read_log(dir: &ServiceDir) -> Entry {
+        Entry {
+            name: "log".to_owned(),
+            path: dir.path.clone(),
+            normally_down: dir.normally_down(),
+            state: Snapshot::take(dir),
+            log: None,
+            deps: None,
+        }
+    }
+
+    /// Held by svscan for its dependencies (`held 1` in its extended status).
+    pub fn held(&self) -> bool {
+        let x = self.state.as_ref().ok().and_then(|s| s.extended.as_ref());
+        x.is_some_and(|x| x.held)
     }
 
     /// LSB: a service is "running" only when `run` runs (the logger does not count).
@@ -95,6 +117,42 @@ impl Style {
 /// Colours on a terminal unless `NO_COLOR` is set and not empty.
 pub fn colour_wanted(terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
     terminal && no_color.map_or(true, |v| v.is_empty())
+}
+
+/// `needs`, `wants`, `after` (each `{name, state}`), `waiting` (what a held service waits for,
+/// with `for_secs` for one up but not ready), `cycle` and `problem`: empty lists and nulls for
+/// a service without dependency files.
+fn deps_json(v: &mut Value, entry: &Entry) {
+    use warden::deps::Edge;
+    let dep = |d: &crate::graph::Dep| {
+        let mut o = json!({ "name": d.name, "state": d.state.key() });
+        if let crate::graph::DepState::NotReady { secs } = d.state {
+            o["for_secs"] = json!(secs);
+        }
+        o
+    };
+    let view = entry.deps.clone().unwrap_or_default();
+    for (key, edge) in [
+        ("needs", Edge::Needs),
+        ("wants", Edge::Wants),
+        ("after", Edge::After),
+    ] {
+        let list: Vec<Value> = view
+            .deps
+            .iter()
+            .filter(|d| d.edge == edge)
+            .map(dep)
+            .collect();
+        v[key] = json!(list);
+    }
+    let waiting: Vec<Value> = if entry.held() && !entry.is_up() {
+        view.waiting().into_iter().map(dep).collect()
+    } else {
+        Vec::new()
+    };
+    v["waiting"] = json!(waiting);
+    v["cycle"] = json!(view.cycle);
+    v["problem"] = json!(view.problem.map(|p| p.to_string()));
 }
 
 /// The colour of a state: green when up as wanted (and ready), yellow on the way (starting,
@@ -192,6 +250,8 @@ fn fields(entry: &Entry, now: SystemTime, full: bool, style: Style) -> String {
     let mut out = style.paint(state_colour(snap), state_word(snap));
     if s.pid != 0 {
         out.push_str(&format!(" (pid {})", s.pid));
+    } else if s.state == RunState::Run && snap.is_up() {
+        out.push_str(" (oneshot)");
     }
     out.push_str(&format!(" {}", humantime::format_duration(age(snap, now))));
     match snap.ready() {
@@ -245,6 +305,13 @@ fn fields(entry: &Entry, now: SystemTime, full: bool, style: Style) -> String {
                 out.push_str(&format!(", restart in {}", humantime::format_duration(ms)));
             }
         }
+        if x.held && !running {
+            let why = entry.deps.as_ref().and_then(|d| d.why_held());
+            match why {
+                Some(why) => out.push_str(&format!(", {}", style.text(&why))),
+                None => out.push_str(", held for its dependencies"),
+            }
+        }
         if let Some(error) = &x.last_error {
             out.push_str(&format!(", error: {}", style.text(error)));
         }
@@ -254,6 +321,11 @@ fn fields(entry: &Entry, now: SystemTime, full: bool, style: Style) -> String {
 
 /// The same facts for machines. Absent knowledge is `null`, never a guess.
 pub fn json(entry: &Entry, now: SystemTime) -> Value {
+    json_of(entry, now, true)
+}
+
+/// `service`: a service (with dependencies), not its logger.
+fn json_of(entry: &Entry, now: SystemTime, service: bool) -> Value {
     let mut v = json!({
         "name": entry.name,
         "path": entry.path.to_string_lossy(),
@@ -301,10 +373,15 @@ pub fn json(entry: &Entry, now: SystemTime) -> Value {
             }
             v["failed"] = json!(x.map(|x| x.failed));
             v["last_error"] = json!(x.and_then(|x| x.last_error.clone()));
+            v["held"] = json!(x.map(|x| x.held));
+            v["oneshot"] = json!(x.map(|x| x.oneshot));
         }
     }
+    if service {
+        deps_json(&mut v, entry);
+    }
     if let Some(log) = &entry.log {
-        v["log"] = json(log, now);
+        v["log"] = json_of(log, now, false);
     }
     v
 }
@@ -336,6 +413,7 @@ mod tests {
                 notifies: false,
             }),
             log: None,
+            deps: None,
         }
     }
 
