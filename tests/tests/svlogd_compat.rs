@@ -274,8 +274,18 @@ fn udp_copies_to_a_loopback_socket_as_svlogd() {
     assert_eq!(results[0].1, results[1].1, "files beside the UDP copy");
 }
 
-/// All `name` lines in `dir`'s archives and `current`, labels cut off.
+/// All `name` lines in `dir`'s archives and `current`, labels cut off. A rotation between
+/// the listing and the reads (`current` renamed away) makes it read the directory again.
 fn logged_lines(dir: &Path) -> Vec<String> {
+    for _ in 0..50 {
+        if let Some(lines) = try_logged_lines(dir) {
+            return lines;
+        }
+    }
+    panic!("{} kept rotating under the reads", dir.display());
+}
+
+fn try_logged_lines(dir: &Path) -> Option<Vec<String>> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -284,14 +294,18 @@ fn logged_lines(dir: &Path) -> Vec<String> {
     names.sort();
     let mut lines = Vec::new();
     for name in names {
-        let text = std::fs::read(dir.join(name)).unwrap();
+        let text = match std::fs::read(dir.join(name)) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+            Err(e) => panic!("{}: {e}", dir.display()),
+        };
         for line in text.split(|&b| b == b'\n') {
             if line.len() > 26 {
                 lines.push(String::from_utf8_lossy(&line[26..]).into_owned());
             }
         }
     }
-    lines
+    Some(lines)
 }
 
 #[test]

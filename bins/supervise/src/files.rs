@@ -174,6 +174,14 @@ impl SuperviseDir {
         if self.last_status.is_none() {
             changed |= self.publish_extended(extended);
         }
+        // `pid` before `status`: a client that sees the new status finds the pid file
+        // agreeing with it.
+        if self.last_pid != Some(status.pid) {
+            match warden::write::replace_at(&self.dir, PID, status.pid_text().as_bytes()) {
+                Ok(()) => self.last_pid = Some(status.pid),
+                Err(e) => self.warn(PID, &e),
+            }
+        }
         let bytes = status.encode();
         if self.last_status != Some(bytes) {
             let result = warden::write::replace_at(&self.dir, STATUS, &bytes).and_then(|()| {
@@ -185,12 +193,6 @@ impl SuperviseDir {
                     changed = true;
                 }
                 Err(e) => self.warn(STATUS, &e),
-            }
-        }
-        if self.last_pid != Some(status.pid) {
-            match warden::write::replace_at(&self.dir, PID, status.pid_text().as_bytes()) {
-                Ok(()) => self.last_pid = Some(status.pid),
-                Err(e) => self.warn(PID, &e),
             }
         }
         // Readiness and the last exit live only in the extended status: listeners hear of
