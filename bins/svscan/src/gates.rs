@@ -184,7 +184,9 @@ impl Gates {
         let decl = warden::deps::read(&service_path(name));
         if decl.as_ref().is_err_and(|p| p.transient) {
             self.retry.insert(name.to_owned());
-            self.retry_at.get_or_insert_with(|| Instant::now() + RETRY);
+            let now = Instant::now();
+            self.retry_at
+                .get_or_insert_with(|| now.checked_add(RETRY).unwrap_or(now));
         }
         self.graph.declare(name, decl)
     }

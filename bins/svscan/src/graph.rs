@@ -381,18 +381,24 @@ impl Graph {
         let mut cycles = BTreeSet::new();
         let mut cyclic = vec![false; names.len()];
         for comp in components {
-            let self_loop = comp.len() == 1 && comp.iter().all(|&v| succ[v].contains(&v));
+            let self_loop = comp.len() == 1
+                && comp
+                    .iter()
+                    .all(|&v| succ.get(v).is_some_and(|s| s.contains(&v)));
             if comp.len() < 2 && !self_loop {
                 continue;
             }
             for &v in &comp {
-                cyclic[v] = true;
+                if let Some(c) = cyclic.get_mut(v) {
+                    *c = true;
+                }
             }
             let members: BTreeSet<usize> = comp.into_iter().collect();
             let path = cycle_path(&succ, &members);
             cycles.insert(
                 path.iter()
-                    .map(|&v| names[v].to_string_lossy().into_owned())
+                    .filter_map(|&v| names.get(v))
+                    .map(|n| n.to_string_lossy().into_owned())
                     .collect::<Vec<String>>(),
             );
         }
@@ -421,46 +427,67 @@ impl Graph {
     }
 }
 
-/// The strongly connected components of a graph given as successor lists.
+/// The strongly connected components of a graph given as successor lists (Tarjan's, with
+/// an explicit stack). A successor out of range is skipped: no index can panic.
 fn tarjan(succ: &[Vec<usize>]) -> Vec<Vec<usize>> {
-    const NONE: usize = usize::MAX;
+    #[derive(Clone, Copy)]
+    struct Mark {
+        index: usize,
+        low: usize,
+        on_stack: bool,
+    }
     let n = succ.len();
-    let mut index = vec![NONE; n];
-    let mut low = vec![0; n];
-    let mut on_stack = vec![false; n];
+    let mut marks: Vec<Option<Mark>> = vec![None; n];
     let mut stack = Vec::new();
-    let mut next = 0;
+    let mut next = 0usize;
     let mut out = Vec::new();
+    let successors = |v: usize| succ.get(v).map_or(&[][..], Vec::as_slice);
     for root in 0..n {
-        if index[root] != NONE {
+        if marks.get(root).copied().flatten().is_some() {
             continue;
         }
         // (vertex, position in its successor list)
         let mut work = vec![(root, 0usize)];
         while let Some((v, pos)) = work.pop() {
             if pos == 0 {
-                index[v] = next;
-                low[v] = next;
-                next += 1;
+                if let Some(slot) = marks.get_mut(v) {
+                    *slot = Some(Mark {
+                        index: next,
+                        low: next,
+                        on_stack: true,
+                    });
+                }
+                next = next.saturating_add(1);
                 stack.push(v);
-                on_stack[v] = true;
             }
-            if let Some(&w) = succ[v].get(pos) {
-                work.push((v, pos + 1));
-                if index[w] == NONE {
-                    work.push((w, 0));
-                } else if on_stack[w] {
-                    low[v] = low[v].min(index[w]);
+            let Some(Some(mut mark)) = marks.get(v).copied() else {
+                continue;
+            };
+            if let Some(&w) = successors(v).get(pos) {
+                work.push((v, pos.saturating_add(1)));
+                match marks.get(w).copied() {
+                    Some(None) => work.push((w, 0)),
+                    Some(Some(m)) if m.on_stack => {
+                        mark.low = mark.low.min(m.index);
+                        if let Some(slot) = marks.get_mut(v) {
+                            *slot = Some(mark);
+                        }
+                    }
+                    _ => {}
                 }
                 continue;
             }
             if let Some(&(parent, _)) = work.last() {
-                low[parent] = low[parent].min(low[v]);
+                if let Some(Some(p)) = marks.get_mut(parent) {
+                    p.low = p.low.min(mark.low);
+                }
             }
-            if low[v] == index[v] {
+            if mark.low == mark.index {
                 let mut comp = Vec::new();
                 while let Some(w) = stack.pop() {
-                    on_stack[w] = false;
+                    if let Some(Some(m)) = marks.get_mut(w) {
+                        m.on_stack = false;
+                    }
                     comp.push(w);
                     if w == v {
                         break;
@@ -482,7 +509,7 @@ fn cycle_path(succ: &[Vec<usize>], members: &BTreeSet<usize>) -> Vec<usize> {
     let mut came_from: BTreeMap<usize, usize> = BTreeMap::new();
     let mut queue = std::collections::VecDeque::from([start]);
     while let Some(v) = queue.pop_front() {
-        for &w in &succ[v] {
+        for &w in succ.get(v).into_iter().flatten() {
             if !members.contains(&w) {
                 continue;
             }

@@ -812,7 +812,9 @@ impl Scanner {
         with_deps.sort_by_cached_key(|(_, name)| self.gates.depth(name));
         let mut held = 0u32;
         for (id, name) in with_deps {
-            let at = now + HELD_STAGGER.saturating_mul(held);
+            let at = now
+                .checked_add(HELD_STAGGER.saturating_mul(held))
+                .unwrap_or(now);
             if self.gates.gate(&name) == crate::graph::Gate::Hold {
                 held = held.saturating_add(1);
             }
