@@ -332,6 +332,54 @@ fn notification_fd_file_without_the_fd_is_harmless() {
     }
 }
 
+/// A logger whose session leader is outside its pid namespace (a container whose process 1
+/// never called setsid, a CI job under `unshare --pid`) sees its session id as 0: it must
+/// still start, log, and exit cleanly, not abort on a session id it did not expect.
+#[test]
+fn a_logger_whose_session_leader_is_in_another_pid_namespace_logs() {
+    let tmp = tempfile::tempdir().unwrap();
+    fs::write(tmp.path().join("notification-fd"), "7\n").unwrap();
+    let logdir = tmp.path().join("main");
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--pid", "--fork", "--kill-child"])
+        .arg(bin("logger"))
+        .arg(&logdir)
+        .current_dir(tmp.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    warden_tests::require("unshare", "util-linux");
+    let mut child = Spawned::new(&mut cmd);
+    let mut input = child.child.stdin.take().unwrap();
+    input.write_all(b"from a namespace\n").unwrap();
+    let mut exited = None;
+    wait_until("the line, or the logger's exit", SETTLE, || {
+        exited = child.child.try_wait().ok().flatten();
+        exited.is_some()
+            || fs::read_to_string(logdir.join("current"))
+                .is_ok_and(|c| c.contains("from a namespace"))
+    });
+    let mut err = String::new();
+    if let Some(status) = exited {
+        let _ = child
+            .child
+            .stderr
+            .take()
+            .map(|mut e| e.read_to_string(&mut err));
+        panic!("logger exited ({status}) with stdin open: {err}");
+    }
+    drop(input);
+    assert!(child.wait_exit(SETTLE).success());
+    child
+        .child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert_eq!(err, "");
+}
+
 /// A service whose own `run` pipes its daemon into the logger (`daemon | logger ./main`) with
 /// a `notification-fd`: the fd is the daemon's to announce readiness on. The logger, forked by
 /// `run` and not the process supervise started, must not claim it: the service stays not

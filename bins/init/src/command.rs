@@ -190,12 +190,12 @@ fn release_terminal() -> Terminal {
     if !rustix::termios::isatty(stdin) {
         return Terminal::None;
     }
-    let mine = rustix::process::getsid(None).ok();
-    let ours = rustix::termios::tcgetsid(stdin).ok();
+    let mine = warden::ids::session();
+    let ours = warden::ids::terminal_session(stdin);
     if mine.is_none() || ours != mine {
         return Terminal::None;
     }
-    if mine == Some(getpid()) {
+    if mine == Some(getpid().as_raw_nonzero().get()) {
         // SAFETY: TIOCNOTTY on fd 0 takes no argument.
         if unsafe { libc::ioctl(0, libc::TIOCNOTTY) } == 0 {
             // The session leader giving up its terminal sends HUP and CONT to the terminal's
@@ -205,8 +205,8 @@ fn release_terminal() -> Terminal {
         }
         return Terminal::None;
     }
-    let foreground = rustix::termios::tcgetpgrp(stdin).ok();
-    if foreground.is_some() && foreground == Some(rustix::process::getpgrp()) {
+    let foreground = warden::ids::terminal_foreground(stdin);
+    if foreground.is_some() && foreground == Some(warden::ids::process_group()) {
         Terminal::Foreground
     } else {
         Terminal::None

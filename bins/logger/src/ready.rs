@@ -84,7 +84,7 @@ fn default_fd() -> Option<RawFd> {
 /// its own, so the process it exec'd into leads it. A logger forked by `run` (the right side
 /// of `daemon | logger`) is in that session without leading it.
 fn started_by_supervise() -> bool {
-    rustix::process::getsid(None).is_ok_and(|sid| sid == rustix::process::getpid())
+    warden::ids::session() == Some(rustix::process::getpid().as_raw_nonzero().get())
 }
 
 /// `fd` as an owned descriptor if it is open.

@@ -374,8 +374,8 @@ pub fn kill_group_of(dir: &Path) {
     else {
         return;
     };
-    let own = rustix::process::getpgrp();
-    if pgid.as_raw_nonzero().get() > 1 && pgid != own {
+    let own = warden::ids::process_group();
+    if pgid.as_raw_nonzero().get() > 1 && pgid.as_raw_nonzero().get() != own {
         let _ = rustix::process::kill_process_group(pgid, Signal::KILL);
     }
 }

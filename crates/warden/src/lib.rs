@@ -1,7 +1,7 @@
 //! What warden's programs share: the on-disk protocol of `supervise/` (runit-compatible),
 //! control bytes, TAI64N timestamps, service-directory settings, the signal pipe and how
 //! children are started.
-// unsafe only in `spawn`, where clone3 and the child's raw syscalls need it.
+// unsafe only in `spawn`, where clone3 and the child's raw syscalls need it, and `ids`.
 #![deny(unsafe_code)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
@@ -11,6 +11,7 @@ pub mod control;
 pub mod deps;
 pub mod diag;
 pub mod entry;
+pub mod ids;
 pub mod runas;
 pub mod service;
 pub mod signal;
