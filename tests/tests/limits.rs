@@ -464,6 +464,12 @@ fn issue_17_user_runs_run_and_finish_as_that_user_with_its_groups() {
     let mut seen = proc_status(pid, "Groups");
     seen.sort();
     assert_eq!(seen, groups);
+    // run is a script that execs sleep: while that second execve swaps the image, the
+    // kernel shows an empty environ, so read it once the process has settled in sleep.
+    wait_until("run to exec sleep", WAIT, || {
+        std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "sleep")
+            && std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|e| !e.is_empty())
+    });
     let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
     let environ = String::from_utf8_lossy(&environ);
     for var in [
