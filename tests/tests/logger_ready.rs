@@ -296,19 +296,8 @@ fn notification_fd_file_without_the_fd_is_harmless() {
         let mut input = child.child.stdin.take().unwrap();
         input.write_all(b"by hand\n").unwrap();
         // A logger that gave up says why, rather than leaving a bare timeout to guess from.
-        let mut exited = None;
-        wait_until(&format!("{name}: the line"), SETTLE, || {
-            exited = child.child.try_wait().ok().flatten();
-            exited.is_some()
-                || fs::read_to_string(logdir.join("current")).is_ok_and(|c| c.contains("by hand"))
-        });
-        if let Some(status) = exited {
-            let mut err = String::new();
-            let _ = child
-                .child
-                .stderr
-                .take()
-                .map(|mut e| e.read_to_string(&mut err));
+        if let Some(status) = exit_before_logging(&mut child, &logdir, "by hand") {
+            let err = stderr_of(&mut child);
             let current = fs::read_to_string(logdir.join("current"));
             panic!(
                 "{name}: logger exited ({status}) with stdin open: {err:?}, current {current:?}"
@@ -320,15 +309,7 @@ fn notification_fd_file_without_the_fd_is_harmless() {
         }
         drop(input);
         assert!(child.wait_exit(SETTLE).success(), "{name}");
-        let mut err = String::new();
-        child
-            .child
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut err)
-            .unwrap();
-        assert_eq!(err, "", "{name}");
+        assert_eq!(stderr_of(&mut child), "", "{name}");
     }
 }
 
@@ -352,32 +333,47 @@ fn a_logger_whose_session_leader_is_in_another_pid_namespace_logs() {
     let mut child = Spawned::new(&mut cmd);
     let mut input = child.child.stdin.take().unwrap();
     input.write_all(b"from a namespace\n").unwrap();
-    let mut exited = None;
-    wait_until("the line, or the logger's exit", SETTLE, || {
-        exited = child.child.try_wait().ok().flatten();
-        exited.is_some()
-            || fs::read_to_string(logdir.join("current"))
-                .is_ok_and(|c| c.contains("from a namespace"))
-    });
-    let mut err = String::new();
-    if let Some(status) = exited {
-        let _ = child
-            .child
-            .stderr
-            .take()
-            .map(|mut e| e.read_to_string(&mut err));
+    if let Some(status) = exit_before_logging(&mut child, &logdir, "from a namespace") {
+        let err = stderr_of(&mut child);
         panic!("logger exited ({status}) with stdin open: {err}");
     }
     drop(input);
     assert!(child.wait_exit(SETTLE).success());
-    child
+    assert_eq!(stderr_of(&mut child), "");
+}
+
+/// Waits until `text` is in the log's `current`; the logger's exit status if it exited
+/// first.
+fn exit_before_logging(
+    child: &mut Spawned,
+    logdir: &Path,
+    text: &str,
+) -> Option<std::process::ExitStatus> {
+    let mut exited = None;
+    wait_until(
+        &format!("{text:?} logged, or the logger's exit"),
+        SETTLE,
+        || {
+            exited = child.child.try_wait().ok().flatten();
+            exited.is_some()
+                || fs::read_to_string(logdir.join("current")).is_ok_and(|c| c.contains(text))
+        },
+    );
+    exited
+}
+
+/// What the child wrote to its piped stderr (once it has closed it).
+fn stderr_of(child: &mut Spawned) -> String {
+    let mut err = String::new();
+    let mut stderr = child
         .child
         .stderr
         .take()
-        .unwrap()
+        .expect("stderr is piped, read once");
+    stderr
         .read_to_string(&mut err)
-        .unwrap();
-    assert_eq!(err, "");
+        .expect("reading the logger's stderr");
+    err
 }
 
 /// A service whose own `run` pipes its daemon into the logger (`daemon | logger ./main`) with
