@@ -249,6 +249,42 @@ fn picks_up_a_new_dir_a_renamed_dir_and_a_symlink_within_milliseconds() {
     assert_eq!(supervisors_of(&other).len(), 1);
 }
 
+#[test]
+fn a_service_renamed_inside_the_scan_dir_keeps_its_supervisor_and_stops_when_moved_out() {
+    let _heavy = heavy();
+    let mut scan = Scan::new();
+    scan.start(&[]);
+    let stage = scan.stage();
+    let first = scan.dir.join("first");
+    std::fs::rename(marker_service(&stage, "first"), &first).unwrap();
+    wait_until("first to run", LONG, || first.join("started").exists());
+    let supervisor = supervisors_of(&first);
+    assert_eq!(supervisor.len(), 1);
+
+    // The same directory under another name: its supervisor goes on.
+    let second = scan.dir.join("second");
+    std::fs::rename(&first, &second).unwrap();
+    // A new directory under the old name: a supervisor of its own.
+    std::fs::rename(marker_service(&stage, "first"), &first).unwrap();
+    wait_until("the new first to run", LONG, || {
+        first.join("started").exists()
+    });
+    assert_eq!(
+        supervisors_of(&second),
+        supervisor,
+        "the renamed service was restarted"
+    );
+    assert_eq!(supervisors_of(&first).len(), 1);
+
+    // Moved out under its new name: svscan knows it by that name, and stops it.
+    let gone = stage.join("gone");
+    std::fs::rename(&second, &gone).unwrap();
+    wait_until("the moved-out service's supervisor to exit", LONG, || {
+        supervisors_of(&gone).is_empty()
+    });
+    assert_eq!(supervisors_of(&first).len(), 1, "the new first must go on");
+}
+
 /// A service printing numbered lines until TERM, then `last N`; the logger appends to a file.
 fn numbered_service(root: &Path, name: &str) -> PathBuf {
     let dir = service(

@@ -697,11 +697,10 @@ impl Scanner {
         if names.len() > MAX_NAMES_PER_BATCH {
             return false;
         }
-        let known: HashMap<OsString, Id> = self.tree.names().into_iter().collect();
         for name in names {
             match scandir::probe(name) {
                 Probe::Service(id) => {
-                    if known.get(name).is_some_and(|old| *old != id) {
+                    if self.tree.named(name).iter().any(|old| *old != id) {
                         return false;
                     }
                     self.broken.remove(name);
@@ -714,13 +713,13 @@ impl Scanner {
                 }
                 Probe::NotService | Probe::Gone => {
                     self.broken.remove(name);
-                    if known.contains_key(name) {
+                    if !self.tree.named(name).is_empty() {
                         return false;
                     }
                 }
                 Probe::Broken(cause) => {
                     self.report_broken(name, cause);
-                    if known.contains_key(name) {
+                    if !self.tree.named(name).is_empty() {
                         return false;
                     }
                 }
