@@ -227,14 +227,7 @@ fn cgroup_leaf_text(path: &Path) -> String {
 
 /// This process's cgroup v2 directory (where the supervisors it starts make theirs).
 pub fn own_cgroup_dir() -> Option<PathBuf> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    let mount = info.lines().find_map(|l| {
-        let (left, right) = l.split_once(" - ")?;
-        if right.split(' ').next()? != "cgroup2" {
-            return None;
-        }
-        Some(PathBuf::from(left.split(' ').nth(4)?))
-    })?;
+    let mount = warden::cgroupfs::mount()?;
     let own = std::fs::read_to_string("/proc/self/cgroup").ok()?;
     let own = own.lines().find_map(|l| l.strip_prefix("0::"))?.to_owned();
     Some(mount.join(own.trim_start_matches('/')))

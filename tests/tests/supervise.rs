@@ -134,7 +134,7 @@ impl Drop for Sup {
             warden_tests::kill_group(pid as i32);
         }
         if let Some(cgroup) = cgroup {
-            if let Some(mount) = cgroup2_mount() {
+            if let Some(mount) = warden_tests::warden::cgroupfs::mount() {
                 let dir = mount.join(cgroup.trim_start_matches('/'));
                 let _ = std::fs::write(dir.join("cgroup.kill"), "1");
             }
@@ -144,17 +144,6 @@ impl Drop for Sup {
         let _ = self.child.child.wait();
         warden_tests::remove_cgroups_under(&self.svc, Duration::from_secs(2));
     }
-}
-
-fn cgroup2_mount() -> Option<PathBuf> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    info.lines().find_map(|l| {
-        let (left, right) = l.split_once(" - ")?;
-        if right.split(' ').next()? != "cgroup2" {
-            return None;
-        }
-        Some(PathBuf::from(left.split(' ').nth(4)?))
-    })
 }
 
 fn read_lines(path: &Path) -> Vec<String> {
@@ -1006,7 +995,7 @@ fn ok_is_opened_only_after_the_first_status() {
 fn without_cgroup2_it_falls_back_silently_to_the_process_group() {
     // cgroup2 unmounted in a private mount namespace of the supervisor's own (never the host).
     warden_tests::require("unshare", "util-linux");
-    if cgroup2_mount().is_none() {
+    if warden_tests::warden::cgroupfs::mount().is_none() {
         return;
     }
     let root = tempfile::tempdir().unwrap();
@@ -1015,7 +1004,7 @@ fn without_cgroup2_it_falls_back_silently_to_the_process_group() {
         &svc.join("run"),
         "sleep 1000 &\necho $! > child\nexec sleep 1000",
     );
-    let mount = cgroup2_mount().unwrap();
+    let mount = warden_tests::warden::cgroupfs::mount().unwrap();
     let err = svc.with_extension("err");
     let mut child = Spawned::new(
         Command::new("unshare")
@@ -1594,7 +1583,7 @@ impl Drop for Remnant {
 
 #[test]
 fn issue_11_item_13_no_new_run_until_the_cgroup_reports_empty() {
-    let Some(mount) = cgroup2_mount() else {
+    let Some(mount) = warden_tests::warden::cgroupfs::mount() else {
         panic!("cgroup v2 is mounted here (/sys/fs/cgroup/unified), so this test needs it");
     };
     let root = tempfile::tempdir().unwrap();

@@ -397,7 +397,10 @@ fn removal_while_the_logger_waits_out_its_back_off_hups_it_once_it_runs() {
             .extended()
             .is_some_and(|x| x.restarts == 1 && x.next_start_at.is_some())
     });
-    assert_eq!(std::fs::read_to_string(dir.join("tries")).unwrap(), "x\nx\n");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("tries")).unwrap(),
+        "x\nx\n"
+    );
     let service_sup = supervisors_of(&dir);
     let log_sup = supervisors_of(&dir.join("log"));
     assert_eq!((service_sup.len(), log_sup.len()), (1, 1));

@@ -80,10 +80,7 @@ impl Reaper {
             );
             return Vec::new();
         };
-        let spec = timeout.map(|t| rustix::time::Timespec {
-            tv_sec: t.as_secs() as i64,
-            tv_nsec: i64::from(t.subsec_nanos()),
-        });
+        let spec = timeout.map(warden::poll::timeout);
         let mut fds = [PollFd::new(pipe, PollFlags::IN)];
         match poll(&mut fds, spec.as_ref()) {
             Ok(_) | Err(Errno::INTR) => {}

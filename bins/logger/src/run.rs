@@ -174,10 +174,7 @@ impl Logger {
             None if self.input_ready => Some(Duration::ZERO),
             None => None,
         };
-        let timespec = timeout.map(|t| rustix::time::Timespec {
-            tv_sec: t.as_secs() as i64,
-            tv_nsec: i64::from(t.subsec_nanos()),
-        });
+        let timespec = timeout.map(warden::poll::timeout);
         let watch_input = self.stall.is_none() && !self.input_ready;
         let input = self.input.wait_fd();
         let mut fds = [

@@ -1010,13 +1010,7 @@ impl Svlogd {
                 deadline = Some(deadline.map_or(t, |d| d.min(t)));
             }
         }
-        let timespec = deadline.map(|d| {
-            let t = d.saturating_duration_since(now);
-            rustix::time::Timespec {
-                tv_sec: i64::try_from(t.as_secs()).unwrap_or(i64::MAX),
-                tv_nsec: i64::from(t.subsec_nanos()),
-            }
-        });
+        let timespec = warden::poll::until(deadline, now);
         let watch_input = self.stall.is_none() && !self.input_ready;
         let input = self.input.wait_fd();
         let mut fds = [

@@ -12,11 +12,8 @@ use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use warden::control::Command;
 use warden::status::{Extended, Status, EXTENDED_FILE};
+pub use warden::svdir::EVENT;
 use warden::svdir::{CONTROL, LOCK, OK, PID, STAT, STATUS, SUPERVISE};
-
-/// Directory of FIFOs that clients make and read; each gets a byte whenever `status` changes
-/// (s6's event fifodir idea), so a waiting client needs no inotify.
-pub const EVENT: &str = "event";
 
 /// Bytes read from `control` at a time.
 pub const CHUNK: usize = 64;

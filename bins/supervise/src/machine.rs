@@ -10,17 +10,18 @@
 
 use rustix::process::Signal;
 use std::time::{Duration, Instant};
+use warden::backoff::Backoff;
 use warden::control::Command;
 use warden::runas::RestartLimit;
 use warden::status::{Exit, Extended, RunState, Status, Want};
 use warden::Tai64N;
 
 /// A run that lived less than this is a quick death and throttles the next start (runit's 1 s).
-pub const QUICK_DEATH: Duration = Duration::from_secs(1);
-/// The first back-off after a quick death; it doubles on each consecutive one.
-pub const FIRST_BACKOFF: Duration = Duration::from_secs(1);
-/// The longest back-off.
-pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
+pub use warden::backoff::QUICK_DEATH;
+/// The back-off after quick deaths: 1 s, doubling on each consecutive one, up to 60 s.
+const BACKOFF: Backoff = Backoff::SERVICE;
+/// The first back-off after a quick death.
+pub const FIRST_BACKOFF: Duration = BACKOFF.first;
 /// How long what is left of a stopped service's tree gets after TERM when no `timeout-kill`
 /// is set, before KILL.
 pub const DEFAULT_LEFTOVER_GRACE: Duration = Duration::from_secs(2);
@@ -1228,7 +1229,7 @@ impl Machine {
     /// The wait after this quick death, doubling the next one up to the cap.
     fn take_backoff(&mut self) -> Duration {
         let delay = self.next_backoff;
-        self.next_backoff = (delay * 2).min(MAX_BACKOFF);
+        self.next_backoff = BACKOFF.after(delay);
         delay
     }
 

@@ -214,13 +214,7 @@ impl Supervisor {
     /// way to wait then), reported as a wake-up of everything, so each source is read without
     /// blocking and the loop goes on.
     fn wait(&mut self) -> (bool, bool, bool, bool) {
-        let timeout = self.deadline().map(|at| {
-            let left = at.saturating_duration_since(Instant::now());
-            rustix::time::Timespec {
-                tv_sec: i64::try_from(left.as_secs()).unwrap_or(i64::MAX),
-                tv_nsec: i64::from(left.subsec_nanos()),
-            }
-        });
+        let timeout = warden::poll::until(self.deadline(), Instant::now());
         let filler = PollFd::new(&self.signals, PollFlags::empty());
         let mut fds = [
             PollFd::new(&self.signals, PollFlags::IN),

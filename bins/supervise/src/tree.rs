@@ -401,7 +401,7 @@ impl Cgroup {
     /// supervisor finds the same one and no other service dir ever does: one found populated
     /// holds that very directory's processes. `None` wherever that is not possible.
     fn create(service: &Path) -> Option<Cgroup> {
-        let mount = cgroup2_mount()?;
+        let mount = warden::cgroupfs::mount()?;
         let own = own_cgroup()?;
         // The supervisor runs in the service dir: "." is that directory, whatever its path
         // resolves to by now.
@@ -497,61 +497,12 @@ fn parse_populated(text: &[u8]) -> Option<bool> {
 }
 
 /// statfs(2)'s f_type of a cgroup2 file system.
-const CGROUP2_SUPER_MAGIC: u64 = 0x6367_7270;
-
-/// Where cgroup2 is mounted: one of the usual places (pure v2, or the hybrid layout's
-/// `unified`), checked with a statfs each, else from /proc/self/mountinfo, whose text the kernel
-/// builds for every mount (a measurable part of a start when a thousand supervisors start).
-fn cgroup2_mount() -> Option<PathBuf> {
-    for usual in ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"] {
-        if rustix::fs::statfs(usual).is_ok_and(|fs| fs.f_type as u64 == CGROUP2_SUPER_MAGIC) {
-            return Some(PathBuf::from(usual));
-        }
-    }
-    mountinfo_cgroup2_mount()
-}
-
-/// The cgroup2 mount point from /proc/self/mountinfo (fs type after the ` - ` separator).
-fn mountinfo_cgroup2_mount() -> Option<PathBuf> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    info.lines().find_map(|line| {
-        let (left, right) = line.split_once(" - ")?;
-        if right.split(' ').next()? != "cgroup2" {
-            return None;
-        }
-        let mount_point = left.split(' ').nth(4)?;
-        Some(PathBuf::from(unescape_octal(mount_point)))
-    })
-}
-
 /// The supervisor's own cgroup v2 path (the `0::` line of /proc/self/cgroup).
 fn own_cgroup() -> Option<String> {
     let text = std::fs::read_to_string("/proc/self/cgroup").ok()?;
     text.lines()
         .find_map(|l| l.strip_prefix("0::"))
         .map(str::to_owned)
-}
-
-/// mountinfo escapes blanks as `\040` and the like.
-fn unescape_octal(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while let Some(&b) = bytes.get(i) {
-        let digits = bytes.get(i + 1..i + 4);
-        match digits {
-            Some(d) if b == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)) => {
-                let value = d.iter().fold(0u32, |acc, c| acc * 8 + u32::from(c - b'0'));
-                out.push(value as u8);
-                i += 4;
-            }
-            _ => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
@@ -573,11 +524,5 @@ mod tests {
         let v1 = b"oom_kill_disable 0\nunder_oom 0\noom_kill 3\n";
         assert_eq!(parse_oom_kill(v1), Some(3));
         assert_eq!(parse_oom_kill(b"oom 1\n"), None);
-    }
-
-    #[test]
-    fn mountinfo_escapes() {
-        assert_eq!(unescape_octal("/sys/fs/a\\040b"), "/sys/fs/a b");
-        assert_eq!(unescape_octal("/plain\\"), "/plain\\");
     }
 }

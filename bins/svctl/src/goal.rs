@@ -8,7 +8,7 @@ use warden::svdir::{ClientError, Liveness, ServiceDir};
 use warden::Tai64N;
 
 /// warden's `supervise/event/`: a FIFO made there gets a byte on every change of `status`.
-pub const EVENT_DIR: &str = "event";
+pub use warden::svdir::EVENT as EVENT_DIR;
 
 /// The state a command waits for with `-w`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -7,13 +7,13 @@
 //! can remove its FIFO first and then die of the signal.
 
 use rustix::process::Signal;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
+use warden::signal::SignalPipe;
 
 pub struct Interrupts {
-    read: OwnedFd,
-    caught: Vec<(Signal, Arc<AtomicBool>)>,
+    pipe: SignalPipe,
     /// True outside a FIFO wait: a signal then takes its default action at once.
     act_as_default: Arc<AtomicBool>,
 }
@@ -27,23 +27,10 @@ impl Interrupts {
     }
 
     fn install() -> Option<Interrupts> {
-        use rustix::pipe::{pipe_with, PipeFlags};
-        let (read, write) = pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK).ok()?;
         let act_as_default = Arc::new(AtomicBool::new(true));
-        let mut caught = Vec::new();
-        for signal in caught_signals() {
-            let raw = signal.as_raw();
-            // The default action first: if a later step fails, the signal still kills.
-            signal_hook::flag::register_conditional_default(raw, Arc::clone(&act_as_default))
-                .ok()?;
-            let flag = Arc::new(AtomicBool::new(false));
-            signal_hook::flag::register(raw, Arc::clone(&flag)).ok()?;
-            signal_hook::low_level::pipe::register_raw(raw, write.try_clone().ok()?).ok()?;
-            caught.push((signal, flag));
-        }
+        let pipe = SignalPipe::acting_as_default_while(&caught_signals(), &act_as_default).ok()?;
         Some(Interrupts {
-            read,
-            caught,
+            pipe,
             act_as_default,
         })
     }
@@ -63,19 +50,13 @@ impl Interrupts {
 
     /// The first signal caught since the last call, emptying the pipe.
     pub fn take(&self) -> Option<Signal> {
-        let mut buf = [0u8; 64];
-        while matches!(rustix::io::read(&self.read, &mut buf), Ok(n) if n > 0) {}
-        self.caught
-            .iter()
-            .filter(|(_, flag)| flag.swap(false, Ordering::SeqCst))
-            .map(|(signal, _)| *signal)
-            .next()
+        self.pipe.take().into_iter().next()
     }
 }
 
 impl AsFd for Interrupts {
     fn as_fd(&self) -> BorrowedFd<'_> {
-        self.read.as_fd()
+        self.pipe.as_fd()
     }
 }
 

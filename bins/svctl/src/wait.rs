@@ -589,10 +589,7 @@ pub(crate) fn poll_until(fd: &OwnedFd, until: Instant) -> Result<bool, Errno> {
 }
 
 fn timespec(duration: Duration) -> Timespec {
-    Timespec::try_from(duration).unwrap_or(Timespec {
-        tv_sec: i64::MAX,
-        tv_nsec: 0,
-    })
+    warden::poll::timeout(duration)
 }
 
 #[cfg(test)]

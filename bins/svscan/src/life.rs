@@ -9,8 +9,7 @@ use rustix::process::Signal;
 use std::time::{Duration, Instant};
 
 /// A supervisor that lived at least this long is not failing: restart it at once.
-pub const QUICK_DEATH: Duration = Duration::from_secs(1);
-const MAX_RESTART_DELAY: Duration = Duration::from_secs(30);
+pub use warden::backoff::QUICK_DEATH;
 /// How often starts that failed for want of file descriptors are tried again.
 pub const FD_SHORTAGE_RETRY: Duration = Duration::from_secs(1);
 /// Why a drained pipe is closed when its logger's directory went away.
@@ -21,10 +20,7 @@ pub const LOGGER_DOWN: &str = "is down";
 /// Restart back-off after `quick_deaths` deaths in a row, each within [`QUICK_DEATH`] of its
 /// start: none for the first death after a good run, then 1 s, 2 s, 4 s... up to 30 s.
 pub fn restart_delay(quick_deaths: u32) -> Duration {
-    match quick_deaths {
-        0 => Duration::ZERO,
-        n => Duration::from_secs(1u64 << n.saturating_sub(1).min(5)).min(MAX_RESTART_DELAY),
-    }
+    warden::backoff::Backoff::SUPERVISOR.delay(quick_deaths)
 }
 
 /// A duration for messages: `no time`, `3s`, `1500ms`.

@@ -243,13 +243,7 @@ impl Scanner {
         for (_, fd) in &pidfds {
             fds.push(PollFd::from_borrowed_fd(*fd, PollFlags::IN));
         }
-        let timeout = deadline.map(|d| {
-            let left = d.saturating_duration_since(Instant::now());
-            rustix::time::Timespec {
-                tv_sec: i64::try_from(left.as_secs()).unwrap_or(i64::MAX),
-                tv_nsec: i64::from(left.subsec_nanos()),
-            }
-        });
+        let timeout = warden::poll::until(deadline, Instant::now());
         let mut ready = Ready::default();
         match rustix::event::poll(&mut fds, timeout.as_ref()) {
             Ok(_) => {}

@@ -34,7 +34,7 @@ pub const CAUGHT: &[Signal] = &[
 /// ends in the dir's device and inode): a stale or foreign status never names another's.
 pub fn cgroup_of(dir: &Path) -> Option<PathBuf> {
     static MOUNT: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
-    let mount = MOUNT.get_or_init(cgroup2_mount).as_ref()?;
+    let mount = MOUNT.get_or_init(warden::cgroupfs::mount).as_ref()?;
     let name = ServiceDir::new(dir).extended()?.cgroup?;
     let relative = Path::new(name.trim_start_matches('/'));
     let leaf = relative.file_name()?.to_str()?;
@@ -60,20 +60,6 @@ pub fn remove_cgroup(cgroup: Option<PathBuf>) {
     if let Some(dir) = cgroup {
         let _ = std::fs::remove_dir(dir);
     }
-}
-
-/// Where cgroup2 is mounted, from /proc/self/mountinfo (fs type after the ` - ` separator).
-fn cgroup2_mount() -> Option<PathBuf> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    info.lines().find_map(|line| {
-        let (left, right) = line.split_once(" - ")?;
-        if right.split(' ').next()? != "cgroup2" {
-            return None;
-        }
-        let mount_point = left.split(' ').nth(4)?;
-        // mountinfo escapes blanks as \040; such a mount point is not worth guessing at.
-        (!mount_point.contains('\\')).then(|| PathBuf::from(mount_point))
-    })
 }
 
 /// The directory a supervisor runs in, whatever its name in the scan directory is now (it

@@ -14,6 +14,9 @@ pub const OK: &str = "ok";
 pub const STATUS: &str = "status";
 pub const STAT: &str = "stat";
 pub const PID: &str = "pid";
+/// warden's directory of FIFOs that clients make and read: each gets a byte whenever the
+/// status changes (s6's event fifodir idea), so a waiting client needs no inotify.
+pub const EVENT: &str = "event";
 
 /// The scan directory clients use when neither `-d` nor `$SVDIR` says otherwise; the one
 /// Debian's runit `sv` uses too.

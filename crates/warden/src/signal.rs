@@ -1,4 +1,5 @@
-//! Signal names, and the self-pipe through which signals wake a daemon's poll loop.
+//! The self-pipe through which signals wake a daemon's poll loop; the names are the
+//! protocol's (`warden_protocol::signal`).
 
 use rustix::process::Signal;
 use std::io;
@@ -6,57 +7,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-const NAMES: &[(&str, Signal)] = &[
-    ("HUP", Signal::HUP),
-    ("INT", Signal::INT),
-    ("QUIT", Signal::QUIT),
-    ("ILL", Signal::ILL),
-    ("TRAP", Signal::TRAP),
-    ("ABRT", Signal::ABORT),
-    ("BUS", Signal::BUS),
-    ("FPE", Signal::FPE),
-    ("KILL", Signal::KILL),
-    ("USR1", Signal::USR1),
-    ("SEGV", Signal::SEGV),
-    ("USR2", Signal::USR2),
-    ("PIPE", Signal::PIPE),
-    ("ALRM", Signal::ALARM),
-    ("TERM", Signal::TERM),
-    ("CHLD", Signal::CHILD),
-    ("CONT", Signal::CONT),
-    ("STOP", Signal::STOP),
-    ("TSTP", Signal::TSTP),
-    ("TTIN", Signal::TTIN),
-    ("TTOU", Signal::TTOU),
-    ("URG", Signal::URG),
-    ("XCPU", Signal::XCPU),
-    ("XFSZ", Signal::XFSZ),
-    ("VTALRM", Signal::VTALARM),
-    ("PROF", Signal::PROF),
-    ("WINCH", Signal::WINCH),
-    ("IO", Signal::IO),
-    ("PWR", Signal::POWER),
-    ("SYS", Signal::SYS),
-];
-
-/// Parses `SIGINT`, `INT`, `int` or `2`.
-pub fn parse(text: &str) -> Option<Signal> {
-    let text = text.trim();
-    if let Ok(n) = text.parse::<i32>() {
-        return Signal::from_named_raw(n);
-    }
-    let upper = text.to_ascii_uppercase();
-    let bare = upper.strip_prefix("SIG").unwrap_or(&upper);
-    NAMES.iter().find(|(n, _)| *n == bare).map(|(_, s)| *s)
-}
-
-/// The short name (`TERM`) of a signal number.
-pub fn name(raw: i32) -> Option<&'static str> {
-    NAMES
-        .iter()
-        .find(|(_, s)| s.as_raw() == raw)
-        .map(|(n, _)| *n)
-}
+pub use warden_protocol::signal::{name, name_or_number, parse};
 
 /// Signals delivered through a non-blocking, close-on-exec pipe that the poll loop watches.
 /// The handlers only set a flag and write a byte (signal-hook), so nothing unsafe runs in them.
@@ -67,10 +18,31 @@ pub struct SignalPipe {
 
 impl SignalPipe {
     pub fn new(signals: &[Signal]) -> io::Result<SignalPipe> {
+        SignalPipe::install(signals, None)
+    }
+
+    /// As [`SignalPipe::new`], except that while `act_as_default` is true each signal takes
+    /// its default action instead (svctl dies of INT as if nothing were installed, outside
+    /// the waits that must clean up first). That is registered first: if a later step fails,
+    /// the signal still kills.
+    pub fn acting_as_default_while(
+        signals: &[Signal],
+        act_as_default: &Arc<AtomicBool>,
+    ) -> io::Result<SignalPipe> {
+        SignalPipe::install(signals, Some(act_as_default))
+    }
+
+    fn install(signals: &[Signal], act_as_default: Option<&Arc<AtomicBool>>) -> io::Result<Self> {
         use rustix::pipe::{pipe_with, PipeFlags};
         let (read, write) = pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK)?;
         let mut flags = Vec::with_capacity(signals.len());
         for &sig in signals {
+            if let Some(condition) = act_as_default {
+                signal_hook::flag::register_conditional_default(
+                    sig.as_raw(),
+                    Arc::clone(condition),
+                )?;
+            }
             let flag = Arc::new(AtomicBool::new(false));
             signal_hook::flag::register(sig.as_raw(), Arc::clone(&flag))?;
             let writer = write.try_clone()?;
@@ -99,28 +71,9 @@ impl AsFd for SignalPipe {
     }
 }
 
-/// `TERM` for a known signal, else its number, for messages.
-pub fn name_or_number(raw: i32) -> String {
-    match name(raw) {
-        Some(n) => n.to_owned(),
-        None => raw.to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parses_names_and_numbers() {
-        assert_eq!(parse("SIGINT"), Some(Signal::INT));
-        assert_eq!(parse("int"), Some(Signal::INT));
-        assert_eq!(parse("15\n"), Some(Signal::TERM));
-        assert_eq!(parse("SIGNOPE"), None);
-        assert_eq!(parse("0"), None);
-        assert_eq!(name(9), Some("KILL"));
-        assert_eq!(name_or_number(200), "200");
-    }
 
     #[test]
     fn pipe_reports_signals() {
