@@ -1160,6 +1160,45 @@ fn a_signal_after_an_event_fifo_wait_still_kills() {
 }
 
 #[test]
+fn wait_ends_when_the_supervisor_dies_while_another_process_still_holds_its_ok_fifo() {
+    // A child of the supervisor caught between its fork and its exec holds `supervise/ok` a
+    // moment longer than the supervisor (this test holds it throughout): the supervisor's
+    // pidfd, not `ok`, says it is gone. Without that svctl waited for its whole -w.
+    let scan = scandir();
+    let s = scan.path();
+    let (dir, sup) = never_checked(s);
+    let _ok = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(dir.join("supervise/ok"))
+        .unwrap();
+    let mut waiting = Spawned::new(
+        Command::new(bin("svctl"))
+            .args(["-w", "20", "up"])
+            .arg(&dir)
+            .stderr(Stdio::null()),
+    );
+    wait_until("svctl to make its event FIFO", SETTLE, || {
+        event_fifos(&dir).len() == 1
+    });
+    let started = Instant::now();
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(sup.process.pid()).unwrap(),
+        rustix::process::Signal::KILL,
+    )
+    .unwrap();
+    let status = waiting.wait_exit(SETTLE);
+    assert_eq!(status.code(), Some(4), "not supervised");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(event_fifos(&dir).is_empty(), "{:?}", event_fifos(&dir));
+    drop(sup);
+}
+
+#[test]
 fn wait_ends_when_the_supervisor_dies_instead_of_timing_out() {
     // supervise's death writes no event; svctl holds a pidfd on it for that.
     let scan = scandir();

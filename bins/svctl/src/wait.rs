@@ -91,6 +91,9 @@ pub fn wait_for(
             Wake::Changed => {}
             Wake::Quiet if Instant::now() >= deadline => return Ok(Waited::TimedOut),
             Wake::Quiet => {}
+            // What `-w exit` waits for; for any other goal, nothing will reach it now.
+            Wake::SupervisorGone if goal == Goal::Gone => return Ok(Waited::Reached),
+            Wake::SupervisorGone => return Err(ClientError::NotSupervised(dir.path.clone())),
             Wake::Signalled(signal) => {
                 // Our FIFO goes first; then die of the signal as if we had not caught it.
                 drop(waker);
@@ -109,6 +112,8 @@ enum Wake {
     Quiet,
     /// INT, TERM or HUP arrived while we had a FIFO to remove.
     Signalled(Signal),
+    /// The supervisor we watched has exited, and `supervise/warden` names no other.
+    SupervisorGone,
 }
 
 /// What wakes a waiting svctl: warden's event FIFO, or inotify under runsv.
@@ -130,7 +135,7 @@ impl Waker {
 
     fn wait(&mut self, dir: &ServiceDir, until: Instant) -> Result<Wake, ClientError> {
         match self {
-            Waker::Events(listener) => listener.wait(until),
+            Waker::Events(listener) => listener.wait(dir, until),
             Waker::Inotify(watch) => Ok(if watch.wait(dir, until)? {
                 Wake::Changed
             } else {
@@ -149,9 +154,9 @@ struct Listener {
     events: OwnedFd,
     name: String,
     fifo: OwnedFd,
-    /// A pidfd on the supervisor, from `supervisor_pid` in `supervise/warden`: it exiting
-    /// writes no event. Dropped once it has fired.
-    supervisor: Option<OwnedFd>,
+    /// A pidfd on the supervisor (with its pid), from `supervisor_pid` in
+    /// `supervise/warden`: it exiting writes no event.
+    supervisor: Option<(i32, OwnedFd)>,
     /// Armed before the FIFO exists, so an interrupted svctl can still remove it.
     signals: Option<&'static Interrupts>,
 }
@@ -186,11 +191,7 @@ impl Listener {
             }
             return None;
         };
-        let supervisor = dir
-            .extended()
-            .and_then(|extended| extended.supervisor_pid)
-            .and_then(|pid| Pid::from_raw(i32::try_from(pid).ok()?))
-            .and_then(|pid| pidfd_open(pid, PidfdFlags::empty()).ok());
+        let supervisor = supervisor_of(dir, None);
         Some(Listener {
             path: events_path.join(&name),
             events,
@@ -201,7 +202,7 @@ impl Listener {
         })
     }
 
-    fn wait(&mut self, until: Instant) -> Result<Wake, ClientError> {
+    fn wait(&mut self, dir: &ServiceDir, until: Instant) -> Result<Wake, ClientError> {
         let io = |e: Errno| ClientError::Io(self.path.clone(), e);
         loop {
             let left = until.saturating_duration_since(Instant::now());
@@ -214,7 +215,7 @@ impl Listener {
             if let Some(signals) = self.signals {
                 fds.push(PollFd::new(signals, PollFlags::IN));
             }
-            if let Some(supervisor) = &self.supervisor {
+            if let Some((_, supervisor)) = &self.supervisor {
                 fds.push(PollFd::new(supervisor, PollFlags::IN));
             }
             match poll(&mut fds, Some(&timeout)) {
@@ -236,7 +237,14 @@ impl Listener {
                 drain(&self.fifo).map_err(io)?;
             }
             if exited {
-                self.supervisor = None;
+                // Its end is certain; `ok` may still read as served for a moment (a child of
+                // it between its fork and its exec holds the FIFO), so liveness is not asked.
+                // A supervisor started since (svscan restarts one) is watched in its place.
+                let dead = self.supervisor.take().map(|(pid, _)| pid);
+                self.supervisor = supervisor_of(dir, dead);
+                if self.supervisor.is_none() {
+                    return Ok(Wake::SupervisorGone);
+                }
             }
             if event || exited {
                 return Ok(Wake::Changed);
@@ -254,6 +262,17 @@ impl Drop for Listener {
             signals.disarm();
         }
     }
+}
+
+/// A pidfd on the supervisor `supervise/warden` names, unless that is `dead` (the one that
+/// has exited) or it cannot be opened (it has exited too).
+fn supervisor_of(dir: &ServiceDir, dead: Option<i32>) -> Option<(i32, OwnedFd)> {
+    let pid = i32::try_from(dir.extended()?.supervisor_pid?).ok()?;
+    if Some(pid) == dead {
+        return None;
+    }
+    let pidfd = pidfd_open(Pid::from_raw(pid)?, PidfdFlags::empty()).ok()?;
+    Some((pid, pidfd))
 }
 
 /// Makes and opens `event/svctl.PID.N` (supervise removes those whose PID is gone, so a
