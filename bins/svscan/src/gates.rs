@@ -144,6 +144,13 @@ impl Gates {
             if !self.ids.contains_key(&name) {
                 continue;
             }
+            // A status replaced in its `supervise/` (several per start, and again at
+            // readiness): only the status is read again. Its dependency files and watches
+            // change only by events of the other watches.
+            if self.is_status_watch(&name, wd) {
+                self.read_status(&name, tree);
+                continue;
+            }
             let (_, out) = self.declare(&name);
             self.carry_out(out, tree);
             dropped.extend(self.sync_watches(&name, watch));
@@ -152,6 +159,13 @@ impl Gates {
             }
         }
         dropped
+    }
+
+    /// Whether `wd` is only the watch on the service's `supervise/`.
+    fn is_status_watch(&self, name: &OsStr, wd: i32) -> bool {
+        self.watched.get(name).is_some_and(|w| {
+            w.supervise == Some(wd) && w.dir != Some(wd) && !w.subdirs.contains(&wd)
+        })
     }
 
     /// When files that could not be read are to be read again.
