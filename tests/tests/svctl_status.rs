@@ -463,10 +463,15 @@ fn status_at_length_under_runsv_walks_proc() {
     let mut pid = 0;
     wait_until("app and its two sleeps under runsv", SETTLE, || {
         pid = json(s, "app")["pid"].as_u64().unwrap_or(0) as u32;
+        // Both children exec'd: one caught between fork and exec still shows as `[run]`.
         pid != 0
             && children_of(pid as i32)
                 .iter()
-                .filter(|(_, st)| *st != 'Z')
+                .filter(|(child, st)| {
+                    *st != 'Z'
+                        && fs::read(format!("/proc/{child}/cmdline"))
+                            .is_ok_and(|c| c.starts_with(b"sleep\0"))
+                })
                 .count()
                 == 2
     });
