@@ -102,7 +102,8 @@ fn processes_under(root: &Path) -> Vec<i32> {
     out
 }
 
-/// A run script that notes when it started (`started`, appended), becomes ready after
+/// A run script that notes when it started (`started`, appended, once its TERM trap is set:
+/// a test that sees `started` and stops it then finds `stopped`), becomes ready after
 /// `ready_after` (notification-fd 3, noting `ready`), notes when it was told to stop
 /// (`stopped`), and lingers `linger` seconds after TERM.
 fn timed_service(root: &Path, name: &str, ready_after: &str, linger: &str) -> PathBuf {
@@ -112,8 +113,8 @@ fn timed_service(root: &Path, name: &str, ready_after: &str, linger: &str) -> Pa
     script(
         &dir.join("run"),
         &format!(
-            "date +%s%N >> started\n\
-             trap 'date +%s%N >> stopped; sleep {linger}; exit 0' TERM\n\
+            "trap 'date +%s%N >> stopped; sleep {linger}; exit 0' TERM\n\
+             date +%s%N >> started\n\
              sleep {ready_after}\n\
              date +%s%N >> ready\n\
              echo >&3\n\
@@ -124,12 +125,13 @@ fn timed_service(root: &Path, name: &str, ready_after: &str, linger: &str) -> Pa
     dir
 }
 
-/// A plain service (ready once it runs): notes `started` and `stopped`.
+/// A plain service (ready once it runs): notes `started` (its TERM trap already set) and
+/// `stopped`.
 fn plain_service(root: &Path, name: &str) -> PathBuf {
     let dir = root.join(name);
     script(
         &dir.join("run"),
-        "date +%s%N >> started\ntrap 'date +%s%N >> stopped; exit 0' TERM\n\
+        "trap 'date +%s%N >> stopped; exit 0' TERM\ndate +%s%N >> started\n\
          while :; do sleep 1 & wait $!; done",
     );
     dir

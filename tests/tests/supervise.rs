@@ -1151,7 +1151,14 @@ fn default_log_runs_logger_until_a_run_appears() {
     let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).unwrap();
     let mut sup = Sup::start_with(&svc, &["--default-log"], Stdio::from(read));
     let pid = sup.wait_run();
-    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+    // The status names the child as soon as it is forked: its cmdline is supervise's until
+    // the exec, and empty while the exec is under way.
+    let cmdline = || std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    wait_until("the child's exec", WAIT, || {
+        let c = cmdline();
+        !c.is_empty() && !c.split(|&b| b == 0).any(|a| a == b"--default-log")
+    });
+    let cmdline = cmdline();
     let argv: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
     assert!(
         argv.first().is_some_and(|a| a.ends_with(b"/logger"))
