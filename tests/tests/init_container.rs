@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
-use warden_tests::{alive, bin, children_of, require, script, wait_until, Spawned};
+use warden_tests::{alive, bin, children_of, open_pty, require, script, wait_until, Spawned};
 
 /// `unshare ... PROGRAM ARGS`: PROGRAM becomes process 1 of a new PID namespace, with a
 /// private mount namespace and its own /proc. Unprivileged users get a user namespace too.
@@ -585,27 +585,6 @@ fn command_mode_stops_with_cmds_group_on_tstp_ttin_ttou_and_continues_with_it() 
     }
     raw_signal(init, libc::SIGTERM);
     assert_eq!(tree.exit_code(Duration::from_secs(10)), Some(128 + 15));
-}
-
-/// A pseudo-terminal: (master, slave path).
-fn open_pty() -> (std::fs::File, PathBuf) {
-    use std::os::fd::FromRawFd;
-    // SAFETY: posix_openpt returns a new fd that the File then owns; ptsname_r fills a local
-    // buffer.
-    unsafe {
-        let fd = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC);
-        assert!(fd >= 0, "posix_openpt");
-        let master = std::fs::File::from_raw_fd(fd);
-        assert_eq!(libc::grantpt(fd), 0);
-        assert_eq!(libc::unlockpt(fd), 0);
-        let mut name = [0 as libc::c_char; 128];
-        assert_eq!(libc::ptsname_r(fd, name.as_mut_ptr(), name.len()), 0);
-        let path = std::ffi::CStr::from_ptr(name.as_ptr())
-            .to_str()
-            .unwrap()
-            .to_owned();
-        (master, PathBuf::from(path))
-    }
 }
 
 #[test]

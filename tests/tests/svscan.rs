@@ -1447,3 +1447,96 @@ fn a_missing_supervise_is_reported_and_the_services_start_once_it_is_installed()
     assert!(!fake_ran.exists(), "svscan ran the supervise from PATH");
     assert!(alive(scan.pid()));
 }
+
+/// svscan run from a shell on a terminal set to `tostop` (`stty tostop`): a supervisor that
+/// writes a diagnostic must not be stopped by SIGTTOU, as it was while it shared svscan's
+/// session, a background process group of that terminal. Each leads a session of its own
+/// (runsvdir -P), with no controlling terminal; the diagnostic still reaches the terminal.
+#[test]
+fn a_supervisor_is_not_stopped_by_a_tostop_terminal_it_writes_to() {
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let (master, slave_path) = warden_tests::open_pty();
+    let slave = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&slave_path)
+        .unwrap();
+    // SAFETY: tcgetattr fills the zeroed termios; tcsetattr reads it.
+    unsafe {
+        let mut tio: libc::termios = std::mem::zeroed();
+        assert_eq!(libc::tcgetattr(slave.as_raw_fd(), &mut tio), 0);
+        tio.c_lflag |= libc::TOSTOP;
+        assert_eq!(libc::tcsetattr(slave.as_raw_fd(), libc::TCSANOW, &tio), 0);
+    }
+    let mut scan = Scan::new();
+    let svc = service(&scan.dir, "a", "exec sleep 1000");
+    // A bad setting: supervise says so on its stderr, the terminal, and runs the service.
+    std::fs::write(svc.join("down-signal"), "bogus\n").unwrap();
+    let mut cmd = Command::new(bin("svscan"));
+    cmd.arg(&scan.dir)
+        .stdin(Stdio::null())
+        .stdout(slave.try_clone().unwrap())
+        .stderr(slave);
+    // SAFETY: setsid and TIOCSCTTY on fd 2 in the child before its exec: svscan leads the
+    // terminal's session in its foreground, as a shell's foreground job would be.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() < 0 || libc::ioctl(2, libc::TIOCSCTTY, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    scan.svscan = Some(Spawned::new(&mut cmd));
+    let output = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = std::sync::Arc::clone(&output);
+    let mut reader = master;
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = reader.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock().unwrap().extend_from_slice(&buf[..n]);
+        }
+    });
+    let shown = || String::from_utf8_lossy(&output.lock().unwrap()).into_owned();
+    let state = |pid: i32| {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        stat.rsplit_once(") ")
+            .and_then(|(_, rest)| rest.chars().next())
+    };
+    let deadline = Instant::now() + LONG;
+    loop {
+        let supervisors = supervisors_of(&svc);
+        let stopped: Vec<i32> = supervisors
+            .iter()
+            .copied()
+            .filter(|pid| state(*pid) == Some('T'))
+            .collect();
+        assert!(
+            stopped.is_empty(),
+            "supervisor {stopped:?} stopped (SIGTTOU) by the terminal; it shows: {:?}",
+            shown()
+        );
+        if shown().contains("down-signal") && running(&svc) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no diagnostic on the terminal and the service up within {LONG:?}: {:?}",
+            shown()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let supervisor = supervisors_of(&svc);
+    assert_eq!(supervisor.len(), 1);
+    // SAFETY: getsid only reads the session id of the pid given.
+    let sid = unsafe { libc::getsid(supervisor[0]) };
+    assert_eq!(
+        sid, supervisor[0],
+        "the supervisor leads a session of its own"
+    );
+}

@@ -43,7 +43,9 @@ impl SuperviseDir {
     pub fn open(service: &Path) -> Result<SuperviseDir, Fatal> {
         let dir = open_dir(service)?;
         let name = |file: &str| service.join(SUPERVISE).join(file);
-        // NONBLOCK: a FIFO planted as `lock` fails with ENXIO instead of hanging us.
+        // NONBLOCK: a FIFO planted as `lock` fails with ENXIO instead of hanging us. NOCTTY
+        // (here and for the FIFOs): under svscan a supervisor leads a session without a
+        // terminal, and a terminal planted in supervise/ must not become its own.
         let lock = rustix::fs::openat(
             &dir,
             LOCK,
@@ -52,6 +54,7 @@ impl SuperviseDir {
                 | OFlags::CREATE
                 | OFlags::NOFOLLOW
                 | OFlags::NONBLOCK
+                | OFlags::NOCTTY
                 | OFlags::CLOEXEC,
             Mode::from_raw_mode(0o600),
         )
@@ -416,7 +419,7 @@ fn open_fifo(dir: &OwnedFd, name: &str, access: OFlags, shown: &Path) -> Result<
     rustix::fs::openat(
         dir,
         name,
-        access | OFlags::NONBLOCK | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        access | OFlags::NONBLOCK | OFlags::NOFOLLOW | OFlags::NOCTTY | OFlags::CLOEXEC,
         Mode::empty(),
     )
     .map_err(|e| Fatal::errno("open", shown, e))

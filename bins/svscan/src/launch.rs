@@ -1,5 +1,5 @@
-//! Starting a supervisor: in a process group of its own (a ctrl-C at the terminal svscan runs
-//! in then reaches svscan alone, which stops the tree in order, as runsvdir -P does), with
+//! Starting a supervisor: in a session of its own (a ctrl-C at the terminal svscan runs in
+//! then reaches svscan alone, which stops the tree in order, as runsvdir -P does), with
 //! the log pipe's end in place. The child borrows svscan's memory until its exec (see
 //! `warden::spawn`), so nothing of svscan is copied, and svscan does not wait for that exec:
 //! it goes on starting the next supervisor, and keeps what each child reads until the child
@@ -99,7 +99,10 @@ pub fn spawn(
     let launching = Spawn {
         argv: &argv,
         env: None,
-        group: Group::NewProcessGroup,
+        // No controlling terminal: a terminal set to `tostop` would stop a supervisor of
+        // svscan's session (SIGTTOU) at its first diagnostic. Also an autogroup of its own,
+        // so a readiness crossing supervisors is not queued behind the others' starts.
+        group: Group::NewSession,
         fds,
         cgroup: None,
         caught,

@@ -45,9 +45,9 @@ use std::sync::OnceLock;
 /// What the child leads, so that signals meant for the parent's terminal or group stay off it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Group {
-    /// A session of its own (setsid): supervise's `./run` and `./finish`.
+    /// A session of its own (setsid): svscan's supervisors, supervise's `./run` and `./finish`.
     NewSession,
-    /// A process group of its own (setpgid): svscan's supervisors.
+    /// A process group of its own (setpgid): what `svctl -w` runs (`check`).
     NewProcessGroup,
 }
 
