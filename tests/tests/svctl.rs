@@ -465,6 +465,80 @@ fn check_script_is_rerun_until_it_passes() {
     assert!(err.contains("web is not in its wanted state"), "{err}");
 }
 
+/// svctl on a terminal set to `tostop` (`stty tostop`), in its foreground: the `./check` it
+/// runs (`svctl check`, `-w` against runsv) writes there (its stderr is svctl's), so it must
+/// run in svctl's process group, as `sv` runs it; in a group of its own it was a background
+/// job, stopped by SIGTTOU at its first message, and svctl waited out its deadline.
+#[test]
+fn a_check_that_writes_to_a_tostop_terminal_runs_in_the_foreground() {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let scan = scandir();
+    let s = scan.path();
+    let dir = sleeper(s, "web");
+    script(&dir.join("check"), "echo checking web >&2\nexit 0");
+    let _sup = supervise(Flavour::Warden, &dir);
+    // Up and ready (its supervisor ran the check, off the terminal): `svctl check` then
+    // decides by running it once more, on the terminal.
+    let (code, _, err) = svctl(s, &["-w", "10", "up", "web"]);
+    assert_eq!(code, Some(0), "{err}");
+    let (master, slave_path) = warden_tests::open_pty();
+    let slave = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&slave_path)
+        .unwrap();
+    // SAFETY: tcgetattr fills the zeroed termios; tcsetattr reads it.
+    unsafe {
+        let mut tio: libc::termios = std::mem::zeroed();
+        assert_eq!(libc::tcgetattr(slave.as_raw_fd(), &mut tio), 0);
+        tio.c_lflag |= libc::TOSTOP;
+        assert_eq!(libc::tcsetattr(slave.as_raw_fd(), libc::TCSANOW, &tio), 0);
+    }
+    let mut cmd = Command::new(bin("svctl"));
+    cmd.arg("-d")
+        .arg(s)
+        .args(["check", "web"])
+        .stdin(Stdio::null())
+        .stdout(slave.try_clone().unwrap())
+        .stderr(slave);
+    // SAFETY: setsid and TIOCSCTTY on fd 2 in the child before its exec: svctl leads the
+    // terminal's session in its foreground, as a shell's foreground job would be.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() < 0 || libc::ioctl(2, libc::TIOCSCTTY, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let started = Instant::now();
+    let mut svctl = Spawned::new(&mut cmd);
+    let output = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = std::sync::Arc::clone(&output);
+    let mut reader = master;
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = reader.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock().unwrap().extend_from_slice(&buf[..n]);
+        }
+    });
+    let status = svctl.wait_exit(RUN_LIMIT);
+    let shown = String::from_utf8_lossy(&output.lock().unwrap()).into_owned();
+    assert_eq!(status.code(), Some(0), "svctl check: {shown:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "svctl waited {:?}, its check stopped",
+        started.elapsed()
+    );
+    wait_until("the check's message on the terminal", SETTLE, || {
+        String::from_utf8_lossy(&output.lock().unwrap()).contains("checking web")
+    });
+}
+
 #[test]
 fn status_line_and_json_show_the_service_and_its_logger() {
     let scan = scandir();

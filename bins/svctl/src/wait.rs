@@ -471,8 +471,8 @@ enum CheckResult {
     TimedOut,
 }
 
-/// Runs `DIR/check` once (cwd DIR, stdin and stdout on /dev/null, stderr ours), killing it at
-/// the deadline. It runs as the service runs (issue 17): with its `limits`, `nice` and `umask`
+/// Runs `DIR/check` once (cwd DIR, stdin and stdout on /dev/null, stderr ours, in our process
+/// group as `sv` runs it), killing it at the deadline. It runs as the service runs (issue 17): with its `limits`, `nice` and `umask`
 /// and, when svctl runs as root, as its `user`; a bad one of these files fails the check with
 /// a message naming it.
 fn run_check(dir: &Path, deadline: Instant) -> Result<CheckResult, ClientError> {
@@ -530,7 +530,7 @@ fn run_check(dir: &Path, deadline: Instant) -> Result<CheckResult, ClientError> 
     let started = warden::spawn::Spawn {
         argv: &[program],
         env: env.as_deref(),
-        group: warden::spawn::Group::NewProcessGroup,
+        group: warden::spawn::Group::Caller,
         fds: &fds,
         cgroup: None,
         caught: &caught,

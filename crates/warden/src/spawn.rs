@@ -47,8 +47,12 @@ use std::sync::OnceLock;
 pub enum Group {
     /// A session of its own (setsid): svscan's supervisors, supervise's `./run` and `./finish`.
     NewSession,
-    /// A process group of its own (setpgid): what `svctl -w` runs (`check`).
+    /// A process group of its own (setpgid).
     NewProcessGroup,
+    /// The caller's process group: what `svctl -w` runs (`check`), as runit's `sv` runs it,
+    /// so that in a terminal it is in the foreground with svctl (a terminal set to `tostop`
+    /// would stop a background one at its first message) and a ctrl-C reaches both.
+    Caller,
 }
 
 /// How children are started.
@@ -1149,6 +1153,7 @@ unsafe fn child<C: ChildCalls>(setup: &ChildSetup) -> ! {
         Group::NewSession => unsafe { C::setsid() },
         // SAFETY: no memory involved.
         Group::NewProcessGroup => unsafe { C::setpgid() },
+        Group::Caller => 0,
     };
     if grouped < 0 {
         fail_at(Step::Group, grouped);
@@ -1348,6 +1353,12 @@ mod tests {
         let (pid, out) = output(&script, None, Group::NewSession);
         let words: Vec<&str> = out.split_whitespace().collect();
         assert_eq!(words, [pid.to_string(), pid.to_string(), pid.to_string()]);
+        // This test's own group and session.
+        let (pid, out) = output(&script, None, Group::Caller);
+        let words: Vec<&str> = out.split_whitespace().collect();
+        let own = std::fs::read_to_string("/proc/self/stat").unwrap();
+        let own: Vec<&str> = own.rsplit_once(") ").unwrap().1.split(' ').collect();
+        assert_eq!(words, [pid.to_string().as_str(), own[2], own[3]]);
     }
 
     #[test]
