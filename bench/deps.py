@@ -310,6 +310,23 @@ def fresh_dir(flavour):
     return work, mounted
 
 
+def one_run(flavour, bindir):
+    """One run of the current graph by `flavour` in a fresh dir, removed after: (all ready,
+    latencies, shutdown time or None)."""
+    work, mounted = fresh_dir(flavour)
+    try:
+        if flavour == "warden":
+            return run_warden(bindir, work)
+        if flavour == "floor":
+            return (*run_floor(work), None)
+        return (*run_runit(work), None)
+    finally:
+        kill_tree(work)
+        if mounted:
+            subprocess.run(["umount", "--lazy", work])
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def med(xs):
     return statistics.median(xs) if xs else float("nan")
 
@@ -328,20 +345,9 @@ def main():
     downs = []
     for r in range(ROUNDS):
         for flavour in ("warden", "floor", "runit"):
-            work, mounted = fresh_dir(flavour)
-            try:
-                if flavour == "warden":
-                    up, l, down = run_warden(bindir, work)
-                    downs.append(down)
-                elif flavour == "floor":
-                    up, l = run_floor(work)
-                else:
-                    up, l = run_runit(work)
-            finally:
-                kill_tree(work)
-                if mounted:
-                    subprocess.run(["umount", "--lazy", work])
-                shutil.rmtree(work, ignore_errors=True)
+            up, l, down = one_run(flavour, bindir)
+            if down is not None:
+                downs.append(down)
             results[flavour].append(up)
             lat[flavour].extend(l)
             print(f"round {r + 1} {flavour}: all {LAYERS * WIDTH} ready in {up * 1000:.0f} ms",
@@ -353,18 +359,7 @@ def main():
     chain = {"warden": [], "floor": []}
     for r in range(ROUNDS):
         for flavour in ("warden", "floor"):
-            work, mounted = fresh_dir(flavour)
-            try:
-                if flavour == "warden":
-                    _, l, _ = run_warden(bindir, work)
-                else:
-                    _, l = run_floor(work)
-            finally:
-                kill_tree(work)
-                if mounted:
-                    subprocess.run(["umount", "--lazy", work])
-                shutil.rmtree(work, ignore_errors=True)
-            chain[flavour].extend(l)
+            chain[flavour].extend(one_run(flavour, bindir)[1])
     use_graph(*graph)
     ratio = [w / f for w, f in zip(results["warden"], results["floor"])]
     runit_ratio = [ru / w for ru, w in zip(results["runit"], results["warden"])]

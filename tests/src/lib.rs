@@ -290,23 +290,100 @@ pub fn unshare_pid_and_mount() -> Command {
     cmd
 }
 
-/// A pseudo-terminal: (master, slave path).
-pub fn open_pty() -> (std::fs::File, PathBuf) {
-    use std::os::fd::FromRawFd;
-    // SAFETY: posix_openpt returns a new fd that the File then owns; ptsname_r fills a local
-    // buffer.
-    unsafe {
-        let fd = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC);
-        assert!(fd >= 0, "posix_openpt");
-        let master = std::fs::File::from_raw_fd(fd);
-        assert_eq!(libc::grantpt(fd), 0);
-        assert_eq!(libc::unlockpt(fd), 0);
-        let mut name = [0 as libc::c_char; 128];
-        assert_eq!(libc::ptsname_r(fd, name.as_mut_ptr(), name.len()), 0);
-        let path = std::ffi::CStr::from_ptr(name.as_ptr())
-            .to_str()
-            .unwrap()
-            .to_owned();
-        (master, PathBuf::from(path))
+/// A pseudo-terminal for a test. A program attached to it leads the terminal's session, in
+/// its foreground (as a shell's foreground job, or the entry point of `docker run -it`), and
+/// everything written on the terminal is kept, by a thread that reads the master, so that the
+/// terminal never fills and failure messages can show it.
+pub struct Pty {
+    /// The master side, for a test that types on the terminal.
+    pub master: std::fs::File,
+    slave: std::fs::File,
+    output: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+impl Pty {
+    pub fn open() -> Pty {
+        use std::io::Read;
+        use std::os::fd::FromRawFd;
+        use std::os::unix::fs::OpenOptionsExt;
+        // SAFETY: posix_openpt returns a new fd that the File then owns; ptsname_r fills a
+        // local buffer.
+        let (master, path) = unsafe {
+            let fd = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC);
+            assert!(fd >= 0, "posix_openpt");
+            let master = std::fs::File::from_raw_fd(fd);
+            assert_eq!(libc::grantpt(fd), 0);
+            assert_eq!(libc::unlockpt(fd), 0);
+            let mut name = [0 as libc::c_char; 128];
+            assert_eq!(libc::ptsname_r(fd, name.as_mut_ptr(), name.len()), 0);
+            let path = std::ffi::CStr::from_ptr(name.as_ptr())
+                .to_str()
+                .unwrap()
+                .to_owned();
+            (master, PathBuf::from(path))
+        };
+        let slave = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NOCTTY)
+            .open(path)
+            .unwrap();
+        let output = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = std::sync::Arc::clone(&output);
+        let mut reader = master.try_clone().unwrap();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = reader.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        });
+        Pty {
+            master,
+            slave,
+            output,
+        }
+    }
+
+    /// `stty tostop`: a background job that writes to the terminal is stopped (SIGTTOU).
+    pub fn set_tostop(&self) {
+        use std::os::fd::AsRawFd;
+        // SAFETY: tcgetattr fills the zeroed termios; tcsetattr reads it.
+        unsafe {
+            let mut tio: libc::termios = std::mem::zeroed();
+            assert_eq!(libc::tcgetattr(self.slave.as_raw_fd(), &mut tio), 0);
+            tio.c_lflag |= libc::TOSTOP;
+            assert_eq!(
+                libc::tcsetattr(self.slave.as_raw_fd(), libc::TCSANOW, &tio),
+                0
+            );
+        }
+    }
+
+    /// Makes `cmd` start on the terminal: stdout and stderr on it (stdin too, if `stdin`), the
+    /// leader of a new session whose controlling terminal it is.
+    pub fn attach(&self, cmd: &mut Command, stdin: bool) {
+        use std::os::unix::process::CommandExt;
+        if stdin {
+            cmd.stdin(self.slave.try_clone().unwrap());
+        }
+        cmd.stdout(self.slave.try_clone().unwrap())
+            .stderr(self.slave.try_clone().unwrap());
+        // SAFETY: setsid and TIOCSCTTY on fd 2 (the terminal) in the child before its exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::setsid() < 0 || libc::ioctl(2, libc::TIOCSCTTY, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+
+    /// What has been written on the terminal so far.
+    pub fn shown(&self) -> String {
+        String::from_utf8_lossy(&self.output.lock().unwrap()).into_owned()
     }
 }

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
-use warden_tests::{alive, bin, children_of, open_pty, require, script, wait_until, Spawned};
+use warden_tests::{alive, bin, children_of, require, script, wait_until, Pty, Spawned};
 
 /// `unshare ... PROGRAM ARGS`: PROGRAM becomes process 1 of a new PID namespace, with a
 /// private mount namespace and its own /proc. Unprivileged users get a user namespace too.
@@ -589,48 +589,19 @@ fn command_mode_stops_with_cmds_group_on_tstp_ttin_ttou_and_continues_with_it() 
 
 #[test]
 fn command_mode_hands_its_terminal_to_cmd_so_a_shell_has_job_control() {
-    use std::io::{Read, Write};
-    use std::os::unix::process::CommandExt;
+    use std::io::Write;
     require("busybox", "busybox-static");
-    let (mut master, slave_path) = open_pty();
-    let slave = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&slave_path)
-        .unwrap();
+    let pty = Pty::open();
+    let mut master = &pty.master;
     // As a terminal session's leader, the way `docker run -it` starts its entry point.
     let mut cmd = Command::new(bin("init"));
     cmd.args(["--", "busybox", "sh", "-i"])
         .env("PS1", "$ ")
-        .env_remove("ENV")
-        .stdin(slave.try_clone().unwrap())
-        .stdout(slave.try_clone().unwrap())
-        .stderr(slave);
-    // SAFETY: setsid and TIOCSCTTY on fd 0 in the child before its exec.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+        .env_remove("ENV");
+    pty.attach(&mut cmd, true);
     let mut tree = Tree::start(&mut cmd);
     let init = tree.init();
-    // The shell's output, kept so that the terminal never fills and for failure messages.
-    let output = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let mut reader = master.try_clone().unwrap();
-    let sink = std::sync::Arc::clone(&output);
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = reader.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            sink.lock().unwrap().extend_from_slice(&buf[..n]);
-        }
-    });
-    let shown = || String::from_utf8_lossy(&output.lock().unwrap()).into_owned();
+    let shown = || pty.shown();
     let sh = tree.cmd("busybox");
     let (_, _, _, _, tty, _) = stat_of(init).unwrap();
     wait_until(

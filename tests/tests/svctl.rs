@@ -471,8 +471,6 @@ fn check_script_is_rerun_until_it_passes() {
 /// job, stopped by SIGTTOU at its first message, and svctl waited out its deadline.
 #[test]
 fn a_check_that_writes_to_a_tostop_terminal_runs_in_the_foreground() {
-    use std::os::fd::AsRawFd;
-    use std::os::unix::process::CommandExt;
     let scan = scandir();
     let s = scan.path();
     let dir = sleeper(s, "web");
@@ -482,60 +480,26 @@ fn a_check_that_writes_to_a_tostop_terminal_runs_in_the_foreground() {
     // decides by running it once more, on the terminal.
     let (code, _, err) = svctl(s, &["-w", "10", "up", "web"]);
     assert_eq!(code, Some(0), "{err}");
-    let (master, slave_path) = warden_tests::open_pty();
-    let slave = fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&slave_path)
-        .unwrap();
-    // SAFETY: tcgetattr fills the zeroed termios; tcsetattr reads it.
-    unsafe {
-        let mut tio: libc::termios = std::mem::zeroed();
-        assert_eq!(libc::tcgetattr(slave.as_raw_fd(), &mut tio), 0);
-        tio.c_lflag |= libc::TOSTOP;
-        assert_eq!(libc::tcsetattr(slave.as_raw_fd(), libc::TCSANOW, &tio), 0);
-    }
+    let pty = warden_tests::Pty::open();
+    pty.set_tostop();
     let mut cmd = Command::new(bin("svctl"));
     cmd.arg("-d")
         .arg(s)
         .args(["check", "web"])
-        .stdin(Stdio::null())
-        .stdout(slave.try_clone().unwrap())
-        .stderr(slave);
-    // SAFETY: setsid and TIOCSCTTY on fd 2 in the child before its exec: svctl leads the
-    // terminal's session in its foreground, as a shell's foreground job would be.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::setsid() < 0 || libc::ioctl(2, libc::TIOCSCTTY, 0) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+        .stdin(Stdio::null());
+    // svctl leads the terminal's session in its foreground, as a shell's foreground job.
+    pty.attach(&mut cmd, false);
     let started = Instant::now();
     let mut svctl = Spawned::new(&mut cmd);
-    let output = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let sink = std::sync::Arc::clone(&output);
-    let mut reader = master;
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = reader.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            sink.lock().unwrap().extend_from_slice(&buf[..n]);
-        }
-    });
     let status = svctl.wait_exit(RUN_LIMIT);
-    let shown = String::from_utf8_lossy(&output.lock().unwrap()).into_owned();
-    assert_eq!(status.code(), Some(0), "svctl check: {shown:?}");
+    assert_eq!(status.code(), Some(0), "svctl check: {:?}", pty.shown());
     assert!(
         started.elapsed() < Duration::from_secs(5),
         "svctl waited {:?}, its check stopped",
         started.elapsed()
     );
     wait_until("the check's message on the terminal", SETTLE, || {
-        String::from_utf8_lossy(&output.lock().unwrap()).contains("checking web")
+        pty.shown().contains("checking web")
     });
 }
 

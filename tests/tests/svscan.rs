@@ -1454,55 +1454,18 @@ fn a_missing_supervise_is_reported_and_the_services_start_once_it_is_installed()
 /// (runsvdir -P), with no controlling terminal; the diagnostic still reaches the terminal.
 #[test]
 fn a_supervisor_is_not_stopped_by_a_tostop_terminal_it_writes_to() {
-    use std::io::Read;
-    use std::os::fd::AsRawFd;
-    use std::os::unix::process::CommandExt;
-    let (master, slave_path) = warden_tests::open_pty();
-    let slave = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&slave_path)
-        .unwrap();
-    // SAFETY: tcgetattr fills the zeroed termios; tcsetattr reads it.
-    unsafe {
-        let mut tio: libc::termios = std::mem::zeroed();
-        assert_eq!(libc::tcgetattr(slave.as_raw_fd(), &mut tio), 0);
-        tio.c_lflag |= libc::TOSTOP;
-        assert_eq!(libc::tcsetattr(slave.as_raw_fd(), libc::TCSANOW, &tio), 0);
-    }
+    let pty = warden_tests::Pty::open();
+    pty.set_tostop();
     let mut scan = Scan::new();
     let svc = service(&scan.dir, "a", "exec sleep 1000");
     // A bad setting: supervise says so on its stderr, the terminal, and runs the service.
     std::fs::write(svc.join("down-signal"), "bogus\n").unwrap();
     let mut cmd = Command::new(bin("svscan"));
-    cmd.arg(&scan.dir)
-        .stdin(Stdio::null())
-        .stdout(slave.try_clone().unwrap())
-        .stderr(slave);
-    // SAFETY: setsid and TIOCSCTTY on fd 2 in the child before its exec: svscan leads the
-    // terminal's session in its foreground, as a shell's foreground job would be.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::setsid() < 0 || libc::ioctl(2, libc::TIOCSCTTY, 0) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    cmd.arg(&scan.dir).stdin(Stdio::null());
+    // svscan leads the terminal's session in its foreground, as a shell's foreground job.
+    pty.attach(&mut cmd, false);
     scan.svscan = Some(Spawned::new(&mut cmd));
-    let output = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let sink = std::sync::Arc::clone(&output);
-    let mut reader = master;
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = reader.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            sink.lock().unwrap().extend_from_slice(&buf[..n]);
-        }
-    });
-    let shown = || String::from_utf8_lossy(&output.lock().unwrap()).into_owned();
+    let shown = || pty.shown();
     let state = |pid: i32| {
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
         stat.rsplit_once(") ")
