@@ -186,6 +186,10 @@ fn restart_stops_the_run_with_its_down_signal() {
     let (code, _, err) = svctl(s, &["-w", "5", "restart", "graceful"]);
     assert_eq!(code, Some(0), "{err}");
     assert_eq!(lines(&dir.join("signals")), vec!["INT"]);
+    // -w returns once the new run is up, which may be before its shell has noted its start.
+    wait_until("the second run noted", SETTLE, || {
+        lines(&dir.join("runs")).len() >= 2
+    });
     assert_eq!(lines(&dir.join("runs")).len(), 2);
     assert_eq!(json_status(s, "graceful")["last_exit"]["code"], 0);
 }
