@@ -60,9 +60,7 @@ impl Gates {
     pub fn appear(&mut self, id: Id, name: &OsStr, watch: Option<&Watch>, tree: &mut Tree) {
         self.ids.insert(name.to_owned(), id);
         self.names.insert(id, name.to_owned());
-        let (_, out) = self.declare(name);
-        self.carry_out(out, tree);
-        self.sync_watches(name, watch);
+        self.refresh(name, watch, tree);
     }
 
     /// The gate the service is to have now.
@@ -151,9 +149,7 @@ impl Gates {
                 self.read_status(&name, tree);
                 continue;
             }
-            let (_, out) = self.declare(&name);
-            self.carry_out(out, tree);
-            dropped.extend(self.sync_watches(&name, watch));
+            dropped.extend(self.refresh(&name, watch, tree));
             if self.graph.is_member(&name) {
                 self.read_status(&name, tree);
             }
@@ -182,13 +178,36 @@ impl Gates {
         let mut dropped = Vec::new();
         for name in std::mem::take(&mut self.retry) {
             if self.ids.contains_key(&name) {
-                let (_, out) = self.declare(&name);
-                self.carry_out(out, tree);
-                dropped.extend(self.sync_watches(&name, watch));
+                dropped.extend(self.refresh(&name, watch, tree));
                 if self.graph.is_member(&name) {
                     self.read_status(&name, tree);
                 }
             }
+        }
+        dropped
+    }
+
+    /// Reads the service's dependency files, tells the graph, and brings its watches in line;
+    /// returns the watches it no longer needs. A watch added here (on `needs/` made just now,
+    /// say) reports only what is created after it: the files are read once more, so that one
+    /// created between the first read and the watch is not missed.
+    fn refresh(&mut self, name: &OsStr, watch: Option<&Watch>, tree: &mut Tree) -> Vec<i32> {
+        let watched = |gates: &Gates| -> BTreeSet<i32> {
+            gates
+                .watched
+                .get(name)
+                .map(|w| w.all().collect())
+                .unwrap_or_default()
+        };
+        let before = watched(self);
+        let (_, out) = self.declare(name);
+        self.carry_out(out, tree);
+        let mut dropped = self.sync_watches(name, watch);
+        if watched(self).difference(&before).next().is_some() {
+            let (_, out) = self.declare(name);
+            self.carry_out(out, tree);
+            // What that read changed (a new edge) may need watches of its own.
+            dropped.extend(self.sync_watches(name, watch));
         }
         dropped
     }
