@@ -295,6 +295,29 @@ fn an_edge_added_live_holds_and_removed_live_releases() {
 }
 
 #[test]
+fn a_need_written_into_an_empty_needs_dir_made_earlier_holds() {
+    let mut scan = Scan::new();
+    let s = scan.dir.clone();
+    let cache = plain_service(&s, "cache");
+    fs::write(cache.join("down"), "").unwrap();
+    let web = plain_service(&s, "web");
+    scan.start();
+    wait_until("web started", LONG, || has(&web, "started"));
+    // An empty needs/ first, read as no edges; its file only later, seen only through a watch
+    // on needs/ itself (the service directory's watch does not see into it).
+    fs::create_dir(web.join("needs")).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    fs::write(web.join("needs/cache"), "").unwrap();
+    wait_until("web stopped for its new need", LONG, || {
+        has(&web, "stopped")
+    });
+    fs::remove_file(web.join("needs/cache")).unwrap();
+    wait_until("web started again", LONG, || {
+        stamps(&web, "started").len() == 2
+    });
+}
+
+#[test]
 fn a_cycle_is_reported_once_and_breaking_it_starts_its_services() {
     let mut scan = Scan::new();
     let s = scan.dir.clone();
@@ -601,7 +624,8 @@ fn svctl_deps_prints_the_graph_under_a_service() {
     dep(&app, "needs", "db");
     dep(&web, "after", "db");
     scan.start();
-    wait_until("web started", LONG, || has(&web, "started"));
+    // Its run may stamp `started` before supervise has published the run: wait for the status.
+    wait_until("web up", LONG, || is_up(&web));
     let (code, out, err) = scan.svctl(&["deps", "web"]);
     assert_eq!(code, Some(0), "{err}");
     assert_eq!(

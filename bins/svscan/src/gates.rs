@@ -297,12 +297,14 @@ impl Gates {
             dir: watch.add_log_watch(&dir).ok(),
             ..Watched::default()
         };
-        if self.graph.is_member(name) {
-            for (sub, _) in warden::deps::DIRS {
-                if let Ok(wd) = watch.add_log_watch(&dir.join(sub)) {
-                    want.subdirs.push(wd);
-                }
+        // Every service's dependency directories that exist, member or not: an empty
+        // `needs/` made now gets its first file later, and only a watch on it sees that.
+        for (sub, _) in warden::deps::DIRS {
+            if let Ok(wd) = watch.add_log_watch(&dir.join(sub)) {
+                want.subdirs.push(wd);
             }
+        }
+        if self.graph.is_member(name) {
             want.supervise = watch
                 .add_status_watch(&dir.join(warden::svdir::SUPERVISE))
                 .ok();

@@ -238,8 +238,8 @@ impl Graph {
         }
     }
 
-    /// Whether the service takes part in the graph: its status matters to others, or its
-    /// dependency directories are to be watched.
+    /// Whether the service takes part in the graph: its status matters to others, or it has
+    /// edges (or unreadable dependency files) of its own; its `supervise/` is then watched.
     pub fn is_member(&self, name: &OsStr) -> bool {
         self.dependents.get(name).is_some_and(|d| !d.is_empty())
             || self
