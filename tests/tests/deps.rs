@@ -31,10 +31,28 @@ impl Scan {
     }
 
     fn start(&mut self) {
-        let log = fs::File::create(self.root.path().join("svscan.stderr")).unwrap();
         let mut cmd = Command::new(bin("svscan"));
-        cmd.arg(&self.dir)
-            .stdin(Stdio::null())
+        cmd.arg(&self.dir);
+        self.launch(cmd);
+    }
+
+    /// svscan in a user namespace of its own whose inotify watches are limited to `watches`
+    /// (a per-namespace limit: this machine's is untouched).
+    fn start_with_inotify_watches(&mut self, watches: u32) {
+        let mut cmd = Command::new("unshare");
+        cmd.args(["--user", "--map-root-user", "sh", "-c"])
+            .arg(format!(
+                "echo {watches} > /proc/sys/user/max_inotify_watches && exec \"$@\""
+            ))
+            .arg("sh")
+            .arg(bin("svscan"))
+            .arg(&self.dir);
+        self.launch(cmd);
+    }
+
+    fn launch(&mut self, mut cmd: Command) {
+        let log = fs::File::create(self.root.path().join("svscan.stderr")).unwrap();
+        cmd.stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log);
         self.svscan = Some(Spawned::new(&mut cmd));
@@ -315,6 +333,35 @@ fn a_need_written_into_an_empty_needs_dir_made_earlier_holds() {
     wait_until("web started again", LONG, || {
         stamps(&web, "started").len() == 2
     });
+}
+
+#[test]
+fn out_of_inotify_watches_a_live_edge_is_still_seen_and_the_shortage_said_once() {
+    let mut scan = Scan::new();
+    let s = scan.dir.clone();
+    let cache = plain_service(&s, "cache");
+    fs::write(cache.join("down"), "").unwrap();
+    let web = plain_service(&s, "web");
+    // One watch: the scan directory's. None is left for web's directory or its needs/.
+    scan.start_with_inotify_watches(1);
+    wait_until("web started", LONG, || has(&web, "started"));
+    dep(&web, "needs", "cache");
+    wait_until("web stopped for its new need", LONG, || {
+        has(&web, "stopped")
+    });
+    fs::remove_file(web.join("needs/cache")).unwrap();
+    wait_until("web started again", LONG, || {
+        stamps(&web, "started").len() == 2
+    });
+    // Said once, with what is done about it (the young-service watch of the scanner, for a
+    // log/, says its own shortage once too).
+    let said = scan.stderr();
+    assert_eq!(
+        said.matches("dependency files and status are read again every second")
+            .count(),
+        1,
+        "{said}"
+    );
 }
 
 #[test]

@@ -8,6 +8,7 @@
 use crate::graph::{Gate, Graph, Out, Seen};
 use crate::scandir::{service_path, shown, Id, Watch};
 use crate::tree::Tree;
+use rustix::io::Errno;
 use std::collections::{BTreeSet, HashMap};
 use std::ffi::{OsStr, OsString};
 use std::time::{Duration, Instant};
@@ -49,6 +50,8 @@ pub struct Gates {
     /// when they are read again.
     retry: BTreeSet<OsString>,
     retry_at: Option<Instant>,
+    /// The shortage of inotify watches was said (once per svscan).
+    watch_shortage_reported: bool,
 }
 
 /// How often files that could not be read for want of fds or memory are read again.
@@ -216,12 +219,38 @@ impl Gates {
     fn declare(&mut self, name: &OsStr) -> (Gate, Vec<Out>) {
         let decl = warden::deps::read(&service_path(name));
         if decl.as_ref().is_err_and(|p| p.transient) {
-            self.retry.insert(name.to_owned());
-            let now = Instant::now();
-            self.retry_at
-                .get_or_insert_with(|| now.checked_add(RETRY).unwrap_or(now));
+            self.retry_later(name);
         }
         self.graph.declare(name, decl)
+    }
+
+    fn retry_later(&mut self, name: &OsStr) {
+        self.retry.insert(name.to_owned());
+        let now = Instant::now();
+        self.retry_at
+            .get_or_insert_with(|| now.checked_add(RETRY).unwrap_or(now));
+    }
+
+    /// The watch just added, if there is one. Out of watches (or of kernel memory), the
+    /// service's files, and its status when it takes part in the graph, are read again every
+    /// [`RETRY`] until it can be watched: a change made meanwhile is seen within that, not
+    /// never. A directory that does not exist is no error.
+    fn kept_watch(&mut self, name: &OsStr, added: Result<i32, Errno>) -> Option<i32> {
+        match added {
+            Ok(wd) => Some(wd),
+            Err(e @ (Errno::NOSPC | Errno::NOMEM)) => {
+                self.retry_later(name);
+                if !std::mem::replace(&mut self.watch_shortage_reported, true) {
+                    warden::say!(
+                        "svscan: warning: unable to watch {} with inotify: {e}; its \
+                         dependency files and status are read again every second until it can",
+                        shown(name)
+                    );
+                }
+                None
+            }
+            Err(_) => None,
+        }
     }
 
     pub fn has_edges(&self) -> bool {
@@ -294,20 +323,19 @@ impl Gates {
         };
         let dir = service_path(name);
         let mut want = Watched {
-            dir: watch.add_log_watch(&dir).ok(),
+            dir: self.kept_watch(name, watch.add_log_watch(&dir)),
             ..Watched::default()
         };
         // Every service's dependency directories that exist, member or not: an empty
         // `needs/` made now gets its first file later, and only a watch on it sees that.
         for (sub, _) in warden::deps::DIRS {
-            if let Ok(wd) = watch.add_log_watch(&dir.join(sub)) {
+            if let Some(wd) = self.kept_watch(name, watch.add_log_watch(&dir.join(sub))) {
                 want.subdirs.push(wd);
             }
         }
         if self.graph.is_member(name) {
-            want.supervise = watch
-                .add_status_watch(&dir.join(warden::svdir::SUPERVISE))
-                .ok();
+            let added = watch.add_status_watch(&dir.join(warden::svdir::SUPERVISE));
+            want.supervise = self.kept_watch(name, added);
         }
         let old = self.watched.remove(name).unwrap_or_default();
         let kept: BTreeSet<i32> = want.all().collect();
