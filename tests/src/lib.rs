@@ -290,6 +290,22 @@ pub fn unshare_pid_and_mount() -> Command {
     cmd
 }
 
+/// `svscan SCANDIR` in a user namespace of its own whose inotify limits are set to
+/// `instances` and `watches` (per-namespace limits: this machine's are untouched).
+pub fn svscan_with_inotify_limits(scandir: &Path, instances: u32, watches: u32) -> Command {
+    require("unshare", "util-linux");
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--user", "--map-root-user", "sh", "-c"])
+        .arg(format!(
+            "echo {instances} > /proc/sys/user/max_inotify_instances && \
+             echo {watches} > /proc/sys/user/max_inotify_watches && exec \"$@\""
+        ))
+        .arg("sh")
+        .arg(bin("svscan"))
+        .arg(scandir);
+    cmd
+}
+
 /// A pseudo-terminal for a test. A program attached to it leads the terminal's session, in
 /// its foreground (as a shell's foreground job, or the entry point of `docker run -it`), and
 /// everything written on the terminal is kept, by a thread that reads the master, so that the

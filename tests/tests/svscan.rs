@@ -1276,26 +1276,11 @@ fn add_log_then_run_and_expect_lines(scan: &Scan, dir: &Path) {
     assert!(!scan.stderr().contains("ended"), "{}", scan.stderr());
 }
 
-/// svscan in a user namespace of its own whose inotify limits are set to `instances` and
-/// `watches` (per-namespace limits: this machine's are untouched).
-fn with_inotify_limits(scan: &Scan, instances: u32, watches: u32) -> Command {
-    let mut cmd = Command::new("unshare");
-    cmd.args(["--user", "--map-root-user", "sh", "-c"])
-        .arg(format!(
-            "echo {instances} > /proc/sys/user/max_inotify_instances && \
-             echo {watches} > /proc/sys/user/max_inotify_watches && exec \"$@\""
-        ))
-        .arg("sh")
-        .arg(bin("svscan"))
-        .arg(&scan.dir);
-    cmd
-}
-
 #[test]
 fn without_inotify_it_says_so_once_and_still_scans_on_request() {
     let mut scan = Scan::new();
     marker_service(&scan.dir, "first");
-    let cmd = with_inotify_limits(&scan, 0, 0);
+    let cmd = warden_tests::svscan_with_inotify_limits(&scan.dir, 0, 0);
     scan.launch(cmd);
     wait_until("the service present at start", LONG, || {
         scan.dir.join("first/started").exists()
@@ -1316,7 +1301,7 @@ fn out_of_inotify_watches_a_new_service_still_runs_and_it_is_said_once() {
     let mut scan = Scan::new();
     // One watch: the scan directory's. The 2 s watch of each new service for its log/ fails.
     marker_service(&scan.dir, "first");
-    scan.launch(with_inotify_limits(&scan, 8, 1));
+    scan.launch(warden_tests::svscan_with_inotify_limits(&scan.dir, 8, 1));
     // The control FIFO exists before the first scan: an entry renamed in before that scan
     // would be found by it and get no watch. The entry present at start proves it is done.
     wait_until("the service present at start", LONG, || {

@@ -50,7 +50,7 @@ pub struct Gates {
     /// when they are read again.
     retry: BTreeSet<OsString>,
     retry_at: Option<Instant>,
-    /// The shortage of inotify watches was said (once per svscan).
+    /// The shortage of inotify watches was said (once per svscan, by whichever part found it).
     watch_shortage_reported: bool,
 }
 
@@ -240,16 +240,22 @@ impl Gates {
             Ok(wd) => Some(wd),
             Err(e @ (Errno::NOSPC | Errno::NOMEM)) => {
                 self.retry_later(name);
-                if !std::mem::replace(&mut self.watch_shortage_reported, true) {
-                    warden::say!(
-                        "svscan: warning: unable to watch {} with inotify: {e}; its \
-                         dependency files and status are read again every second until it can",
-                        shown(name)
-                    );
-                }
+                self.report_watch_shortage(name, e);
                 None
             }
             Err(_) => None,
+        }
+    }
+
+    /// Says once per svscan that inotify watches are short, whoever found it (the scanner
+    /// for a new service's `log/`, or the graph's watches), and what is done without them.
+    pub fn report_watch_shortage(&mut self, what: &OsStr, e: Errno) {
+        if !std::mem::replace(&mut self.watch_shortage_reported, true) {
+            warden::say!(
+                "svscan: warning: unable to watch {} with inotify: {e}; going on without \
+                 (dependency files and statuses are then read again every second)",
+                shown(what)
+            );
         }
     }
 

@@ -98,7 +98,6 @@ pub struct Scanner {
     /// Services just made in place, watched until a deadline for their `log/` appearing.
     young: Young,
     /// A watch inside a service could not be added (no inotify watches left): said once.
-    watch_shortage_reported: bool,
     /// inotify watches for services with a `container-exit` file, by entry: on their
     /// `supervise/` (true), or on the service dir until supervise has made `supervise/`.
     exit_watches: HashMap<Id, (i32, bool)>,
@@ -136,7 +135,6 @@ impl Scanner {
             hup_waiting: HashMap::new(),
             hup_recheck: None,
             young: Young::default(),
-            watch_shortage_reported: false,
             exit_watches: HashMap::new(),
             exit_checks: HashSet::new(),
             exit_recheck: None,
@@ -420,7 +418,7 @@ impl Scanner {
                         self.hup_watches.insert(id, wd);
                     }
                     Some(Err(e)) => {
-                        self.report_watch_shortage(&name, e);
+                        self.gates.report_watch_shortage(&name, e);
                         self.hup_recheck = Some(now + HUP_RECHECK);
                     }
                     None => self.hup_recheck = Some(now + HUP_RECHECK),
@@ -496,7 +494,7 @@ impl Scanner {
                         self.exit_watches.insert(id, new);
                     }
                     Some(Err(e)) => {
-                        self.report_watch_shortage(dir.as_os_str(), e);
+                        self.gates.report_watch_shortage(dir.as_os_str(), e);
                         self.exit_recheck = Some(now + HUP_RECHECK);
                     }
                     None => self.exit_recheck = Some(now + HUP_RECHECK),
@@ -530,16 +528,7 @@ impl Scanner {
                 // The log/ may have come before the watch.
                 self.check_young(&id);
             }
-            Err(e) => self.report_watch_shortage(name.as_os_str(), e),
-        }
-    }
-
-    fn report_watch_shortage(&mut self, what: &std::ffi::OsStr, e: Errno) {
-        if !std::mem::replace(&mut self.watch_shortage_reported, true) {
-            warden::say!(
-                "svscan: warning: unable to watch {} with inotify: {e}; going on without",
-                shown(what)
-            );
+            Err(e) => self.gates.report_watch_shortage(name.as_os_str(), e),
         }
     }
 
