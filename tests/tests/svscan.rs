@@ -1321,6 +1321,21 @@ fn out_of_inotify_watches_a_new_service_still_runs_and_it_is_said_once() {
 }
 
 #[test]
+fn out_of_inotify_watches_a_log_made_just_after_its_service_is_still_connected() {
+    let _heavy = heavy();
+    let mut scan = Scan::new();
+    // One watch: the scan directory's. None is left to see svc's log/ being made.
+    marker_service(&scan.dir, "first");
+    scan.launch(warden_tests::svscan_with_inotify_limits(&scan.dir, 8, 1));
+    wait_until("the service present at start", LONG, || {
+        scan.dir.join("first/started").exists()
+    });
+    let dir = scan.dir.join("svc");
+    std::fs::create_dir(&dir).unwrap();
+    add_log_then_run_and_expect_lines(&scan, &dir);
+}
+
+#[test]
 fn an_unreadable_entry_is_reported_once_when_not_root() {
     let mut scan = Scan::new();
     let mode = |path: &Path, m: u32| {

@@ -97,7 +97,10 @@ pub struct Scanner {
     hup_recheck: Option<Instant>,
     /// Services just made in place, watched until a deadline for their `log/` appearing.
     young: Young,
-    /// A watch inside a service could not be added (no inotify watches left): said once.
+    /// Services just made in place that could not be watched (no inotify, or no watches
+    /// left): looked at for their `log/` every [`HUP_RECHECK`] until their deadline.
+    young_unwatched: HashMap<Id, Instant>,
+    young_recheck: Option<Instant>,
     /// inotify watches for services with a `container-exit` file, by entry: on their
     /// `supervise/` (true), or on the service dir until supervise has made `supervise/`.
     exit_watches: HashMap<Id, (i32, bool)>,
@@ -135,6 +138,8 @@ impl Scanner {
             hup_waiting: HashMap::new(),
             hup_recheck: None,
             young: Young::default(),
+            young_unwatched: HashMap::new(),
+            young_recheck: None,
             exit_watches: HashMap::new(),
             exit_checks: HashSet::new(),
             exit_recheck: None,
@@ -189,6 +194,7 @@ impl Scanner {
                 self.on_watch(now);
             }
             self.expire_young(now);
+            self.recheck_young_unwatched(now);
             let dropped = self.gates.retry(now, self.watch.as_ref(), &mut self.tree);
             self.forget_watches(dropped);
             if self.rescan_at.is_some_and(|at| at <= now) {
@@ -212,6 +218,7 @@ impl Scanner {
             self.exit_recheck,
             self.gates.retry_at(),
             self.young.next_expiry(),
+            self.young_recheck,
         ];
         if let Some(s) = &self.shutdown {
             if !s.services_killed {
@@ -519,16 +526,53 @@ impl Scanner {
 
     /// Watches a service that just appeared for a `log/` made right after it.
     fn watch_young(&mut self, id: Id, name: &OsString, now: Instant) {
-        let Some(watch) = self.watch.as_ref() else {
-            return;
-        };
-        match watch.add_log_watch(std::path::Path::new(name)) {
-            Ok(wd) => {
+        let added = self
+            .watch
+            .as_ref()
+            .map(|watch| watch.add_log_watch(std::path::Path::new(name)));
+        match added {
+            Some(Ok(wd)) => {
                 self.young.insert(id, wd, now + SETTLE);
                 // The log/ may have come before the watch.
                 self.check_young(&id);
             }
-            Err(e) => self.gates.report_watch_shortage(name.as_os_str(), e),
+            Some(Err(e)) => {
+                self.gates.report_watch_shortage(name.as_os_str(), e);
+                self.look_at_young_unwatched(id, now);
+            }
+            // Without inotify at all (said when it failed), the same.
+            None => self.look_at_young_unwatched(id, now),
+        }
+    }
+
+    /// A young service with no watch: its `log/` is looked for now and every
+    /// [`HUP_RECHECK`] until [`SETTLE`] has passed, so one made right after it is still
+    /// connected, a little later.
+    fn look_at_young_unwatched(&mut self, id: Id, now: Instant) {
+        if self.tree.connect_new_log(&id) {
+            return;
+        }
+        self.young_unwatched.insert(id, now + SETTLE);
+        self.young_recheck.get_or_insert_with(|| now + HUP_RECHECK);
+    }
+
+    fn recheck_young_unwatched(&mut self, now: Instant) {
+        if self.young_recheck.map_or(true, |at| at > now) {
+            return;
+        }
+        self.young_recheck = None;
+        let ids: Vec<Id> = self.young_unwatched.keys().copied().collect();
+        for id in ids {
+            let expired = self
+                .young_unwatched
+                .get(&id)
+                .map_or(true, |until| *until <= now);
+            if self.tree.connect_new_log(&id) || expired {
+                self.young_unwatched.remove(&id);
+            }
+        }
+        if !self.young_unwatched.is_empty() {
+            self.young_recheck = Some(now + HUP_RECHECK);
         }
     }
 
