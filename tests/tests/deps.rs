@@ -169,6 +169,25 @@ fn dep(dir: &Path, kind: &str, name: &str) {
     fs::write(dir.join(kind).join(name), "").unwrap();
 }
 
+/// `cache`, down by its `down` file, and `web`, with no edges yet; returns web's directory.
+fn web_and_a_down_cache(s: &Path) -> PathBuf {
+    let cache = plain_service(s, "cache");
+    fs::write(cache.join("down"), "").unwrap();
+    plain_service(s, "web")
+}
+
+fn wait_stopped_for_its_new_need(web: &Path) {
+    wait_until("web stopped for its new need", LONG, || has(web, "stopped"));
+}
+
+/// The need of cache goes: web starts again.
+fn remove_the_need_and_wait_for_a_second_start(web: &Path) {
+    fs::remove_file(web.join("needs/cache")).unwrap();
+    wait_until("web started again", LONG, || {
+        stamps(web, "started").len() == 2
+    });
+}
+
 fn is_up(dir: &Path) -> bool {
     ServiceDir::new(dir)
         .status()
@@ -281,30 +300,21 @@ fn a_dependency_dropped_in_later_starts_the_waiting_service_at_once() {
 fn an_edge_added_live_holds_and_removed_live_releases() {
     let mut scan = Scan::new();
     let s = scan.dir.clone();
-    let cache = plain_service(&s, "cache");
-    fs::write(cache.join("down"), "").unwrap();
-    let web = plain_service(&s, "web");
+    let web = web_and_a_down_cache(&s);
     scan.start();
     wait_until("web started", LONG, || has(&web, "started"));
     dep(&web, "needs", "cache");
-    wait_until("web stopped for its new need", LONG, || {
-        has(&web, "stopped")
-    });
+    wait_stopped_for_its_new_need(&web);
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(stamps(&web, "started").len(), 1);
-    fs::remove_file(web.join("needs/cache")).unwrap();
-    wait_until("web started again", LONG, || {
-        stamps(&web, "started").len() == 2
-    });
+    remove_the_need_and_wait_for_a_second_start(&web);
 }
 
 #[test]
 fn a_need_written_into_an_empty_needs_dir_made_earlier_holds() {
     let mut scan = Scan::new();
     let s = scan.dir.clone();
-    let cache = plain_service(&s, "cache");
-    fs::write(cache.join("down"), "").unwrap();
-    let web = plain_service(&s, "web");
+    let web = web_and_a_down_cache(&s);
     scan.start();
     wait_until("web started", LONG, || has(&web, "started"));
     // An empty needs/ first, read as no edges; its file only later, seen only through a watch
@@ -312,33 +322,21 @@ fn a_need_written_into_an_empty_needs_dir_made_earlier_holds() {
     fs::create_dir(web.join("needs")).unwrap();
     std::thread::sleep(Duration::from_millis(300));
     fs::write(web.join("needs/cache"), "").unwrap();
-    wait_until("web stopped for its new need", LONG, || {
-        has(&web, "stopped")
-    });
-    fs::remove_file(web.join("needs/cache")).unwrap();
-    wait_until("web started again", LONG, || {
-        stamps(&web, "started").len() == 2
-    });
+    wait_stopped_for_its_new_need(&web);
+    remove_the_need_and_wait_for_a_second_start(&web);
 }
 
 #[test]
 fn out_of_inotify_watches_a_live_edge_is_still_seen_and_the_shortage_said_once() {
     let mut scan = Scan::new();
     let s = scan.dir.clone();
-    let cache = plain_service(&s, "cache");
-    fs::write(cache.join("down"), "").unwrap();
-    let web = plain_service(&s, "web");
+    let web = web_and_a_down_cache(&s);
     // One watch: the scan directory's. None is left for web's directory or its needs/.
     scan.launch(warden_tests::svscan_with_inotify_limits(&s, 8, 1));
     wait_until("web started", LONG, || has(&web, "started"));
     dep(&web, "needs", "cache");
-    wait_until("web stopped for its new need", LONG, || {
-        has(&web, "stopped")
-    });
-    fs::remove_file(web.join("needs/cache")).unwrap();
-    wait_until("web started again", LONG, || {
-        stamps(&web, "started").len() == 2
-    });
+    wait_stopped_for_its_new_need(&web);
+    remove_the_need_and_wait_for_a_second_start(&web);
     // Said once, with what is done about it.
     let said = scan.stderr();
     assert_eq!(said.matches("unable to watch").count(), 1, "{said}");

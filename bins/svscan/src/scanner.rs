@@ -561,16 +561,9 @@ impl Scanner {
             return;
         }
         self.young_recheck = None;
-        let ids: Vec<Id> = self.young_unwatched.keys().copied().collect();
-        for id in ids {
-            let expired = self
-                .young_unwatched
-                .get(&id)
-                .map_or(true, |until| *until <= now);
-            if self.tree.connect_new_log(&id) || expired {
-                self.young_unwatched.remove(&id);
-            }
-        }
+        let tree = &mut self.tree;
+        self.young_unwatched
+            .retain(|id, until| !tree.connect_new_log(id) && *until > now);
         if !self.young_unwatched.is_empty() {
             self.young_recheck = Some(now + HUP_RECHECK);
         }
