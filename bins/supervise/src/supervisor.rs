@@ -369,21 +369,19 @@ impl Supervisor {
             };
             let is_run = self.machine.run_pid() == Some(pid);
             let is_finish = self.machine.finish_pid() == Some(pid);
-            if self.machine.hook_pid() == Some(pid) {
-                // What the hook left behind goes with it, as for finish.
-                self.signal(Target::Hook(pid), Signal::TERM);
-                self.signal(Target::Hook(pid), Signal::CONT);
-                self.feed(Event::Exited {
-                    pid,
-                    exit,
-                    leftovers: false,
-                    has_finish: false,
-                });
-                continue;
-            }
-            if self.machine.check.and_then(|c| c.pid) == Some(pid) {
-                // What the check left behind goes with it, as for a hook.
-                self.signal(Target::Check(pid), Signal::KILL);
+            // What a hook leaves behind goes with it, as for finish; what a check leaves
+            // behind is killed.
+            let helper: Option<(Target, &[Signal])> = if self.machine.hook_pid() == Some(pid) {
+                Some((Target::Hook(pid), &[Signal::TERM, Signal::CONT]))
+            } else if self.machine.check.and_then(|c| c.pid) == Some(pid) {
+                Some((Target::Check(pid), &[Signal::KILL]))
+            } else {
+                None
+            };
+            if let Some((target, signals)) = helper {
+                for &signal in signals {
+                    self.signal(target, signal);
+                }
                 self.feed(Event::Exited {
                     pid,
                     exit,

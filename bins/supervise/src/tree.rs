@@ -303,6 +303,15 @@ impl Tree {
 }
 
 /// Writes `value` to the cgroup file `file` in `dir`: the kernel's error if it refuses it.
+/// A cgroup directory, opened for the `*at` calls on its files.
+fn open_dir(dir: &Path) -> Result<OwnedFd, Errno> {
+    rustix::fs::open(
+        dir,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+}
+
 fn write_at(dir: &OwnedFd, file: &str, value: &str) -> Result<(), Errno> {
     let fd = rustix::fs::openat(dir, file, OFlags::WRONLY | OFlags::CLOEXEC, Mode::empty())?;
     loop {
@@ -351,12 +360,7 @@ impl V1Cgroup {
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
             Err(_) => return None,
         }
-        let dir_fd = rustix::fs::open(
-            &dir,
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .ok()?;
+        let dir_fd = open_dir(&dir).ok()?;
         let procs = rustix::fs::openat(
             &dir_fd,
             "cgroup.procs",
@@ -382,12 +386,7 @@ impl Cgroup {
             Err(Errno::NOENT) => {
                 let controller = warden::runas::controller(file);
                 let parent = self.dir.parent().ok_or(Errno::NOENT)?;
-                let parent = rustix::fs::open(
-                    parent,
-                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-                    Mode::empty(),
-                )
-                .map_err(|_| Errno::NOENT)?;
+                let parent = open_dir(parent).map_err(|_| Errno::NOENT)?;
                 write_at(&parent, "cgroup.subtree_control", &format!("+{controller}"))
                     .map_err(|_| Errno::NOENT)?;
                 write_at(&self.dir_fd, file, value)
@@ -420,12 +419,7 @@ impl Cgroup {
             }
             Err(_) => return None,
         };
-        let dir_fd = rustix::fs::open(
-            &dir,
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .ok()?;
+        let dir_fd = open_dir(&dir).ok()?;
         Some(Cgroup {
             dir,
             name,
