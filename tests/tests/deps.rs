@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use warden_tests::warden::status::RunState;
-use warden_tests::warden::svdir::ServiceDir;
+use warden_tests::warden::svdir::{Liveness, ServiceDir};
 use warden_tests::{alive, bin, run, script, wait_until, Spawned};
 
 const LONG: Duration = Duration::from_secs(20);
@@ -552,8 +552,11 @@ fn svctl_status_says_what_a_held_service_waits_for() {
     dep(&app, "needs", "cache");
     dep(&app, "wants", "metrics");
     scan.start();
+    // Held in its status, and announced: supervise opens `ok` only after its first status,
+    // and svctl says "supervise not running" until then.
     wait_until("app held", LONG, || {
-        ServiceDir::new(&app).extended().is_some_and(|x| x.held)
+        let app = ServiceDir::new(&app);
+        app.extended().is_some_and(|x| x.held) && app.liveness() == Ok(Liveness::Running)
     });
     let (_, out, _) = scan.svctl(&["status", "--short", "app"]);
     assert!(
