@@ -709,6 +709,40 @@ fn usage_and_missing_dir() {
     );
 }
 
+/// `--help` is usage on stdout, not a directory named `--help`; an unknown or repeated option
+/// is a usage error naming it; `--` ends the options, so a directory whose name begins with
+/// `-` is supervised.
+#[test]
+fn help_unknown_options_and_a_dash_dir_after_double_dash() {
+    let usage = "usage: supervise [--default-log] [--held] DIR\n";
+    let (code, out, err) = run(Command::new(bin("supervise")).arg("--help"), WAIT);
+    assert_eq!((code, out.as_str(), err.as_str()), (Some(0), usage, ""));
+    for options in [&["--bogus", "svc"][..], &["--held", "--held", "svc"]] {
+        let (code, _, err) = run(Command::new(bin("supervise")).args(options), WAIT);
+        let option = options[options.len() - 2];
+        assert_eq!(
+            (code, err),
+            (
+                Some(100),
+                format!("supervise: unknown or repeated option {option}\n{usage}")
+            )
+        );
+    }
+    let root = tempfile::tempdir().unwrap();
+    let svc = root.path().join("-dash");
+    script(&svc.join("run"), "exec sleep 1000");
+    let child = Spawned::new(
+        Command::new(bin("supervise"))
+            .args(["--", "-dash"])
+            .current_dir(root.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
+    let sup = Sup::of(&svc, child).ready();
+    sup.wait_run();
+}
+
 #[test]
 fn supervise_dir_layout() {
     use std::os::unix::fs::{FileTypeExt, PermissionsExt};

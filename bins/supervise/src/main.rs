@@ -25,10 +25,19 @@ warden::lean_main!(supervise);
 // svscan and supervise run only a companion with this mark (warden::companion).
 warden::companion_mark!();
 
+const USAGE: &str = "usage: supervise [--default-log] [--held] DIR";
+
 fn supervise() -> u8 {
-    let Some(args) = arguments() else {
-        say!("usage: supervise [--default-log] [--held] DIR");
-        return EXIT_USAGE;
+    let args = match arguments() {
+        Ok(Parsed::Run(args)) => args,
+        Ok(Parsed::Help) => {
+            warden::diag::out(&format!("{USAGE}\n"));
+            return 0;
+        }
+        Err(problem) => {
+            say!("{problem}{USAGE}");
+            return EXIT_USAGE;
+        }
     };
     let default_run = args.default_log.then(spawn::find_logger);
     match supervisor::Supervisor::start(&args.dir, default_run, args.held)
@@ -51,24 +60,38 @@ struct Arguments {
     held: bool,
 }
 
-/// `[--default-log] [--held] DIR`, the options in any order before the directory.
-fn arguments() -> Option<Arguments> {
+enum Parsed {
+    Run(Arguments),
+    Help,
+}
+
+/// `[--default-log] [--held] DIR`, the options in any order before the directory; `--` ends
+/// them (svscan passes a name that begins with `-` as `./NAME`). The error is what to say
+/// before the usage line.
+fn arguments() -> Result<Parsed, String> {
     let mut args = std::env::args_os().skip(1);
     let (mut default_log, mut held) = (false, false);
     let dir = loop {
-        let arg = args.next()?;
+        let Some(arg) = args.next() else {
+            return Err(String::new());
+        };
         match arg.to_str() {
             Some("--default-log") if !default_log => default_log = true,
             Some("--held") if !held => held = true,
+            Some("-h" | "--help") => return Ok(Parsed::Help),
+            Some("--") => break args.next().unwrap_or_default(),
+            Some(option) if option.starts_with('-') && option.len() > 1 => {
+                return Err(format!("supervise: unknown or repeated option {option}\n"));
+            }
             _ => break arg,
         }
     };
     if args.next().is_some() || dir.is_empty() {
-        return None;
+        return Err(String::new());
     }
-    Some(Arguments {
+    Ok(Parsed::Run(Arguments {
         dir: PathBuf::from(dir),
         default_log,
         held,
-    })
+    }))
 }
