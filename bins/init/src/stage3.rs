@@ -8,6 +8,7 @@ use crate::{emergency, hook, stage1};
 use rustix::process::{getpid, kill_process_group, Pid, Signal};
 use rustix::system::{reboot, RebootCommand};
 use std::time::{Duration, Instant};
+use warden::service::deadline;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
@@ -117,7 +118,7 @@ fn stop_everything(reaper: &Reaper, grace: Duration) -> bool {
         grace.as_millis()
     );
     signal_all(Signal::KILL);
-    if !reaper.wait_all_gone(Instant::now() + KILL_GRACE) {
+    if !reaper.wait_all_gone(deadline(Instant::now(), KILL_GRACE)) {
         warden::say!("init: warning: processes survived KILL (stuck in the kernel?): going on");
     }
     false

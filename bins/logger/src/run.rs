@@ -300,7 +300,7 @@ impl Logger {
             Some(stall) => (stall.delay * 2).min(LAST_RETRY),
         };
         self.stall = Some(Stall {
-            deadline: Instant::now() + delay,
+            deadline: warden::service::deadline(Instant::now(), delay),
             delay,
         });
     }

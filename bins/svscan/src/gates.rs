@@ -13,6 +13,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::ffi::{OsStr, OsString};
 use std::time::{Duration, Instant};
 use warden::control::Command;
+use warden::service::deadline;
 use warden::status::{RunState, Want};
 use warden::svdir::ServiceDir;
 
@@ -227,8 +228,7 @@ impl Gates {
     fn retry_later(&mut self, name: &OsStr) {
         self.retry.insert(name.to_owned());
         let now = Instant::now();
-        self.retry_at
-            .get_or_insert_with(|| now.checked_add(RETRY).unwrap_or(now));
+        self.retry_at.get_or_insert_with(|| deadline(now, RETRY));
     }
 
     /// The watch just added, if there is one. Out of watches (or of kernel memory), the

@@ -7,6 +7,7 @@
 
 use rustix::process::Signal;
 use std::time::{Duration, Instant};
+use warden::service::deadline;
 
 /// A supervisor that lived at least this long is not failing: restart it at once.
 pub use warden::backoff::QUICK_DEATH;
@@ -125,7 +126,7 @@ impl Slot {
         }
         let delay = restart_delay(self.quick_deaths);
         self.state = State::Waiting {
-            at: now.checked_add(delay).unwrap_or(now),
+            at: deadline(now, delay),
         };
         delay
     }
@@ -570,7 +571,7 @@ fn settle(
             // Not this entry's fault, and over once other entries give fds back: a steady
             // retry, so that every starved entry starts soon after, without a growing back-off.
             slot.state = State::Waiting {
-                at: now.checked_add(FD_SHORTAGE_RETRY).unwrap_or(now),
+                at: deadline(now, FD_SHORTAGE_RETRY),
             };
             out.push(Action::Report(Report::FdShortage { role, error }));
         }

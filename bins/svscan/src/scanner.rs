@@ -15,6 +15,7 @@ use rustix::process::{Signal, WaitOptions};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::ffi::OsString;
 use std::time::{Duration, Instant};
+use warden::service::deadline;
 use warden::signal::SignalPipe;
 use warden::svdir::scan_control;
 
@@ -327,7 +328,7 @@ impl Scanner {
         }
         self.shutdown = Some(Shutdown {
             ending,
-            services_deadline: now + self.grace,
+            services_deadline: deadline(now, self.grace),
             services_killed: false,
             loggers_deadline: None,
             loggers_killed: false,
@@ -368,16 +369,16 @@ impl Scanner {
             s.services_killed = true;
             // Those still waiting for their dependents to stop are out of time too.
             self.tree.unwant_all();
-            s.give_up = Some(now + self.grace + AFTER_KILL);
+            s.give_up = Some(deadline(now, self.grace.saturating_add(AFTER_KILL)));
             self.tree.kill_stragglers(Role::Service);
         }
         if s.loggers_deadline.is_none() && self.tree.services_gone() {
-            s.loggers_deadline = Some(now + self.grace);
+            s.loggers_deadline = Some(deadline(now, self.grace));
             s.give_up = None;
         }
         if !s.loggers_killed && s.loggers_deadline.is_some_and(|d| now >= d) {
             s.loggers_killed = true;
-            s.give_up = Some(now + AFTER_KILL);
+            s.give_up = Some(deadline(now, AFTER_KILL));
             self.tree.kill_stragglers(Role::Log);
         }
         if s.give_up.is_some_and(|d| now >= d) {
@@ -426,9 +427,9 @@ impl Scanner {
                     }
                     Some(Err(e)) => {
                         self.gates.report_watch_shortage(&name, e);
-                        self.hup_recheck = Some(now + HUP_RECHECK);
+                        self.hup_recheck = Some(deadline(now, HUP_RECHECK));
                     }
-                    None => self.hup_recheck = Some(now + HUP_RECHECK),
+                    None => self.hup_recheck = Some(deadline(now, HUP_RECHECK)),
                 }
             }
             // The logger may have started before the watch was in place.
@@ -439,7 +440,7 @@ impl Scanner {
     /// Sends the pending HUP of `id` if its logger now runs.
     fn try_hup(&mut self, id: &Id, now: Instant) {
         match self.tree.try_hup(id) {
-            Hup::Recheck => self.hup_recheck = Some(now + HUP_RECHECK),
+            Hup::Recheck => self.hup_recheck = Some(deadline(now, HUP_RECHECK)),
             Hup::Pending => {}
             // Sent, or no longer needed (the tree says so too, in its next changes).
             Hup::Done => self.stop_hup_watch(id),
@@ -502,9 +503,9 @@ impl Scanner {
                     }
                     Some(Err(e)) => {
                         self.gates.report_watch_shortage(dir.as_os_str(), e);
-                        self.exit_recheck = Some(now + HUP_RECHECK);
+                        self.exit_recheck = Some(deadline(now, HUP_RECHECK));
                     }
-                    None => self.exit_recheck = Some(now + HUP_RECHECK),
+                    None => self.exit_recheck = Some(deadline(now, HUP_RECHECK)),
                 }
             }
             if recheck_due || self.exit_recheck.is_some() {
@@ -532,7 +533,7 @@ impl Scanner {
             .map(|watch| watch.add_log_watch(std::path::Path::new(name)));
         match added {
             Some(Ok(wd)) => {
-                self.young.insert(id, wd, now + SETTLE);
+                self.young.insert(id, wd, deadline(now, SETTLE));
                 // The log/ may have come before the watch.
                 self.check_young(&id);
             }
@@ -552,8 +553,9 @@ impl Scanner {
         if self.tree.connect_new_log(&id) {
             return;
         }
-        self.young_unwatched.insert(id, now + SETTLE);
-        self.young_recheck.get_or_insert_with(|| now + HUP_RECHECK);
+        self.young_unwatched.insert(id, deadline(now, SETTLE));
+        self.young_recheck
+            .get_or_insert_with(|| deadline(now, HUP_RECHECK));
     }
 
     fn recheck_young_unwatched(&mut self, now: Instant) {
@@ -565,7 +567,7 @@ impl Scanner {
         self.young_unwatched
             .retain(|id, until| !tree.connect_new_log(id) && *until > now);
         if !self.young_unwatched.is_empty() {
-            self.young_recheck = Some(now + HUP_RECHECK);
+            self.young_recheck = Some(deadline(now, HUP_RECHECK));
         }
     }
 
@@ -649,7 +651,7 @@ impl Scanner {
                          new services are seen on svctl rescan or SIGHUP until a retry works"
                     );
                 }
-                self.watch_retry = Some(now + delay);
+                self.watch_retry = Some(deadline(now, delay));
             }
         }
     }
@@ -777,7 +779,7 @@ impl Scanner {
                         life::humanize(delay)
                     );
                 }
-                self.rescan_at = Some(now + delay);
+                self.rescan_at = Some(deadline(now, delay));
                 return;
             }
         };
@@ -831,9 +833,7 @@ impl Scanner {
         with_deps.sort_by_cached_key(|(_, name)| self.gates.depth(name));
         let mut held = 0u32;
         for (id, name) in with_deps {
-            let at = now
-                .checked_add(HELD_STAGGER.saturating_mul(held))
-                .unwrap_or(now);
+            let at = deadline(now, HELD_STAGGER.saturating_mul(held));
             if self.gates.gate(&name) == crate::graph::Gate::Hold {
                 held = held.saturating_add(1);
             }
