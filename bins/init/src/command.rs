@@ -275,8 +275,10 @@ fn next_signal(deadline: Option<Instant>) -> Option<(i32, i32)> {
             None => libc::sigwaitinfo(&set, &mut info),
             Some(deadline) => {
                 let left = deadline.saturating_duration_since(Instant::now());
+                // At most 68 years: that fits a time_t of any width.
+                let secs = left.as_secs().min(u64::from(i32::MAX.unsigned_abs()));
                 let timeout = libc::timespec {
-                    tv_sec: libc::time_t::try_from(left.as_secs()).unwrap_or(libc::time_t::MAX),
+                    tv_sec: secs.try_into().unwrap_or_default(),
                     tv_nsec: left.subsec_nanos() as libc::c_long,
                 };
                 libc::sigtimedwait(&set, &mut info, &timeout)

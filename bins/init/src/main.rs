@@ -66,14 +66,16 @@ fn parse_args(args: &[OsString]) -> Result<Mode, String> {
 }
 
 /// The C entry point. Rust's start is skipped: see the top of this file. What init needs of
-/// it is done here: fds 0-2 held (see [`stdio::hold`]) before anything else is opened, and
-/// SIGPIPE made harmless (Rust's start ignores it).
+/// it is done here: the arguments kept (without its start std has none on musl), fds 0-2
+/// held (see [`stdio::hold`]) before anything else is opened, and SIGPIPE made harmless
+/// (Rust's start ignores it).
 #[cfg(not(test))]
 #[no_mangle]
 pub extern "C" fn main(
-    _argc: core::ffi::c_int,
-    _argv: *const *const core::ffi::c_char,
+    argc: core::ffi::c_int,
+    argv: *const *const core::ffi::c_char,
 ) -> core::ffi::c_int {
+    warden::entry::keep_arguments(argc, argv);
     core::ffi::c_int::from(init())
 }
 
@@ -84,7 +86,7 @@ fn main() {
 }
 
 fn init() -> u8 {
-    let args: Vec<OsString> = std::env::args_os().skip(1).collect();
+    let args: Vec<OsString> = warden::entry::args_os().into_iter().skip(1).collect();
     let parsed = parse_args(&args);
     // Stage 1 puts the console there itself once /dev is mounted; the others take /dev/null.
     let stage1 = matches!(parsed, Ok(Mode::Stage1 { .. }));

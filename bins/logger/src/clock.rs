@@ -45,7 +45,7 @@ pub fn local(unix: i64) -> Civil {
 
 fn local_c(unix: i64) -> Option<Civil> {
     #[allow(clippy::useless_conversion)] // time_t is 32 bits on some targets
-    let time: libc::time_t = unix.try_into().ok()?;
+    let time = unix.try_into().ok()?;
     // SAFETY: `tm` is plain old data that localtime_r fully writes on success; both pointers
     // are valid for the duration of the call, and localtime_r (unlike localtime) keeps no
     // reference to them and uses no shared result buffer.

@@ -30,7 +30,7 @@ warden::lean_main!(logger);
 warden::companion_mark!();
 
 fn logger() -> u8 {
-    let mut argv = std::env::args_os();
+    let mut argv = warden::entry::args_os().into_iter();
     // Run as `svlogd` (a link made by `cargo xtask install --svlogd`): runit's command line.
     let name = argv.next().map(std::path::PathBuf::from);
     if name.as_deref().and_then(std::path::Path::file_name) == Some("svlogd".as_ref()) {

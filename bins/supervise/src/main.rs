@@ -69,7 +69,7 @@ enum Parsed {
 /// them (svscan passes a name that begins with `-` as `./NAME`). The error is what to say
 /// before the usage line.
 fn arguments() -> Result<Parsed, String> {
-    let mut args = std::env::args_os().skip(1);
+    let mut args = warden::entry::args_os().into_iter().skip(1);
     let (mut default_log, mut held) = (false, false);
     let dir = loop {
         let Some(arg) = args.next() else {

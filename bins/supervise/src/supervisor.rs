@@ -769,12 +769,17 @@ struct Prepared {
 
 /// Hands freed heap pages back to the kernel before sleeping: a hundred idle supervisors
 /// should not each keep the pages that reading mountinfo or spawning once dirtied.
+#[cfg(target_env = "gnu")]
 fn give_back_free_memory() {
     // SAFETY: malloc_trim only walks glibc's own free lists; no Rust object is touched.
     unsafe {
         libc::malloc_trim(0);
     }
 }
+
+/// musl's allocator unmaps freed pages itself and has no `malloc_trim`.
+#[cfg(not(target_env = "gnu"))]
+fn give_back_free_memory() {}
 
 fn absolute(dir: &Path) -> PathBuf {
     if dir.is_absolute() {

@@ -40,7 +40,7 @@ pub fn own_dir() -> Option<PathBuf> {
     {
         return Some(dir);
     }
-    let argv0 = PathBuf::from(std::env::args_os().next()?);
+    let argv0 = PathBuf::from(crate::entry::args_os().into_iter().next()?);
     if !argv0.as_os_str().as_encoded_bytes().contains(&b'/') {
         return None;
     }

@@ -11,8 +11,44 @@
 
 use rustix::event::{poll, PollFd, PollFlags};
 use rustix::fs::{Mode, OFlags};
-use std::sync::atomic::AtomicBool;
+use std::ffi::{c_char, c_int, CStr, OsStr, OsString};
+use std::os::unix::ffi::OsStrExt as _;
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
 use std::sync::Arc;
+
+/// The command line the C `main` was given. std fills `std::env::args` from glibc's
+/// `.init_array` call, which musl does not make, so with a C `main` these are the only
+/// arguments there are on musl.
+static ARGC: AtomicUsize = AtomicUsize::new(0);
+static ARGV: AtomicPtr<*const c_char> = AtomicPtr::new(std::ptr::null_mut());
+
+/// Keeps the C `main`'s `argc` and `argv` for [`args_os`].
+pub fn keep_arguments(argc: c_int, argv: *const *const c_char) {
+    ARGC.store(usize::try_from(argc).unwrap_or(0), Ordering::Relaxed);
+    ARGV.store(argv.cast_mut(), Ordering::Relaxed);
+}
+
+/// The program's arguments, `argv[0]` first: those the C `main` kept, else std's (a Rust
+/// `main`, as in unit tests).
+#[allow(unsafe_code)]
+pub fn args_os() -> Vec<OsString> {
+    let (argc, argv) = (ARGC.load(Ordering::Relaxed), ARGV.load(Ordering::Relaxed));
+    if argv.is_null() {
+        return std::env::args_os().collect();
+    }
+    (0..argc)
+        .map_while(|i| {
+            // SAFETY: the C runtime passes `argc` pointers in `argv`, which live as long as
+            // the process; `i < argc`. A null entry (never there before argv[argc]) ends it.
+            let arg = unsafe { *argv.add(i) };
+            // SAFETY: a non-null argv entry points to a NUL-terminated string that lives as
+            // long as the process and is not changed by this program.
+            (!arg.is_null()).then(|| {
+                OsStr::from_bytes(unsafe { CStr::from_ptr(arg) }.to_bytes()).to_os_string()
+            })
+        })
+        .collect()
+}
 
 /// Declares the C `main` that runs `$program: fn() -> u8` after [`prepare`], and returns its
 /// exit code. The crate says `#![cfg_attr(not(test), no_main)]`; its unit tests keep the
@@ -24,9 +60,10 @@ macro_rules! lean_main {
         #[cfg(not(test))]
         #[no_mangle]
         pub extern "C" fn main(
-            _argc: ::core::ffi::c_int,
-            _argv: *const *const ::core::ffi::c_char,
+            argc: ::core::ffi::c_int,
+            argv: *const *const ::core::ffi::c_char,
         ) -> ::core::ffi::c_int {
+            $crate::entry::keep_arguments(argc, argv);
             $crate::entry::prepare();
             let code = $program();
             $crate::entry::finish();

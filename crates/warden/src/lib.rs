@@ -3,7 +3,8 @@
 //! apply users and limits. The protocol they speak (the `supervise/` record, control bytes,
 //! settings, TAI64N, write-by-rename, diagnostics) is `warden_protocol`, re-exported here
 //! under the same names, so `warden::status` is the protocol's.
-// unsafe only in `spawn`, where clone3 and the child's raw syscalls need it, and `ids`.
+// unsafe only in `spawn`, where clone3 and the child's raw syscalls need it, `ids`, and
+// `entry`'s reading of the C `main`'s argv.
 #![deny(unsafe_code)]
 #![deny(unsafe_op_in_unsafe_fn)]
 

@@ -204,6 +204,7 @@ pub fn resolve_user(spec: &UserSpec, passwd: &str, group_db: &str) -> Result<Acc
 
 /// setrlimit's resources by the names `limits` uses (those of prlimit(1), `ulimit` and
 /// systemd's `Limit*=` without the prefix).
+#[allow(clippy::unnecessary_cast)] // the constants are u32 with glibc, c_int with musl
 pub const RESOURCES: [(&str, i32); 16] = [
     ("as", libc::RLIMIT_AS as i32),
     ("core", libc::RLIMIT_CORE as i32),

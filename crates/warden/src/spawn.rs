@@ -1481,6 +1481,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::unnecessary_cast)] // RLIMIT_* are u32 with glibc, c_int with musl
     fn issue_17_the_child_takes_limits_niceness_umask_and_ids() {
         let _serial = ONE_AT_A_TIME.lock();
         let (read, write) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC).unwrap();
