@@ -98,6 +98,35 @@ impl Drop for Spawned {
     }
 }
 
+/// Live processes whose working directory is `root` or inside it: a service's processes work
+/// in its directory, so these are what a test's tree left running.
+pub fn processes_under(root: &Path) -> Vec<i32> {
+    let root = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| {
+            let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
+            let cwd = std::fs::read_link(entry.path().join("cwd")).ok()?;
+            (cwd.starts_with(&root) && alive(pid)).then_some(pid)
+        })
+        .collect()
+}
+
+/// Ends what a test started under `root`, pass or fail: KILL to every process working there
+/// (by pid), then the cgroups of its service dirs removed, which a supervisor killed hard
+/// cannot do itself.
+pub fn kill_under(root: &Path) {
+    for pid in processes_under(root) {
+        if let Some(pid) = rustix::process::Pid::from_raw(pid).filter(|_| pid > 1) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+        }
+    }
+    remove_cgroups_under(root, Duration::from_secs(5));
+}
+
 /// Whether a pid names a live process (a zombie counts as dead).
 pub fn alive(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {

@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use warden_tests::warden::status::RunState;
 use warden_tests::warden::svdir::{Liveness, ServiceDir};
-use warden_tests::{alive, bin, run, script, wait_until, Spawned};
+use warden_tests::{bin, run, script, wait_until, Spawned};
 
 const LONG: Duration = Duration::from_secs(20);
 
@@ -77,10 +77,7 @@ impl Scan {
 impl Drop for Scan {
     fn drop(&mut self) {
         self.stop();
-        for pid in processes_under(self.root.path()) {
-            signal(pid, rustix::process::Signal::KILL);
-        }
-        warden_tests::remove_cgroups_under(self.root.path(), Duration::from_secs(5));
+        warden_tests::kill_under(self.root.path());
     }
 }
 
@@ -88,22 +85,6 @@ fn signal(pid: i32, sig: rustix::process::Signal) {
     if let Some(pid) = rustix::process::Pid::from_raw(pid).filter(|_| pid > 1) {
         let _ = rustix::process::kill_process(pid, sig);
     }
-}
-
-fn processes_under(root: &Path) -> Vec<i32> {
-    let root = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
-    let mut out = Vec::new();
-    for entry in fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
-            continue;
-        };
-        if let Ok(cwd) = fs::read_link(entry.path().join("cwd")) {
-            if cwd.starts_with(&root) && alive(pid) {
-                out.push(pid);
-            }
-        }
-    }
-    out
 }
 
 /// A run script that notes when it started (`started`, appended, once its TERM trap is set:

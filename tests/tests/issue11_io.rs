@@ -37,26 +37,8 @@ impl Drop for Cleanup<'_> {
                 std::thread::sleep(Duration::from_millis(10));
             }
         }
-        for pid in pids_under(self.root) {
-            if let Some(pid) = rustix::process::Pid::from_raw(pid) {
-                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
-            }
-        }
-        warden_tests::remove_cgroups_under(self.root, Duration::from_secs(5));
+        warden_tests::kill_under(self.root);
     }
-}
-
-fn pids_under(root: &Path) -> Vec<i32> {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    dir.filter_map(|e| {
-        let e = e.ok()?;
-        let pid: i32 = e.file_name().to_str()?.parse().ok()?;
-        let cwd = std::fs::read_link(e.path().join("cwd")).ok()?;
-        cwd.starts_with(root).then_some(pid)
-    })
-    .collect()
 }
 
 fn marker(root: &Path, name: &str) -> PathBuf {

@@ -36,6 +36,16 @@ fn musl_bins() -> PathBuf {
     target_dir.join(TARGET).join("debug")
 }
 
+/// Ends what the test started under its temp dir, pass or fail (svscan is stopped first by
+/// the test itself; a failed test leaves its supervisor and service to this).
+struct Cleanup<'a>(&'a Path);
+
+impl Drop for Cleanup<'_> {
+    fn drop(&mut self) {
+        warden_tests::kill_under(self.0);
+    }
+}
+
 #[test]
 fn the_musl_programs_take_their_arguments() {
     let bins = musl_bins();
@@ -59,6 +69,7 @@ fn the_musl_programs_take_their_arguments() {
     assert_eq!(out, "a b\n");
 
     let tmp = tempfile::tempdir().unwrap();
+    let _cleanup = Cleanup(tmp.path());
     let logdir = tmp.path().join("log");
     let mut logger = Command::new(bins.join("logger"))
         .arg(&logdir)

@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use warden_tests::warden::svdir::{Liveness, ServiceDir};
-use warden_tests::{alive, bin, children_of, script, service, wait_until, Spawned};
+use warden_tests::{
+    alive, bin, children_of, processes_under, script, service, wait_until, Spawned,
+};
 
 const LONG: Duration = Duration::from_secs(20);
 
@@ -113,11 +115,7 @@ impl Drop for Scan {
                 std::thread::sleep(Duration::from_millis(10));
             }
         }
-        for pid in processes_under(self.root.path()) {
-            signal(pid, rustix::process::Signal::KILL);
-        }
-        // Supervisors killed hard cannot remove their cgroups: the test does.
-        warden_tests::remove_cgroups_under(self.root.path(), Duration::from_secs(5));
+        warden_tests::kill_under(self.root.path());
     }
 }
 
@@ -129,27 +127,6 @@ fn signal(pid: i32, sig: rustix::process::Signal) {
             let _ = rustix::process::kill_process(pid, sig);
         }
     }
-}
-
-/// Live processes whose working directory is inside `root`.
-fn processes_under(root: &Path) -> Vec<i32> {
-    let root = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        if let Ok(cwd) = std::fs::read_link(entry.path().join("cwd")) {
-            if cwd.starts_with(&root) && alive(pid) {
-                out.push(pid);
-            }
-        }
-    }
-    out
 }
 
 /// Live `supervise` processes running for `dir` (supervise works inside its directory).

@@ -52,18 +52,7 @@ struct Cleanup<'a>(&'a Path);
 
 impl Drop for Cleanup<'_> {
     fn drop(&mut self) {
-        let Ok(procs) = std::fs::read_dir("/proc") else {
-            return;
-        };
-        for p in procs.flatten() {
-            let Some(pid) = p.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
-                continue;
-            };
-            if std::fs::read_link(p.path().join("cwd")).is_ok_and(|cwd| cwd.starts_with(self.0)) {
-                kill(pid, rustix::process::Signal::KILL);
-            }
-        }
-        warden_tests::remove_cgroups_under(self.0, Duration::from_secs(5));
+        warden_tests::kill_under(self.0);
     }
 }
 
