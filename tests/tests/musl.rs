@@ -46,8 +46,25 @@ impl Drop for Cleanup<'_> {
     }
 }
 
+/// Whether the musl target is installed.
+fn have_musl_target() -> bool {
+    Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .is_ok_and(|out| {
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .any(|l| l == TARGET)
+        })
+}
+
 #[test]
 fn the_musl_programs_take_their_arguments() {
+    // Only .ci/run sets this, when Rust's download server could not be reached.
+    if std::env::var_os("WARDEN_SKIP_MUSL").is_some() && !have_musl_target() {
+        eprintln!("SKIPPED: the {TARGET} target is not installed and could not be (.ci/run)");
+        return;
+    }
     let bins = musl_bins();
 
     let (code, out, err) = run(Command::new(bins.join("supervise")).arg("--help"), WAIT);
