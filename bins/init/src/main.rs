@@ -71,11 +71,12 @@ fn parse_args(args: &[OsString]) -> Result<Mode, String> {
 /// (Rust's start ignores it).
 #[cfg(not(test))]
 #[no_mangle]
-pub extern "C" fn main(
+extern "C" fn main(
     argc: core::ffi::c_int,
     argv: *const *const core::ffi::c_char,
 ) -> core::ffi::c_int {
-    warden::entry::keep_arguments(argc, argv);
+    // SAFETY: these are the C runtime's own argc and argv.
+    unsafe { warden::entry::keep_arguments(argc, argv) };
     core::ffi::c_int::from(init())
 }
 

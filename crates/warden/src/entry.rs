@@ -23,7 +23,12 @@ static ARGC: AtomicUsize = AtomicUsize::new(0);
 static ARGV: AtomicPtr<*const c_char> = AtomicPtr::new(std::ptr::null_mut());
 
 /// Keeps the C `main`'s `argc` and `argv` for [`args_os`].
-pub fn keep_arguments(argc: c_int, argv: *const *const c_char) {
+///
+/// # Safety
+/// `argv` must hold `argc` pointers to NUL-terminated strings that live, unchanged, as long as
+/// the process: what the C runtime passes to `main`.
+#[allow(unsafe_code)]
+pub unsafe fn keep_arguments(argc: c_int, argv: *const *const c_char) {
     ARGC.store(usize::try_from(argc).unwrap_or(0), Ordering::Relaxed);
     ARGV.store(argv.cast_mut(), Ordering::Relaxed);
 }
@@ -38,11 +43,11 @@ pub fn args_os() -> Vec<OsString> {
     }
     (0..argc)
         .map_while(|i| {
-            // SAFETY: the C runtime passes `argc` pointers in `argv`, which live as long as
-            // the process; `i < argc`. A null entry (never there before argv[argc]) ends it.
+            // SAFETY: `argv` holds `argc` pointers that live as long as the process
+            // (`keep_arguments`' contract) and `i < argc`. A null entry ends it.
             let arg = unsafe { *argv.add(i) };
-            // SAFETY: a non-null argv entry points to a NUL-terminated string that lives as
-            // long as the process and is not changed by this program.
+            // SAFETY: a non-null entry points to a NUL-terminated string that lives, unchanged,
+            // as long as the process (`keep_arguments`' contract).
             (!arg.is_null()).then(|| {
                 OsStr::from_bytes(unsafe { CStr::from_ptr(arg) }.to_bytes()).to_os_string()
             })
@@ -59,11 +64,15 @@ macro_rules! lean_main {
     ($program:path) => {
         #[cfg(not(test))]
         #[no_mangle]
-        pub extern "C" fn main(
+        extern "C" fn main(
             argc: ::core::ffi::c_int,
             argv: *const *const ::core::ffi::c_char,
         ) -> ::core::ffi::c_int {
-            $crate::entry::keep_arguments(argc, argv);
+            // SAFETY: these are the C runtime's own argc and argv.
+            #[allow(unsafe_code)]
+            unsafe {
+                $crate::entry::keep_arguments(argc, argv)
+            };
             $crate::entry::prepare();
             let code = $program();
             $crate::entry::finish();
