@@ -120,7 +120,12 @@ impl Sup {
 impl Drop for Sup {
     fn drop(&mut self) {
         let pid = self.dir().status().map(|s| s.pid).unwrap_or(0);
-        let cgroup = self.dir().extended().and_then(|x| x.cgroup);
+        let cgroup = self
+            .dir()
+            .extended()
+            .and_then(|x| x.cgroup)
+            .zip(warden_tests::warden::cgroupfs::mount())
+            .map(|(cgroup, mount)| mount.join(cgroup.trim_start_matches('/')));
         let _ = self.dir().send(b"x");
         let deadline = Instant::now() + Duration::from_secs(3);
         while Instant::now() < deadline {
@@ -133,16 +138,24 @@ impl Drop for Sup {
         if pid > 0 {
             warden_tests::kill_group(pid as i32);
         }
-        if let Some(cgroup) = cgroup {
-            if let Some(mount) = warden_tests::warden::cgroupfs::mount() {
-                let dir = mount.join(cgroup.trim_start_matches('/'));
-                let _ = std::fs::write(dir.join("cgroup.kill"), "1");
-            }
+        if let Some(cgroup) = &cgroup {
+            let _ = std::fs::write(cgroup.join("cgroup.kill"), "1");
         }
-        // A supervisor killed hard cannot remove its cgroup: the test does.
+        // A supervisor killed hard cannot remove its cgroup: the test does, by the path the
+        // supervisor published (its name is that of the dir when it started, which a test
+        // may have renamed since).
         let _ = self.child.child.kill();
         let _ = self.child.child.wait();
         warden_tests::remove_cgroups_under(&self.svc, Duration::from_secs(2));
+        if let Some(cgroup) = cgroup {
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while std::fs::remove_dir(&cgroup).is_err()
+                && cgroup.exists()
+                && Instant::now() < deadline
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
     }
 }
 
