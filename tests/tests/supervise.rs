@@ -425,6 +425,30 @@ fn e_exits_once_the_service_exits_by_itself() {
 }
 
 #[test]
+fn a_hup_sent_before_the_service_exits_keeps_it_from_being_restarted() {
+    let root = tempfile::tempdir().unwrap();
+    let svc = root.path().join("svc");
+    // The run (long enough not to be a quick death) stops its supervisor, sends it HUP, and
+    // exits; let go on, the supervisor finds the HUP and the death in one go. The HUP came
+    // first (svscan sends a logger's supervisor HUP before the logger can read EOF): no
+    // restart, or a `cat > file` logger would be run again and empty its file.
+    script(
+        &svc.join("run"),
+        "echo $$ >> pids\n[ $(wc -l < pids) -ge 2 ] && exit 0\nsleep 1.2\n\
+         kill -STOP $PPID\nkill -HUP $PPID\nexit 0",
+    );
+    let mut sup = Sup::start(&svc);
+    let pid = sup.wait_run();
+    wait_until("the run to exit, unreaped", WAIT, || {
+        process_state(pid) == Some('Z')
+    });
+    let sup_pid = rustix::process::Pid::from_raw(sup.child.pid()).unwrap();
+    rustix::process::kill_process(sup_pid, rustix::process::Signal::CONT).unwrap();
+    assert_eq!(sup.exit_code(), Some(0), "{}", sup.stderr());
+    assert_eq!(read_lines(&svc.join("pids")).len(), 1, "restarted");
+}
+
+#[test]
 fn sigterm_is_x_and_sighup_is_e() {
     let root = tempfile::tempdir().unwrap();
     let svc = root.path().join("svc");

@@ -394,7 +394,9 @@ fn removal_while_the_logger_waits_out_its_back_off_hups_it_once_it_runs() {
     assert_eq!(
         std::fs::read_to_string(away.join("lines")).unwrap_or_default(),
         "line one\nline two\n",
-        "{}",
+        // A fourth run (its logger started again after it read EOF) empties `lines`.
+        "runs of the logger: {:?}; svscan: {}",
+        std::fs::read_to_string(away.join("tries")),
         scan.stderr()
     );
     assert!(processes_under(&away).is_empty(), "{}", scan.stderr());

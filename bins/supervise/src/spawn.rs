@@ -225,7 +225,8 @@ fn environment(first: &[(String, String)], changes: &[EnvVar]) -> Vec<CString> {
 }
 
 /// The signals the supervisor catches (its signal pipe is made of these): a child that
-/// borrows its memory must not run their handlers, so it sets them to default first.
+/// borrows its memory must not run their handlers, so it sets them to default first. CHILD
+/// comes first: the signal pipe's `take` looks at them in this order (see the main loop).
 pub const CAUGHT: [Signal; 3] = [Signal::CHILD, Signal::TERM, Signal::HUP];
 
 /// Starts `argv` in a session of its own, born in the cgroup, with the readiness pipe's write

@@ -148,13 +148,20 @@ impl Supervisor {
                 self.read_watch();
             }
             if signalled {
-                for signal in self.signals.take() {
-                    match signal {
-                        Signal::CHILD => self.reap(),
+                // Orders before deaths: svscan sends a logger's supervisor HUP before it
+                // lets the logger read EOF, so a logger that has exited is not started again.
+                // (`take` looks at CHILD first: a CHILD seen implies a HUP sent before it is
+                // seen too.)
+                let signals = self.signals.take();
+                for signal in &signals {
+                    match *signal {
                         Signal::TERM => self.feed(Event::Command(Command::Exit)),
                         Signal::HUP => self.feed(Event::Command(Command::ExitAfter)),
                         _ => {}
                     }
+                }
+                if signals.contains(&Signal::CHILD) {
+                    self.reap();
                 }
             }
             if control && self.machine.accepts_commands() {

@@ -16,7 +16,8 @@ pub struct Catchall {
     pub pipe: bool,
     /// In a shutdown: the read end, kept for a logger to drain.
     pub leftover: bool,
-    /// The logger's supervisor is to get HUP (`e`) once its logger runs.
+    /// The logger's supervisor is to get HUP (`e`) once its logger runs; until then svscan
+    /// keeps the pipe's write end (see `life::LogSide::hup_pending`).
     pub hup_pending: bool,
 }
 
@@ -80,6 +81,10 @@ impl Catchall {
                 }
             }
             Event::Resumed { pipe } => {
+                if self.pipe && std::mem::take(&mut self.hup_pending) {
+                    // Not told to exit yet: the logger stays on its pipe.
+                    out.push(Action::UnwatchStatus);
+                }
                 if !self.pipe {
                     self.pipe = pipe;
                     if std::mem::take(&mut self.leftover) {
@@ -160,6 +165,7 @@ impl Catchall {
         }
         if std::mem::take(&mut self.hup_pending) {
             out.push(Action::UnwatchStatus);
+            self.pipe_to_leftover(out);
         }
         if self.pipe || (self.leftover && unread) {
             let lived = now.saturating_duration_since(running.since);
@@ -180,19 +186,21 @@ impl Catchall {
         }
     }
 
-    /// svscan lets go of the pipe's write end and tells the logger's supervisor to exit once
-    /// the logger has read it all.
+    /// svscan tells the logger's supervisor to exit once the logger has read it all, and then
+    /// lets go of the pipe's write end.
     fn all_gone(&mut self, unread: bool, out: &mut Actions) {
-        if std::mem::take(&mut self.pipe) {
-            self.leftover = true;
-            out.push(Action::PipeToLeftover);
-        }
-        match &self.slot.state {
-            State::Running(r) if !r.stop_sent && !self.hup_pending => {
+        if let State::Running(r) = &self.slot.state {
+            if !r.stop_sent && !self.hup_pending {
                 self.hup_pending = true;
                 out.push(Action::WatchStatus);
                 out.push(Action::CheckLogger);
             }
+            if self.hup_pending {
+                return;
+            }
+        }
+        self.pipe_to_leftover(out);
+        match &self.slot.state {
             State::Running(_) | State::Gone => {}
             State::Waiting { .. } if self.leftover && unread => {}
             State::Waiting { .. } => {
@@ -210,17 +218,30 @@ impl Catchall {
         };
         match state {
             Logger::Coming => {}
-            Logger::Unreadable => out.push(Action::RecheckLogger),
+            Logger::Unreadable => {
+                // Out of fds, say: the write end goes now, as that may be what frees one.
+                self.pipe_to_leftover(out);
+                out.push(Action::RecheckLogger);
+            }
             Logger::Running | Logger::Down => {
                 self.hup_pending = false;
                 out.push(Action::UnwatchStatus);
-                if state == Logger::Down && std::mem::take(&mut self.leftover) {
-                    out.push(Action::DropLeftover(Some(crate::life::LOGGER_DOWN)));
-                }
                 r.stop_sent = true;
                 out.push(Action::NoteCgroup(Role::Log));
                 out.push(Action::Signal(Role::Log, Signal::HUP));
+                // Only now, with `e` on its way, may the logger read EOF.
+                self.pipe_to_leftover(out);
+                if state == Logger::Down && std::mem::take(&mut self.leftover) {
+                    out.push(Action::DropLeftover(Some(crate::life::LOGGER_DOWN)));
+                }
             }
+        }
+    }
+
+    fn pipe_to_leftover(&mut self, out: &mut Actions) {
+        if std::mem::take(&mut self.pipe) {
+            self.leftover = true;
+            out.push(Action::PipeToLeftover);
         }
     }
 }
@@ -320,12 +341,12 @@ mod tests {
         let mut c = running(o);
         assert_eq!(
             c.step(Event::AllGone { unread: true }, o),
-            [PipeToLeftover, WatchStatus, CheckLogger]
+            [WatchStatus, CheckLogger]
         );
         assert_eq!(c.step(Event::LoggerSeen(Logger::Coming), o), []);
         assert_eq!(
             c.step(Event::LoggerSeen(Logger::Unreadable), o),
-            [RecheckLogger]
+            [PipeToLeftover, RecheckLogger]
         );
         assert_eq!(
             c.step(Event::LoggerSeen(Logger::Running), o),
@@ -371,9 +392,10 @@ mod tests {
             c.step(Event::LoggerSeen(Logger::Down), o),
             [
                 UnwatchStatus,
-                DropLeftover(Some(LOGGER_DOWN)),
                 NoteCgroup(Role::Log),
-                Signal(Role::Log, Signal::HUP)
+                Signal(Role::Log, Signal::HUP),
+                PipeToLeftover,
+                DropLeftover(Some(LOGGER_DOWN))
             ]
         );
     }

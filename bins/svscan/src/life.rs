@@ -143,7 +143,9 @@ pub struct LogSide {
     /// a logger that dies while draining; a new logger is started on them.
     pub leftover: bool,
     /// The logger's supervisor is to get HUP (`e`) once its logger runs: `e` to a supervisor
-    /// whose logger is down (restart throttle) would make it exit with the pipe unread.
+    /// whose logger is down (restart throttle) would make it exit with the pipe unread. Until
+    /// then svscan keeps the pipe's write end: a logger that read EOF before its supervisor
+    /// got `e` would be started again, on an empty pipe (and a `cat > file` would empty it).
     pub hup_pending: bool,
     /// The pipe was made for the starts of the last `Due`.
     pub fresh: bool,
@@ -603,6 +605,9 @@ fn exited(
             Some(log) => {
                 if std::mem::take(&mut log.hup_pending) {
                     out.push(Action::UnwatchStatus);
+                    if service_gone {
+                        pipe_to_leftover(log, out);
+                    }
                 }
                 let keep =
                     wanted || !service_gone || (log.leftover && drain.unread && drain.log_dir);
@@ -667,23 +672,26 @@ fn vanished(entry: &mut Entry, drain: Drain, out: &mut Actions) {
     }
 }
 
-/// Closes svscan's write end of the log pipe and tells the logger's supervisor to exit once
-/// the logger has drained it (HUP = `e`).
+/// Tells the logger's supervisor to exit once the logger has drained the pipe (HUP = `e`),
+/// and then closes svscan's write end of it.
 fn stop_log(entry: &mut Entry, drain: Drain, out: &mut Actions) {
     let Some(log) = entry.log.as_mut() else {
         return;
     };
-    if std::mem::take(&mut log.pipe) {
-        log.leftover = true;
-        out.push(Action::PipeToLeftover);
-    }
-    let unread = log.leftover && drain.unread;
-    match &mut log.slot.state {
-        State::Running(r) if !r.stop_sent && !log.hup_pending => {
+    if let State::Running(r) = &log.slot.state {
+        if !r.stop_sent && !log.hup_pending {
             log.hup_pending = true;
             out.push(Action::WatchStatus);
             out.push(Action::CheckLogger);
         }
+        if log.hup_pending {
+            // The write end is closed once the HUP is sent (see `hup_pending`).
+            return;
+        }
+    }
+    pipe_to_leftover(log, out);
+    let unread = log.leftover && drain.unread;
+    match &mut log.slot.state {
         State::Running(_) => {}
         State::Waiting { .. } if unread && drain.log_dir => {}
         State::Waiting { .. } | State::Gone => {
@@ -693,6 +701,14 @@ fn stop_log(entry: &mut Entry, drain: Drain, out: &mut Actions) {
             log.slot.state = State::Gone;
             drop_leftover(log, LOG_DIR_GONE, out);
         }
+    }
+}
+
+/// Closes svscan's write end of the pipe: its read end becomes the leftover.
+fn pipe_to_leftover(log: &mut LogSide, out: &mut Actions) {
+    if std::mem::take(&mut log.pipe) {
+        log.leftover = true;
+        out.push(Action::PipeToLeftover);
     }
 }
 
@@ -708,6 +724,10 @@ fn returned(entry: &mut Entry, now: Instant, out: &mut Actions) {
     }
     entry.wanted = true;
     if let Some(log) = entry.log.as_mut() {
+        if log.pipe && std::mem::take(&mut log.hup_pending) {
+            // Its logger was not told to exit yet: it stays, and so does the pipe it reads.
+            out.push(Action::UnwatchStatus);
+        }
         // A logger still draining the old pipe finishes it; the service gets a new one.
         if std::mem::take(&mut log.leftover) {
             out.push(Action::DropLeftover(None));
@@ -753,16 +773,23 @@ fn logger_seen(entry: &mut Entry, state: Logger, out: &mut Actions) {
     };
     match state {
         Logger::Coming => {}
-        Logger::Unreadable => out.push(Action::RecheckLogger),
+        Logger::Unreadable => {
+            // Out of fds, say: the write end goes now, as that may be what frees one (a
+            // logger that reads EOF before its HUP is then started again: the lesser harm).
+            pipe_to_leftover(log, out);
+            out.push(Action::RecheckLogger);
+        }
         Logger::Running | Logger::Down => {
             log.hup_pending = false;
             out.push(Action::UnwatchStatus);
-            if state == Logger::Down && std::mem::take(&mut log.leftover) {
-                out.push(Action::DropLeftover(Some(LOGGER_DOWN)));
-            }
             r.stop_sent = true;
             out.push(Action::NoteCgroup(Role::Log));
             out.push(Action::Signal(Role::Log, Signal::HUP));
+            // Only now, with `e` on its way, may the logger read EOF.
+            pipe_to_leftover(log, out);
+            if state == Logger::Down {
+                drop_leftover(log, LOGGER_DOWN, out);
+            }
         }
     }
 }

@@ -471,30 +471,33 @@ fn teardown_stops_the_service_then_hups_the_logger_then_forgets_the_entry() {
         step(&mut e, Event::Vanished { drain: LINES_LEFT }, clock.at(20)),
         []
     );
-    // It exited: its cgroup goes, svscan lets go of the write end, and the logger's state is
-    // looked at before its HUP.
+    // It exited: its cgroup goes, and the logger's state is looked at before its HUP. svscan
+    // keeps the write end until then: a logger that read EOF before its supervisor got the
+    // HUP would be started again.
     assert_eq!(
         step(
             &mut e,
             exited(Service, SERVICE_PID, LINES_LEFT),
             clock.at(30)
         ),
-        [
-            RemoveCgroup(Service),
-            PipeToLeftover,
-            WatchStatus,
-            CheckLogger
-        ]
+        [RemoveCgroup(Service), WatchStatus, CheckLogger]
     );
     assert!(e.service.is_gone());
     assert!(e
         .log
         .as_ref()
-        .is_some_and(|l| l.hup_pending && l.leftover && !l.pipe));
+        .is_some_and(|l| l.hup_pending && !l.leftover && l.pipe));
+    // The HUP first, then the write end is let go.
     assert_eq!(
         step(&mut e, Event::LoggerSeen(Logger::Running), clock.at(30)),
-        [UnwatchStatus, NoteCgroup(Log), Signal(Log, Signal::HUP)]
+        [
+            UnwatchStatus,
+            NoteCgroup(Log),
+            Signal(Log, Signal::HUP),
+            PipeToLeftover
+        ]
     );
+    assert!(e.log.as_ref().is_some_and(|l| l.leftover && !l.pipe));
     assert!(!e.finished());
     // The logger drained the pipe and its supervisor exited.
     assert_eq!(
@@ -516,12 +519,7 @@ fn a_service_waiting_out_its_back_off_is_gone_at_once_with_its_cgroup() {
             },
             clock.at(200)
         ),
-        [
-            RemoveDeadCgroup(Service),
-            PipeToLeftover,
-            WatchStatus,
-            CheckLogger
-        ]
+        [RemoveDeadCgroup(Service), WatchStatus, CheckLogger]
     );
     let mut e = throttled(&clock, false);
     assert_eq!(
@@ -552,7 +550,8 @@ fn the_hup_waits_for_the_logger_to_run() {
             Event::LoggerSeen(Logger::Unreadable),
             clock.at(6000)
         ),
-        [RecheckLogger]
+        [PipeToLeftover, RecheckLogger],
+        "out of fds, say: the write end is let go at once"
     );
     assert!(e.awaits_hup().is_some());
     assert_eq!(
@@ -568,6 +567,46 @@ fn the_hup_waits_for_the_logger_to_run() {
 }
 
 #[test]
+fn a_service_back_before_its_logger_is_told_to_exit_keeps_the_logger_and_its_pipe() {
+    let clock = Clock::new();
+    let mut e = hup_pending(&clock);
+    assert_eq!(
+        step(&mut e, Event::Returned, clock.at(6000)),
+        [UnwatchStatus]
+    );
+    assert!(e.awaits_hup().is_none());
+    // Started again on the pipe its logger still reads: no new pipe, no new logger.
+    assert_eq!(
+        step(&mut e, Event::Due { log_dir: true }, clock.at(6000)),
+        [Start(Service, End::PipeWrite)]
+    );
+}
+
+#[test]
+fn a_log_supervisor_that_dies_before_its_hup_leaves_the_pipe_to_the_next_one() {
+    let clock = Clock::new();
+    let mut e = hup_pending(&clock);
+    assert_eq!(
+        step(&mut e, exited(Log, LOG_PID, LINES_LEFT), clock.at(6000)),
+        [
+            UnwatchStatus,
+            PipeToLeftover,
+            Report(Report::Ended {
+                role: Log,
+                status: "exit 1".into(),
+                delay: Duration::ZERO
+            })
+        ]
+    );
+    assert!(e.log.as_ref().is_some_and(|l| l.leftover && !l.pipe));
+    // The next one drains what is left, and is then told to exit.
+    assert_eq!(
+        step(&mut e, Event::Due { log_dir: true }, clock.at(6000)),
+        [Start(Log, End::Leftover)]
+    );
+}
+
+#[test]
 fn a_logger_that_stays_down_drops_the_pipe_aloud_and_is_told_to_exit() {
     let clock = Clock::new();
     let mut e = hup_pending(&clock);
@@ -575,12 +614,13 @@ fn a_logger_that_stays_down_drops_the_pipe_aloud_and_is_told_to_exit() {
         step(&mut e, Event::LoggerSeen(Logger::Down), clock.at(6000)),
         [
             UnwatchStatus,
-            DropLeftover(Some(LOGGER_DOWN)),
             NoteCgroup(Log),
-            Signal(Log, Signal::HUP)
+            Signal(Log, Signal::HUP),
+            PipeToLeftover,
+            DropLeftover(Some(LOGGER_DOWN))
         ]
     );
-    assert!(e.log.as_ref().is_some_and(|l| !l.leftover));
+    assert!(e.log.as_ref().is_some_and(|l| !l.leftover && !l.pipe));
 }
 
 #[test]
