@@ -148,10 +148,10 @@ impl Supervisor {
                 self.read_watch();
             }
             if signalled {
-                // Orders before deaths: svscan sends a logger's supervisor HUP before it
-                // lets the logger read EOF, so a logger that has exited is not started again.
-                // (`take` looks at CHILD first: a CHILD seen implies a HUP sent before it is
-                // seen too.)
+                // TERM and HUP before a death: svscan sends a logger's supervisor HUP before
+                // it lets the logger read EOF, so a logger that then exits is not started
+                // again. (`take` looks at CHILD first, so a HUP sent before the death is
+                // always in the same batch or an earlier one.)
                 let signals = self.signals.take();
                 for signal in &signals {
                     match *signal {

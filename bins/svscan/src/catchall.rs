@@ -5,7 +5,9 @@
 //! entry is gone, to drain it all. No I/O: what it needs to know comes in the events, what is
 //! to be done goes out as `life`'s actions, which `tree` carries out.
 
-use crate::life::{Action, Actions, End, Failure, Logger, Report, Role, Run, Slot, State};
+use crate::life::{
+    pipe_to_leftover, Action, Actions, End, Failure, Logger, Report, Role, Run, Slot, State,
+};
 use rustix::process::Signal;
 use std::time::{Duration, Instant};
 
@@ -165,7 +167,7 @@ impl Catchall {
         }
         if std::mem::take(&mut self.hup_pending) {
             out.push(Action::UnwatchStatus);
-            self.pipe_to_leftover(out);
+            pipe_to_leftover(&mut self.pipe, &mut self.leftover, out);
         }
         if self.pipe || (self.leftover && unread) {
             let lived = now.saturating_duration_since(running.since);
@@ -199,7 +201,7 @@ impl Catchall {
                 return;
             }
         }
-        self.pipe_to_leftover(out);
+        pipe_to_leftover(&mut self.pipe, &mut self.leftover, out);
         match &self.slot.state {
             State::Running(_) | State::Gone => {}
             State::Waiting { .. } if self.leftover && unread => {}
@@ -220,7 +222,7 @@ impl Catchall {
             Logger::Coming => {}
             Logger::Unreadable => {
                 // Out of fds, say: the write end goes now, as that may be what frees one.
-                self.pipe_to_leftover(out);
+                pipe_to_leftover(&mut self.pipe, &mut self.leftover, out);
                 out.push(Action::RecheckLogger);
             }
             Logger::Running | Logger::Down => {
@@ -230,18 +232,11 @@ impl Catchall {
                 out.push(Action::NoteCgroup(Role::Log));
                 out.push(Action::Signal(Role::Log, Signal::HUP));
                 // Only now, with `e` on its way, may the logger read EOF.
-                self.pipe_to_leftover(out);
+                pipe_to_leftover(&mut self.pipe, &mut self.leftover, out);
                 if state == Logger::Down && std::mem::take(&mut self.leftover) {
                     out.push(Action::DropLeftover(Some(crate::life::LOGGER_DOWN)));
                 }
             }
-        }
-    }
-
-    fn pipe_to_leftover(&mut self, out: &mut Actions) {
-        if std::mem::take(&mut self.pipe) {
-            self.leftover = true;
-            out.push(Action::PipeToLeftover);
         }
     }
 }

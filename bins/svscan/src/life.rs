@@ -606,7 +606,7 @@ fn exited(
                 if std::mem::take(&mut log.hup_pending) {
                     out.push(Action::UnwatchStatus);
                     if service_gone {
-                        pipe_to_leftover(log, out);
+                        pipe_to_leftover(&mut log.pipe, &mut log.leftover, out);
                     }
                 }
                 let keep =
@@ -689,7 +689,7 @@ fn stop_log(entry: &mut Entry, drain: Drain, out: &mut Actions) {
             return;
         }
     }
-    pipe_to_leftover(log, out);
+    pipe_to_leftover(&mut log.pipe, &mut log.leftover, out);
     let unread = log.leftover && drain.unread;
     match &mut log.slot.state {
         State::Running(_) => {}
@@ -704,10 +704,11 @@ fn stop_log(entry: &mut Entry, drain: Drain, out: &mut Actions) {
     }
 }
 
-/// Closes svscan's write end of the pipe: its read end becomes the leftover.
-fn pipe_to_leftover(log: &mut LogSide, out: &mut Actions) {
-    if std::mem::take(&mut log.pipe) {
-        log.leftover = true;
+/// Closes svscan's write end of a log pipe (held: `pipe`): its read end becomes the
+/// leftover. For an entry's logger and the catch-all logger alike.
+pub fn pipe_to_leftover(pipe: &mut bool, leftover: &mut bool, out: &mut Actions) {
+    if std::mem::take(pipe) {
+        *leftover = true;
         out.push(Action::PipeToLeftover);
     }
 }
@@ -776,7 +777,7 @@ fn logger_seen(entry: &mut Entry, state: Logger, out: &mut Actions) {
         Logger::Unreadable => {
             // Out of fds, say: the write end goes now, as that may be what frees one (a
             // logger that reads EOF before its HUP is then started again: the lesser harm).
-            pipe_to_leftover(log, out);
+            pipe_to_leftover(&mut log.pipe, &mut log.leftover, out);
             out.push(Action::RecheckLogger);
         }
         Logger::Running | Logger::Down => {
@@ -786,7 +787,7 @@ fn logger_seen(entry: &mut Entry, state: Logger, out: &mut Actions) {
             out.push(Action::NoteCgroup(Role::Log));
             out.push(Action::Signal(Role::Log, Signal::HUP));
             // Only now, with `e` on its way, may the logger read EOF.
-            pipe_to_leftover(log, out);
+            pipe_to_leftover(&mut log.pipe, &mut log.leftover, out);
             if state == Logger::Down {
                 drop_leftover(log, LOGGER_DOWN, out);
             }
