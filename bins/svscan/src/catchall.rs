@@ -6,7 +6,8 @@
 //! to be done goes out as `life`'s actions, which `tree` carries out.
 
 use crate::life::{
-    pipe_to_leftover, Action, Actions, End, Failure, Logger, Report, Role, Run, Slot, State,
+    leftover_to_pipe, pipe_to_leftover, Action, Actions, End, Failure, Logger, Report, Role, Run,
+    Slot, State,
 };
 use rustix::process::Signal;
 use std::time::{Duration, Instant};
@@ -21,6 +22,9 @@ pub struct Catchall {
     /// The logger's supervisor is to get HUP (`e`) once its logger runs; until then svscan
     /// keeps the pipe's write end (see `life::LogSide::hup_pending`).
     pub hup_pending: bool,
+    /// Its supervisor is being started on what was left of the pipe in a shutdown, given a
+    /// write end again: that logger is to exit once it has read it.
+    pub draining: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -28,8 +32,11 @@ pub enum Event {
     /// Its supervisor may be due; `unread`: the leftover holds bytes; `can_start`: warden's
     /// `supervise` was found at start-up (said once then; the catch-all waits, its pipe held).
     Due { unread: bool, can_start: bool },
-    /// The outcome of the start asked for.
-    Launched(Result<i32, Failure>),
+    /// The outcome of the start asked for; `reopen_failed` as `life::Launched`'s.
+    Launched {
+        result: Result<i32, Failure>,
+        reopen_failed: bool,
+    },
     Exited {
         pid: i32,
         status: String,
@@ -58,6 +65,7 @@ impl Catchall {
             pipe: true,
             leftover: false,
             hup_pending: false,
+            draining: false,
         }
     }
 
@@ -70,7 +78,10 @@ impl Catchall {
         let mut out = Vec::new();
         match event {
             Event::Due { unread, can_start } => self.due(unread, can_start, now, &mut out),
-            Event::Launched(result) => self.launched(result, now, &mut out),
+            Event::Launched {
+                result,
+                reopen_failed,
+            } => self.launched(result, reopen_failed, now, &mut out),
             Event::Exited {
                 pid,
                 status,
@@ -126,11 +137,27 @@ impl Catchall {
             return;
         };
         if can_start {
+            if end == End::Leftover {
+                // As an entry's draining logger (`life::due`): a writer until its HUP.
+                leftover_to_pipe(&mut self.pipe, &mut self.leftover, out);
+                self.draining = true;
+            }
             out.push(Action::Start(Role::Log, end));
         }
     }
 
-    fn launched(&mut self, result: Result<i32, Failure>, now: Instant, out: &mut Actions) {
+    fn launched(
+        &mut self,
+        result: Result<i32, Failure>,
+        reopen_failed: bool,
+        now: Instant,
+        out: &mut Actions,
+    ) {
+        let draining = std::mem::take(&mut self.draining);
+        if draining && reopen_failed {
+            self.pipe = false;
+            self.leftover = true;
+        }
         if !matches!(self.slot.state, State::Waiting { .. }) {
             return;
         }
@@ -138,12 +165,16 @@ impl Catchall {
             Ok(pid) => {
                 self.slot.state = State::Running(Run::started(pid, now));
                 // Started on what is left: to exit once that is read.
-                self.hup_pending = !self.pipe;
+                self.hup_pending = draining;
                 if self.hup_pending {
                     out.push(Action::WatchStatus);
                 }
             }
             Err(Failure { error, .. }) => {
+                if draining {
+                    // Nobody reads what is left yet: the write end goes until the next start.
+                    pipe_to_leftover(&mut self.pipe, &mut self.leftover, out);
+                }
                 let delay = self.slot.retry(Duration::ZERO, now);
                 if !std::mem::replace(&mut self.slot.reported, true) {
                     out.push(Action::Report(Report::StartFailed {
@@ -260,10 +291,17 @@ mod tests {
         }
     }
 
+    fn launched(result: Result<i32, Failure>) -> Event {
+        Event::Launched {
+            result,
+            reopen_failed: false,
+        }
+    }
+
     fn running(origin: Instant) -> Catchall {
         let mut c = Catchall::new(None, origin);
         c.step(due(), origin);
-        c.step(Event::Launched(Ok(PID)), origin);
+        c.step(launched(Ok(PID)), origin);
         c
     }
 
@@ -272,7 +310,7 @@ mod tests {
         let o = Instant::now();
         let mut c = Catchall::new(None, o);
         assert_eq!(c.step(due(), o), [Start(Role::Log, End::PipeRead)]);
-        assert_eq!(c.step(Event::Launched(Ok(PID)), o), []);
+        assert_eq!(c.step(launched(Ok(PID)), o), []);
         assert!(c.awaits_hup().is_none());
         let exited = Event::Exited {
             pid: PID,
@@ -313,7 +351,7 @@ mod tests {
         let o = Instant::now();
         let mut c = Catchall::new(None, o);
         let failed = || {
-            Event::Launched(Err(Failure {
+            launched(Err(Failure {
                 error: "e".into(),
                 fd_shortage: true,
             }))
@@ -364,18 +402,46 @@ mod tests {
             unread: true,
             can_start: true,
         };
+        // With a write end again, so that it cannot read EOF before its HUP.
         assert_eq!(
-            c.step(draining, at(o, 1100)),
-            [Start(Role::Log, End::Leftover)]
+            c.step(draining.clone(), at(o, 1100)),
+            [LeftoverToPipe, Start(Role::Log, End::Leftover)]
         );
-        c.step(Event::Launched(Ok(PID)), at(o, 1100));
+        assert!(c.pipe && !c.leftover);
+        let mut failed = c.clone();
+        assert_eq!(c.step(launched(Ok(PID)), at(o, 1100)), [WatchStatus]);
         assert!(c.awaits_hup().is_some());
-        c.step(Event::LoggerSeen(Logger::Running), at(o, 1100));
+        assert_eq!(
+            c.step(Event::LoggerSeen(Logger::Running), at(o, 1100)),
+            [
+                UnwatchStatus,
+                NoteCgroup(Role::Log),
+                Signal(Role::Log, Signal::HUP),
+                PipeToLeftover
+            ]
+        );
         assert_eq!(
             c.step(exited(false), at(o, 1200)),
             [DropLeftover(None), RemoveCgroup(Role::Log)]
         );
         assert!(c.slot.is_gone());
+        // A start that failed gives the write end up until the next one.
+        let error = Failure {
+            error: "e".into(),
+            fd_shortage: false,
+        };
+        let actions = failed.step(launched(Err(error)), at(o, 1100));
+        assert_eq!(actions[0], PipeToLeftover, "{actions:?}");
+        assert!(failed.leftover && !failed.pipe && failed.awaits_hup().is_none());
+        // A write end that could not be had: drained bare, as before.
+        let mut bare = failed.clone();
+        bare.step(draining, at(o, 3100));
+        let started = Event::Launched {
+            result: Ok(PID),
+            reopen_failed: true,
+        };
+        assert_eq!(bare.step(started, at(o, 3100)), [WatchStatus]);
+        assert!(bare.leftover && !bare.pipe && bare.awaits_hup().is_some());
     }
 
     #[test]
@@ -461,8 +527,12 @@ mod tests {
             ("gone", gone),
         ];
         let mut events = vec![
-            Event::Launched(Ok(PID + 1)),
-            Event::Launched(Err(Failure {
+            launched(Ok(PID + 1)),
+            Event::Launched {
+                result: Ok(PID + 1),
+                reopen_failed: true,
+            },
+            launched(Err(Failure {
                 error: "e".into(),
                 fd_shortage: false,
             })),
@@ -501,7 +571,13 @@ mod tests {
                     let what = format!("{name} × {event:?} at {ms}");
                     for action in &actions {
                         match action {
-                            Start(..) => assert!(was_due, "{what}: start not due"),
+                            Start(_, end) => {
+                                assert!(was_due, "{what}: start not due");
+                                // A drain only with a writer, let go only after the HUP.
+                                if *end == End::Leftover {
+                                    assert!(c.pipe, "{what}: a drain without a writer");
+                                }
+                            }
                             Signal(..) | KillGroup(_) | NoteCgroup(_) => {
                                 assert!(c.slot.running().is_some(), "{what}: {action:?}")
                             }

@@ -225,6 +225,9 @@ pub struct Launched {
     pub service: Option<Result<i32, Failure>>,
     /// The pipe asked for could not be made: svscan holds none (the next start asks again).
     pub pipe_failed: bool,
+    /// The leftover could not get a write end again ([`Action::LeftoverToPipe`]): it stays a
+    /// bare read end, and the logger on it may read EOF before its supervisor has the HUP.
+    pub reopen_failed: bool,
 }
 
 /// Facts about the pipe and the logger's directory, for the events that stop an entry's log.
@@ -267,7 +270,8 @@ pub enum Event {
 pub enum End {
     /// The pipe's read end, as the logger's stdin.
     PipeRead,
-    /// What is left of the pipe (its read end), as a draining logger's stdin.
+    /// What is left of the pipe, as a draining logger's stdin: its read end, with a write end
+    /// again when [`Action::LeftoverToPipe`] could give it one.
     Leftover,
     /// The pipe's write end, as the service's stdout and stderr.
     PipeWrite,
@@ -310,6 +314,10 @@ pub enum Action {
     ClosePipe,
     /// Close the pipe's write end; its read end becomes the leftover, to be drained.
     PipeToLeftover,
+    /// Give the leftover a write end again (reopened through /proc), before a logger is
+    /// started on it: that logger then reads EOF only once svscan lets the write end go, after
+    /// its HUP, as the first one did. A failure is told in [`Launched::reopen_failed`].
+    LeftoverToPipe,
     /// Close the leftover, saying how much of it is lost and why (`None`: quietly).
     DropLeftover(Option<&'static str>),
     /// Start the supervisor of `role` with this fd.
@@ -495,7 +503,9 @@ fn due(entry: &mut Entry, log_dir: bool, now: Instant, out: &mut Actions) {
                 return;
             }
             if draining {
-                // needed() and draining: the leftover is there.
+                // needed() and draining: the leftover is there. Without a writer a logger
+                // that read it all before its HUP came would be started once more, on nothing.
+                leftover_to_pipe(&mut log.pipe, &mut log.leftover, out);
                 out.push(Action::Start(Role::Log, End::Leftover));
             } else {
                 open_pipe(log, out);
@@ -528,10 +538,19 @@ fn settle_launched(entry: &mut Entry, launched: Launched, now: Instant, out: &mu
     if let (Some(result), Some(log)) = (launched.log, entry.log.as_mut()) {
         let started = result.is_ok() && matches!(log.slot.state, State::Waiting { .. });
         settle(&mut log.slot, result, Role::Log, now, out);
-        if started && !wanted && service_gone {
-            // Only lines left over: this logger is to exit once they are read.
-            log.hup_pending = true;
-            out.push(Action::WatchStatus);
+        if !wanted && service_gone {
+            if launched.reopen_failed {
+                log.pipe = false;
+                log.leftover = true;
+            }
+            if started {
+                // Only lines left over: this logger is to exit once they are read.
+                log.hup_pending = true;
+                out.push(Action::WatchStatus);
+            } else {
+                // Nobody reads them yet: the write end goes until the next start.
+                pipe_to_leftover(&mut log.pipe, &mut log.leftover, out);
+            }
         }
     }
     if let Some(result) = launched.service {
@@ -710,6 +729,15 @@ pub fn pipe_to_leftover(pipe: &mut bool, leftover: &mut bool, out: &mut Actions)
     if std::mem::take(pipe) {
         *leftover = true;
         out.push(Action::PipeToLeftover);
+    }
+}
+
+/// The leftover gets a write end again, for a logger to drain it (see [`Action::LeftoverToPipe`]).
+/// For an entry's logger and the catch-all logger alike.
+pub fn leftover_to_pipe(pipe: &mut bool, leftover: &mut bool, out: &mut Actions) {
+    if std::mem::take(leftover) {
+        *pipe = true;
+        out.push(Action::LeftoverToPipe);
     }
 }
 

@@ -41,6 +41,7 @@ fn ok(log: bool, service: bool) -> Event {
         log: log.then_some(Ok(LOG_PID)),
         service: service.then_some(Ok(SERVICE_PID)),
         pipe_failed: false,
+        reopen_failed: false,
     })
 }
 
@@ -268,6 +269,7 @@ fn a_supervisor_that_cannot_be_adopted_is_said_once_and_a_new_one_started() {
         log: None,
         service: Some(Err(failed("busy", false))),
         pipe_failed: false,
+        reopen_failed: false,
     };
     assert_eq!(step(&mut e, Event::Launched(launched), clock.at(0)), []);
 }
@@ -280,6 +282,7 @@ fn starts_that_both_fail_close_the_pipe_made_for_them() {
         log: Some(Err(failed("no supervise", false))),
         service: Some(Err(failed("no supervise", false))),
         pipe_failed: false,
+        reopen_failed: false,
     };
     let actions = step(&mut e, Event::Launched(launched), clock.at(0));
     assert_eq!(
@@ -306,6 +309,7 @@ fn starts_that_both_fail_close_the_pipe_made_for_them() {
         log: Some(Ok(LOG_PID)),
         service: Some(Err(failed("no supervise", false))),
         pipe_failed: false,
+        reopen_failed: false,
     };
     assert_eq!(step(&mut e, Event::Launched(launched), clock.at(1000)), []);
     assert!(e.log.as_ref().is_some_and(|l| l.pipe));
@@ -337,6 +341,7 @@ fn a_pipe_that_could_not_be_made_is_asked_for_again() {
         log: Some(Err(failed("Too many open files", true))),
         service: None,
         pipe_failed: true,
+        reopen_failed: false,
     };
     step(&mut e, Event::Launched(launched), clock.at(0));
     assert!(e.log.as_ref().is_some_and(|l| !l.pipe));
@@ -362,6 +367,7 @@ fn a_shortage_of_fds_is_retried_steadily_without_back_off() {
             log: None,
             service: Some(Err(failed("Too many open files", true))),
             pipe_failed: false,
+            reopen_failed: false,
         };
         assert_eq!(
             step(&mut e, Event::Launched(launched), now),
@@ -602,7 +608,7 @@ fn a_log_supervisor_that_dies_before_its_hup_leaves_the_pipe_to_the_next_one() {
     // The next one drains what is left, and is then told to exit.
     assert_eq!(
         step(&mut e, Event::Due { log_dir: true }, clock.at(6000)),
-        [Start(Log, End::Leftover)]
+        [LeftoverToPipe, Start(Log, End::Leftover)]
     );
 }
 
@@ -636,18 +642,24 @@ fn a_logger_that_dies_while_draining_is_started_again_on_what_is_left() {
     assert!(e.log.as_ref().is_some_and(|l| l.leftover));
     assert_eq!(e.deadline(), Some(clock.at(5100)));
     assert!(e.probes_log(clock.at(5100)));
+    // Started on the leftover with a write end again, so that it cannot read EOF before its
+    // supervisor has the HUP (else it would be started once more, on nothing).
     assert_eq!(
         step(&mut e, Event::Due { log_dir: true }, clock.at(5100)),
-        [Start(Log, End::Leftover)]
+        [LeftoverToPipe, Start(Log, End::Leftover)]
     );
-    // Started on the leftover: it is to exit once that is read, its status watched.
+    assert!(e.log.as_ref().is_some_and(|l| l.pipe && !l.leftover));
+    // It is to exit once that is read, its status watched.
     assert_eq!(step(&mut e, ok(true, false), clock.at(5100)), [WatchStatus]);
     assert!(e.awaits_hup().is_some());
-    // Dying at once, not told to stop: said, and the back-off; no status to watch now.
+    let mut told = e.clone();
+    // Dying at once, not told to stop: said, and the back-off; no status to watch now, and
+    // the write end goes until the next start.
     assert_eq!(
         step(&mut e, exited(Log, LOG_PID, LINES_LEFT), clock.at(5200)),
         [
             UnwatchStatus,
+            PipeToLeftover,
             Report(Report::Ended {
                 role: Log,
                 status: "exit 1".into(),
@@ -656,6 +668,60 @@ fn a_logger_that_dies_while_draining_is_started_again_on_what_is_left() {
         ]
     );
     assert_eq!(e.deadline(), Some(clock.at(6200)));
+    // Or seen running: the HUP, and only then the write end goes.
+    assert_eq!(
+        step(
+            &mut told,
+            Event::LoggerSeen(Logger::Running),
+            clock.at(5200)
+        ),
+        [
+            UnwatchStatus,
+            NoteCgroup(Log),
+            Signal(Log, Signal::HUP),
+            PipeToLeftover
+        ]
+    );
+    assert!(told.log.as_ref().is_some_and(|l| l.leftover && !l.pipe));
+}
+
+#[test]
+fn a_failed_start_on_the_leftover_gives_up_its_write_end_until_the_next() {
+    let clock = Clock::new();
+    let mut e = leftover_waiting(&clock);
+    step(&mut e, Event::Due { log_dir: true }, clock.at(5100));
+    let launched = Launched {
+        log: Some(Err(failed("no supervise", false))),
+        ..Launched::default()
+    };
+    let actions = step(&mut e, Event::Launched(launched), clock.at(5100));
+    assert!(actions.contains(&PipeToLeftover), "{actions:?}");
+    assert!(e.log.as_ref().is_some_and(|l| l.leftover && !l.pipe));
+    assert!(e.awaits_hup().is_none());
+    assert!(e.deadline().is_some());
+}
+
+#[test]
+fn a_leftover_that_cannot_get_a_write_end_is_drained_bare() {
+    // No /proc, say: the logger is started on the read end alone, as before there was a
+    // write end to give it.
+    let clock = Clock::new();
+    let mut e = leftover_waiting(&clock);
+    step(&mut e, Event::Due { log_dir: true }, clock.at(5100));
+    let launched = Launched {
+        log: Some(Ok(LOG_PID)),
+        reopen_failed: true,
+        ..Launched::default()
+    };
+    assert_eq!(
+        step(&mut e, Event::Launched(launched), clock.at(5100)),
+        [WatchStatus]
+    );
+    assert!(e.log.as_ref().is_some_and(|l| l.leftover && !l.pipe));
+    assert_eq!(
+        step(&mut e, Event::LoggerSeen(Logger::Running), clock.at(5200)),
+        [UnwatchStatus, NoteCgroup(Log), Signal(Log, Signal::HUP)]
+    );
 }
 
 #[test]
@@ -856,6 +922,12 @@ fn every_state_times_every_event_keeps_the_invariants() {
             log: Some(Err(failed("e", false))),
             service: Some(Err(failed("e", true))),
             pipe_failed: false,
+            reopen_failed: false,
+        }),
+        Event::Launched(Launched {
+            log: Some(Ok(LOG_PID + 1)),
+            reopen_failed: true,
+            ..Launched::default()
         }),
         Event::Returned,
         Event::LogAppeared { log_dir: false },
@@ -904,9 +976,11 @@ fn every_state_times_every_event_keeps_the_invariants() {
                             let pipe = e.log.as_ref().is_some_and(|l| l.pipe);
                             match end {
                                 End::PipeRead | End::PipeWrite => assert!(pipe, "{what}"),
-                                End::Leftover => {
-                                    assert!(e.log.as_ref().is_some_and(|l| l.leftover), "{what}")
-                                }
+                                // With a write end again: EOF only once it is let go.
+                                End::Leftover => assert!(
+                                    pipe && actions.contains(&LeftoverToPipe),
+                                    "{what}: a drain without a writer"
+                                ),
                                 End::Uncaught => assert!(e.log.is_none(), "{what}"),
                             }
                         }
@@ -915,6 +989,7 @@ fn every_state_times_every_event_keeps_the_invariants() {
                             "{what}: {action:?} to a supervisor that does not run"
                         ),
                         OpenPipe => assert!(!pipe_before, "{what}: a second pipe"),
+                        LeftoverToPipe => assert!(!pipe_before, "{what}: a second writer"),
                         ClosePipe => assert!(pipe_before, "{what}: no pipe to close"),
                         _ => {}
                     }

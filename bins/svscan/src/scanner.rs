@@ -426,7 +426,12 @@ impl Scanner {
                         self.hup_watches.insert(id, wd);
                     }
                     Some(Err(e)) => {
-                        self.gates.report_watch_shortage(&name, e);
+                        // No `supervise/` under its cwd yet: a supervisor just started, that
+                        // has not made its way into its directory. Looked at again soon, like
+                        // one that could not be watched, but nothing is short.
+                        if e != Errno::NOENT {
+                            self.gates.report_watch_shortage(&name, e);
+                        }
                         self.hup_recheck = Some(deadline(now, HUP_RECHECK));
                     }
                     None => self.hup_recheck = Some(deadline(now, HUP_RECHECK)),

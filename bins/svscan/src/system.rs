@@ -11,7 +11,7 @@ use rustix::io::Errno;
 use rustix::process::{Pid, Signal};
 use std::ffi::OsStr;
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -241,6 +241,26 @@ pub fn reopen_pipe(pid: i32, fd: i32) -> Option<Pipe> {
     Some(Pipe { read, write })
 }
 
+/// A write end again for a pipe of which svscan holds only the read end (the leftover of a
+/// log), opened through /proc: it cannot wait, as `read` is a reader. Checked to be that very
+/// pipe, in case /proc is not what it seems.
+pub fn writer_for(read: &OwnedFd) -> io::Result<OwnedFd> {
+    use rustix::fs::{Mode, OFlags};
+    let path = format!("/proc/self/fd/{}", read.as_raw_fd());
+    let write = with_fds(|| {
+        Ok(rustix::fs::open(
+            &path,
+            OFlags::WRONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?)
+    })?;
+    let (want, got) = (rustix::fs::fstat(read)?, rustix::fs::fstat(&write)?);
+    if (want.st_dev, want.st_ino) != (got.st_dev, got.st_ino) {
+        return Err(io::Error::other(format!("{path} is not the pipe")));
+    }
+    Ok(write)
+}
+
 /// A supervisor an earlier svscan started, taken over.
 pub struct Adopted {
     pub run: Run,
@@ -374,6 +394,23 @@ pub fn unread(read: &OwnedFd) -> rustix::io::Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_leftover_gets_a_write_end_of_that_very_pipe_again() {
+        let Pipe { read, write } = new_pipe().unwrap();
+        rustix::io::write(&write, b"left").unwrap();
+        drop(write);
+        let again = writer_for(&read).unwrap();
+        rustix::io::write(&again, b" over").unwrap();
+        let mut buf = [0u8; 16];
+        let n = rustix::io::read(&read, &mut buf).unwrap();
+        assert_eq!(&buf[..n], b"left over");
+        // Blocking, as a service's stdout must be, and the only writer: EOF once it goes.
+        let flags = rustix::fs::fcntl_getfl(&again).unwrap();
+        assert!(!flags.contains(rustix::fs::OFlags::NONBLOCK));
+        drop(again);
+        assert_eq!(rustix::io::read(&read, &mut buf), Ok(0));
+    }
 
     #[test]
     fn a_container_ends_with_the_code_or_128_plus_the_signal() {

@@ -299,6 +299,7 @@ impl Exec<'_> {
         while let Some(actions) = next.take() {
             let mut launched: Option<Launched> = None;
             let mut pipe_failure: Option<Failure> = None;
+            let mut reopen_failed = false;
             let mut then: Vec<Event> = Vec::new();
             for action in actions {
                 match action {
@@ -309,6 +310,13 @@ impl Exec<'_> {
                                 Err(e) => pipe_failure = Some(failure(&e)),
                             }
                         }
+                    }
+                    Action::LeftoverToPipe => {
+                        let rearmed = leftover_to_pipe(&mut node.leftover, || {
+                            shown_as(&node.name, Role::Log)
+                        });
+                        reopen_failed |= rearmed.is_none();
+                        node.pipe = node.pipe.take().or(rearmed);
                     }
                     Action::ClosePipe => node.pipe = None,
                     Action::PipeToLeftover => {
@@ -380,6 +388,7 @@ impl Exec<'_> {
             // in turn (a Due's starts lead to a Launched, a stop's CheckLogger to LoggerSeen).
             if let Some(launched) = launched.as_mut() {
                 launched.pipe_failed = pipe_failure.is_some();
+                launched.reopen_failed = reopen_failed;
             }
             let events = launched.map(Event::Launched).into_iter().chain(then);
             let mut more = Vec::new();
@@ -412,7 +421,11 @@ impl Exec<'_> {
         let fd = match end {
             End::PipeRead => node.pipe.as_ref().map(|p| &p.read),
             End::PipeWrite => node.pipe.as_ref().map(|p| &p.write),
-            End::Leftover => node.leftover.as_ref(),
+            End::Leftover => node
+                .pipe
+                .as_ref()
+                .map(|p| &p.read)
+                .or(node.leftover.as_ref()),
             End::Uncaught => None,
         };
         let stdio = match (end, fd) {
@@ -512,6 +525,27 @@ fn spawn_supervise(
     };
     launch::spawn(supervise, args, stdio, system::CAUGHT, launches)
         .map(|pid| pid.as_raw_nonzero().get())
+}
+
+/// The leftover (`leftover`, taken) with a write end again: a pipe, or `None` with the leftover
+/// kept, said aloud.
+fn leftover_to_pipe(
+    leftover: &mut Option<OwnedFd>,
+    logger: impl FnOnce() -> String,
+) -> Option<Pipe> {
+    let read = leftover.take()?;
+    match system::writer_for(&read) {
+        Ok(write) => Some(Pipe { read, write }),
+        Err(e) => {
+            warden::say!(
+                "svscan: warning: {}: unable to open what is left of its pipe for writing \
+                 again: {e} (its logger may be started once more after reading it all)",
+                logger()
+            );
+            *leftover = Some(read);
+            None
+        }
+    }
 }
 
 /// Closes what is left of a removed service's log pipe when no logger will read it, saying
@@ -682,12 +716,20 @@ impl Tree {
         let mut next = Some(u.life.step(event, now));
         while let Some(actions) = next.take() {
             let mut then = Vec::new();
+            let mut reopen_failed = false;
             for action in actions {
                 match action {
                     Action::PipeToLeftover => {
                         if let Some(pipe) = u.pipe.take() {
                             u.leftover = Some(pipe.read);
                         }
+                    }
+                    Action::LeftoverToPipe => {
+                        let rearmed = leftover_to_pipe(&mut u.leftover, || {
+                            format!("the catch-all logger {}", u.dir.display())
+                        });
+                        reopen_failed |= rearmed.is_none();
+                        u.pipe = u.pipe.take().or(rearmed);
                     }
                     Action::DropLeftover(why) => {
                         if let (Some(read), Some(why)) = (u.leftover.take(), why) {
@@ -703,7 +745,9 @@ impl Tree {
                     Action::Start(_, end) => {
                         let read = match end {
                             End::PipeRead => u.pipe.as_ref().map(|p| &p.read),
-                            End::Leftover => u.leftover.as_ref(),
+                            End::Leftover => {
+                                u.pipe.as_ref().map(|p| &p.read).or(u.leftover.as_ref())
+                            }
                             End::PipeWrite | End::Uncaught => None,
                         };
                         let result = match (read, &programs.supervise) {
@@ -721,7 +765,10 @@ impl Tree {
                             pids.insert(pid, (u.id, Role::Log));
                             u.held = Held::default();
                         }
-                        then.push(catchall::Event::Launched(result.map_err(|e| failure(&e))));
+                        then.push(catchall::Event::Launched {
+                            result: result.map_err(|e| failure(&e)),
+                            reopen_failed,
+                        });
                     }
                     Action::Signal(_, sig) => {
                         if let Some(run) = u.life.slot.running() {
