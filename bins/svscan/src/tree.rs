@@ -312,11 +312,10 @@ impl Exec<'_> {
                         }
                     }
                     Action::LeftoverToPipe => {
-                        let rearmed = leftover_to_pipe(&mut node.leftover, || {
-                            shown_as(&node.name, Role::Log)
-                        });
-                        reopen_failed |= rearmed.is_none();
-                        node.pipe = node.pipe.take().or(rearmed);
+                        reopen_failed |=
+                            !leftover_to_pipe(&mut node.pipe, &mut node.leftover, || {
+                                shown_as(&node.name, Role::Log)
+                            });
                     }
                     Action::ClosePipe => node.pipe = None,
                     Action::PipeToLeftover => {
@@ -527,23 +526,28 @@ fn spawn_supervise(
         .map(|pid| pid.as_raw_nonzero().get())
 }
 
-/// The leftover (`leftover`, taken) with a write end again: a pipe, or `None` with the leftover
-/// kept, said aloud.
+/// Makes the leftover a pipe again, with a write end reopened for it; false (said aloud, the
+/// leftover kept as it is) when that could not be done. A pipe already held is left alone.
 fn leftover_to_pipe(
+    pipe: &mut Option<Pipe>,
     leftover: &mut Option<OwnedFd>,
     logger: impl FnOnce() -> String,
-) -> Option<Pipe> {
-    let read = leftover.take()?;
-    match system::writer_for(&read) {
-        Ok(write) => Some(Pipe { read, write }),
+) -> bool {
+    let (None, Some(read)) = (&pipe, leftover.as_ref()) else {
+        return true;
+    };
+    match system::writer_for(read) {
+        Ok(write) => {
+            *pipe = leftover.take().map(|read| Pipe { read, write });
+            true
+        }
         Err(e) => {
             warden::say!(
                 "svscan: warning: {}: unable to open what is left of its pipe for writing \
                  again: {e} (its logger may be started once more after reading it all)",
                 logger()
             );
-            *leftover = Some(read);
-            None
+            false
         }
     }
 }
@@ -725,11 +729,9 @@ impl Tree {
                         }
                     }
                     Action::LeftoverToPipe => {
-                        let rearmed = leftover_to_pipe(&mut u.leftover, || {
+                        reopen_failed |= !leftover_to_pipe(&mut u.pipe, &mut u.leftover, || {
                             format!("the catch-all logger {}", u.dir.display())
                         });
-                        reopen_failed |= rearmed.is_none();
-                        u.pipe = u.pipe.take().or(rearmed);
                     }
                     Action::DropLeftover(why) => {
                         if let (Some(read), Some(why)) = (u.leftover.take(), why) {
