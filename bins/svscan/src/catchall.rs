@@ -5,23 +5,16 @@
 //! entry is gone, to drain it all. No I/O: what it needs to know comes in the events, what is
 //! to be done goes out as `life`'s actions, which `tree` carries out.
 
-use crate::life::{
-    leftover_to_pipe, pipe_to_leftover, Action, Actions, End, Failure, Logger, Report, Role, Run,
-    Slot, State,
-};
+use crate::life::{Action, Actions, End, Failure, LogSide, Logger, Report, Role, Run, Slot, State};
 use rustix::process::Signal;
 use std::time::{Duration, Instant};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Catchall {
-    pub slot: Slot,
-    /// svscan holds both ends of the catch-all pipe.
-    pub pipe: bool,
-    /// In a shutdown: the read end, kept for a logger to drain.
-    pub leftover: bool,
-    /// The logger's supervisor is to get HUP (`e`) once its logger runs; until then svscan
-    /// keeps the pipe's write end (see `life::LogSide::hup_pending`).
-    pub hup_pending: bool,
+    /// Its logger and the pipe, as an entry's logger side (`life::LogSide`): `pipe` is held
+    /// for svscan's whole life; `leftover` in a shutdown, the read end kept for a logger to
+    /// drain; `hup_pending` as an entry's.
+    pub log: LogSide,
     /// Its supervisor is being started on what was left of the pipe in a shutdown, given a
     /// write end again: that logger is to exit once it has read it.
     pub draining: bool,
@@ -61,17 +54,14 @@ impl Catchall {
             slot.state = State::Running(run);
         }
         Catchall {
-            slot,
-            pipe: true,
-            leftover: false,
-            hup_pending: false,
+            log: LogSide::new(slot, true),
             draining: false,
         }
     }
 
     /// The logger's supervisor runs and waits for its HUP.
     pub fn awaits_hup(&self) -> Option<&Run> {
-        self.slot.running().filter(|_| self.hup_pending)
+        self.log.slot.running().filter(|_| self.log.hup_pending)
     }
 
     pub fn step(&mut self, event: Event, now: Instant) -> Actions {
@@ -88,28 +78,22 @@ impl Catchall {
                 unread,
             } => self.exited(pid, status, unread, now, &mut out),
             Event::AllGone { unread } => self.all_gone(unread, &mut out),
-            Event::LoggerSeen(state) => {
-                if self.hup_pending && self.slot.running().is_some() {
-                    self.logger_seen(state, &mut out);
-                }
-            }
+            Event::LoggerSeen(state) => self.log.seen(state, &mut out),
             Event::Resumed { pipe } => {
-                if self.pipe && std::mem::take(&mut self.hup_pending) {
+                if self.log.pipe && std::mem::take(&mut self.log.hup_pending) {
                     // Not told to exit yet: the logger stays on its pipe.
                     out.push(Action::UnwatchStatus);
                 }
-                if !self.pipe {
-                    self.pipe = pipe;
-                    if std::mem::take(&mut self.leftover) {
-                        out.push(Action::DropLeftover(None));
-                    }
+                if !self.log.pipe {
+                    self.log.pipe = pipe;
+                    self.log.drop_leftover(None, &mut out);
                 }
-                if self.slot.is_gone() {
-                    self.slot = Slot::waiting(now);
+                if self.log.slot.is_gone() {
+                    self.log.slot = Slot::waiting(now);
                 }
             }
             Event::GraceOver => {
-                if self.slot.running().is_some() {
+                if self.log.slot.running().is_some() {
                     out.push(Action::Report(Report::Straggler(Role::Log)));
                     out.push(Action::KillGroup(Role::Log));
                     out.push(Action::Signal(Role::Log, Signal::KILL));
@@ -122,24 +106,22 @@ impl Catchall {
     /// Starts its supervisor when it is due: on the pipe, or, in a shutdown, on what is left
     /// of it (and then to exit once that is read); with nothing left, it is gone.
     fn due(&mut self, unread: bool, can_start: bool, now: Instant, out: &mut Actions) {
-        if !self.slot.due(now) {
+        if !self.log.slot.due(now) {
             return;
         }
-        let end = if self.pipe {
+        let end = if self.log.pipe {
             End::PipeRead
-        } else if self.leftover && unread {
+        } else if self.log.leftover && unread {
             End::Leftover
         } else {
-            self.slot.state = State::Gone;
-            if std::mem::take(&mut self.leftover) {
-                out.push(Action::DropLeftover(None));
-            }
+            self.log.slot.state = State::Gone;
+            self.log.drop_leftover(None, out);
             return;
         };
         if can_start {
             if end == End::Leftover {
                 // As an entry's draining logger (`life::due`): a writer until its HUP.
-                leftover_to_pipe(&mut self.pipe, &mut self.leftover, out);
+                self.log.leftover_to_pipe(out);
                 self.draining = true;
             }
             out.push(Action::Start(Role::Log, end));
@@ -155,28 +137,28 @@ impl Catchall {
     ) {
         let draining = std::mem::take(&mut self.draining);
         if draining && reopen_failed {
-            self.pipe = false;
-            self.leftover = true;
+            self.log.pipe = false;
+            self.log.leftover = true;
         }
-        if !matches!(self.slot.state, State::Waiting { .. }) {
+        if !matches!(self.log.slot.state, State::Waiting { .. }) {
             return;
         }
         match result {
             Ok(pid) => {
-                self.slot.state = State::Running(Run::started(pid, now));
+                self.log.slot.state = State::Running(Run::started(pid, now));
                 // Started on what is left: to exit once that is read.
-                self.hup_pending = draining;
-                if self.hup_pending {
+                self.log.hup_pending = draining;
+                if self.log.hup_pending {
                     out.push(Action::WatchStatus);
                 }
             }
             Err(Failure { error, .. }) => {
                 if draining {
                     // Nobody reads what is left yet: the write end goes until the next start.
-                    pipe_to_leftover(&mut self.pipe, &mut self.leftover, out);
+                    self.log.pipe_to_leftover(out);
                 }
-                let delay = self.slot.retry(Duration::ZERO, now);
-                if !std::mem::replace(&mut self.slot.reported, true) {
+                let delay = self.log.slot.retry(Duration::ZERO, now);
+                if !std::mem::replace(&mut self.log.slot.reported, true) {
                     out.push(Action::Report(Report::StartFailed {
                         role: Role::Log,
                         error,
@@ -190,20 +172,20 @@ impl Catchall {
     /// Its supervisor exited: restarted on the same pipe, so that no line is lost, unless the
     /// shutdown is over for it.
     fn exited(&mut self, pid: i32, status: String, unread: bool, now: Instant, out: &mut Actions) {
-        let State::Running(running) = self.slot.state else {
+        let State::Running(running) = self.log.slot.state else {
             return;
         };
         if running.pid != pid {
             return;
         }
-        if std::mem::take(&mut self.hup_pending) {
+        if std::mem::take(&mut self.log.hup_pending) {
             out.push(Action::UnwatchStatus);
-            pipe_to_leftover(&mut self.pipe, &mut self.leftover, out);
+            self.log.pipe_to_leftover(out);
         }
-        if self.pipe || (self.leftover && unread) {
+        if self.log.pipe || (self.log.leftover && unread) {
             let lived = now.saturating_duration_since(running.since);
-            let delay = self.slot.retry(lived, now);
-            if !running.stop_sent && !std::mem::replace(&mut self.slot.reported, true) {
+            let delay = self.log.slot.retry(lived, now);
+            if !running.stop_sent && !std::mem::replace(&mut self.log.slot.reported, true) {
                 out.push(Action::Report(Report::Ended {
                     role: Role::Log,
                     status,
@@ -211,10 +193,8 @@ impl Catchall {
                 }));
             }
         } else {
-            self.slot.state = State::Gone;
-            if std::mem::take(&mut self.leftover) {
-                out.push(Action::DropLeftover(None));
-            }
+            self.log.slot.state = State::Gone;
+            self.log.drop_leftover(None, out);
             out.push(Action::RemoveCgroup(Role::Log));
         }
     }
@@ -222,51 +202,16 @@ impl Catchall {
     /// svscan tells the logger's supervisor to exit once the logger has read it all, and then
     /// lets go of the pipe's write end.
     fn all_gone(&mut self, unread: bool, out: &mut Actions) {
-        if let State::Running(r) = &self.slot.state {
-            if !r.stop_sent && !self.hup_pending {
-                self.hup_pending = true;
-                out.push(Action::WatchStatus);
-                out.push(Action::CheckLogger);
-            }
-            if self.hup_pending {
-                return;
-            }
-        }
-        pipe_to_leftover(&mut self.pipe, &mut self.leftover, out);
-        match &self.slot.state {
-            State::Running(_) | State::Gone => {}
-            State::Waiting { .. } if self.leftover && unread => {}
-            State::Waiting { .. } => {
-                self.slot.state = State::Gone;
-                if std::mem::take(&mut self.leftover) {
-                    out.push(Action::DropLeftover(None));
-                }
-            }
-        }
-    }
-
-    fn logger_seen(&mut self, state: Logger, out: &mut Actions) {
-        let State::Running(r) = &mut self.slot.state else {
+        if self.log.hup_first(out) {
             return;
-        };
-        match state {
-            Logger::Coming => {}
-            Logger::Unreadable => {
-                // Out of fds, say: the write end goes now, as that may be what frees one.
-                pipe_to_leftover(&mut self.pipe, &mut self.leftover, out);
-                out.push(Action::RecheckLogger);
-            }
-            Logger::Running | Logger::Down => {
-                self.hup_pending = false;
-                out.push(Action::UnwatchStatus);
-                r.stop_sent = true;
-                out.push(Action::NoteCgroup(Role::Log));
-                out.push(Action::Signal(Role::Log, Signal::HUP));
-                // Only now, with `e` on its way, may the logger read EOF.
-                pipe_to_leftover(&mut self.pipe, &mut self.leftover, out);
-                if state == Logger::Down && std::mem::take(&mut self.leftover) {
-                    out.push(Action::DropLeftover(Some(crate::life::LOGGER_DOWN)));
-                }
+        }
+        self.log.pipe_to_leftover(out);
+        match &self.log.slot.state {
+            State::Running(_) | State::Gone => {}
+            State::Waiting { .. } if self.log.leftover && unread => {}
+            State::Waiting { .. } => {
+                self.log.slot.state = State::Gone;
+                self.log.drop_leftover(None, out);
             }
         }
     }
@@ -325,8 +270,8 @@ mod tests {
                 delay: Duration::from_secs(1)
             })]
         );
-        assert!(c.pipe);
-        assert_eq!(c.slot.deadline(), Some(at(o, 1100)));
+        assert!(c.log.pipe);
+        assert_eq!(c.log.slot.deadline(), Some(at(o, 1100)));
         // Without warden's supervise it waits, its pipe held.
         let unable = Event::Due {
             unread: false,
@@ -365,7 +310,7 @@ mod tests {
             })]
         );
         assert_eq!(c.step(failed(), at(o, 1000)), []);
-        assert_eq!(c.slot.deadline(), Some(at(o, 3000)));
+        assert_eq!(c.log.slot.deadline(), Some(at(o, 3000)));
     }
 
     #[test]
@@ -407,7 +352,7 @@ mod tests {
             c.step(draining.clone(), at(o, 1100)),
             [LeftoverToPipe, Start(Role::Log, End::Leftover)]
         );
-        assert!(c.pipe && !c.leftover);
+        assert!(c.log.pipe && !c.log.leftover);
         let mut failed = c.clone();
         assert_eq!(c.step(launched(Ok(PID)), at(o, 1100)), [WatchStatus]);
         assert!(c.awaits_hup().is_some());
@@ -424,7 +369,7 @@ mod tests {
             c.step(exited(false), at(o, 1200)),
             [DropLeftover(None), RemoveCgroup(Role::Log)]
         );
-        assert!(c.slot.is_gone());
+        assert!(c.log.slot.is_gone());
         // A start that failed gives the write end up until the next one.
         let error = Failure {
             error: "e".into(),
@@ -432,7 +377,7 @@ mod tests {
         };
         let actions = failed.step(launched(Err(error)), at(o, 1100));
         assert_eq!(actions[0], PipeToLeftover, "{actions:?}");
-        assert!(failed.leftover && !failed.pipe && failed.awaits_hup().is_none());
+        assert!(failed.log.leftover && !failed.log.pipe && failed.awaits_hup().is_none());
         // A write end that could not be had: drained bare, as before.
         let mut bare = failed.clone();
         bare.step(draining, at(o, 3100));
@@ -441,7 +386,7 @@ mod tests {
             reopen_failed: true,
         };
         assert_eq!(bare.step(started, at(o, 3100)), [WatchStatus]);
-        assert!(bare.leftover && !bare.pipe && bare.awaits_hup().is_some());
+        assert!(bare.log.leftover && !bare.log.pipe && bare.awaits_hup().is_some());
     }
 
     #[test]
@@ -472,17 +417,17 @@ mod tests {
         };
         c.step(exited.clone(), at(o, 100));
         assert_eq!(c.step(Event::AllGone { unread: true }, o), [PipeToLeftover]);
-        assert!(!c.slot.is_gone());
+        assert!(!c.log.slot.is_gone());
         let mut c = running(o);
         c.step(exited, at(o, 100));
         assert_eq!(
             c.step(Event::AllGone { unread: false }, o),
             [PipeToLeftover, DropLeftover(None)]
         );
-        assert!(c.slot.is_gone());
+        assert!(c.log.slot.is_gone());
         // Back after a failed exec of the next stage: a new pipe, started again.
         assert_eq!(c.step(Event::Resumed { pipe: true }, at(o, 200)), []);
-        assert!(c.pipe && c.slot.due(at(o, 200)));
+        assert!(c.log.pipe && c.log.slot.due(at(o, 200)));
     }
 
     #[test]
@@ -566,7 +511,7 @@ mod tests {
                 for ms in [0, 100, 60_000] {
                     let mut c = state.clone();
                     let now = at(o, ms);
-                    let was_due = c.slot.due(now);
+                    let was_due = c.log.slot.due(now);
                     let actions = c.step(event.clone(), now);
                     let what = format!("{name} × {event:?} at {ms}");
                     for action in &actions {
@@ -575,18 +520,18 @@ mod tests {
                                 assert!(was_due, "{what}: start not due");
                                 // A drain only with a writer, let go only after the HUP.
                                 if *end == End::Leftover {
-                                    assert!(c.pipe, "{what}: a drain without a writer");
+                                    assert!(c.log.pipe, "{what}: a drain without a writer");
                                 }
                             }
                             Signal(..) | KillGroup(_) | NoteCgroup(_) => {
-                                assert!(c.slot.running().is_some(), "{what}: {action:?}")
+                                assert!(c.log.slot.running().is_some(), "{what}: {action:?}")
                             }
                             _ => {}
                         }
                     }
-                    assert!(!(c.pipe && c.leftover), "{what}: pipe and leftover");
-                    if c.hup_pending {
-                        assert!(c.slot.running().is_some(), "{what}: HUP for no logger");
+                    assert!(!(c.log.pipe && c.log.leftover), "{what}: pipe and leftover");
+                    if c.log.hup_pending {
+                        assert!(c.log.slot.running().is_some(), "{what}: HUP for no logger");
                     }
                 }
             }

@@ -166,6 +166,80 @@ impl LogSide {
     pub fn needed(&self, wanted: bool, service_gone: bool) -> bool {
         wanted || !service_gone || self.leftover
     }
+
+    /// Closes svscan's write end of the pipe (held: `pipe`): its read end becomes the
+    /// leftover.
+    pub fn pipe_to_leftover(&mut self, out: &mut Actions) {
+        if std::mem::take(&mut self.pipe) {
+            self.leftover = true;
+            out.push(Action::PipeToLeftover);
+        }
+    }
+
+    /// The leftover gets a write end again, for a logger to drain it (see
+    /// [`Action::LeftoverToPipe`]).
+    pub fn leftover_to_pipe(&mut self, out: &mut Actions) {
+        if std::mem::take(&mut self.leftover) {
+            self.pipe = true;
+            out.push(Action::LeftoverToPipe);
+        }
+    }
+
+    /// What is left in the pipe goes; `why`, if it is to be said.
+    pub fn drop_leftover(&mut self, why: Option<&'static str>, out: &mut Actions) {
+        if std::mem::take(&mut self.leftover) {
+            out.push(Action::DropLeftover(why));
+        }
+    }
+
+    /// The first step of stopping a running logger: its supervisor is to get its HUP once the
+    /// logger runs (asked for here, once). True while that HUP is pending: until it is sent
+    /// svscan keeps the pipe's write end. For an entry's logger and the catch-all alike.
+    pub fn hup_first(&mut self, out: &mut Actions) -> bool {
+        let State::Running(r) = &self.slot.state else {
+            return false;
+        };
+        if !r.stop_sent && !self.hup_pending {
+            self.hup_pending = true;
+            out.push(Action::WatchStatus);
+            out.push(Action::CheckLogger);
+        }
+        self.hup_pending
+    }
+
+    /// What the logger's supervisor says of the logger while its HUP is pending: the HUP
+    /// once the logger runs (or is down for good: then what is left in the pipe goes, said
+    /// aloud; runsv drops it silently). For an entry's logger and the catch-all alike.
+    pub fn seen(&mut self, state: Logger, out: &mut Actions) {
+        if !self.hup_pending {
+            return;
+        }
+        let State::Running(r) = &mut self.slot.state else {
+            return;
+        };
+        match state {
+            Logger::Coming => {}
+            Logger::Unreadable => {
+                // Out of fds, say: the write end goes now, as that may be what frees one (a
+                // logger that reads EOF before its HUP is then started again: the lesser
+                // harm).
+                self.pipe_to_leftover(out);
+                out.push(Action::RecheckLogger);
+            }
+            Logger::Running | Logger::Down => {
+                self.hup_pending = false;
+                out.push(Action::UnwatchStatus);
+                r.stop_sent = true;
+                out.push(Action::NoteCgroup(Role::Log));
+                out.push(Action::Signal(Role::Log, Signal::HUP));
+                // Only now, with `e` on its way, may the logger read EOF.
+                self.pipe_to_leftover(out);
+                if state == Logger::Down {
+                    self.drop_leftover(Some(LOGGER_DOWN), out);
+                }
+            }
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -473,7 +547,11 @@ pub fn step(entry: &mut Entry, event: Event, now: Instant) -> Actions {
         Event::Vanished { drain } => vanished(entry, drain, &mut out),
         Event::Returned => returned(entry, now, &mut out),
         Event::LogAppeared { log_dir } => log_appeared(entry, log_dir, &mut out),
-        Event::LoggerSeen(state) => logger_seen(entry, state, &mut out),
+        Event::LoggerSeen(state) => {
+            if let Some(log) = entry.log.as_mut() {
+                log.seen(state, &mut out);
+            }
+        }
         Event::GraceOver(role) => {
             if entry.slot(role).is_some_and(|s| s.running().is_some()) {
                 out.push(Action::Report(Report::Straggler(role)));
@@ -499,13 +577,13 @@ fn due(entry: &mut Entry, log_dir: bool, now: Instant, out: &mut Actions) {
             let draining = !wanted && service_gone;
             if draining && !log_dir {
                 log.slot.state = State::Gone;
-                drop_leftover(log, LOG_DIR_GONE, out);
+                log.drop_leftover(Some(LOG_DIR_GONE), out);
                 return;
             }
             if draining {
                 // needed() and draining: the leftover is there. Without a writer a logger
                 // that read it all before its HUP came would be started once more, on nothing.
-                leftover_to_pipe(&mut log.pipe, &mut log.leftover, out);
+                log.leftover_to_pipe(out);
                 out.push(Action::Start(Role::Log, End::Leftover));
             } else {
                 open_pipe(log, out);
@@ -549,7 +627,7 @@ fn settle_launched(entry: &mut Entry, launched: Launched, now: Instant, out: &mu
                 out.push(Action::WatchStatus);
             } else {
                 // Nobody reads them yet: the write end goes until the next start.
-                pipe_to_leftover(&mut log.pipe, &mut log.leftover, out);
+                log.pipe_to_leftover(out);
             }
         }
     }
@@ -625,13 +703,13 @@ fn exited(
                 if std::mem::take(&mut log.hup_pending) {
                     out.push(Action::UnwatchStatus);
                     if service_gone {
-                        pipe_to_leftover(&mut log.pipe, &mut log.leftover, out);
+                        log.pipe_to_leftover(out);
                     }
                 }
                 let keep =
                     wanted || !service_gone || (log.leftover && drain.unread && drain.log_dir);
                 if !keep {
-                    drop_leftover(log, LOG_DIR_GONE, out);
+                    log.drop_leftover(Some(LOG_DIR_GONE), out);
                 }
                 (&mut log.slot, keep)
             }
@@ -697,18 +775,10 @@ fn stop_log(entry: &mut Entry, drain: Drain, out: &mut Actions) {
     let Some(log) = entry.log.as_mut() else {
         return;
     };
-    if let State::Running(r) = &log.slot.state {
-        if !r.stop_sent && !log.hup_pending {
-            log.hup_pending = true;
-            out.push(Action::WatchStatus);
-            out.push(Action::CheckLogger);
-        }
-        if log.hup_pending {
-            // The write end is closed once the HUP is sent (see `hup_pending`).
-            return;
-        }
+    if log.hup_first(out) {
+        return;
     }
-    pipe_to_leftover(&mut log.pipe, &mut log.leftover, out);
+    log.pipe_to_leftover(out);
     let unread = log.leftover && drain.unread;
     match &mut log.slot.state {
         State::Running(_) => {}
@@ -718,32 +788,8 @@ fn stop_log(entry: &mut Entry, drain: Drain, out: &mut Actions) {
                 out.push(Action::RemoveDeadCgroup(Role::Log));
             }
             log.slot.state = State::Gone;
-            drop_leftover(log, LOG_DIR_GONE, out);
+            log.drop_leftover(Some(LOG_DIR_GONE), out);
         }
-    }
-}
-
-/// Closes svscan's write end of a log pipe (held: `pipe`): its read end becomes the
-/// leftover. For an entry's logger and the catch-all logger alike.
-pub fn pipe_to_leftover(pipe: &mut bool, leftover: &mut bool, out: &mut Actions) {
-    if std::mem::take(pipe) {
-        *leftover = true;
-        out.push(Action::PipeToLeftover);
-    }
-}
-
-/// The leftover gets a write end again, for a logger to drain it (see [`Action::LeftoverToPipe`]).
-/// For an entry's logger and the catch-all logger alike.
-pub fn leftover_to_pipe(pipe: &mut bool, leftover: &mut bool, out: &mut Actions) {
-    if std::mem::take(leftover) {
-        *pipe = true;
-        out.push(Action::LeftoverToPipe);
-    }
-}
-
-fn drop_leftover(log: &mut LogSide, why: &'static str, out: &mut Actions) {
-    if std::mem::take(&mut log.leftover) {
-        out.push(Action::DropLeftover(Some(why)));
     }
 }
 
@@ -758,9 +804,7 @@ fn returned(entry: &mut Entry, now: Instant, out: &mut Actions) {
             out.push(Action::UnwatchStatus);
         }
         // A logger still draining the old pipe finishes it; the service gets a new one.
-        if std::mem::take(&mut log.leftover) {
-            out.push(Action::DropLeftover(None));
-        }
+        log.drop_leftover(None, out);
     }
     for slot in std::iter::once(&mut entry.service).chain(entry.log.as_mut().map(|l| &mut l.slot)) {
         slot.quick_deaths = 0;
@@ -789,38 +833,6 @@ fn log_appeared(entry: &mut Entry, log_dir: bool, out: &mut Actions) {
         }
     }
     out.push(Action::LogWatchDone);
-}
-
-/// Sends the pending HUP once the logger runs (or is down for good: then what is left in the
-/// pipe goes, said aloud; runsv drops it silently).
-fn logger_seen(entry: &mut Entry, state: Logger, out: &mut Actions) {
-    let Some(log) = entry.log.as_mut().filter(|l| l.hup_pending) else {
-        return;
-    };
-    let State::Running(r) = &mut log.slot.state else {
-        return;
-    };
-    match state {
-        Logger::Coming => {}
-        Logger::Unreadable => {
-            // Out of fds, say: the write end goes now, as that may be what frees one (a
-            // logger that reads EOF before its HUP is then started again: the lesser harm).
-            pipe_to_leftover(&mut log.pipe, &mut log.leftover, out);
-            out.push(Action::RecheckLogger);
-        }
-        Logger::Running | Logger::Down => {
-            log.hup_pending = false;
-            out.push(Action::UnwatchStatus);
-            r.stop_sent = true;
-            out.push(Action::NoteCgroup(Role::Log));
-            out.push(Action::Signal(Role::Log, Signal::HUP));
-            // Only now, with `e` on its way, may the logger read EOF.
-            pipe_to_leftover(&mut log.pipe, &mut log.leftover, out);
-            if state == Logger::Down {
-                drop_leftover(log, LOGGER_DOWN, out);
-            }
-        }
-    }
 }
 
 #[cfg(test)]

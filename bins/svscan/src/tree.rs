@@ -650,7 +650,7 @@ impl Tree {
             && self
                 .uncaught
                 .as_ref()
-                .map_or(true, |u| u.life.slot.is_gone())
+                .map_or(true, |u| u.life.log.slot.is_gone())
     }
 
     /// Sends the output of every service without a `log/` to a logger supervised in `dir`
@@ -773,7 +773,7 @@ impl Tree {
                         });
                     }
                     Action::Signal(_, sig) => {
-                        if let Some(run) = u.life.slot.running() {
+                        if let Some(run) = u.life.log.slot.running() {
                             let what = if sig == Signal::HUP {
                                 "log supervisor"
                             } else {
@@ -784,12 +784,12 @@ impl Tree {
                         }
                     }
                     Action::KillGroup(_) => {
-                        if let Some(run) = u.life.slot.running() {
+                        if let Some(run) = u.life.log.slot.running() {
                             system::kill_group_of(&system::supervisor_dir(run.pid));
                         }
                     }
                     Action::NoteCgroup(_) => {
-                        if let (Some(run), None) = (u.life.slot.running(), &u.held.cgroup) {
+                        if let (Some(run), None) = (u.life.log.slot.running(), &u.held.cgroup) {
                             u.held.cgroup = system::cgroup_of(&system::supervisor_dir(run.pid));
                         }
                     }
@@ -801,7 +801,7 @@ impl Tree {
                         }
                     }
                     Action::WatchStatus => {
-                        if let Some(run) = u.life.slot.running() {
+                        if let Some(run) = u.life.log.slot.running() {
                             let dir = system::supervisor_dir(run.pid);
                             let name = u.dir.clone().into_os_string();
                             status_watches.push((u.id, Some((dir, name))));
@@ -868,7 +868,7 @@ impl Tree {
         let Some(u) = self.uncaught.as_ref() else {
             return;
         };
-        if !u.life.slot.due(now) {
+        if !u.life.log.slot.due(now) {
             return;
         }
         let event = catchall::Event::Due {
@@ -891,7 +891,7 @@ impl Tree {
         };
         self.drive_uncaught(event, now);
         if let Some(u) = self.uncaught.as_mut() {
-            if u.life.slot.running().map_or(true, |run| run.pid != pid) {
+            if u.life.log.slot.running().map_or(true, |run| run.pid != pid) {
                 u.held = Held::default();
             }
         }
@@ -1132,7 +1132,7 @@ impl Tree {
             Logger::Running | Logger::Down => Hup::Done,
         };
         if let Some(u) = self.uncaught.as_ref().filter(|u| u.id == *id) {
-            if !u.life.hup_pending {
+            if !u.life.log.hup_pending {
                 return Hup::Done;
             }
             let Some(run) = u.life.awaits_hup() else {
@@ -1182,7 +1182,10 @@ impl Tree {
 
     /// The nearest time a supervisor is due to (re)start.
     pub fn next_deadline(&self) -> Option<Instant> {
-        let uncaught = self.uncaught.as_ref().and_then(|u| u.life.slot.deadline());
+        let uncaught = self
+            .uncaught
+            .as_ref()
+            .and_then(|u| u.life.log.slot.deadline());
         let entries = self.index.deadlines.first().map(|(at, _)| *at);
         entries.into_iter().chain(uncaught).min()
     }
@@ -1203,7 +1206,7 @@ impl Tree {
             }
         }
         if let Some(u) = &self.uncaught {
-            if let (Some(run), Some(fd)) = (u.life.slot.running(), u.held.pidfd.as_ref()) {
+            if let (Some(run), Some(fd)) = (u.life.log.slot.running(), u.held.pidfd.as_ref()) {
                 out.push((run.pid, fd.as_fd()));
             }
         }
