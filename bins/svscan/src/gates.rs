@@ -30,6 +30,12 @@ struct Watched {
 }
 
 impl Watched {
+    /// The watches that see the dependency files change: the directory and its dependency
+    /// directories (not `supervise/`).
+    fn of_files(&self) -> impl Iterator<Item = i32> + '_ {
+        self.dir.iter().chain(&self.subdirs).copied()
+    }
+
     fn all(&self) -> impl Iterator<Item = i32> + '_ {
         self.dir
             .iter()
@@ -192,15 +198,17 @@ impl Gates {
     }
 
     /// Reads the service's dependency files, tells the graph, and brings its watches in line;
-    /// returns the watches it no longer needs. A watch added here (on `needs/` made just now,
-    /// say) reports only what is created after it: the files are read once more, so that one
-    /// created between the first read and the watch is not missed.
+    /// returns the watches it no longer needs. A watch added here on the files (on `needs/`
+    /// made just now, say) reports only what is created after it: the files are read once
+    /// more, so that one created between the first read and the watch is not missed. A new
+    /// watch on `supervise/` alone (its supervisor has just made it) sees no dependency file:
+    /// no second read for it.
     fn refresh(&mut self, name: &OsStr, watch: Option<&Watch>, tree: &mut Tree) -> Vec<i32> {
         let watched = |gates: &Gates| -> BTreeSet<i32> {
             gates
                 .watched
                 .get(name)
-                .map(|w| w.all().collect())
+                .map(|w| w.of_files().collect())
                 .unwrap_or_default()
         };
         let before = watched(self);
