@@ -291,6 +291,54 @@ fn an_edge_added_live_holds_and_removed_live_releases() {
     remove_the_need_and_wait_for_a_second_start(&web);
 }
 
+/// The bytes svscan has read so far (`rchar` of /proc/PID/io): its inotify events, and the
+/// files it reads.
+fn bytes_read_by(pid: i32) -> u64 {
+    let io = fs::read_to_string(format!("/proc/{pid}/io")).unwrap();
+    io.lines()
+        .find_map(|l| l.strip_prefix("rchar: "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap()
+}
+
+/// Files a service writes into its own directory (runit's idiom writes `ready` there) are no
+/// concern of the graph: svscan, which watches that directory for dependency entries and
+/// `supervise/`, reads nothing for them (it read the two services' statuses on each before).
+#[test]
+fn files_services_write_into_their_directories_cost_svscan_no_reads() {
+    let mut scan = Scan::new();
+    let s = scan.dir.clone();
+    let db = plain_service(&s, "db");
+    let app = plain_service(&s, "app");
+    dep(&app, "needs", "db");
+    scan.start();
+    wait_until("app started", LONG, || has(&app, "started"));
+    std::thread::sleep(Duration::from_millis(300));
+    let svscan = scan.svscan.as_ref().unwrap().pid();
+    let before = bytes_read_by(svscan);
+    for i in 0..20 {
+        for dir in [&db, &app] {
+            fs::write(dir.join("state"), format!("{i}\n")).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    // 32 bytes an inotify event (a header and "state" padded to 16), one or two per file
+    // written; the statuses svscan read for each before (`status` and the extended status)
+    // were another 60 or more.
+    let read = bytes_read_by(svscan) - before;
+    assert!(
+        read <= 40 * 2 * 32,
+        "svscan read {read} bytes for 40 files written into the service directories"
+    );
+    // And a dependency entry made among them is still seen: app is held for its new need.
+    fs::write(app.join("state"), "last\n").unwrap();
+    let cache = plain_service(&s, "cache");
+    fs::write(cache.join("down"), "").unwrap();
+    dep(&app, "needs", "cache");
+    wait_stopped_for_its_new_need(&app);
+}
+
 #[test]
 fn a_need_written_into_an_empty_needs_dir_made_earlier_holds() {
     let mut scan = Scan::new();

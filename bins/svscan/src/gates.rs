@@ -144,19 +144,36 @@ impl Gates {
     }
 
     /// A watch fired: the dependency files and the status of its services are read again.
-    /// Returns the watches no longer needed.
-    pub fn on_watch(&mut self, wd: i32, watch: Option<&Watch>, tree: &mut Tree) -> Vec<i32> {
+    /// `seen`: the names its events were about (`None`: may be anything). Returns the
+    /// watches no longer needed.
+    pub fn on_watch(
+        &mut self,
+        wd: i32,
+        seen: Option<&BTreeSet<OsString>>,
+        watch: Option<&Watch>,
+        tree: &mut Tree,
+    ) -> Vec<i32> {
         let names: Vec<OsString> = self.by_wd.get(&wd).into_iter().flatten().cloned().collect();
+        let any = |pick: fn(&OsStr) -> bool| seen.map_or(true, |s| s.iter().any(|n| pick(n)));
         let mut dropped = Vec::new();
         for name in names {
             if !self.ids.contains_key(&name) {
                 continue;
             }
             // A status replaced in its `supervise/` (several per start, and again at
-            // readiness): only the status is read again. Its dependency files and watches
-            // change only by events of the other watches.
+            // readiness): only the status is read again, and only for the two files it is
+            // read from (not `pid` or `stat`). Its dependency files and watches change only
+            // by events of the other watches.
             if self.is_status_watch(&name, wd) {
-                self.read_status(&name, tree);
+                if any(is_status_file) {
+                    self.read_status(&name, tree);
+                }
+                continue;
+            }
+            // The service's own directory: only its dependency entries and `supervise/`
+            // matter, not the files its service writes there (runit's idiom writes a `ready`
+            // into it, say).
+            if self.is_dir_watch(&name, wd) && !any(concerns_the_graph) {
                 continue;
             }
             dropped.extend(self.refresh(&name, watch, tree));
@@ -171,6 +188,13 @@ impl Gates {
     fn is_status_watch(&self, name: &OsStr, wd: i32) -> bool {
         self.watched.get(name).is_some_and(|w| {
             w.supervise == Some(wd) && w.dir != Some(wd) && !w.subdirs.contains(&wd)
+        })
+    }
+
+    /// Whether `wd` is only the watch on the service's directory.
+    fn is_dir_watch(&self, name: &OsStr, wd: i32) -> bool {
+        self.watched.get(name).is_some_and(|w| {
+            w.dir == Some(wd) && w.supervise != Some(wd) && !w.subdirs.contains(&wd)
         })
     }
 
@@ -410,4 +434,15 @@ fn seen(name: &OsStr, id: &Id, tree: &Tree) -> Seen {
         want_up: status.want == Want::Up && !x.failed,
         failed: x.failed,
     }
+}
+
+/// The files of `supervise/` that [`seen`] reads.
+fn is_status_file(name: &OsStr) -> bool {
+    name == warden::svdir::STATUS || name == warden::status::EXTENDED_FILE
+}
+
+/// An entry of a service directory that the graph looks at: its dependency declarations, or
+/// its `supervise/` (made by its supervisor: its status can be watched then).
+fn concerns_the_graph(name: &OsStr) -> bool {
+    warden::deps::is_declaration(name) || name == warden::svdir::SUPERVISE
 }

@@ -4,7 +4,7 @@
 use rustix::fs::inotify::{self, CreateFlags, ReadFlags, WatchFlags};
 use rustix::fs::{Dir, Mode, OFlags};
 use rustix::io::Errno;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::{OsStr, OsString};
 use std::io;
 use std::mem::MaybeUninit;
@@ -128,6 +128,22 @@ pub struct Changes {
     pub watch_lost: bool,
     /// Other watches (a logger's `supervise/`) that saw something.
     pub others: BTreeSet<i32>,
+    /// The names those events were about, by watch; a watch that saw an event about itself
+    /// (no name: removed, say) is in `others` but not here, and counts as "anything".
+    pub others_named: BTreeMap<i32, BTreeSet<OsString>>,
+    /// Watches of `others` that saw an event without a name.
+    pub others_unnamed: BTreeSet<i32>,
+}
+
+impl Changes {
+    /// The names watch `wd` saw, or `None` when what it saw may be anything (an event
+    /// without a name, or an overflow).
+    pub fn names_seen(&self, wd: i32) -> Option<&BTreeSet<OsString>> {
+        if self.overflow || self.others_unnamed.contains(&wd) {
+            return None;
+        }
+        self.others_named.get(&wd)
+    }
 }
 
 pub struct Watch {
@@ -196,7 +212,17 @@ impl Watch {
                     if flags.contains(ReadFlags::QUEUE_OVERFLOW) {
                         changes.overflow = true;
                     } else if event.wd() != scandir {
-                        changes.others.insert(event.wd());
+                        let wd = event.wd();
+                        changes.others.insert(wd);
+                        match event.file_name() {
+                            Some(name) => {
+                                let name = OsStr::from_bytes(name.to_bytes()).to_owned();
+                                changes.others_named.entry(wd).or_default().insert(name);
+                            }
+                            None => {
+                                changes.others_unnamed.insert(wd);
+                            }
+                        }
                     } else {
                         if flags.intersects(ReadFlags::IGNORED | ReadFlags::DELETE_SELF) {
                             changes.watch_lost = true;
@@ -271,6 +297,21 @@ pub fn shown_as(name: &OsStr, role: crate::life::Role) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_watch_that_saw_no_name_or_an_overflow_may_have_seen_anything() {
+        let mut c = Changes::default();
+        c.others.extend([3, 4, 5]);
+        c.others_named.entry(3).or_default().insert("state".into());
+        c.others_named.entry(4).or_default().insert("needs".into());
+        c.others_unnamed.insert(4);
+        let state: BTreeSet<OsString> = ["state".into()].into();
+        assert_eq!(c.names_seen(3), Some(&state));
+        assert_eq!(c.names_seen(4), None, "an event without a name");
+        assert_eq!(c.names_seen(5), None, "no names recorded");
+        c.overflow = true;
+        assert_eq!(c.names_seen(3), None, "events were lost");
+    }
 
     #[test]
     fn names_that_look_like_options_get_a_path() {

@@ -676,9 +676,10 @@ impl Scanner {
         }
         for wd in &changes.others {
             if self.gates.uses(*wd) {
+                let seen = changes.names_seen(*wd);
                 let dropped = self
                     .gates
-                    .on_watch(*wd, self.watch.as_ref(), &mut self.tree);
+                    .on_watch(*wd, seen, self.watch.as_ref(), &mut self.tree);
                 self.forget_watches(dropped);
             }
             let ids: Vec<Id> = self

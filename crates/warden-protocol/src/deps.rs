@@ -127,6 +127,16 @@ fn io_problem(file: impl Into<String>, e: &io::Error) -> Problem {
     }
 }
 
+/// Whether a name in a service directory is one that [`read`] looks at: a dependency
+/// directory, `type`, or a oneshot's `up` and `down`. A change to any other entry (a file the
+/// service writes into its own directory, say) changes nothing it returns.
+pub fn is_declaration(name: &OsStr) -> bool {
+    [TYPE, UP, ONESHOT_DOWN]
+        .into_iter()
+        .chain(DIRS.iter().map(|(sub, _)| *sub))
+        .any(|n| name.as_bytes() == n.as_bytes())
+}
+
 /// Whether the directory declares anything of this module at all: one `lstat` per name, no
 /// file descriptor (a tree of thousands of plain services is read at boot, maybe short of
 /// fds).
@@ -339,5 +349,22 @@ mod tests {
         assert_eq!(read(dir.path()).unwrap().kind, Kind::Oneshot);
         fs::write(dir.path().join("down"), "").unwrap();
         assert_eq!(read(dir.path()).unwrap_err().file, "down");
+    }
+    #[test]
+    fn only_the_names_read_looks_at_are_declarations() {
+        for name in [
+            "type",
+            "needs",
+            "wants",
+            "after",
+            "dependencies.d",
+            "up",
+            "down",
+        ] {
+            assert!(is_declaration(OsStr::new(name)), "{name}");
+        }
+        for name in ["run", "ready", "supervise", "log", "needs.new", "typ", ""] {
+            assert!(!is_declaration(OsStr::new(name)), "{name}");
+        }
     }
 }
