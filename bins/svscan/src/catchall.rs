@@ -137,8 +137,7 @@ impl Catchall {
     ) {
         let draining = std::mem::take(&mut self.draining);
         if draining && reopen_failed {
-            self.log.pipe = false;
-            self.log.leftover = true;
+            self.log.reopen_failed();
         }
         if !matches!(self.log.slot.state, State::Waiting { .. }) {
             return;

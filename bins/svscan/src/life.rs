@@ -185,6 +185,13 @@ impl LogSide {
         }
     }
 
+    /// The leftover could not get its write end again ([`Launched::reopen_failed`]): the
+    /// executor kept it a bare read end, and so does the machine.
+    pub fn reopen_failed(&mut self) {
+        self.pipe = false;
+        self.leftover = true;
+    }
+
     /// What is left in the pipe goes; `why`, if it is to be said.
     pub fn drop_leftover(&mut self, why: Option<&'static str>, out: &mut Actions) {
         if std::mem::take(&mut self.leftover) {
@@ -618,8 +625,7 @@ fn settle_launched(entry: &mut Entry, launched: Launched, now: Instant, out: &mu
         settle(&mut log.slot, result, Role::Log, now, out);
         if !wanted && service_gone {
             if launched.reopen_failed {
-                log.pipe = false;
-                log.leftover = true;
+                log.reopen_failed();
             }
             if started {
                 // Only lines left over: this logger is to exit once they are read.

@@ -420,11 +420,7 @@ impl Exec<'_> {
         let fd = match end {
             End::PipeRead => node.pipe.as_ref().map(|p| &p.read),
             End::PipeWrite => node.pipe.as_ref().map(|p| &p.write),
-            End::Leftover => node
-                .pipe
-                .as_ref()
-                .map(|p| &p.read)
-                .or(node.leftover.as_ref()),
+            End::Leftover => leftover_read(&node.pipe, &node.leftover),
             End::Uncaught => None,
         };
         let stdio = match (end, fd) {
@@ -524,6 +520,12 @@ fn spawn_supervise(
     };
     launch::spawn(supervise, args, stdio, system::CAUGHT, launches)
         .map(|pid| pid.as_raw_nonzero().get())
+}
+
+/// The read end a draining logger gets: the leftover's, made a pipe again when its write end
+/// could be reopened ([`leftover_to_pipe`]), or the bare leftover.
+fn leftover_read<'a>(pipe: &'a Option<Pipe>, leftover: &'a Option<OwnedFd>) -> Option<&'a OwnedFd> {
+    pipe.as_ref().map(|p| &p.read).or(leftover.as_ref())
 }
 
 /// Makes the leftover a pipe again, with a write end reopened for it; false (said aloud, the
@@ -747,9 +749,7 @@ impl Tree {
                     Action::Start(_, end) => {
                         let read = match end {
                             End::PipeRead => u.pipe.as_ref().map(|p| &p.read),
-                            End::Leftover => {
-                                u.pipe.as_ref().map(|p| &p.read).or(u.leftover.as_ref())
-                            }
+                            End::Leftover => leftover_read(&u.pipe, &u.leftover),
                             End::PipeWrite | End::Uncaught => None,
                         };
                         let result = match (read, &programs.supervise) {
