@@ -131,6 +131,14 @@ pub fn deadline(at: Instant, d: Duration) -> Instant {
 /// The most of a setting file that is read: its value is on the first line.
 const SETTING_FILE_CAP: u64 = 4096;
 
+/// A buffer for reading a small file of `size` bytes (its `st_size`), at most `cap`, in one
+/// `read` and the one that finds its end: an empty `Vec` would take four or five reads of a
+/// status record, growing from 32 bytes (svscan reads two files per status change).
+pub fn buffer_for(size: impl TryInto<u64>, cap: u64) -> Vec<u8> {
+    let size = size.try_into().unwrap_or(0).min(cap);
+    Vec::with_capacity(usize::try_from(size).unwrap_or(0).saturating_add(1))
+}
+
 /// The first line of a setting file, without its newline and surrounding blanks; `None` if
 /// the file does not exist. Opened without blocking and read only if it is a regular file
 /// (a symlink to one is followed, as runit users link settings), so that a FIFO planted
@@ -147,7 +155,8 @@ pub(crate) fn read_first_line(file: &Path) -> io::Result<Option<String>> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
     };
-    let kind = f.metadata()?.file_type();
+    let meta = f.metadata()?;
+    let kind = meta.file_type();
     if !kind.is_file() {
         let what = if kind.is_fifo() {
             "a FIFO"
@@ -156,7 +165,7 @@ pub(crate) fn read_first_line(file: &Path) -> io::Result<Option<String>> {
         };
         return Err(io::Error::new(io::ErrorKind::InvalidInput, what));
     }
-    let mut bytes = Vec::new();
+    let mut bytes = buffer_for(meta.len(), SETTING_FILE_CAP);
     f.by_ref().take(SETTING_FILE_CAP).read_to_end(&mut bytes)?;
     let line = bytes.split(|&b| b == b'\n').next().unwrap_or_default();
     Ok(Some(String::from_utf8_lossy(line).trim().to_owned()))

@@ -240,7 +240,7 @@ fn read_state(path: &Path) -> Result<Vec<u8>, Errno> {
     if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
         return Err(Errno::INVAL);
     }
-    let mut bytes = Vec::new();
+    let mut bytes = crate::service::buffer_for(st.st_size, STATE_CAP);
     std::fs::File::from(fd)
         .take(STATE_CAP)
         .read_to_end(&mut bytes)

@@ -454,9 +454,10 @@ pub fn read_file(dir: impl AsFd, name: &str, cap: usize) -> Result<Option<String
     if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
         return Err(ReadError::NotRegular);
     }
-    let mut bytes = Vec::new();
+    let limit = (cap as u64).saturating_add(1);
+    let mut bytes = warden_protocol::service::buffer_for(st.st_size, limit);
     std::fs::File::from(fd)
-        .take((cap as u64).saturating_add(1))
+        .take(limit)
         .read_to_end(&mut bytes)
         .map_err(|e| ReadError::Io(Errno::from_io_error(&e).unwrap_or(Errno::IO)))?;
     if bytes.len() > cap {
