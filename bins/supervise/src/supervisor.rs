@@ -54,6 +54,9 @@ pub struct Supervisor {
     /// The settings (and their warnings) read at startup, used by the first start instead of
     /// reading them again.
     boot_settings: Option<(Limits, Vec<Event>)>,
+    /// What the last reading of the settings found wrong with the dependency and type files
+    /// (read for the type), until the start that follows it uses it: one reading per start.
+    deps_problem: Option<Option<warden::deps::Problem>>,
     /// The user, limits, niceness and umask of the current or last run, for its `finish`.
     identity: Identity,
     /// The memory limit of the current run and the OOM killer's count at its start.
@@ -103,6 +106,7 @@ impl Supervisor {
             pid,
             default_run,
             boot_settings: None,
+            deps_problem: None,
             identity: Identity::default(),
             oom: None,
             watch: None,
@@ -126,6 +130,7 @@ impl Supervisor {
         self.feed(Event::Tick);
         // A start later than this one (down file, leftovers, back-off) reads them afresh.
         self.boot_settings = None;
+        self.deps_problem = None;
         self.flush();
         // The service may be running already: from here on nothing makes supervise leave it
         // unsupervised. A failure to announce or to wait is reported and retried.
@@ -624,7 +629,13 @@ impl Supervisor {
         };
         // A bad dependency or type file: not started until it is fixed (svscan holds such a
         // service anyway; a supervise run by hand says why here).
-        warden::deps::read(Path::new(".")).map_err(|p| unusable(&p.file, &p.cause))?;
+        let problem = match self.deps_problem.take() {
+            Some(read_for_this_start) => read_for_this_start,
+            None => warden::deps::read(Path::new(".")).err(),
+        };
+        if let Some(p) = problem {
+            return Err(unusable(&p.file, &p.cause));
+        }
         // One listing of the dir instead of a dozen failed opens on every start.
         let present = runas::present(here);
         let has = |file: &str| present.as_ref().map_or(true, |p| p.contains(&file));
@@ -712,7 +723,9 @@ impl Supervisor {
         };
         // Read for the type: the graph itself is svscan's. A bad file fails the start
         // (`prepare`), naming it.
-        let kind = warden::deps::read(here).map(|d| d.kind).unwrap_or_default();
+        let declared = warden::deps::read(here);
+        let kind = declared.as_ref().map(|d| d.kind).unwrap_or_default();
+        self.deps_problem = Some(declared.err());
         let oneshot = kind == warden::deps::Kind::Oneshot;
         let limits = Limits {
             down_signal: settings.down_signal,
