@@ -277,6 +277,61 @@ fn a_dependency_dropped_in_later_starts_the_waiting_service_at_once() {
     );
 }
 
+/// A dependent dropped in next to a service that has run for a while, with no dependents
+/// until then: the dependency joins the graph by that edge, and its status (up and ready by
+/// running) lets the dependent start, although nothing more happens in its directory. (It was
+/// held for good: the dependency's status was watched only once its own directory changed.)
+#[test]
+fn a_dependent_dropped_in_next_to_a_running_service_starts() {
+    let mut scan = Scan::new();
+    let s = scan.dir.clone();
+    let db = plain_service(&s, "db");
+    scan.start();
+    wait_until("db started", LONG, || has(&db, "started"));
+    std::thread::sleep(Duration::from_millis(300));
+    let staged = plain_service(&scan.stage(), "app");
+    dep(&staged, "needs", "db");
+    fs::rename(&staged, s.join("app")).unwrap();
+    let app = s.join("app");
+    wait_until("app started after db, which runs", LONG, || {
+        has(&app, "started")
+    });
+    assert_eq!(stamps(&db, "started").len(), 1, "db was not restarted");
+}
+
+/// svscan started again on a tree whose `supervise/` directories are left from an earlier
+/// one (as on a restart of svscan, or under a supervise/ kept on disk): no supervisor makes
+/// its `supervise/` then, and every dependency's status must still be watched, whatever
+/// order the directory lists them in (four pairs: a dependency listed before its dependent
+/// was read as taking no part in the graph).
+#[test]
+fn a_second_svscan_over_supervise_dirs_left_by_the_first_starts_every_dependent() {
+    let mut scan = Scan::new();
+    let s = scan.dir.clone();
+    let pairs: Vec<(PathBuf, PathBuf)> = (0..4)
+        .map(|i| {
+            let need = plain_service(&s, &format!("db{i}"));
+            let app = plain_service(&s, &format!("app{i}"));
+            dep(&app, "needs", &format!("db{i}"));
+            (need, app)
+        })
+        .collect();
+    scan.start();
+    for (_, app) in &pairs {
+        wait_until("each app started", LONG, || has(app, "started"));
+    }
+    assert_eq!(scan.stop(), Some(0));
+    for (db, app) in &pairs {
+        assert!(db.join("supervise").is_dir() && app.join("supervise").is_dir());
+    }
+    scan.start();
+    for (_, app) in &pairs {
+        wait_until("each app started again", LONG, || {
+            stamps(app, "started").len() == 2
+        });
+    }
+}
+
 #[test]
 fn an_edge_added_live_holds_and_removed_live_releases() {
     let mut scan = Scan::new();

@@ -30,12 +30,6 @@ struct Watched {
 }
 
 impl Watched {
-    /// The watches that see the dependency files change: the directory and its dependency
-    /// directories (not `supervise/`).
-    fn of_files(&self) -> impl Iterator<Item = i32> + '_ {
-        self.dir.iter().chain(&self.subdirs).copied()
-    }
-
     fn all(&self) -> impl Iterator<Item = i32> + '_ {
         self.dir
             .iter()
@@ -59,6 +53,9 @@ pub struct Gates {
     retry_at: Option<Instant>,
     /// The shortage of inotify watches was said (once per svscan, by whichever part found it).
     watch_shortage_reported: bool,
+    /// Services that joined the graph by the declaration being carried out: their status is
+    /// to be watched and read.
+    joined: Vec<OsString>,
 }
 
 /// How often files that could not be read for want of fds or memory are read again.
@@ -176,6 +173,15 @@ impl Gates {
             if self.is_dir_watch(&name, wd) && !any(concerns_the_graph) {
                 continue;
             }
+            // Its `supervise/` made (by each new supervisor): watched, if the service takes
+            // part in the graph, and its status read; its dependency files are as they were.
+            if self.is_dir_watch(&name, wd) && !any(warden::deps::is_declaration) {
+                if self.graph.is_member(&name) {
+                    dropped.extend(self.watch_status(&name, watch));
+                    self.read_status(&name, tree);
+                }
+                continue;
+            }
             dropped.extend(self.refresh(&name, watch, tree));
             if self.graph.is_member(&name) {
                 self.read_status(&name, tree);
@@ -221,29 +227,20 @@ impl Gates {
         dropped
     }
 
-    /// Reads the service's dependency files, tells the graph, and brings its watches in line;
-    /// returns the watches it no longer needs. A watch added here on the files (on `needs/`
-    /// made just now, say) reports only what is created after it: the files are read once
-    /// more, so that one created between the first read and the watch is not missed. A new
-    /// watch on `supervise/` alone (its supervisor has just made it) sees no dependency file:
-    /// no second read for it.
+    /// Brings the service's watches in line, then reads its dependency files and tells the
+    /// graph; returns the watches it no longer needs. Watched first, read after: a file made
+    /// after its directory's watch is reported by that watch, one made before is in the read,
+    /// so one read is enough (a dependency directory made in between is read now, and its
+    /// creation, reported by the watch on the service directory, brings its own watch).
     fn refresh(&mut self, name: &OsStr, watch: Option<&Watch>, tree: &mut Tree) -> Vec<i32> {
-        let watched = |gates: &Gates| -> BTreeSet<i32> {
-            gates
-                .watched
-                .get(name)
-                .map(|w| w.of_files().collect())
-                .unwrap_or_default()
-        };
-        let before = watched(self);
+        let mut dropped = self.sync_watches(name, watch);
         let (_, out) = self.declare(name);
         self.carry_out(out, tree);
-        let mut dropped = self.sync_watches(name, watch);
-        if watched(self).difference(&before).next().is_some() {
-            let (_, out) = self.declare(name);
-            self.carry_out(out, tree);
-            // What that read changed (a new edge) may need watches of its own.
-            dropped.extend(self.sync_watches(name, watch));
+        for joined in std::mem::take(&mut self.joined) {
+            if self.ids.contains_key(&joined) {
+                dropped.extend(self.watch_status(&joined, watch));
+                self.read_status(&joined, tree);
+            }
         }
         dropped
     }
@@ -345,6 +342,8 @@ impl Gates {
                 Out::CycleGone(path) => {
                     warden::say!("svscan: dependency cycle {} is broken", path.join(" -> "))
                 }
+                // Handled by `refresh`, which has the inotify instance.
+                Out::Joined(name) => self.joined.push(name),
                 Out::Problem(name, problem) => warden::say!(
                     "svscan: warning: {}: {problem}: the service is not started until this is \
                      fixed",
@@ -388,6 +387,22 @@ impl Gates {
         }
         self.watched.insert(name.to_owned(), want);
         dropped
+    }
+
+    /// Watches the service's `supervise/` (if it exists yet: its making is seen by the watch
+    /// on the service directory), as one that takes part in the graph; returns the watch no
+    /// longer needed, on a `supervise/` replaced since.
+    fn watch_status(&mut self, name: &OsStr, watch: Option<&Watch>) -> Option<i32> {
+        let watch = watch?;
+        self.watched.get(name)?;
+        let supervise = service_path(name).join(warden::svdir::SUPERVISE);
+        let wd = self.kept_watch(name, watch.add_status_watch(&supervise))?;
+        let old = self
+            .watched
+            .get_mut(name)
+            .and_then(|w| w.supervise.replace(wd));
+        self.by_wd.entry(wd).or_default().insert(name.to_owned());
+        old.filter(|old| *old != wd && self.unlink(*old, name))
     }
 
     fn drop_watches(&mut self, name: &OsStr) -> Vec<i32> {

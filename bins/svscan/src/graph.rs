@@ -55,6 +55,10 @@ pub enum Out {
     CycleGone(Vec<String>),
     /// The service's dependency files cannot be used: it is held until they are fixed.
     Problem(OsString, Problem),
+    /// The service takes part in the graph from now on (it declared its first edge, or a
+    /// dependent declared it): its status is to be watched and read. Its supervisor may have
+    /// been running for long, with nothing more to make in its directory.
+    Joined(OsString),
 }
 
 struct Node {
@@ -100,6 +104,7 @@ impl Graph {
     /// says). Returns the gate its supervisor is to be started with, and what is to be done.
     pub fn declare(&mut self, name: &OsStr, decl: Result<Deps, Problem>) -> (Gate, Vec<Out>) {
         let mut out = Vec::new();
+        let was_member = self.is_member(name);
         let node = self
             .nodes
             .entry(name.to_owned())
@@ -117,8 +122,23 @@ impl Graph {
             node.edges().map(|(n, e)| (n.to_owned(), e)).collect();
         let mut touched = BTreeSet::from([name.to_owned()]);
         if old_edges != new_edges {
+            // What it now depends on may join the graph by this edge.
+            let joining: Vec<OsString> = new_edges
+                .iter()
+                .map(|(dep, _)| OsString::from(dep))
+                .filter(|dep| dep.as_os_str() != name && !self.is_member(dep))
+                .collect();
             self.relink(name, &old_edges, &new_edges);
             touched.extend(self.find_cycles(&mut out));
+            for dep in joining {
+                let present = self.nodes.get(&dep).is_some_and(|node| node.present);
+                if present && self.is_member(&dep) {
+                    out.push(Out::Joined(dep));
+                }
+            }
+        }
+        if !was_member && self.is_member(name) {
+            out.push(Out::Joined(name.to_owned()));
         }
         if !was_present {
             touched.extend(self.dependents_of(name));

@@ -41,6 +41,13 @@ const DOWN_WANTED_DOWN: Seen = Seen {
     failed: false,
 };
 
+/// What is to be done but the joins (see [`joined`]).
+fn others(out: Vec<Out>) -> Vec<Out> {
+    out.into_iter()
+        .filter(|o| !matches!(o, Out::Joined(_)))
+        .collect()
+}
+
 fn sends(out: &[Out]) -> Vec<(String, Gate)> {
     out.iter()
         .filter_map(|o| match o {
@@ -150,7 +157,7 @@ fn an_edge_added_and_removed_live() {
     assert_eq!(gate, Gate::Go);
     let (gate, out) = g.declare(OsStr::new("web"), deps(&["cache"], &[], &[]));
     assert_eq!(gate, Gate::Hold);
-    assert_eq!(out, [send("web", Gate::Hold)]);
+    assert_eq!(others(out), [send("web", Gate::Hold)]);
     let (gate, out) = g.declare(OsStr::new("web"), deps(&[], &[], &[]));
     assert_eq!(gate, Gate::Go);
     assert_eq!(out, [send("web", Gate::Go)]);
@@ -211,6 +218,7 @@ fn bad_files_hold_and_are_reported_once() {
     };
     let (gate, out) = g.declare(OsStr::new("a"), bad());
     assert_eq!(gate, Gate::Hold);
+    let out = others(out);
     assert_eq!(out.len(), 1);
     assert!(matches!(&out[0], Out::Problem(n, p) if n == "a" && p.file == "needs/x"));
     let (_, out) = g.declare(OsStr::new("a"), bad());
@@ -301,8 +309,48 @@ fn a_transient_problem_holds_without_a_report() {
     });
     let (gate, out) = g.declare(OsStr::new("a"), short);
     assert_eq!(gate, Gate::Hold);
-    assert!(out.is_empty(), "{out:?}");
+    assert!(others(out).is_empty());
     let (gate, out) = g.declare(OsStr::new("a"), deps(&[], &[], &[]));
     assert_eq!(gate, Gate::Go);
     assert_eq!(out, [send("a", Gate::Go)]);
+}
+
+fn joined(out: &[Out]) -> Vec<String> {
+    out.iter()
+        .filter_map(|o| match o {
+            Out::Joined(n) => Some(n.to_string_lossy().into_owned()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_service_joins_the_graph_once_by_its_first_edge_or_its_first_dependent() {
+    let mut g = Graph::default();
+    let (_, out) = g.declare(OsStr::new("db"), deps(&[], &[], &[]));
+    assert!(joined(&out).is_empty(), "no edge, no dependent: {out:?}");
+    // A dependent of a service that runs already: both join, the dependency by that edge.
+    let (_, out) = g.declare(OsStr::new("app"), deps(&["db", "cache"], &[], &[]));
+    assert_eq!(joined(&out), ["db", "app"], "cache does not exist: {out:?}");
+    // A second dependent: db takes part already.
+    let (_, out) = g.declare(OsStr::new("web"), deps(&[], &["db"], &[]));
+    assert_eq!(joined(&out), ["web"]);
+    // The missing one appears with dependents waiting: a member from its first read, which
+    // watches its status then (not told again).
+    let (_, out) = g.declare(OsStr::new("cache"), deps(&[], &[], &[]));
+    assert!(joined(&out).is_empty(), "{out:?}");
+    assert!(g.is_member(OsStr::new("cache")));
+    // Files read again, unchanged: nobody joins again.
+    let (_, out) = g.declare(OsStr::new("app"), deps(&["db", "cache"], &[], &[]));
+    assert!(joined(&out).is_empty(), "{out:?}");
+    // Bad files make a service take part too (it is held, and its status shown).
+    let (_, out) = g.declare(
+        OsStr::new("odd"),
+        Err(Problem {
+            file: "type".into(),
+            cause: "unknown type".into(),
+            transient: false,
+        }),
+    );
+    assert_eq!(joined(&out), ["odd"]);
 }
