@@ -332,6 +332,46 @@ fn a_second_svscan_over_supervise_dirs_left_by_the_first_starts_every_dependent(
     }
 }
 
+/// svscan killed and started again adopts the running supervisors: no dependent is held (or
+/// stopped) while the new svscan reads the graph, whatever order the pairs are listed in, and a
+/// dependency's status is watched again: one stopped afterwards stops its dependent first.
+#[test]
+fn a_restarted_svscan_adopts_a_running_graph_without_stopping_a_dependent() {
+    let mut scan = Scan::new();
+    let s = scan.dir.clone();
+    let pairs: Vec<(PathBuf, PathBuf)> = (0..4)
+        .map(|i| {
+            let need = plain_service(&s, &format!("db{i}"));
+            let app = plain_service(&s, &format!("app{i}"));
+            dep(&app, "needs", &format!("db{i}"));
+            (need, app)
+        })
+        .collect();
+    scan.start();
+    for (_, app) in &pairs {
+        wait_until("each app started", LONG, || has(app, "started"));
+    }
+    let mut svscan = scan.svscan.take().unwrap();
+    signal(svscan.pid(), rustix::process::Signal::KILL);
+    svscan.wait_exit(LONG);
+    scan.start();
+    std::thread::sleep(Duration::from_millis(500));
+    for (db, app) in &pairs {
+        assert!(!has(app, "stopped"), "{} was stopped", app.display());
+        assert_eq!(stamps(app, "started").len(), 1);
+        assert!(is_up(db) && is_up(app));
+    }
+    // Straight to db0's supervisor, as runit's `sv down` does: only svscan, watching db0's
+    // status, can tell app0.
+    let (db0, app0) = &pairs[0];
+    ServiceDir::new(db0).send(b"d").unwrap();
+    wait_until("app0 stopped for its need", LONG, || has(app0, "stopped"));
+    ServiceDir::new(db0).send(b"u").unwrap();
+    wait_until("app0 started again with db0", LONG, || {
+        stamps(app0, "started").len() == 2
+    });
+}
+
 #[test]
 fn an_edge_added_live_holds_and_removed_live_releases() {
     let mut scan = Scan::new();
