@@ -798,16 +798,16 @@ impl Scanner {
         let mut seen: HashMap<Id, Vec<OsString>> = HashMap::new();
         let mut added = HashSet::new();
         let mut broken = HashMap::new();
-        // Services with dependency files start once the scan has seen every name, so that
-        // the graph is whole when their gates are decided (a cycle found before any of it
-        // runs, a dependency listed later known to exist).
+        // Services with dependency files are read, and started, once the scan has seen
+        // every name: the graph is whole when their gates are decided (a cycle found before
+        // any of it runs, a dependency listed later known to exist), and the services
+        // without any have their supervisors at work meanwhile (a dependency that runs
+        // before its dependents are read joins the graph as they are).
         let mut with_deps = Vec::new();
         for name in names {
             match scandir::probe(&name) {
                 Probe::Service(id) if !seen.contains_key(&id) && !self.tree.contains(&id) => {
                     if warden::deps::declares_any(&scandir::service_path(&name)) {
-                        self.gates
-                            .appear(id, &name, self.watch.as_ref(), &mut self.tree);
                         with_deps.push((id, name.clone()));
                     } else {
                         // Started now, while the scan goes on (at boot, the first
@@ -832,6 +832,10 @@ impl Scanner {
                     broken.insert(name, cause);
                 }
             }
+        }
+        for (id, name) in &with_deps {
+            self.gates
+                .appear(*id, name, self.watch.as_ref(), &mut self.tree);
         }
         // In dependency order, and those held spread out (HELD_STAGGER apart): a boot of a
         // deep graph spends the CPU first on what can run now, and a held service whose
