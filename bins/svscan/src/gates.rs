@@ -27,6 +27,10 @@ struct Watched {
     subdirs: Vec<i32>,
     /// Its `supervise/`, while it takes part in the graph.
     supervise: Option<i32>,
+    /// Instead, while `supervise` is a symlink to a directory not made yet (runit's packaging:
+    /// `supervise -> /run/runit/supervise.NAME`, made by the supervisor at its start): the
+    /// directory it is to be made in, and its name there.
+    target_parent: Option<(i32, OsString)>,
 }
 
 impl Watched {
@@ -36,6 +40,7 @@ impl Watched {
             .chain(&self.subdirs)
             .chain(&self.supervise)
             .copied()
+            .chain(self.target_parent.as_ref().map(|(wd, _)| *wd))
     }
 }
 
@@ -156,6 +161,20 @@ impl Gates {
         for name in names {
             if !self.ids.contains_key(&name) {
                 continue;
+            }
+            // The directory its `supervise` symlink points into: once the target is made
+            // there, `supervise/` is watched (and its status read) through the link.
+            if let Some(target) = self.awaited_target(&name, wd) {
+                let only = self.watched.get(&name).is_some_and(|w| {
+                    w.dir != Some(wd) && !w.subdirs.contains(&wd) && w.supervise != Some(wd)
+                });
+                if seen.map_or(true, |s| s.contains(&target)) {
+                    dropped.extend(self.watch_status(&name, watch));
+                    self.read_status(&name, tree);
+                }
+                if only {
+                    continue;
+                }
             }
             // A status replaced in its `supervise/` (several per start, and again at
             // readiness): only the status is read again, and only for the two files it is
@@ -371,8 +390,7 @@ impl Gates {
             }
         }
         if self.graph.is_member(name) {
-            let added = watch.add_status_watch(&dir.join(warden::svdir::SUPERVISE));
-            want.supervise = self.kept_watch(name, added);
+            (want.supervise, want.target_parent) = self.status_watches(name, watch);
         }
         let old = self.watched.remove(name).unwrap_or_default();
         let kept: BTreeSet<i32> = want.all().collect();
@@ -390,19 +408,67 @@ impl Gates {
     }
 
     /// Watches the service's `supervise/` (if it exists yet: its making is seen by the watch
-    /// on the service directory), as one that takes part in the graph; returns the watch no
-    /// longer needed, on a `supervise/` replaced since.
-    fn watch_status(&mut self, name: &OsStr, watch: Option<&Watch>) -> Option<i32> {
-        let watch = watch?;
-        self.watched.get(name)?;
-        let supervise = service_path(name).join(warden::svdir::SUPERVISE);
-        let wd = self.kept_watch(name, watch.add_status_watch(&supervise))?;
-        let old = self
-            .watched
-            .get_mut(name)
-            .and_then(|w| w.supervise.replace(wd));
-        self.by_wd.entry(wd).or_default().insert(name.to_owned());
-        old.filter(|old| *old != wd && self.unlink(*old, name))
+    /// on the service directory, or by that on its symlink's target's directory), as one that
+    /// takes part in the graph; returns the watches no longer needed.
+    fn watch_status(&mut self, name: &OsStr, watch: Option<&Watch>) -> Vec<i32> {
+        let Some(watch) = watch else {
+            return Vec::new();
+        };
+        if !self.watched.contains_key(name) {
+            return Vec::new();
+        }
+        let (supervise, target_parent) = self.status_watches(name, watch);
+        let Some(watched) = self.watched.get_mut(name) else {
+            return Vec::new();
+        };
+        let mut old: Vec<i32> = watched.supervise.into_iter().collect();
+        old.extend(watched.target_parent.as_ref().map(|(wd, _)| *wd));
+        watched.supervise = supervise;
+        watched.target_parent = target_parent;
+        let kept: BTreeSet<i32> = watched.all().collect();
+        for wd in &kept {
+            self.by_wd.entry(*wd).or_default().insert(name.to_owned());
+        }
+        old.into_iter()
+            .filter(|wd| !kept.contains(wd) && self.unlink(*wd, name))
+            .collect()
+    }
+
+    /// The watch on the service's `supervise/`; or, while that is a symlink to a directory
+    /// not made yet, the watch on the directory its target is to be made in, and the target's
+    /// name there. A target whose directory does not exist either is not waited for (its
+    /// supervisor cannot make it, and says so).
+    fn status_watches(
+        &mut self,
+        name: &OsStr,
+        watch: &Watch,
+    ) -> (Option<i32>, Option<(i32, OsString)>) {
+        let dir = service_path(name);
+        let supervise = dir.join(warden::svdir::SUPERVISE);
+        match watch.add_status_watch(&supervise) {
+            Ok(wd) => (Some(wd), None),
+            Err(Errno::NOENT) => {
+                let Ok(target) = std::fs::read_link(&supervise) else {
+                    return (None, None);
+                };
+                // Relative to the service directory, as its supervisor reads it.
+                let target = dir.join(target);
+                let (Some(parent), Some(file)) = (target.parent(), target.file_name()) else {
+                    return (None, None);
+                };
+                let added = watch.add_creation_watch(parent);
+                let parent_wd = self.kept_watch(name, added);
+                (None, parent_wd.map(|wd| (wd, file.to_owned())))
+            }
+            Err(e) => (self.kept_watch(name, Err(e)), None),
+        }
+    }
+
+    /// The name of the target of the service's `supervise` symlink, if `wd` watches the
+    /// directory it is awaited in.
+    fn awaited_target(&self, name: &OsStr, wd: i32) -> Option<OsString> {
+        let (parent, file) = self.watched.get(name)?.target_parent.as_ref()?;
+        (*parent == wd).then(|| file.clone())
     }
 
     fn drop_watches(&mut self, name: &OsStr) -> Vec<i32> {

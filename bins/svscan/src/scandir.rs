@@ -196,6 +196,16 @@ impl Watch {
         )
     }
 
+    /// Watches a directory for an entry made in it (the target of a `supervise` symlink, made
+    /// by the supervisor at its start), adding to the mask of any other watch of it.
+    pub fn add_creation_watch(&self, dir: &std::path::Path) -> Result<i32, Errno> {
+        inotify::add_watch(
+            &self.fd,
+            dir,
+            WatchFlags::CREATE | WatchFlags::MOVED_TO | WatchFlags::ONLYDIR | WatchFlags::MASK_ADD,
+        )
+    }
+
     pub fn remove(&self, wd: i32) {
         let _ = inotify::remove_watch(&self.fd, wd);
     }
