@@ -108,7 +108,9 @@ fn a_container_exit_service_ends_init_svscan_with_its_code_after_an_orderly_tear
     let said = std::fs::read_to_string(&out).unwrap_or_default();
     assert_eq!(status.code(), Some(3), "init's status; output:\n{said}");
     assert!(
-        said.contains("\"main\" has container-exit and ended (status 3)"),
+        said.contains(
+            "\"main\" has container-exit and ended (status 3): tearing down, then exiting 3"
+        ),
         "{said}"
     );
     let mains = numbered(&scan.join("main/log/main/current"), "main");

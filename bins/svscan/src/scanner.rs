@@ -522,7 +522,8 @@ impl Scanner {
             if let Some(status) = self.tree.container_exit(&id) {
                 let name = self.tree.name(&id).map(shown).unwrap_or_default();
                 warden::say!(
-                    "svscan: {name} has container-exit and ended (status {status}): tearing                      down, then exiting {status}"
+                    "svscan: {name} has container-exit and ended (status {status}): tearing \
+                     down, then exiting {status}"
                 );
                 self.begin_shutdown(Ending::ContainerExit(status), now);
                 return;
