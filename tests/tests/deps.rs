@@ -374,17 +374,19 @@ fn a_restarted_svscan_adopts_a_running_graph_without_stopping_a_dependent() {
 
 /// runit's packaging keeps the state on a tmpfs: `supervise -> /run/runit/supervise.NAME`,
 /// dangling until the supervisor makes its target at its start. Nothing is made in the
-/// service directory then, so svscan waits for the target in the directory the link points
-/// into: the dependents start (they were held for good), by an absolute link and a relative
-/// one, and a dependency that goes down later still stops its dependent.
+/// service directory then, so svscan waits for the target in the nearest directory of its
+/// path that exists: the dependents start (they were held for good), by an absolute link
+/// whose target's parents are made by the supervisor too, and by a relative one; and a
+/// dependency that goes down later still stops its dependent.
 #[test]
 fn dependencies_whose_supervise_is_a_dangling_symlink_into_run_start_their_dependents() {
     let mut scan = Scan::new();
     let s = scan.dir.clone();
     let state = scan.root.path().join("run-runit");
     fs::create_dir(&state).unwrap();
+    // Debian's layout, two levels of it not made yet: its supervisor makes them.
     let db = plain_service(&s, "db");
-    std::os::unix::fs::symlink(state.join("supervise.db"), db.join("supervise")).unwrap();
+    std::os::unix::fs::symlink(state.join("runit/supervise/db"), db.join("supervise")).unwrap();
     let cache = plain_service(&s, "cache");
     std::os::unix::fs::symlink("../../run-runit/supervise.cache", cache.join("supervise")).unwrap();
     let app = plain_service(&s, "app");
@@ -393,7 +395,7 @@ fn dependencies_whose_supervise_is_a_dangling_symlink_into_run_start_their_depen
     dep(&app, "needs", "cache");
     scan.start();
     wait_until("app started", LONG, || has(&app, "started"));
-    assert!(state.join("supervise.db/status").exists());
+    assert!(state.join("runit/supervise/db/status").exists());
     assert!(state.join("supervise.cache/status").exists());
     ServiceDir::new(&cache).send(b"d").unwrap();
     wait_until("app stopped for its need", LONG, || has(&app, "stopped"));

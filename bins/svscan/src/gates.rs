@@ -389,12 +389,13 @@ impl Gates {
                 want.subdirs.push(wd);
             }
         }
+        let mut dropped = Vec::new();
         if self.graph.is_member(name) {
-            (want.supervise, want.target_parent) = self.status_watches(name, watch);
+            (want.supervise, want.target_parent) = self.status_watches(name, watch, &mut dropped);
         }
         let old = self.watched.remove(name).unwrap_or_default();
         let kept: BTreeSet<i32> = want.all().collect();
-        let mut dropped = Vec::new();
+        dropped.retain(|wd| !kept.contains(wd) && !self.by_wd.contains_key(wd));
         for wd in old.all().filter(|wd| !kept.contains(wd)) {
             if self.unlink(wd, name) {
                 dropped.push(wd);
@@ -417,9 +418,10 @@ impl Gates {
         if !self.watched.contains_key(name) {
             return Vec::new();
         }
-        let (supervise, target_parent) = self.status_watches(name, watch);
+        let mut dropped = Vec::new();
+        let (supervise, target_parent) = self.status_watches(name, watch, &mut dropped);
         let Some(watched) = self.watched.get_mut(name) else {
-            return Vec::new();
+            return dropped;
         };
         let mut old: Vec<i32> = watched.supervise.into_iter().collect();
         old.extend(watched.target_parent.as_ref().map(|(wd, _)| *wd));
@@ -429,39 +431,49 @@ impl Gates {
         for wd in &kept {
             self.by_wd.entry(*wd).or_default().insert(name.to_owned());
         }
-        old.into_iter()
-            .filter(|wd| !kept.contains(wd) && self.unlink(*wd, name))
-            .collect()
+        dropped.retain(|wd| !kept.contains(wd) && !self.by_wd.contains_key(wd));
+        dropped.extend(
+            old.into_iter()
+                .filter(|wd| !kept.contains(wd) && self.unlink(*wd, name)),
+        );
+        dropped
     }
 
     /// The watch on the service's `supervise/`; or, while that is a symlink to a directory
-    /// not made yet, the watch on the directory its target is to be made in, and the target's
-    /// name there. A target whose directory does not exist either is not waited for (its
-    /// supervisor cannot make it, and says so).
+    /// not made yet, the watch on the nearest directory of the target's path that exists, and
+    /// the name to be made in it next (a supervisor makes the whole path, as `mkdir -p`:
+    /// `/run/runit/supervise/NAME` at boot). Watches added but not kept are in `dropped`.
     fn status_watches(
         &mut self,
         name: &OsStr,
         watch: &Watch,
+        dropped: &mut Vec<i32>,
     ) -> (Option<i32>, Option<(i32, OsString)>) {
         let dir = service_path(name);
         let supervise = dir.join(warden::svdir::SUPERVISE);
-        match watch.add_status_watch(&supervise) {
-            Ok(wd) => (Some(wd), None),
-            Err(Errno::NOENT) => {
-                let Ok(target) = std::fs::read_link(&supervise) else {
-                    return (None, None);
-                };
-                // Relative to the service directory, as its supervisor reads it.
-                let target = dir.join(target);
-                let (Some(parent), Some(file)) = (target.parent(), target.file_name()) else {
-                    return (None, None);
-                };
-                let added = watch.add_creation_watch(parent);
-                let parent_wd = self.kept_watch(name, added);
-                (None, parent_wd.map(|wd| (wd, file.to_owned())))
+        // What is awaited may be made while its watch is added: then looked at again.
+        for _ in 0..MAX_TARGET_ROUNDS {
+            match watch.add_status_watch(&supervise) {
+                Ok(wd) => return (Some(wd), None),
+                Err(Errno::NOENT) => {}
+                Err(e) => return (self.kept_watch(name, Err(e)), None),
             }
-            Err(e) => (self.kept_watch(name, Err(e)), None),
+            let Ok(target) = std::fs::read_link(&supervise) else {
+                return (None, None);
+            };
+            // Relative to the service directory, as its supervisor reads it.
+            let Some((existing, next)) = nearest_existing(&dir.join(target)) else {
+                return (None, None);
+            };
+            let Some(wd) = self.kept_watch(name, watch.add_creation_watch(&existing)) else {
+                return (None, None);
+            };
+            if std::fs::symlink_metadata(existing.join(&next)).is_err() {
+                return (None, Some((wd, next)));
+            }
+            dropped.push(wd);
         }
+        (None, None)
     }
 
     /// The name of the target of the service's `supervise` symlink, if `wd` watches the
@@ -487,6 +499,28 @@ impl Gates {
             return true;
         }
         false
+    }
+}
+
+/// The most levels of a `supervise` symlink's target path made while svscan looks.
+const MAX_TARGET_ROUNDS: usize = 8;
+
+/// The nearest directory of `path`'s ancestors that exists, and the name under it that leads
+/// to `path`. `None` past a `..` or at the root.
+fn nearest_existing(path: &std::path::Path) -> Option<(std::path::PathBuf, OsString)> {
+    let mut next = path.file_name()?.to_owned();
+    let mut at = path.parent()?;
+    loop {
+        let here = if at.as_os_str().is_empty() {
+            std::path::Path::new(".")
+        } else {
+            at
+        };
+        if here.is_dir() {
+            return Some((here.to_path_buf(), next));
+        }
+        next = at.file_name()?.to_owned();
+        at = at.parent()?;
     }
 }
 
@@ -526,4 +560,34 @@ fn is_status_file(name: &OsStr) -> bool {
 /// its `supervise/` (made by its supervisor: its status can be watched then).
 fn concerns_the_graph(name: &OsStr) -> bool {
     warden::deps::is_declaration(name) || name == warden::svdir::SUPERVISE
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::{Path, PathBuf};
+
+    #[test]
+    fn the_nearest_existing_directory_of_a_path_and_the_name_made_next_in_it() {
+        let root = std::env::temp_dir().join(format!("warden-gates-test-{}", std::process::id()));
+        std::fs::create_dir_all(root.join("run")).unwrap();
+        let target = root.join("run/runit/supervise/db");
+        assert_eq!(
+            nearest_existing(&target),
+            Some((root.join("run"), OsString::from("runit")))
+        );
+        std::fs::create_dir_all(root.join("run/runit/supervise")).unwrap();
+        assert_eq!(
+            nearest_existing(&target),
+            Some((root.join("run/runit/supervise"), OsString::from("db")))
+        );
+        // A relative target, as the link says it, from the service directory.
+        assert_eq!(
+            nearest_existing(Path::new("supervise.db")),
+            Some((PathBuf::from("."), OsString::from("supervise.db")))
+        );
+        // Past a `..` it is not followed.
+        assert_eq!(nearest_existing(&root.join("nowhere/x/..")), None);
+        std::fs::remove_dir_all(&root).unwrap();
+    }
 }
