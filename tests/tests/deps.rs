@@ -401,6 +401,31 @@ fn dependencies_whose_supervise_is_a_dangling_symlink_into_run_start_their_depen
     wait_until("app stopped for its need", LONG, || has(&app, "stopped"));
 }
 
+/// A `supervise` symlink into the scan directory itself (a dot-name there, which svscan
+/// ignores as a service): its target is awaited on the scan directory's own watch, and that
+/// watch, shared, is never ended with the wait (svscan saw no new service after it was).
+#[test]
+fn a_supervise_symlink_into_the_scan_directory_is_waited_for_and_the_scan_goes_on() {
+    let mut scan = Scan::new();
+    let s = scan.dir.clone();
+    let db = plain_service(&s, "db");
+    std::os::unix::fs::symlink("../.state-db", db.join("supervise")).unwrap();
+    let app = plain_service(&s, "app");
+    dep(&app, "needs", "db");
+    scan.start();
+    wait_until("app started", LONG, || has(&app, "started"));
+    assert!(s.join(".state-db/status").exists());
+    // db's supervise/ is watched now through the link, no longer awaited.
+    ServiceDir::new(&db).send(b"d").unwrap();
+    wait_until("app stopped for its need", LONG, || has(&app, "stopped"));
+    let staged = plain_service(&scan.stage(), "late");
+    fs::rename(&staged, s.join("late")).unwrap();
+    let late = s.join("late");
+    wait_until("a service made afterwards started", LONG, || {
+        has(&late, "started")
+    });
+}
+
 #[test]
 fn an_edge_added_live_holds_and_removed_live_releases() {
     let mut scan = Scan::new();

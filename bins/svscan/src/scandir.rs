@@ -129,7 +129,8 @@ pub struct Changes {
     /// Other watches (a logger's `supervise/`) that saw something.
     pub others: BTreeSet<i32>,
     /// The names those events were about, by watch; a watch that saw an event about itself
-    /// (no name: removed, say) is in `others` but not here, and counts as "anything".
+    /// (no name: removed, say) is in `others` but not here, and counts as "anything". The
+    /// scan directory's watch is here too, with every name (dot-names included).
     pub others_named: BTreeMap<i32, BTreeSet<OsString>>,
     /// Watches of `others` that saw an event without a name.
     pub others_unnamed: BTreeSet<i32>,
@@ -206,8 +207,17 @@ impl Watch {
         )
     }
 
+    /// Ends a watch; never the scan directory's, which another watch may share (a service's
+    /// `supervise` symlink pointing into the scan directory, a `needs` linked to it).
     pub fn remove(&self, wd: i32) {
-        let _ = inotify::remove_watch(&self.fd, wd);
+        if wd != self.scandir {
+            let _ = inotify::remove_watch(&self.fd, wd);
+        }
+    }
+
+    /// The watch on the scan directory itself.
+    pub fn scandir_wd(&self) -> i32 {
+        self.scandir
     }
 
     pub fn read(&mut self) -> Changes {
@@ -242,6 +252,10 @@ impl Watch {
                             if !ignored(name) {
                                 changes.names.insert(name.to_owned());
                             }
+                            // Every name, dot-names too, for a `supervise` symlink's target
+                            // awaited in the scan directory itself.
+                            let seen = changes.others_named.entry(scandir).or_default();
+                            seen.insert(name.to_owned());
                         }
                     }
                 }
