@@ -299,13 +299,9 @@ fn a_dependent_dropped_in_next_to_a_running_service_starts() {
     assert_eq!(stamps(&db, "started").len(), 1, "db was not restarted");
 }
 
-/// svscan started again on a tree whose `supervise/` directories are left from an earlier
-/// one (as on a restart of svscan, or under a supervise/ kept on disk): no supervisor makes
-/// its `supervise/` then, and every dependency's status must still be watched, whatever
-/// order the directory lists them in (four pairs: a dependency listed before its dependent
-/// was read as taking no part in the graph).
-#[test]
-fn a_second_svscan_over_supervise_dirs_left_by_the_first_starts_every_dependent() {
+/// Four pairs `dbN` and `appN` (which needs `dbN`), listed in whatever order the directory
+/// gives, under a running svscan, each app started.
+fn four_pairs_running() -> (Scan, Vec<(PathBuf, PathBuf)>) {
     let mut scan = Scan::new();
     let s = scan.dir.clone();
     let pairs: Vec<(PathBuf, PathBuf)> = (0..4)
@@ -320,6 +316,17 @@ fn a_second_svscan_over_supervise_dirs_left_by_the_first_starts_every_dependent(
     for (_, app) in &pairs {
         wait_until("each app started", LONG, || has(app, "started"));
     }
+    (scan, pairs)
+}
+
+/// svscan started again on a tree whose `supervise/` directories are left from an earlier
+/// one (as on a restart of svscan, or under a supervise/ kept on disk): no supervisor makes
+/// its `supervise/` then, and every dependency's status must still be watched, whatever
+/// order the directory lists them in (four pairs: a dependency listed before its dependent
+/// was read as taking no part in the graph).
+#[test]
+fn a_second_svscan_over_supervise_dirs_left_by_the_first_starts_every_dependent() {
+    let (mut scan, pairs) = four_pairs_running();
     assert_eq!(scan.stop(), Some(0));
     for (db, app) in &pairs {
         assert!(db.join("supervise").is_dir() && app.join("supervise").is_dir());
@@ -337,20 +344,7 @@ fn a_second_svscan_over_supervise_dirs_left_by_the_first_starts_every_dependent(
 /// dependency's status is watched again: one stopped afterwards stops its dependent first.
 #[test]
 fn a_restarted_svscan_adopts_a_running_graph_without_stopping_a_dependent() {
-    let mut scan = Scan::new();
-    let s = scan.dir.clone();
-    let pairs: Vec<(PathBuf, PathBuf)> = (0..4)
-        .map(|i| {
-            let need = plain_service(&s, &format!("db{i}"));
-            let app = plain_service(&s, &format!("app{i}"));
-            dep(&app, "needs", &format!("db{i}"));
-            (need, app)
-        })
-        .collect();
-    scan.start();
-    for (_, app) in &pairs {
-        wait_until("each app started", LONG, || has(app, "started"));
-    }
+    let (mut scan, pairs) = four_pairs_running();
     let mut svscan = scan.svscan.take().unwrap();
     signal(svscan.pid(), rustix::process::Signal::KILL);
     svscan.wait_exit(LONG);
