@@ -51,12 +51,8 @@ pub struct Supervisor {
     /// The `logger` to run as `logger ./main` while the dir has no `run` (`--default-log`).
     /// An error when warden's logger was not found (the start then fails and is retried).
     default_run: Option<Result<PathBuf, String>>,
-    /// The settings (and their warnings) read at startup, used by the first start instead of
-    /// reading them again.
-    boot_settings: Option<(Limits, Vec<Event>)>,
-    /// What the last reading of the settings found wrong with the dependency and type files
-    /// (read for the type), until the start that follows it uses it: one reading per start.
-    deps_problem: Option<Option<warden::deps::Problem>>,
+    /// The settings read at startup, used by the first start instead of reading them again.
+    boot_settings: Option<StartSettings>,
     /// The user, limits, niceness and umask of the current or last run, for its `finish`.
     identity: Identity,
     /// The memory limit of the current run and the OOM killer's count at its start.
@@ -64,6 +60,16 @@ pub struct Supervisor {
     /// While the service is failed by `restart-limit`: an inotify fd on the service dir, so a
     /// change of the file starts it again (`Some(None)`: it could not be made).
     watch: Option<Option<OwnedFd>>,
+}
+
+/// What one reading of the settings gives a start.
+struct StartSettings {
+    limits: Limits,
+    /// The bad setting files, each reported.
+    warnings: Vec<Event>,
+    /// What is wrong with the dependency and type files (read for the type): the start fails
+    /// on it, naming the file.
+    deps_problem: Option<warden::deps::Problem>,
 }
 
 impl Supervisor {
@@ -106,7 +112,6 @@ impl Supervisor {
             pid,
             default_run,
             boot_settings: None,
-            deps_problem: None,
             identity: Identity::default(),
             oom: None,
             watch: None,
@@ -115,8 +120,9 @@ impl Supervisor {
 
     /// Supervises until told to exit (`x`, `e`, SIGTERM, SIGHUP) and the service is down.
     pub fn run(mut self) -> Result<(), Fatal> {
-        let (limits, warnings) = self.read_settings();
-        self.boot_settings = Some((limits, warnings.clone()));
+        let settings = self.read_settings();
+        let (limits, warnings) = (settings.limits, settings.warnings.clone());
+        self.boot_settings = Some(settings);
         let leftovers = !self.tree.is_empty();
         // A oneshot's `down` is its program, not runit's marker.
         let oneshot = limits.oneshot;
@@ -130,7 +136,6 @@ impl Supervisor {
         self.feed(Event::Tick);
         // A start later than this one (down file, leftovers, back-off) reads them afresh.
         self.boot_settings = None;
-        self.deps_problem = None;
         self.flush();
         // The service may be running already: from here on nothing makes supervise leave it
         // unsupervised. A failure to announce or to wait is reported and retried.
@@ -551,11 +556,15 @@ impl Supervisor {
 
     fn spawn_run(&mut self) {
         // Each start reads the settings afresh, except the first, which has them from startup.
-        let (mut limits, mut warnings) = match self.boot_settings.take() {
+        let StartSettings {
+            mut limits,
+            mut warnings,
+            deps_problem,
+        } = match self.boot_settings.take() {
             Some(settings) => settings,
             None => self.read_settings(),
         };
-        let prepared = match self.prepare() {
+        let prepared = match self.prepare(deps_problem) {
             Ok(prepared) => prepared,
             Err(error) => {
                 say!("supervise: warning: {error}");
@@ -619,7 +628,7 @@ impl Supervisor {
     /// Reads what the run is started as and with (issue 17): the cgroup settings, written to
     /// the cgroup here, and the user, limits, niceness and umask the child takes. A bad one
     /// is the error: the service is not started. A bad `restart-limit` is a warning only.
-    fn prepare(&mut self) -> Result<Prepared, String> {
+    fn prepare(&mut self, deps_problem: Option<warden::deps::Problem>) -> Result<Prepared, String> {
         let here = rustix::fs::CWD;
         let unusable = |file: &str, cause: &dyn std::fmt::Display| {
             format!(
@@ -629,11 +638,7 @@ impl Supervisor {
         };
         // A bad dependency or type file: not started until it is fixed (svscan holds such a
         // service anyway; a supervise run by hand says why here).
-        let problem = match self.deps_problem.take() {
-            Some(read_for_this_start) => read_for_this_start,
-            None => warden::deps::read(Path::new(".")).err(),
-        };
-        if let Some(p) = problem {
+        if let Some(p) = deps_problem {
             return Err(unusable(&p.file, &p.cause));
         }
         // One listing of the dir instead of a dozen failed opens on every start.
@@ -701,7 +706,7 @@ impl Supervisor {
     }
 
     /// Reads the setting files; each bad one is reported, kept at its default and recorded.
-    fn read_settings(&mut self) -> (Limits, Vec<Event>) {
+    fn read_settings(&mut self) -> StartSettings {
         // Read where the dir is now: svscan keeps a supervisor across a rename of its dir.
         let here = Path::new(".");
         let (settings, errors) = Settings::read(here);
@@ -725,7 +730,6 @@ impl Supervisor {
         // (`prepare`), naming it.
         let declared = warden::deps::read(here);
         let kind = declared.as_ref().map(|d| d.kind).unwrap_or_default();
-        self.deps_problem = Some(declared.err());
         let oneshot = kind == warden::deps::Kind::Oneshot;
         let limits = Limits {
             down_signal: settings.down_signal,
@@ -736,7 +740,11 @@ impl Supervisor {
             oneshot,
             has_down: oneshot && is_executable(warden::deps::ONESHOT_DOWN),
         };
-        (limits, warnings)
+        StartSettings {
+            limits,
+            warnings,
+            deps_problem: declared.err(),
+        }
     }
 
     fn signal(&mut self, target: Target, signal: Signal) {

@@ -18,7 +18,7 @@ use warden::status::{RunState, Want};
 use warden::svdir::ServiceDir;
 
 /// The inotify watches kept for one service.
-#[derive(Default)]
+#[derive(Clone, Default)]
 struct Watched {
     /// The service directory: dependency directories made or removed, `type` written,
     /// `supervise/` made.
@@ -42,6 +42,13 @@ impl Watched {
             .copied()
             .chain(self.target_parent.as_ref().map(|(wd, _)| *wd))
     }
+
+    /// How many of the watches on its files and its status `wd` is (one directory may be two
+    /// of them: a `needs` linked to the service directory, say).
+    fn uses(&self, wd: i32) -> usize {
+        let files = self.dir.iter().chain(&self.subdirs).chain(&self.supervise);
+        files.filter(|w| **w == wd).count()
+    }
 }
 
 #[derive(Default)]
@@ -58,9 +65,6 @@ pub struct Gates {
     retry_at: Option<Instant>,
     /// The shortage of inotify watches was said (once per svscan, by whichever part found it).
     watch_shortage_reported: bool,
-    /// Services that joined the graph by the declaration being carried out: their status is
-    /// to be watched and read.
-    joined: Vec<OsString>,
 }
 
 /// How often files that could not be read for want of fds or memory are read again.
@@ -165,9 +169,7 @@ impl Gates {
             // The directory its `supervise` symlink points into: once the target is made
             // there, `supervise/` is watched (and its status read) through the link.
             if let Some(target) = self.awaited_target(&name, wd) {
-                let only = self.watched.get(&name).is_some_and(|w| {
-                    w.dir != Some(wd) && !w.subdirs.contains(&wd) && w.supervise != Some(wd)
-                });
+                let only = self.watched.get(&name).is_some_and(|w| w.uses(wd) == 0);
                 if seen.map_or(true, |s| s.contains(&target)) {
                     dropped.extend(self.watch_status(&name, watch));
                     self.read_status(&name, tree);
@@ -180,7 +182,7 @@ impl Gates {
             // readiness): only the status is read again, and only for the two files it is
             // read from (not `pid` or `stat`). Its dependency files and watches change only
             // by events of the other watches.
-            if self.is_status_watch(&name, wd) {
+            if self.is_only(&name, wd, |w| w.supervise) {
                 if any(is_status_file) {
                     self.read_status(&name, tree);
                 }
@@ -189,12 +191,13 @@ impl Gates {
             // The service's own directory: only its dependency entries and `supervise/`
             // matter, not the files its service writes there (runit's idiom writes a `ready`
             // into it, say).
-            if self.is_dir_watch(&name, wd) && !any(concerns_the_graph) {
+            let dir_only = self.is_only(&name, wd, |w| w.dir);
+            if dir_only && !any(concerns_the_graph) {
                 continue;
             }
             // Its `supervise/` made (by each new supervisor): watched, if the service takes
             // part in the graph, and its status read; its dependency files are as they were.
-            if self.is_dir_watch(&name, wd) && !any(warden::deps::is_declaration) {
+            if dir_only && !any(warden::deps::is_declaration) {
                 if self.graph.is_member(&name) {
                     dropped.extend(self.watch_status(&name, watch));
                     self.read_status(&name, tree);
@@ -209,18 +212,12 @@ impl Gates {
         dropped
     }
 
-    /// Whether `wd` is only the watch on the service's `supervise/`.
-    fn is_status_watch(&self, name: &OsStr, wd: i32) -> bool {
-        self.watched.get(name).is_some_and(|w| {
-            w.supervise == Some(wd) && w.dir != Some(wd) && !w.subdirs.contains(&wd)
-        })
-    }
-
-    /// Whether `wd` is only the watch on the service's directory.
-    fn is_dir_watch(&self, name: &OsStr, wd: i32) -> bool {
-        self.watched.get(name).is_some_and(|w| {
-            w.dir == Some(wd) && w.supervise != Some(wd) && !w.subdirs.contains(&wd)
-        })
+    /// Whether `wd` is the service's watch that `which` picks, and none of its others on its
+    /// files and status.
+    fn is_only(&self, name: &OsStr, wd: i32, which: fn(&Watched) -> Option<i32>) -> bool {
+        self.watched
+            .get(name)
+            .is_some_and(|w| which(w) == Some(wd) && w.uses(wd) == 1)
     }
 
     /// When files that could not be read are to be read again.
@@ -254,8 +251,11 @@ impl Gates {
     fn refresh(&mut self, name: &OsStr, watch: Option<&Watch>, tree: &mut Tree) -> Vec<i32> {
         let mut dropped = self.sync_watches(name, watch);
         let (_, out) = self.declare(name);
+        let (joined, out): (Vec<Out>, Vec<Out>) =
+            out.into_iter().partition(|o| matches!(o, Out::Joined(_)));
         self.carry_out(out, tree);
-        for joined in std::mem::take(&mut self.joined) {
+        for o in joined {
+            let Out::Joined(joined) = o else { continue };
             if self.ids.contains_key(&joined) {
                 dropped.extend(self.watch_status(&joined, watch));
                 self.read_status(&joined, tree);
@@ -361,8 +361,8 @@ impl Gates {
                 Out::CycleGone(path) => {
                     warden::say!("svscan: dependency cycle {} is broken", path.join(" -> "))
                 }
-                // Handled by `refresh`, which has the inotify instance.
-                Out::Joined(name) => self.joined.push(name),
+                // Said only by a declaration, which `refresh` makes and carries out itself.
+                Out::Joined(_) => {}
                 Out::Problem(name, problem) => warden::say!(
                     "svscan: warning: {}: {problem}: the service is not started until this is \
                      fixed",
@@ -389,54 +389,41 @@ impl Gates {
                 want.subdirs.push(wd);
             }
         }
-        let mut dropped = Vec::new();
+        let mut added = Vec::new();
         if self.graph.is_member(name) {
-            (want.supervise, want.target_parent) = self.status_watches(name, watch, &mut dropped);
+            (want.supervise, want.target_parent) = self.status_watches(name, watch, &mut added);
         }
+        self.install(name, want, added)
+    }
+
+    /// Makes `want` the service's watches; returns those no longer needed: its old ones not
+    /// kept, and those `added` on the way that nobody uses.
+    fn install(&mut self, name: &OsStr, want: Watched, mut added: Vec<i32>) -> Vec<i32> {
         let old = self.watched.remove(name).unwrap_or_default();
         let kept: BTreeSet<i32> = want.all().collect();
-        dropped.retain(|wd| !kept.contains(wd) && !self.by_wd.contains_key(wd));
+        added.retain(|wd| !kept.contains(wd) && !self.by_wd.contains_key(wd));
         for wd in old.all().filter(|wd| !kept.contains(wd)) {
             if self.unlink(wd, name) {
-                dropped.push(wd);
+                added.push(wd);
             }
         }
         for wd in &kept {
             self.by_wd.entry(*wd).or_default().insert(name.to_owned());
         }
         self.watched.insert(name.to_owned(), want);
-        dropped
+        added
     }
 
     /// Watches the service's `supervise/` (if it exists yet: its making is seen by the watch
     /// on the service directory, or by that on its symlink's target's directory), as one that
     /// takes part in the graph; returns the watches no longer needed.
     fn watch_status(&mut self, name: &OsStr, watch: Option<&Watch>) -> Vec<i32> {
-        let Some(watch) = watch else {
+        let (Some(watch), Some(mut want)) = (watch, self.watched.get(name).cloned()) else {
             return Vec::new();
         };
-        if !self.watched.contains_key(name) {
-            return Vec::new();
-        }
-        let mut dropped = Vec::new();
-        let (supervise, target_parent) = self.status_watches(name, watch, &mut dropped);
-        let Some(watched) = self.watched.get_mut(name) else {
-            return dropped;
-        };
-        let mut old: Vec<i32> = watched.supervise.into_iter().collect();
-        old.extend(watched.target_parent.as_ref().map(|(wd, _)| *wd));
-        watched.supervise = supervise;
-        watched.target_parent = target_parent;
-        let kept: BTreeSet<i32> = watched.all().collect();
-        for wd in &kept {
-            self.by_wd.entry(*wd).or_default().insert(name.to_owned());
-        }
-        dropped.retain(|wd| !kept.contains(wd) && !self.by_wd.contains_key(wd));
-        dropped.extend(
-            old.into_iter()
-                .filter(|wd| !kept.contains(wd) && self.unlink(*wd, name)),
-        );
-        dropped
+        let mut added = Vec::new();
+        (want.supervise, want.target_parent) = self.status_watches(name, watch, &mut added);
+        self.install(name, want, added)
     }
 
     /// The watch on the service's `supervise/`; or, while that is a symlink to a directory

@@ -126,11 +126,12 @@ pub struct Changes {
     pub overflow: bool,
     /// The watch on the scan directory itself ended (directory deleted or unmounted).
     pub watch_lost: bool,
-    /// Other watches (a logger's `supervise/`) that saw something.
+    /// Every watch that saw something (a logger's `supervise/`; the scan directory's too,
+    /// which another user may share).
     pub others: BTreeSet<i32>,
-    /// The names those events were about, by watch; a watch that saw an event about itself
-    /// (no name: removed, say) is in `others` but not here, and counts as "anything". The
-    /// scan directory's watch is here too, with every name (dot-names included).
+    /// The names those events were about, by watch, dot-names included; a watch that saw an
+    /// event about itself (no name: removed, say) is in `others` but not here, and counts as
+    /// "anything".
     pub others_named: BTreeMap<i32, BTreeSet<OsString>>,
     /// Watches of `others` that saw an event without a name.
     pub others_unnamed: BTreeSet<i32>,
@@ -215,11 +216,6 @@ impl Watch {
         }
     }
 
-    /// The watch on the scan directory itself.
-    pub fn scandir_wd(&self) -> i32 {
-        self.scandir
-    }
-
     pub fn read(&mut self) -> Changes {
         let mut changes = Changes::default();
         let scandir = self.scandir;
@@ -231,31 +227,31 @@ impl Watch {
                     // The overflow event belongs to no watch (wd -1).
                     if flags.contains(ReadFlags::QUEUE_OVERFLOW) {
                         changes.overflow = true;
-                    } else if event.wd() != scandir {
+                    } else {
+                        // Every watch that saw something, the scan directory's included:
+                        // another user may share it (a `supervise` linking into it).
                         let wd = event.wd();
                         changes.others.insert(wd);
                         match event.file_name() {
                             Some(name) => {
-                                let name = OsStr::from_bytes(name.to_bytes()).to_owned();
-                                changes.others_named.entry(wd).or_default().insert(name);
+                                let name = OsStr::from_bytes(name.to_bytes());
+                                if wd == scandir && !ignored(name) {
+                                    changes.names.insert(name.to_owned());
+                                }
+                                changes
+                                    .others_named
+                                    .entry(wd)
+                                    .or_default()
+                                    .insert(name.to_owned());
                             }
                             None => {
                                 changes.others_unnamed.insert(wd);
                             }
                         }
-                    } else {
-                        if flags.intersects(ReadFlags::IGNORED | ReadFlags::DELETE_SELF) {
+                        if wd == scandir
+                            && flags.intersects(ReadFlags::IGNORED | ReadFlags::DELETE_SELF)
+                        {
                             changes.watch_lost = true;
-                        }
-                        if let Some(name) = event.file_name() {
-                            let name = OsStr::from_bytes(name.to_bytes());
-                            if !ignored(name) {
-                                changes.names.insert(name.to_owned());
-                            }
-                            // Every name, dot-names too, for a `supervise` symlink's target
-                            // awaited in the scan directory itself.
-                            let seen = changes.others_named.entry(scandir).or_default();
-                            seen.insert(name.to_owned());
                         }
                     }
                 }

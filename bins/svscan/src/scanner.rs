@@ -675,16 +675,6 @@ impl Scanner {
                 .others
                 .extend(self.exit_watches.values().map(|(wd, _)| *wd));
         }
-        // A `supervise` symlink's target awaited in the scan directory itself.
-        let scandir = watch.scandir_wd();
-        if self.gates.uses(scandir) && !changes.overflow {
-            if let Some(seen) = changes.others_named.get(&scandir) {
-                let dropped =
-                    self.gates
-                        .on_watch(scandir, Some(seen), self.watch.as_ref(), &mut self.tree);
-                self.forget_watches(dropped);
-            }
-        }
         for wd in &changes.others {
             if self.gates.uses(*wd) {
                 let seen = changes.names_seen(*wd);

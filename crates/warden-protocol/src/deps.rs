@@ -350,6 +350,7 @@ mod tests {
         fs::write(dir.path().join("down"), "").unwrap();
         assert_eq!(read(dir.path()).unwrap_err().file, "down");
     }
+
     #[test]
     fn only_the_names_read_looks_at_are_declarations() {
         for name in [
