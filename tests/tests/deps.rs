@@ -251,6 +251,41 @@ fn wants_and_after_order_without_requiring() {
 }
 
 #[test]
+fn a_want_or_an_order_held_for_its_own_need_stops_nothing_that_runs() {
+    let mut scan = Scan::new();
+    let s = scan.dir.clone();
+    let db = timed_service(&s, "db", "0", "0");
+    let app = timed_service(&s, "app", "0.2", "0");
+    dep(&app, "needs", "db");
+    let web = plain_service(&s, "web");
+    dep(&web, "wants", "app");
+    let cron = plain_service(&s, "cron");
+    dep(&cron, "after", "app");
+    scan.start();
+    wait_until("web and cron started", LONG, || {
+        has(&web, "started") && has(&cron, "started")
+    });
+    assert!(first(&web, "started") >= first(&app, "ready"));
+    assert!(first(&cron, "started") >= first(&app, "ready"));
+    // app is held (still wanted up) while its need is down: web and cron run on.
+    let (code, _, err) = scan.svctl(&["-w", "10s", "down", "db"]);
+    assert_eq!(code, Some(0), "{err}");
+    wait_until("app held", LONG, || has(&app, "stopped"));
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!has(&web, "stopped") && !has(&cron, "stopped"));
+    assert!(is_up(&web) && is_up(&cron));
+    let (code, _, err) = scan.svctl(&["-w", "10s", "up", "db"]);
+    assert_eq!(code, Some(0), "{err}");
+    wait_until("app back", LONG, || stamps(&app, "ready").len() == 2);
+    assert_eq!(
+        stamps(&web, "started").len(),
+        1,
+        "web was not started again"
+    );
+    assert!(is_up(&db));
+}
+
+#[test]
 fn a_dependency_dropped_in_later_starts_the_waiting_service_at_once() {
     let mut scan = Scan::new();
     let s = scan.dir.clone();

@@ -8,7 +8,9 @@
 //!
 //! A service is let go (`G`) when every `needs` dependency exists, is up and ready, and every
 //! `wants` or `after` dependency that exists and is wanted up is ready (or has failed for
-//! good); it is held (`H`) otherwise, when its files are bad, or when it is in a cycle.
+//! good); it is held (`H`) otherwise, when its files are bad, or when it is in a cycle. Once
+//! it runs, only a `needs` dependency that is no longer ready holds it again: a `wants` or
+//! `after` one orders its start, and its stopping stops nothing.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ffi::{OsStr, OsString};
@@ -331,6 +333,9 @@ impl Graph {
         if node.decl.is_err() || node.in_cycle {
             return Gate::Hold;
         }
+        // A want or an order is about the start: a service that runs is not stopped when such
+        // a dependency stops (only a need does that), and waits for it again at its next start.
+        let runs = node.seen.up;
         let blocked = node.edges().any(|(dep, edge)| {
             let dep = self.nodes.get(OsStr::new(dep)).filter(|d| d.present);
             match (edge, dep) {
@@ -338,7 +343,7 @@ impl Graph {
                 (Edge::Needs, Some(d)) => !d.seen.ready(),
                 (Edge::Wants | Edge::After, None) => false,
                 (Edge::Wants | Edge::After, Some(d)) => {
-                    d.seen.want_up && !d.seen.failed && !d.seen.ready()
+                    !runs && d.seen.want_up && !d.seen.failed && !d.seen.ready()
                 }
             }
         });

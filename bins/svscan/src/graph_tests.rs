@@ -354,3 +354,24 @@ fn a_service_joins_the_graph_once_by_its_first_edge_or_its_first_dependent() {
     );
     assert_eq!(joined(&out), ["odd"]);
 }
+
+#[test]
+fn a_want_or_an_order_that_stops_does_not_stop_a_running_dependent_but_holds_its_next_start() {
+    let mut g = Graph::default();
+    g.declare(OsStr::new("app"), deps(&[], &[], &[]));
+    g.declare(OsStr::new("net"), deps(&[], &[], &[]));
+    g.declare(OsStr::new("web"), deps(&[], &["app"], &["net"]));
+    g.seen(OsStr::new("app"), READY);
+    let out = g.seen(OsStr::new("net"), READY);
+    assert_eq!(out, [send("web", Gate::Go)]);
+    g.seen(OsStr::new("web"), READY);
+    // Both go down, still wanted up (held for a need of their own, or crashed): web runs on.
+    assert!(sends(&g.seen(OsStr::new("app"), Seen::UNKNOWN)).is_empty());
+    assert!(sends(&g.seen(OsStr::new("net"), UP_NOT_READY)).is_empty());
+    assert_eq!(g.gate(OsStr::new("web")), Gate::Go);
+    // web's own run ends: its next start waits for them again.
+    let out = g.seen(OsStr::new("web"), Seen::UNKNOWN);
+    assert_eq!(out, [send("web", Gate::Hold)]);
+    g.seen(OsStr::new("app"), READY);
+    assert_eq!(g.seen(OsStr::new("net"), READY), [send("web", Gate::Go)]);
+}
