@@ -286,6 +286,33 @@ fn a_want_or_an_order_held_for_its_own_need_stops_nothing_that_runs() {
 }
 
 #[test]
+fn a_want_that_fails_to_start_is_not_waited_for_and_a_need_that_does_is() {
+    let mut scan = Scan::new();
+    let s = scan.dir.clone();
+    // Never ready: it ends before it says so.
+    let broken = s.join("broken");
+    script(&broken.join("run"), "date +%s%N >> started\nexit 1");
+    fs::write(broken.join("notification-fd"), "3\n").unwrap();
+    let web = plain_service(&s, "web");
+    dep(&web, "wants", "broken");
+    let app = plain_service(&s, "app");
+    dep(&app, "needs", "broken");
+    scan.start();
+    // broken fails, and waits out a back-off before it tries again: web goes.
+    wait_until("web started", LONG, || has(&web, "started"));
+    let web_start = first(&web, "started");
+    let tries = stamps(&broken, "started");
+    assert!(
+        tries.iter().any(|&t| t < web_start),
+        "web started before broken tried: {tries:?} {web_start}"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!has(&app, "started"), "app needs broken: it waits");
+    let (_, out, _) = scan.svctl(&["status", "app"]);
+    assert!(out.contains("waiting for broken"), "{out}");
+}
+
+#[test]
 fn a_dependency_dropped_in_later_starts_the_waiting_service_at_once() {
     let mut scan = Scan::new();
     let s = scan.dir.clone();

@@ -17,9 +17,11 @@ use warden::svdir::{ClientError, ServiceDir};
 pub enum DepState {
     /// No such service in the scan directory.
     Missing,
-    /// Down (or not supervised); `want_up`: it is wanted up (and not failed).
+    /// Down (or not supervised); `want_up`: it is wanted up (and not failed); `retrying`:
+    /// its start failed and the next one waits out a back-off.
     Down {
         want_up: bool,
+        retrying: bool,
     },
     /// Up for `secs`, not ready yet.
     NotReady {
@@ -63,12 +65,13 @@ pub struct Dep {
 
 impl Dep {
     /// Whether the service waits for this one, as svscan decides: a need until it is ready;
-    /// a want or an after only while it exists, is wanted up and is not ready.
+    /// a want or an after only while it exists, is wanted up, is not ready and has not failed
+    /// to start.
     pub fn holds_up(&self) -> bool {
         match (self.edge, &self.state) {
             (_, DepState::Ready) => false,
             (Edge::Needs, _) => true,
-            (_, DepState::Down { want_up }) => *want_up,
+            (_, DepState::Down { want_up, retrying }) => *want_up && !*retrying,
             (_, DepState::NotReady { .. }) => true,
             (_, DepState::Missing | DepState::Unknown(_)) => false,
         }
@@ -152,6 +155,7 @@ pub fn state_of(scandir: &Path, name: &str, now: SystemTime) -> DepState {
         Err(ClientError::NoSuchService(_)) => DepState::Missing,
         Err(ClientError::NotSupervised(_)) => DepState::Down {
             want_up: !dir.normally_down(),
+            retrying: false,
         },
         Err(e) => DepState::Unknown(crate::report::error_words(&e)),
     }
@@ -172,6 +176,10 @@ pub fn from_snapshot(snap: &Snapshot, now: SystemTime) -> DepState {
     let failed = snap.extended.as_ref().is_some_and(|x| x.failed);
     DepState::Down {
         want_up: s.want == Want::Up && !failed,
+        retrying: snap
+            .extended
+            .as_ref()
+            .is_some_and(|x| x.next_start_at.is_some()),
     }
 }
 
@@ -355,20 +363,51 @@ mod tests {
         };
         let view = DepView {
             deps: vec![
-                dep("db", Edge::Needs, DepState::Down { want_up: false }),
+                dep(
+                    "db",
+                    Edge::Needs,
+                    DepState::Down {
+                        want_up: false,
+                        retrying: false,
+                    },
+                ),
                 dep("cache", Edge::Needs, DepState::NotReady { secs: 3 }),
                 dep("disk", Edge::Needs, DepState::Ready),
                 dep("metrics", Edge::Needs, DepState::Missing),
-                dep("net", Edge::After, DepState::Down { want_up: false }),
+                dep(
+                    "net",
+                    Edge::After,
+                    DepState::Down {
+                        want_up: false,
+                        retrying: false,
+                    },
+                ),
                 dep("dns", Edge::Wants, DepState::Missing),
                 dep("ntp", Edge::Wants, DepState::NotReady { secs: 1 }),
+                // A want whose start failed, waiting out its back-off, is not waited for.
+                dep(
+                    "mail",
+                    Edge::Wants,
+                    DepState::Down {
+                        want_up: true,
+                        retrying: true,
+                    },
+                ),
+                dep(
+                    "spool",
+                    Edge::Wants,
+                    DepState::Down {
+                        want_up: true,
+                        retrying: false,
+                    },
+                ),
             ],
             ..DepView::default()
         };
         assert_eq!(
             view.why_held().unwrap(),
             "waiting for db (down), cache (not ready, 3s), metrics (no such service), \
-             ntp (not ready, 1s)"
+             ntp (not ready, 1s), spool (down)"
         );
     }
 

@@ -535,6 +535,7 @@ fn seen(name: &OsStr, id: &Id, tree: &Tree) -> Seen {
         ready: up && (x.ready_at.is_some() || x.ready_by.as_deref() == Some("exec")),
         want_up: status.want == Want::Up && !x.failed,
         failed: x.failed,
+        retrying: status.state != RunState::Run && x.next_start_at.is_some(),
     }
 }
 

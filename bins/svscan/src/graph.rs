@@ -7,8 +7,8 @@
 //! services without dependencies costs nothing here.
 //!
 //! A service is let go (`G`) when every `needs` dependency exists, is up and ready, and every
-//! `wants` or `after` dependency that exists and is wanted up is ready (or has failed for
-//! good); it is held (`H`) otherwise, when its files are bad, or when it is in a cycle. Once
+//! `wants` or `after` dependency that exists and is wanted up is ready, or has failed to start
+//! (it waits out a back-off, or has failed for good); it is held (`H`) otherwise, when its files are bad, or when it is in a cycle. Once
 //! it runs, only a `needs` dependency that is no longer ready holds it again: a `wants` or
 //! `after` one orders its start, and its stopping stops nothing.
 
@@ -31,6 +31,9 @@ pub struct Seen {
     pub want_up: bool,
     /// The restart limit was reached: it will not come up by itself.
     pub failed: bool,
+    /// Its start failed (it ended before it was ready, or its `up` failed) and the next one
+    /// waits out a back-off.
+    pub retrying: bool,
 }
 
 impl Seen {
@@ -40,6 +43,7 @@ impl Seen {
         ready: false,
         want_up: true,
         failed: false,
+        retrying: false,
     };
 
     fn ready(&self) -> bool {
@@ -343,7 +347,7 @@ impl Graph {
                 (Edge::Needs, Some(d)) => !d.seen.ready(),
                 (Edge::Wants | Edge::After, None) => false,
                 (Edge::Wants | Edge::After, Some(d)) => {
-                    !runs && d.seen.want_up && !d.seen.failed && !d.seen.ready()
+                    !runs && d.seen.want_up && !d.seen.failed && !d.seen.retrying && !d.seen.ready()
                 }
             }
         });

@@ -27,18 +27,21 @@ const READY: Seen = Seen {
     ready: true,
     want_up: true,
     failed: false,
+    retrying: false,
 };
 const UP_NOT_READY: Seen = Seen {
     up: true,
     ready: false,
     want_up: true,
     failed: false,
+    retrying: false,
 };
 const DOWN_WANTED_DOWN: Seen = Seen {
     up: false,
     ready: false,
     want_up: false,
     failed: false,
+    retrying: false,
 };
 
 /// What is to be done but the joins (see [`joined`]).
@@ -139,6 +142,17 @@ fn wants_and_after_wait_only_for_a_dependency_that_exists_and_is_wanted_up() {
         out,
         [send("web", Gate::Go)],
         "failed for good: not waited for"
+    );
+    g.seen(OsStr::new("net"), Seen::UNKNOWN);
+    let retrying = Seen {
+        retrying: true,
+        ..Seen::UNKNOWN
+    };
+    let out = g.seen(OsStr::new("net"), retrying);
+    assert_eq!(
+        out,
+        [send("web", Gate::Go)],
+        "its start failed, the next one waits out a back-off: not waited for"
     );
     g.seen(OsStr::new("net"), READY);
     g.declare(OsStr::new("metrics"), deps(&[], &[], &[]));
