@@ -624,6 +624,10 @@ fn a_oneshot_dependency_runs_up_first_and_down_at_shutdown_after_its_dependent()
     scan.start();
     wait_until("app started", LONG, || has(&app, "started"));
     assert!(first(&app, "started") >= first(&mount, "ready"));
+    // Its `down` is its program, not runit's marker.
+    let (_, out, err) = scan.svctl(&["status", "mount"]);
+    assert!(out.starts_with("mount: up (oneshot)"), "{out}{err}");
+    assert!(out.contains("normally up"), "{out}");
     assert_eq!(scan.stop(), Some(0));
     assert!(has(&mount, "stopped"), "the oneshot's down did not run");
     assert!(

@@ -191,6 +191,12 @@ pub fn read(dir: &Path) -> Result<Deps, Problem> {
     Ok(deps)
 }
 
+/// Whether `dir`'s `type` file says `oneshot` (its `down` is then a program, not runit's
+/// marker).
+pub fn is_oneshot(dir: &Path) -> bool {
+    read_kind(dir).is_ok_and(|k| k == Kind::Oneshot)
+}
+
 fn read_kind(dir: &Path) -> Result<Kind, Problem> {
     match crate::service::read_first_line(&dir.join(TYPE)) {
         Ok(None) => Ok(Kind::Longrun),

@@ -132,8 +132,9 @@ impl ServiceDir {
         log.is_dir().then(|| ServiceDir::new(log))
     }
 
+    /// runit's `down` marker; in a oneshot (`type` says so) the file is its down program.
     pub fn normally_down(&self) -> bool {
-        self.path.join(crate::service::DOWN).exists()
+        self.path.join(crate::service::DOWN).exists() && !crate::deps::is_oneshot(&self.path)
     }
 
     /// Asks the `ok` FIFO whether a supervisor holds it open, without blocking.
@@ -261,6 +262,19 @@ pub fn resolve(scandir: &Path, arg: &str) -> ServiceDir {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_oneshots_down_program_is_not_runits_down_marker() {
+        let dir = std::env::temp_dir().join(format!("warden-svdir-down-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("down"), "").unwrap();
+        assert!(ServiceDir::new(&dir).normally_down());
+        std::fs::write(dir.join("type"), "oneshot\n").unwrap();
+        assert!(!ServiceDir::new(&dir).normally_down());
+        std::fs::write(dir.join("type"), "longrun\n").unwrap();
+        assert!(ServiceDir::new(&dir).normally_down());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn issue_11_item_11_cgroup_names_are_one_directorys() {
