@@ -96,11 +96,10 @@ impl Snapshot {
         if !self.is_up() {
             return Some(false);
         }
-        match extended.ready_at {
-            Some(at) if at >= self.status.stamp => Some(true),
-            _ if self.notifies || self.supervisor_checks() => Some(false),
-            _ => None,
+        if warden::status::ready_at_is_this_runs(&self.status, extended) {
+            return Some(true);
         }
+        (self.notifies || self.supervisor_checks()).then_some(false)
     }
 
     /// warden's supervisor runs `./check` itself for this run's readiness (issue 14).

@@ -527,12 +527,9 @@ fn seen(name: &OsStr, id: &Id, tree: &Tree) -> Seen {
     let Ok(status) = dir.status() else {
         return Seen::UNKNOWN;
     };
-    let up = status.state == RunState::Run;
     Seen {
-        up,
-        // Ready by a notification or a passed `./check` (`ready_at`), or by running at all
-        // when the service has neither (`ready_by exec`); a oneshot once its `up` worked.
-        ready: up && (x.ready_at.is_some() || x.ready_by.as_deref() == Some("exec")),
+        up: status.state == RunState::Run,
+        ready: warden::status::up_and_ready(&status, &x),
         want_up: status.want == Want::Up && !x.failed,
         failed: x.failed,
         retrying: status.state != RunState::Run && x.next_start_at.is_some(),

@@ -212,6 +212,26 @@ pub struct Extended {
     pub settings: Vec<(String, String)>,
 }
 
+/// Whether a supervisor's `status` and extended status say the service is up and ready: ready
+/// by a notification or a passed `./check` (`ready_at` of this run, see
+/// [`ready_at_is_this_runs`]), or by running at all when the service has neither (`ready_by
+/// exec`); a oneshot once its `up` worked. What a dependency's readiness means to svscan.
+pub fn up_and_ready(status: &Status, extended: &Extended) -> bool {
+    status.state == RunState::Run
+        && (ready_at_is_this_runs(status, extended) || extended.ready_by.as_deref() == Some("exec"))
+}
+
+/// Whether the extended status's `ready_at` is of the run `status` describes. The two files are
+/// renamed one after the other, the status first: a reader between the two finds the new
+/// run's status beside the last run's `ready_at`, which says nothing of this one. It is this
+/// run's when it is no earlier than the status stamp, or when the extended status names this
+/// run's process group (a wall clock set back during the run leaves the stamp after it).
+pub fn ready_at_is_this_runs(status: &Status, extended: &Extended) -> bool {
+    extended.ready_at.is_some_and(|at| {
+        at >= status.stamp || (status.pid != 0 && extended.pgid == Some(status.pid))
+    })
+}
+
 impl Extended {
     pub fn encode(&self) -> String {
         let mut s = format!("restarts {}\n", self.restarts);
@@ -329,6 +349,50 @@ mod tests {
 
     fn stamp() -> Tai64N {
         Tai64N::parse_label(b"@400000006b024c670c703634").unwrap()
+    }
+
+    #[test]
+    fn the_last_runs_ready_at_does_not_make_a_new_run_ready() {
+        let earlier = Tai64N::parse_label(b"@400000006b024c600c703634").unwrap();
+        let later = Tai64N::parse_label(b"@400000006b024c700c703634").unwrap();
+        let status = Status {
+            stamp: stamp(),
+            pid: 42,
+            paused: false,
+            want: Want::Up,
+            term_sent: false,
+            state: RunState::Run,
+        };
+        let x = |ready_at| Extended {
+            ready_at,
+            ready_by: Some("notification-fd".into()),
+            ..Extended::default()
+        };
+        assert!(!up_and_ready(&status, &x(None)));
+        assert!(!up_and_ready(&status, &x(Some(earlier))), "the last run's");
+        // Earlier by the wall clock, but of this run's process group: the clock went back.
+        let stepped_back = Extended {
+            pgid: Some(42),
+            ..x(Some(earlier))
+        };
+        assert!(up_and_ready(&status, &stepped_back));
+        let the_last_runs_group = Extended {
+            pgid: Some(41),
+            ..x(Some(earlier))
+        };
+        assert!(!up_and_ready(&status, &the_last_runs_group));
+        assert!(up_and_ready(&status, &x(Some(stamp()))));
+        assert!(up_and_ready(&status, &x(Some(later))));
+        let exec = Extended {
+            ready_by: Some("exec".into()),
+            ..Extended::default()
+        };
+        assert!(up_and_ready(&status, &exec));
+        let down = Status {
+            state: RunState::Down,
+            ..status
+        };
+        assert!(!up_and_ready(&down, &x(Some(later))));
     }
 
     #[test]
