@@ -914,6 +914,30 @@ fn svctl_down_stops_the_services_that_need_it_first_and_they_come_back_with_it()
 }
 
 #[test]
+fn svctl_restart_stops_the_services_that_need_it_first_and_they_come_back_after_it() {
+    let mut scan = Scan::new();
+    let s = scan.dir.clone();
+    let db = timed_service(&s, "db", "0.2", "0");
+    let app = timed_service(&s, "app", "0", "0.3");
+    dep(&app, "needs", "db");
+    scan.start();
+    wait_until("app ready", LONG, || has(&app, "ready"));
+    let (code, _, err) = scan.svctl(&["-w", "10", "restart", "db"]);
+    assert_eq!(code, Some(0), "{err}");
+    let (a, d) = (first(&app, "stopped"), first(&db, "stopped"));
+    assert!(
+        d >= a + 250_000_000,
+        "db told to stop {} ns after app",
+        d as i128 - a as i128
+    );
+    wait_until("app back", LONG, || stamps(&app, "started").len() == 2);
+    assert!(
+        last(&app, "started") >= last(&db, "ready"),
+        "app before db was ready"
+    );
+}
+
+#[test]
 fn svctl_deps_prints_the_graph_under_a_service() {
     let mut scan = Scan::new();
     let s = scan.dir.clone();

@@ -34,7 +34,8 @@ pub fn control(inv: &Invocation, verb: Verb) -> Outcome {
         .collect();
     match verb.name {
         "up" => targets.extend(pulled_in(inv)),
-        "down" => worst = worst.max(hold_dependents(inv, deadline)),
+        // Each stops the service: what needs it stops first, as at shutdown.
+        "down" | "restart" | "exit" => worst = worst.max(hold_dependents(inv, deadline)),
         _ => {}
     }
     let mut sent = Vec::new();
@@ -105,10 +106,10 @@ fn pulled_in(inv: &Invocation) -> Vec<(String, ServiceDir)> {
 const DEPENDENT_STOP: Duration = Duration::from_secs(10);
 const DEPENDENT_MARGIN: Duration = Duration::from_secs(2);
 
-/// Before `down` of the named services: the running services that need them (transitively,
-/// read from every service of the scan directory) are held (`H`: stopped, still wanted up,
-/// started again by svscan once what they need is ready), the farthest first, each waited
-/// for until it is down.
+/// Before `down`, `restart` or `exit` of the named services: the running services that need
+/// them (transitively, read from every service of the scan directory) are held (`H`:
+/// stopped, still wanted up, started again by svscan once what they need is ready), the
+/// farthest first, each waited for until it is down.
 fn hold_dependents(inv: &Invocation, deadline: Option<Instant>) -> Outcome {
     let Ok(all) = scan(&inv.scandir) else {
         return Outcome::Success;
