@@ -719,6 +719,44 @@ fn shutdown_stops_dependents_first() {
 }
 
 #[test]
+fn a_dependent_that_does_not_stop_leaves_its_dependency_a_share_of_the_grace_to_stop_cleanly() {
+    let mut scan = Scan::new();
+    let s = scan.dir.clone();
+    let db = timed_service(&s, "db", "0", "0");
+    // app ignores TERM, and its own timeout-kill is longer than the whole grace.
+    let app = s.join("app");
+    script(
+        &app.join("run"),
+        "trap 'date +%s%N >> stopped' TERM\ndate +%s%N >> started\n\
+         while :; do sleep 1 & wait $!; done",
+    );
+    fs::write(app.join("timeout-kill"), "30000\n").unwrap();
+    dep(&app, "needs", "db");
+    let mut cmd = Command::new(bin("svscan"));
+    cmd.arg("-g").arg("3s").arg(&s);
+    scan.launch(cmd);
+    wait_until("app started", LONG, || has(&app, "started"));
+    assert_eq!(scan.stop(), Some(0));
+    // db was told to stop (and could) after two thirds of the grace, not KILLed at its end
+    // without a word.
+    assert!(
+        has(&db, "stopped"),
+        "db never got its TERM: {}",
+        scan.stderr()
+    );
+    let waited = first(&db, "stopped").saturating_sub(first(&app, "stopped"));
+    assert!(
+        (1_500_000_000..2_900_000_000).contains(&waited),
+        "db told to stop {waited} ns after app"
+    );
+    assert!(
+        scan.stderr().contains("stopping \"db\" now"),
+        "{}",
+        scan.stderr()
+    );
+}
+
+#[test]
 fn an_s6_rc_longrun_dir_with_dependencies_d_runs_unchanged() {
     let mut scan = Scan::new();
     let s = scan.dir.clone();

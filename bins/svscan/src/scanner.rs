@@ -62,11 +62,21 @@ const AFTER_KILL: Duration = Duration::from_secs(5);
 const HUP_RECHECK: Duration = Duration::from_millis(100);
 /// Held supervisors found by one scan start this far apart, deepest last.
 const HELD_STAGGER: Duration = Duration::from_millis(2);
+/// The part of the shutdown grace the dependency order may take: past it, the services still
+/// waiting for their dependents to stop are told to stop too, with the rest of the grace (a
+/// third) to do it before the KILL.
+fn order_share(grace: Duration) -> Duration {
+    grace.saturating_sub(grace / 3)
+}
+
 /// How long a service made in place is watched for a `log/` that its maker adds after it.
 const SETTLE: Duration = Duration::from_secs(2);
 
 struct Shutdown {
     ending: Ending,
+    /// With dependencies: when the order gives way, and every service still waiting for its
+    /// dependents to stop is told to stop too (see [`order_share`]); `None` once it has.
+    order_deadline: Option<Instant>,
     services_deadline: Instant,
     services_killed: bool,
     loggers_deadline: Option<Instant>,
@@ -225,6 +235,7 @@ impl Scanner {
             if !s.services_killed {
                 deadlines.push(Some(s.services_deadline));
             }
+            deadlines.push(s.order_deadline);
             if !s.loggers_killed {
                 deadlines.push(s.loggers_deadline);
             }
@@ -326,8 +337,10 @@ impl Scanner {
             }
             return;
         }
+        let ordered = self.gates.has_edges();
         self.shutdown = Some(Shutdown {
             ending,
+            order_deadline: ordered.then(|| deadline(now, order_share(self.grace))),
             services_deadline: deadline(now, self.grace),
             services_killed: false,
             loggers_deadline: None,
@@ -335,7 +348,7 @@ impl Scanner {
             give_up: None,
         });
         self.rescan_at = None;
-        if self.gates.has_edges() {
+        if ordered {
             // Dependents first: each service is told to stop once no service that depends
             // on it has a supervisor left (see `stop_in_order`).
             self.tree.begin_shutdown();
@@ -356,9 +369,41 @@ impl Scanner {
         }
     }
 
+    /// A dependent has not stopped in its share of the grace: the services still waiting for
+    /// it are told to stop now, so each gets its down-signal and the rest of the grace to stop
+    /// cleanly instead of a KILL at the end of it (a database behind a client that hangs).
+    fn give_up_the_order(&mut self) {
+        let Some(s) = self.shutdown.as_mut() else {
+            return;
+        };
+        s.order_deadline = None;
+        let waiting: Vec<Id> = self.tree.wanted();
+        if waiting.is_empty() {
+            return;
+        }
+        let names: Vec<String> = waiting
+            .iter()
+            .filter_map(|id| self.tree.name(id).map(shown))
+            .collect();
+        warden::say!(
+            "svscan: warning: their dependents did not stop in time: stopping {} now",
+            names.join(", ")
+        );
+        for id in waiting {
+            self.tree.unwant(&id);
+        }
+    }
+
     /// Moves a shutdown along its deadlines; the ending once everything has exited.
     fn shutdown_step(&mut self, now: Instant) -> Option<Ending> {
-        if self.shutdown.is_some() && self.gates.has_edges() {
+        let order_over = self
+            .shutdown
+            .as_ref()
+            .and_then(|s| s.order_deadline)
+            .is_some_and(|at| now >= at);
+        if order_over {
+            self.give_up_the_order();
+        } else if self.shutdown.is_some() && self.gates.has_edges() {
             self.stop_in_order();
         }
         let s = self.shutdown.as_mut()?;
