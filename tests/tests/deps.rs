@@ -923,23 +923,35 @@ fn svctl_up_brings_up_what_a_service_needs_and_wants() {
     assert!(first(&app, "started") >= first(&db, "ready"));
 }
 
-#[test]
-fn svctl_down_stops_the_services_that_need_it_first_and_they_come_back_with_it() {
-    let mut scan = Scan::new();
+/// db (ready `db_ready_after` after its start) and app, which needs it and lingers 0.3 s
+/// after TERM, both up and ready.
+fn app_needing_db(scan: &mut Scan, db_ready_after: &str) -> (PathBuf, PathBuf) {
     let s = scan.dir.clone();
-    let db = timed_service(&s, "db", "0", "0");
+    let db = timed_service(&s, "db", db_ready_after, "0");
     let app = timed_service(&s, "app", "0", "0.3");
     dep(&app, "needs", "db");
     scan.start();
     wait_until("app ready", LONG, || has(&app, "ready"));
-    let (code, _, err) = scan.svctl(&["-w", "10", "down", "db"]);
+    (db, app)
+}
+
+/// `svctl -w 10 VERB db`, and app was told to stop first: db only once app had exited.
+fn svctl_stops_app_before_db(scan: &Scan, verb: &str, db: &Path, app: &Path) {
+    let (code, _, err) = scan.svctl(&["-w", "10", verb, "db"]);
     assert_eq!(code, Some(0), "{err}");
-    let (a, d) = (first(&app, "stopped"), first(&db, "stopped"));
+    let (a, d) = (first(app, "stopped"), first(db, "stopped"));
     assert!(
         d >= a + 250_000_000,
         "db told to stop {} ns after app",
         d as i128 - a as i128
     );
+}
+
+#[test]
+fn svctl_down_stops_the_services_that_need_it_first_and_they_come_back_with_it() {
+    let mut scan = Scan::new();
+    let (db, app) = app_needing_db(&mut scan, "0");
+    svctl_stops_app_before_db(&scan, "down", &db, &app);
     let x = ServiceDir::new(&app).extended().unwrap();
     assert!(x.held);
     assert_eq!(
@@ -954,20 +966,8 @@ fn svctl_down_stops_the_services_that_need_it_first_and_they_come_back_with_it()
 #[test]
 fn svctl_restart_stops_the_services_that_need_it_first_and_they_come_back_after_it() {
     let mut scan = Scan::new();
-    let s = scan.dir.clone();
-    let db = timed_service(&s, "db", "0.2", "0");
-    let app = timed_service(&s, "app", "0", "0.3");
-    dep(&app, "needs", "db");
-    scan.start();
-    wait_until("app ready", LONG, || has(&app, "ready"));
-    let (code, _, err) = scan.svctl(&["-w", "10", "restart", "db"]);
-    assert_eq!(code, Some(0), "{err}");
-    let (a, d) = (first(&app, "stopped"), first(&db, "stopped"));
-    assert!(
-        d >= a + 250_000_000,
-        "db told to stop {} ns after app",
-        d as i128 - a as i128
-    );
+    let (db, app) = app_needing_db(&mut scan, "0.2");
+    svctl_stops_app_before_db(&scan, "restart", &db, &app);
     wait_until("app back", LONG, || stamps(&app, "started").len() == 2);
     assert!(
         last(&app, "started") >= last(&db, "ready"),

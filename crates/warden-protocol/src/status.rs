@@ -351,18 +351,23 @@ mod tests {
         Tai64N::parse_label(b"@400000006b024c670c703634").unwrap()
     }
 
-    #[test]
-    fn the_last_runs_ready_at_does_not_make_a_new_run_ready() {
-        let earlier = Tai64N::parse_label(b"@400000006b024c600c703634").unwrap();
-        let later = Tai64N::parse_label(b"@400000006b024c700c703634").unwrap();
-        let status = Status {
+    /// pid 42 running since [`stamp`], wanted up.
+    fn running_42() -> Status {
+        Status {
             stamp: stamp(),
             pid: 42,
             paused: false,
             want: Want::Up,
             term_sent: false,
             state: RunState::Run,
-        };
+        }
+    }
+
+    #[test]
+    fn the_last_runs_ready_at_does_not_make_a_new_run_ready() {
+        let earlier = Tai64N::parse_label(b"@400000006b024c600c703634").unwrap();
+        let later = Tai64N::parse_label(b"@400000006b024c700c703634").unwrap();
+        let status = running_42();
         let x = |ready_at| Extended {
             ready_at,
             ready_by: Some("notification-fd".into()),
@@ -451,16 +456,7 @@ mod tests {
 
     #[test]
     fn daemontools_record_and_truncation() {
-        let mut bytes = Status {
-            stamp: stamp(),
-            pid: 42,
-            paused: false,
-            want: Want::Up,
-            term_sent: false,
-            state: RunState::Run,
-        }
-        .encode()
-        .to_vec();
+        let mut bytes = running_42().encode().to_vec();
         bytes.truncate(18);
         let s = Status::decode(&bytes).unwrap();
         assert_eq!((s.pid, s.state), (42, RunState::Run));
