@@ -976,6 +976,31 @@ fn svctl_restart_stops_the_services_that_need_it_first_and_they_come_back_after_
 }
 
 #[test]
+fn svctl_w_up_ends_at_once_when_what_it_needs_fails_for_good() {
+    let mut scan = Scan::new();
+    let s = scan.dir.clone();
+    let db = s.join("db");
+    script(&db.join("run"), "date +%s%N >> started\nexit 1");
+    fs::write(db.join("notification-fd"), "3\n").unwrap();
+    fs::write(db.join("restart-limit"), "2 1m\n").unwrap();
+    let app = plain_service(&s, "app");
+    fs::write(app.join("down"), "").unwrap();
+    dep(&app, "needs", "db");
+    scan.start();
+    let started = std::time::Instant::now();
+    let (code, _, err) = scan.svctl(&["-w", "30", "up", "app"]);
+    let took = started.elapsed();
+    assert_eq!(code, Some(3), "{err}");
+    assert!(took < Duration::from_secs(15), "waited {took:?}");
+    assert!(err.contains("db will not be up: failed"), "{err}");
+    assert!(
+        err.contains("app will not be up: it needs db, which failed"),
+        "{err}"
+    );
+    assert!(!has(&app, "started"));
+}
+
+#[test]
 fn svctl_deps_prints_the_graph_under_a_service() {
     let mut scan = Scan::new();
     let s = scan.dir.clone();

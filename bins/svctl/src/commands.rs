@@ -65,6 +65,11 @@ pub fn control(inv: &Invocation, verb: Verb) -> Outcome {
         }
     }
     if let (Some(wait), Some(goal), Some(deadline)) = (inv.wait, verb.goal, deadline) {
+        // What `up` pulled in (after the named ones) first: a dependency that fails for
+        // good is then known when its dependents are looked at, which end at once too.
+        if verb.name == "up" {
+            sent.reverse();
+        }
         for (name, dir) in sent {
             worst = worst.max(wait_one(name, &dir, goal, since, deadline, wait));
         }
@@ -231,6 +236,13 @@ fn wait_one(
 ) -> Outcome {
     match wait_for(dir, goal, since, deadline) {
         Ok(Waited::Reached) => Outcome::Success,
+        Ok(Waited::Failed(why)) => {
+            warden::say!(
+                "svctl: fatal: {name} will not be {}: {why}",
+                goal.describe()
+            );
+            Outcome::NotUp
+        }
         Ok(Waited::TimedOut) => {
             warden::say!(
                 "svctl: fatal: timed out after {} waiting for {name} to be {}: {}",

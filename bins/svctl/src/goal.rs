@@ -113,6 +113,18 @@ impl Snapshot {
         self.supervisor_checks() && self.ready() == Some(true)
     }
 
+    /// Failed by its `restart-limit` after `since`: the failure is newer than the command (an
+    /// older one is what `up` has just cleared).
+    pub fn failed_since(&self, since: Tai64N) -> bool {
+        self.extended.as_ref().is_some_and(|x| x.failed) && self.status.stamp >= since
+    }
+
+    /// Why its supervisor gave up on it, for a message.
+    pub fn failure(&self) -> String {
+        let error = self.extended.as_ref().and_then(|x| x.last_error.clone());
+        error.unwrap_or_else(|| "restart-limit reached".into())
+    }
+
     /// Up and, where readiness is known, ready.
     fn is_up_and_ready(&self) -> bool {
         self.is_up() && self.ready() != Some(false)
@@ -126,6 +138,8 @@ pub enum Verdict {
     /// The state is right; `./check`, where there is one, has the last word.
     NeedsCheck,
     NotYet,
+    /// It reached its `restart-limit` after the command: it will not come up by itself.
+    Failed,
 }
 
 /// Judges `snap` against `goal`; `since` is when the command was sent.
@@ -133,6 +147,9 @@ pub fn judge(goal: Goal, snap: &Snapshot, since: Tai64N) -> Verdict {
     let verdict = |ok: bool, then: Verdict| if ok { then } else { Verdict::NotYet };
     let status = &snap.status;
     let new_run = status.stamp >= since && !status.term_sent;
+    if matches!(goal, Goal::Up | Goal::NewRun) && snap.failed_since(since) {
+        return Verdict::Failed;
+    }
     match goal {
         Goal::Up => verdict(snap.is_up_and_ready(), Verdict::NeedsCheck),
         Goal::Down => verdict(snap.is_down(), Verdict::Reached),
@@ -179,6 +196,21 @@ mod tests {
             extended: None,
             notifies: false,
         }
+    }
+
+    #[test]
+    fn a_failure_after_the_command_ends_the_wait_for_up_and_an_older_one_does_not() {
+        let mut failed = snap(0, RunState::Down, Want::Down, 7);
+        failed.extended = Some(Extended {
+            failed: true,
+            ..Extended::default()
+        });
+        assert_eq!(judge(Goal::Up, &failed, at(5)), Verdict::Failed);
+        assert_eq!(judge(Goal::NewRun, &failed, at(5)), Verdict::Failed);
+        // Failed before the command: what `up` has just cleared.
+        assert_eq!(judge(Goal::Up, &failed, at(9)), Verdict::NotYet);
+        // `down` of a failed service is reached all the same.
+        assert_eq!(judge(Goal::Down, &failed, at(5)), Verdict::Reached);
     }
 
     #[test]

@@ -41,6 +41,8 @@ const CHECK_BACKOFF_MAX: Duration = Duration::from_millis(500);
 pub enum Waited {
     Reached,
     TimedOut,
+    /// It, or a service it needs, failed for good after the command: the reason.
+    Failed(String),
 }
 
 /// Waits until `dir` reaches `goal` (the command having been sent at `since`) or `deadline`.
@@ -63,6 +65,7 @@ pub fn wait_for(
         } else {
             let snap = Snapshot::take(dir)?;
             match judge(goal, &snap, since) {
+                Verdict::Failed => return Ok(Waited::Failed(snap.failure())),
                 Verdict::Reached => return Ok(Waited::Reached),
                 Verdict::NeedsCheck if !has_check(&dir.path) => return Ok(Waited::Reached),
                 // Its supervisor ran `./check` until it passed (and says so in `ready_at`):
@@ -83,6 +86,9 @@ pub fn wait_for(
                 Verdict::NotYet => {
                     next_check = None;
                     backoff = CHECK_BACKOFF_MIN;
+                    if let Some(why) = held_for_a_failed_need(dir, &snap, goal, since) {
+                        return Ok(Waited::Failed(why));
+                    }
                 }
             }
         }
@@ -332,6 +338,28 @@ fn drain(fifo: &OwnedFd) -> Result<(), Errno> {
     }
 }
 
+/// A service held for its dependencies, one of which it needs failed for good after the
+/// command: it will not come up (svctl waits for what `up` pulls in first, so that failure
+/// is seen by then).
+fn held_for_a_failed_need(
+    dir: &ServiceDir,
+    snap: &Snapshot,
+    goal: Goal,
+    since: Tai64N,
+) -> Option<String> {
+    let held = snap.extended.as_ref().is_some_and(|x| x.held);
+    if !held || !matches!(goal, Goal::Up | Goal::NewRun) {
+        return None;
+    }
+    let scandir = dir.path.parent()?;
+    let deps = warden::deps::read(&dir.path).ok()?;
+    deps.needs.iter().find_map(|need| {
+        let snap = Snapshot::take(&ServiceDir::new(scandir.join(need))).ok()?;
+        snap.failed_since(since)
+            .then(|| format!("it needs {need}, which failed: {}", snap.failure()))
+    })
+}
+
 /// Whether `dir` is at `goal` now, running `./check` once where it has the last word (bounded
 /// by `check_deadline`).
 pub fn holds_now(
@@ -344,7 +372,7 @@ pub fn holds_now(
         Verdict::Reached => true,
         Verdict::NeedsCheck if !has_check(&dir.path) => true,
         Verdict::NeedsCheck => matches!(run_check(&dir.path, check_deadline)?, CheckResult::Passed),
-        Verdict::NotYet => false,
+        Verdict::NotYet | Verdict::Failed => false,
     })
 }
 
