@@ -1001,6 +1001,30 @@ fn svctl_w_up_ends_at_once_when_what_it_needs_fails_for_good() {
 }
 
 #[test]
+fn svctl_w_up_ends_at_once_for_a_service_held_by_a_cycle_or_a_bad_file() {
+    let mut scan = Scan::new();
+    let s = scan.dir.clone();
+    let a = plain_service(&s, "a");
+    let b = plain_service(&s, "b");
+    dep(&a, "needs", "b");
+    dep(&b, "after", "a");
+    let bad = plain_service(&s, "bad");
+    fs::create_dir(bad.join("needs")).unwrap();
+    std::os::unix::fs::symlink("/nonexistent/db", bad.join("needs/db")).unwrap();
+    scan.start();
+    for (name, why) in [
+        ("a", "a will not be up: dependency cycle: a -> b -> a"),
+        ("bad", "bad will not be up: needs/db: dangling symlink"),
+    ] {
+        let started = std::time::Instant::now();
+        let (code, _, err) = scan.svctl(&["-w", "30", "up", name]);
+        assert_eq!(code, Some(3), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(15), "{name}: {err}");
+        assert!(err.contains(why), "{err}");
+    }
+}
+
+#[test]
 fn svctl_deps_prints_the_graph_under_a_service() {
     let mut scan = Scan::new();
     let s = scan.dir.clone();

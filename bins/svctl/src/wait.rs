@@ -30,7 +30,7 @@ use rustix::process::{pidfd_open, Pid, PidfdFlags, Signal};
 use std::mem::MaybeUninit;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 use warden::svdir::{ClientError, Liveness, ServiceDir, OK};
 use warden::Tai64N;
 
@@ -86,7 +86,7 @@ pub fn wait_for(
                 Verdict::NotYet => {
                     next_check = None;
                     backoff = CHECK_BACKOFF_MIN;
-                    if let Some(why) = held_for_a_failed_need(dir, &snap, goal, since) {
+                    if let Some(why) = held_for_good(dir, &snap, goal, since) {
                         return Ok(Waited::Failed(why));
                     }
                 }
@@ -338,20 +338,22 @@ fn drain(fifo: &OwnedFd) -> Result<(), Errno> {
     }
 }
 
-/// A service held for its dependencies, one of which it needs failed for good after the
-/// command: it will not come up (svctl waits for what `up` pulls in first, so that failure
-/// is seen by then).
-fn held_for_a_failed_need(
-    dir: &ServiceDir,
-    snap: &Snapshot,
-    goal: Goal,
-    since: Tai64N,
-) -> Option<String> {
+/// Why a service held for its dependencies will not come up by itself, if it will not: its
+/// dependency files are bad, a cycle runs through what it depends on, or one it needs failed
+/// for good after the command (svctl waits for what `up` pulls in first, so that failure is
+/// seen by then).
+fn held_for_good(dir: &ServiceDir, snap: &Snapshot, goal: Goal, since: Tai64N) -> Option<String> {
     let held = snap.extended.as_ref().is_some_and(|x| x.held);
     if !held || !matches!(goal, Goal::Up | Goal::NewRun) {
         return None;
     }
     let scandir = dir.path.parent()?;
+    if let Some(view) = crate::graph::DepView::read(scandir, &dir.path, SystemTime::now()) {
+        let lasting = view.problem.as_ref().is_some_and(|p| !p.transient);
+        if lasting || view.cycle.is_some() {
+            return view.why_held();
+        }
+    }
     let deps = warden::deps::read(&dir.path).ok()?;
     deps.needs.iter().find_map(|need| {
         let snap = Snapshot::take(&ServiceDir::new(scandir.join(need))).ok()?;
