@@ -179,7 +179,7 @@ pub fn from_snapshot(snap: &Snapshot, now: SystemTime) -> DepState {
         retrying: snap
             .extended
             .as_ref()
-            .is_some_and(|x| x.next_start_at.is_some()),
+            .is_some_and(|x| warden::status::retrying(s, x)),
     }
 }
 

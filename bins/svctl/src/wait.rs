@@ -348,14 +348,16 @@ fn held_for_good(dir: &ServiceDir, snap: &Snapshot, goal: Goal, since: Tai64N) -
         return None;
     }
     let scandir = dir.path.parent()?;
-    if let Some(view) = crate::graph::DepView::read(scandir, &dir.path, SystemTime::now()) {
-        let lasting = view.problem.as_ref().is_some_and(|p| !p.transient);
-        if lasting || view.cycle.is_some() {
-            return view.why_held();
-        }
+    let view = crate::graph::DepView::read(scandir, &dir.path, SystemTime::now())?;
+    let lasting = view.problem.as_ref().is_some_and(|p| !p.transient);
+    if lasting || view.cycle.is_some() {
+        return view.why_held();
     }
-    let deps = warden::deps::read(&dir.path).ok()?;
-    deps.needs.iter().find_map(|need| {
+    let needs = view
+        .deps
+        .iter()
+        .filter(|d| d.edge == warden::deps::Edge::Needs);
+    needs.map(|d| &d.name).find_map(|need| {
         let snap = Snapshot::take(&ServiceDir::new(scandir.join(need))).ok()?;
         snap.failed_since(since)
             .then(|| format!("it needs {need}, which failed: {}", snap.failure()))

@@ -532,7 +532,7 @@ fn seen(name: &OsStr, id: &Id, tree: &Tree) -> Seen {
         ready: warden::status::up_and_ready(&status, &x),
         want_up: status.want == Want::Up && !x.failed,
         failed: x.failed,
-        retrying: status.state != RunState::Run && x.next_start_at.is_some(),
+        retrying: warden::status::retrying(&status, &x),
     }
 }
 

@@ -221,6 +221,13 @@ pub fn up_and_ready(status: &Status, extended: &Extended) -> bool {
         && (ready_at_is_this_runs(status, extended) || extended.ready_by.as_deref() == Some("exec"))
 }
 
+/// Whether the service's start failed and the next one waits out a back-off: it does not run,
+/// and a throttled restart is pending. A `wants` or `after` dependency in that state is not
+/// waited for.
+pub fn retrying(status: &Status, extended: &Extended) -> bool {
+    status.state != RunState::Run && extended.next_start_at.is_some()
+}
+
 /// Whether the extended status's `ready_at` is of the run `status` describes. The two files are
 /// renamed one after the other, the status first: a reader between the two finds the new
 /// run's status beside the last run's `ready_at`, which says nothing of this one. It is this
